@@ -1,0 +1,18 @@
+# Writes a C++ file holding every migration as (version, name, sql).
+# Inputs: OUT (file to write), FILES (list of .sql paths, sorted).
+set(body "#include \"audsync/store/migrations.hpp\"\n\nnamespace audsync::store {\n\n")
+string(APPEND body "const std::vector<Migration>& EmbeddedMigrations() {\n")
+string(APPEND body "    static const std::vector<Migration> kMigrations = {\n")
+foreach(path IN LISTS FILES)
+    get_filename_component(name ${path} NAME_WE)
+    string(REGEX MATCH "^[0-9]+" number ${name})
+    if(NOT number)
+        message(FATAL_ERROR "migration ${path} does not start with a number")
+    endif()
+    math(EXPR version "${number}")
+    file(READ ${path} sql)
+    string(APPEND body "        {${version}, \"${name}\", R\"audsync_sql(${sql})audsync_sql\"},\n")
+endforeach()
+string(APPEND body "    };\n    return kMigrations;\n}\n\n}  // namespace audsync::store\n")
+file(WRITE ${OUT}.tmp "${body}")
+file(COPY_FILE ${OUT}.tmp ${OUT} ONLY_IF_DIFFERENT)

@@ -1,0 +1,84 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "audsync/common/result.hpp"
+
+namespace audsync::config {
+
+// The five context-key priorities of Segment's LaunchDarkly Audiences destination.
+enum class ContextKeyChoice {
+    kUserIdOnly,
+    kUserIdThenEmail,
+    kUserIdThenAnonymousId,
+    kUserIdThenEmailThenAnonymousId,
+    kEmailOnly,
+};
+std::optional<ContextKeyChoice> ParseContextKeyChoice(std::string_view name);
+std::string_view ToString(ContextKeyChoice choice);
+
+// True for a LaunchDarkly context kind: [A-Za-z0-9._-]{1,256}, not "kind" nor "multi".
+bool IsValidContextKind(std::string_view kind);
+
+struct Limits {
+    size_t tracking_max_request_bytes = 512000;  // Segment's 500 KB
+    size_t tracking_max_events = 2500;
+    size_t webhook_max_request_bytes = 4 * 1024 * 1024;
+    size_t webhook_max_events = 4000;
+    size_t max_event_bytes = 32768;  // Segment's 32 KB per event
+    int max_json_depth = 64;
+    size_t max_id_bytes = 256;           // messageId, audience id and key, destination id
+    size_t max_key_bytes = 1024;         // context keys
+    size_t max_pending_events = 100000;  // events queued for the writer at once
+};
+
+struct Destination {
+    std::string id;
+    std::string platform = "launchdarkly";
+    std::string service_token;
+    std::string client_side_id;
+    std::string api_base = "https://app.launchdarkly.com";
+    std::string clientsdk_base = "https://clientsdk.launchdarkly.com";
+    std::string context_kind = "user";
+    ContextKeyChoice context_key = ContextKeyChoice::kUserIdOnly;
+    std::vector<std::string> write_keys;
+    std::string shared_secret;  // empty: no X-Signature check
+    int max_batch = 1000;
+    // Per-audience context kind overrides, keyed by audience id (aud_...) or key.
+    std::map<std::string, std::string> audience_context_kinds;
+};
+
+struct Config {
+    std::string listen_host = "127.0.0.1";
+    uint16_t listen_port = 8080;
+    std::string database = "audsync.db";
+    std::string admin_token;
+    int http_threads = 8;
+    int keepalive_timeout_ms = 5000;
+    int header_timeout_ms = 10000;
+    int body_timeout_ms = 30000;
+    int dedupe_window_hours = 168;  // 7 days
+    Limits limits;
+    std::vector<Destination> destinations;
+
+    const Destination* FindDestination(std::string_view id) const;
+};
+
+using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
+
+// The process environment.
+EnvLookup ProcessEnv();
+
+// Parses a config document. `${VAR}` in any string is replaced from `env` (`$$` is a
+// literal `$`). Every error names the field, e.g. "destinations[0].client_side_id:
+// required". Unknown fields are errors, so typos do not pass silently.
+Result<Config> LoadText(std::string_view text, const EnvLookup& env);
+Result<Config> LoadFile(const std::string& path, const EnvLookup& env);
+
+}  // namespace audsync::config

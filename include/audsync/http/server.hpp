@@ -1,0 +1,41 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "audsync/common/result.hpp"
+#include "audsync/config/config.hpp"
+#include "audsync/ingest/ingest.hpp"
+
+namespace audsync::http {
+
+// HTTP status and the JSON error body for an Error: the one place where error codes
+// become HTTP.
+int StatusFor(ErrorCode code);
+std::string ErrorBody(const Error& error);
+
+// The Pistache endpoint serving ingest and health routes. Every request is answered
+// exactly once, on its own worker thread; exceptions become a generic 500.
+// Thread-safety: Start/Stop from one thread; handlers run on Pistache's workers.
+class Server {
+  public:
+    Server(const config::Config& config, ingest::Service& ingest, std::function<bool()> ready);
+    ~Server();
+    Server(const Server&) = delete;
+    Server& operator=(const Server&) = delete;
+
+    // Binds and starts serving. Throws std::runtime_error when it cannot bind.
+    void Start();
+    // The bound port (the real one when the config asked for port 0).
+    uint16_t port() const;
+    // Stops accepting and waits for the workers. Idempotent.
+    void Stop();
+
+  private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace audsync::http

@@ -1,0 +1,87 @@
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <optional>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "audsync/common/result.hpp"
+#include "audsync/config/config.hpp"
+#include "audsync/store/writer.hpp"
+
+namespace audsync::ingest {
+
+enum class Route { kBatch, kIdentify, kTrack, kImport, kWebhook };
+
+struct Request {
+    Route route = Route::kBatch;
+    std::string destination_id;  // kWebhook only: from the path
+    std::string_view body;
+    std::optional<std::string> authorization;  // Authorization header
+    std::optional<std::string> signature;      // X-Signature header
+};
+
+// Context kinds of Webhook Audiences audiences by (destination, externalId), kept in
+// memory for the mapping of every event. Thread-safe.
+class AudienceRegistry {
+  public:
+    void Put(const std::string& destination, const std::string& external_id,
+             std::optional<std::string> context_kind);
+    bool Contains(const std::string& destination, const std::string& external_id) const;
+    std::optional<std::string> ContextKind(const std::string& destination,
+                                           const std::string& external_id) const;
+
+  private:
+    mutable std::shared_mutex mu_;
+    std::map<std::pair<std::string, std::string>, std::optional<std::string>> kinds_;
+};
+
+// Counters since start (exported as metrics later).
+struct Counters {
+    std::atomic<uint64_t> requests{0};
+    std::atomic<uint64_t> events_received{0};
+    std::atomic<uint64_t> accepted{0};
+    std::atomic<uint64_t> duplicates{0};
+    std::atomic<uint64_t> stale{0};
+    std::atomic<uint64_t> not_applicable{0};
+    std::atomic<uint64_t> rejected{0};
+};
+
+// The ingest path without HTTP: authenticate, parse, map, store, summarise.
+// Thread-safe: called concurrently from every HTTP worker; the store work is
+// serialised by the Writer.
+class Service {
+  public:
+    Service(const config::Config& config, store::Writer& writer, AudienceRegistry& audiences);
+
+    // Returns the JSON summary of a request whose items are all committed, or the
+    // error to answer with (nothing stored).
+    Result<std::string> Ingest(const Request& request);
+
+    // Webhook Audiences createAudienceUrl / getAudienceUrl. `key` is the ?key= value.
+    Result<std::string> CreateAudience(const std::string& destination_id,
+                                       const std::optional<std::string>& key,
+                                       std::string_view body);
+    Result<std::string> LookupAudience(const std::string& destination_id,
+                                       const std::optional<std::string>& key,
+                                       std::string_view body);
+
+    const Counters& counters() const { return counters_; }
+
+  private:
+    // The destination one of whose write keys equals `key` (constant-time compares).
+    const config::Destination* DestinationForWriteKey(std::string_view key) const;
+    Result<const config::Destination*> AuthenticateUrlKey(
+        const std::string& destination_id, const std::optional<std::string>& key) const;
+
+    const config::Config& config_;
+    store::Writer& writer_;
+    AudienceRegistry& audiences_;
+    Counters counters_;
+};
+
+}  // namespace audsync::ingest

@@ -1,0 +1,61 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+
+#include "audsync/config/config.hpp"
+#include "audsync/segment/event.hpp"
+
+namespace audsync::mapping {
+
+// A membership decision resolved from one event (semantics rules 1-4).
+struct MembershipChange {
+    std::string audience_id;   // computation_id
+    std::string audience_key;  // computation_key
+    std::string context_kind;
+    std::string context_key;
+    bool included = false;
+    int64_t event_time_ms = 0;  // rule 6: timestamp, originalTimestamp, sentAt, received
+};
+
+struct NotApplicable {};
+
+struct Rejection {
+    std::string reason;  // stable code, e.g. no_context_key
+    std::string detail;
+};
+
+using Outcome = std::variant<MembershipChange, NotApplicable, Rejection>;
+
+// The destination settings the rules need.
+struct Rules {
+    config::ContextKeyChoice key_choice = config::ContextKeyChoice::kUserIdOnly;
+    std::string default_kind = "user";
+    // Operator overrides by audience id or audience key (rule 4, first choice).
+    const std::map<std::string, std::string>* kind_overrides = nullptr;
+    size_t max_key_bytes = 1024;
+    size_t max_id_bytes = 256;
+};
+
+// The context kind recorded for a Webhook Audiences audience, by its externalId.
+using AudienceKindLookup = std::function<std::optional<std::string>(const std::string&)>;
+
+// Rule 3: the context key chosen by `choice`, empty strings counting as absent.
+std::optional<std::string> ResolveContextKey(const segment::Event& event,
+                                             config::ContextKeyChoice choice);
+
+// Rule 2: the membership value, or nullopt when the event carries none that counts.
+std::optional<bool> ResolveValue(const segment::Event& event);
+
+// Rule 6: the event time in Unix ms; nullopt when a present timestamp is not ISO-8601.
+std::optional<int64_t> ResolveEventTime(const segment::Event& event, int64_t received_ms);
+
+// Rules 1-4 for one event. Pure: no I/O beyond `audience_kind`.
+Outcome Resolve(const segment::Event& event, const Rules& rules, int64_t received_ms,
+                const AudienceKindLookup& audience_kind = {});
+
+}  // namespace audsync::mapping

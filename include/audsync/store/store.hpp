@@ -1,0 +1,96 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "audsync/mapping/mapping.hpp"
+#include "audsync/store/database.hpp"
+
+namespace audsync::store {
+
+enum class ApplyOutcome { kAccepted, kDuplicate, kStale };
+
+// An audience registered through Webhook Audiences' createAudienceUrl.
+struct Audience {
+    std::string destination;
+    std::string external_id;
+    std::string name;
+    std::string extras;  // JSON object
+    std::optional<std::string> context_kind;
+};
+
+// One membership row, as stored.
+struct Membership {
+    int64_t segment_id = 0;
+    std::string context_key;
+    bool desired = false;
+    int64_t version = 0;
+    std::string message_id;
+    int64_t event_ms = 0;
+    int64_t received_ms = 0;
+    std::optional<bool> acked;
+};
+
+// Every write statement, prepared once on the writer's connection. Used only by the
+// writer thread, inside its transaction (see Writer). Methods throw SqliteError.
+class WriteStore {
+  public:
+    explicit WriteStore(Database& db);
+    WriteStore(const WriteStore&) = delete;
+    WriteStore& operator=(const WriteStore&) = delete;
+
+    void EnsureDestination(const std::string& id, int64_t now_ms);
+
+    // Semantics rules 5-7: de-duplicates on (destination, message_id), records the
+    // event, and applies the change unless an event with a later time decided the
+    // current state (equal times: this later arrival wins).
+    ApplyOutcome Apply(const std::string& destination, const std::string& message_id,
+                       const mapping::MembershipChange& change, const std::string& raw,
+                       int64_t received_ms);
+
+    // Registers (or, for a name already known, updates and returns) an audience.
+    std::string UpsertAudience(const std::string& destination, const std::string& name,
+                               const std::string& extras,
+                               const std::optional<std::string>& context_kind, int64_t now_ms);
+
+    // Deletes de-duplication entries received before `before_ms`; returns how many.
+    int64_t PruneEvents(int64_t before_ms);
+
+    // Forgets cached ids after a rollback.
+    void ForgetCache() { segment_ids_.clear(); }
+
+  private:
+    int64_t SegmentId(const std::string& destination, const mapping::MembershipChange& change,
+                      int64_t now_ms);
+
+    Database& db_;
+    Statement ensure_destination_;
+    Statement insert_event_;
+    Statement mark_stale_;
+    Statement upsert_segment_;
+    Statement upsert_membership_;
+    Statement find_audience_by_name_;
+    Statement update_audience_;
+    Statement insert_audience_;
+    Statement prune_events_;
+    std::map<std::tuple<std::string, std::string, std::string>, int64_t> segment_ids_;
+};
+
+// Read helpers on a connection of the caller's own (WAL lets them run beside the
+// writer). Throw SqliteError.
+std::vector<Audience> LoadAudiences(Database& db);
+std::optional<Audience> FindAudience(Database& db, const std::string& destination,
+                                     const std::string& external_id);
+std::optional<Membership> FindMembership(Database& db, const std::string& destination,
+                                         const std::string& audience_id,
+                                         const std::string& context_kind,
+                                         const std::string& context_key);
+int64_t CountEvents(Database& db, const std::string& destination);
+bool HasEvent(Database& db, const std::string& destination, const std::string& message_id);
+
+}  // namespace audsync::store

@@ -1,0 +1,350 @@
+#include "audsync/config/config.hpp"
+
+#include <rapidjson/document.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "audsync/common/json.hpp"
+
+namespace audsync::config {
+namespace {
+
+Error ConfigError(const std::string& field, const std::string& what) {
+    return MakeError(ErrorCode::kInvalidBody, "invalid_config",
+                     (field.empty() ? std::string("config") : field) + ": " + what);
+}
+
+Result<std::string> Expand(std::string_view in, const std::string& field, const EnvLookup& env) {
+    std::string out;
+    for (size_t i = 0; i < in.size(); ++i) {
+        if (in[i] != '$') {
+            out.push_back(in[i]);
+            continue;
+        }
+        if (i + 1 < in.size() && in[i + 1] == '$') {
+            out.push_back('$');
+            ++i;
+            continue;
+        }
+        if (i + 1 < in.size() && in[i + 1] == '{') {
+            size_t close = in.find('}', i + 2);
+            if (close == std::string_view::npos) {
+                return ConfigError(field, "unterminated ${ in value");
+            }
+            std::string name(in.substr(i + 2, close - i - 2));
+            if (name.empty()) return ConfigError(field, "empty ${} in value");
+            auto value = env(name);
+            if (!value) {
+                return ConfigError(field, "environment variable " + name + " is not set");
+            }
+            out += *value;
+            i = close;
+            continue;
+        }
+        out.push_back('$');
+    }
+    return out;
+}
+
+// Walks one JSON object, remembering which members were read so that the rest can be
+// reported as unknown.
+class ObjectReader {
+  public:
+    ObjectReader(const rapidjson::Value& v, std::string path, const EnvLookup& env)
+        : v_(v), path_(std::move(path)), env_(env) {}
+
+    std::string Field(const char* name) const {
+        return path_.empty() ? std::string(name) : path_ + "." + name;
+    }
+
+    const rapidjson::Value* Get(const char* name) {
+        seen_.insert(name);
+        const rapidjson::Value* m = json::Find(v_, name);
+        return (m == nullptr || m->IsNull()) ? nullptr : m;
+    }
+
+    Status String(const char* name, std::string* out, bool required) {
+        const rapidjson::Value* m = Get(name);
+        if (m == nullptr) {
+            return required ? Status(ConfigError(Field(name), "required")) : Ok();
+        }
+        if (!m->IsString()) return ConfigError(Field(name), "must be a string");
+        auto expanded = Expand(json::View(*m), Field(name), env_);
+        if (!expanded) return expanded.error();
+        if (required && expanded.value().empty()) {
+            return ConfigError(Field(name), "must not be empty");
+        }
+        *out = std::move(expanded).value();
+        return Ok();
+    }
+
+    Status Int(const char* name, int* out, int min, int max) {
+        const rapidjson::Value* m = Get(name);
+        if (m == nullptr) return Ok();
+        if (!m->IsInt64() || m->GetInt64() < min || m->GetInt64() > max) {
+            return ConfigError(Field(name), "must be an integer from " + std::to_string(min) +
+                                                " to " + std::to_string(max));
+        }
+        *out = static_cast<int>(m->GetInt64());
+        return Ok();
+    }
+
+    Status Size(const char* name, size_t* out, size_t min, size_t max) {
+        int64_t v = static_cast<int64_t>(*out);
+        const rapidjson::Value* m = Get(name);
+        if (m == nullptr) return Ok();
+        if (!m->IsInt64() || m->GetInt64() < static_cast<int64_t>(min) ||
+            m->GetInt64() > static_cast<int64_t>(max)) {
+            return ConfigError(Field(name), "must be an integer from " + std::to_string(min) +
+                                                " to " + std::to_string(max));
+        }
+        v = m->GetInt64();
+        *out = static_cast<size_t>(v);
+        return Ok();
+    }
+
+    Status NoUnknown() const {
+        for (auto it = v_.MemberBegin(); it != v_.MemberEnd(); ++it) {
+            std::string name(it->name.GetString(), it->name.GetStringLength());
+            if (seen_.count(name) == 0) return ConfigError(Field(name.c_str()), "unknown field");
+        }
+        return Ok();
+    }
+
+    const EnvLookup& env() const { return env_; }
+
+  private:
+    const rapidjson::Value& v_;
+    std::string path_;
+    const EnvLookup& env_;
+    std::set<std::string> seen_;
+};
+
+bool IsValidId(std::string_view id) {
+    if (id.empty() || id.size() > 64) return false;
+    for (char c : id) {
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '-' || c == '_' || c == '.';
+        if (!ok) return false;
+    }
+    return true;
+}
+
+bool IsHttpUrl(std::string_view s) {
+    return s.rfind("http://", 0) == 0 || s.rfind("https://", 0) == 0;
+}
+
+Result<Destination> LoadDestination(const rapidjson::Value& v, const std::string& path,
+                                    const EnvLookup& env) {
+    if (!v.IsObject()) return ConfigError(path, "must be an object");
+    ObjectReader r(v, path, env);
+    Destination d;
+    AUDSYNC_TRY(r.String("id", &d.id, true));
+    if (!IsValidId(d.id)) {
+        return ConfigError(r.Field("id"), "must be 1-64 characters of A-Z a-z 0-9 . _ -");
+    }
+    AUDSYNC_TRY(r.String("platform", &d.platform, false));
+    if (d.platform != "launchdarkly") {
+        return ConfigError(r.Field("platform"), "unsupported platform (supported: launchdarkly)");
+    }
+    AUDSYNC_TRY(r.String("service_token", &d.service_token, true));
+    AUDSYNC_TRY(r.String("client_side_id", &d.client_side_id, true));
+    AUDSYNC_TRY(r.String("api_base", &d.api_base, false));
+    if (!IsHttpUrl(d.api_base)) return ConfigError(r.Field("api_base"), "must be an http(s) URL");
+    AUDSYNC_TRY(r.String("clientsdk_base", &d.clientsdk_base, false));
+    if (!IsHttpUrl(d.clientsdk_base)) {
+        return ConfigError(r.Field("clientsdk_base"), "must be an http(s) URL");
+    }
+    while (!d.api_base.empty() && d.api_base.back() == '/') d.api_base.pop_back();
+    while (!d.clientsdk_base.empty() && d.clientsdk_base.back() == '/') d.clientsdk_base.pop_back();
+    AUDSYNC_TRY(r.String("context_kind", &d.context_kind, false));
+    if (!IsValidContextKind(d.context_kind)) {
+        return ConfigError(r.Field("context_kind"), "not a valid context kind");
+    }
+    std::string key_choice(ToString(d.context_key));
+    AUDSYNC_TRY(r.String("context_key", &key_choice, false));
+    auto choice = ParseContextKeyChoice(key_choice);
+    if (!choice) {
+        return ConfigError(r.Field("context_key"),
+                           "must be one of user_id_only, user_id_then_email, "
+                           "user_id_then_anonymousId, user_id_then_email_then_anonymousId, "
+                           "email_only");
+    }
+    d.context_key = *choice;
+    if (const rapidjson::Value* keys = r.Get("write_keys")) {
+        if (!keys->IsArray()) return ConfigError(r.Field("write_keys"), "must be an array");
+        for (rapidjson::SizeType i = 0; i < keys->Size(); ++i) {
+            std::string field = r.Field("write_keys") + "[" + std::to_string(i) + "]";
+            const auto& k = (*keys)[i];
+            if (!k.IsString()) return ConfigError(field, "must be a string");
+            auto expanded = Expand(json::View(k), field, env);
+            if (!expanded) return expanded.error();
+            if (expanded.value().empty()) return ConfigError(field, "must not be empty");
+            d.write_keys.push_back(std::move(expanded).value());
+        }
+    }
+    AUDSYNC_TRY(r.String("shared_secret", &d.shared_secret, false));
+    if (d.write_keys.empty() && d.shared_secret.empty()) {
+        return ConfigError(path, "needs write_keys or a shared_secret, or no one could send to it");
+    }
+    AUDSYNC_TRY(r.Int("max_batch", &d.max_batch, 1, 10000));
+    if (const rapidjson::Value* kinds = r.Get("audience_context_kinds")) {
+        if (!kinds->IsObject()) {
+            return ConfigError(r.Field("audience_context_kinds"), "must be an object");
+        }
+        for (auto it = kinds->MemberBegin(); it != kinds->MemberEnd(); ++it) {
+            std::string name(it->name.GetString(), it->name.GetStringLength());
+            std::string field = r.Field("audience_context_kinds") + "." + name;
+            if (!it->value.IsString() || !IsValidContextKind(json::View(it->value))) {
+                return ConfigError(field, "must be a valid context kind");
+            }
+            d.audience_context_kinds[name] = std::string(json::View(it->value));
+        }
+    }
+    AUDSYNC_TRY(r.NoUnknown());
+    return d;
+}
+
+}  // namespace
+
+std::optional<ContextKeyChoice> ParseContextKeyChoice(std::string_view name) {
+    if (name == "user_id_only") return ContextKeyChoice::kUserIdOnly;
+    if (name == "user_id_then_email") return ContextKeyChoice::kUserIdThenEmail;
+    if (name == "user_id_then_anonymousId") return ContextKeyChoice::kUserIdThenAnonymousId;
+    if (name == "user_id_then_email_then_anonymousId") {
+        return ContextKeyChoice::kUserIdThenEmailThenAnonymousId;
+    }
+    if (name == "email_only") return ContextKeyChoice::kEmailOnly;
+    return std::nullopt;
+}
+
+std::string_view ToString(ContextKeyChoice choice) {
+    switch (choice) {
+        case ContextKeyChoice::kUserIdOnly:
+            return "user_id_only";
+        case ContextKeyChoice::kUserIdThenEmail:
+            return "user_id_then_email";
+        case ContextKeyChoice::kUserIdThenAnonymousId:
+            return "user_id_then_anonymousId";
+        case ContextKeyChoice::kUserIdThenEmailThenAnonymousId:
+            return "user_id_then_email_then_anonymousId";
+        case ContextKeyChoice::kEmailOnly:
+            return "email_only";
+    }
+    return "user_id_only";
+}
+
+bool IsValidContextKind(std::string_view kind) {
+    if (kind.empty() || kind.size() > 256 || kind == "kind" || kind == "multi") return false;
+    for (char c : kind) {
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '-' || c == '_' || c == '.';
+        if (!ok) return false;
+    }
+    return true;
+}
+
+const Destination* Config::FindDestination(std::string_view id) const {
+    for (const auto& d : destinations) {
+        if (d.id == id) return &d;
+    }
+    return nullptr;
+}
+
+EnvLookup ProcessEnv() {
+    return [](const std::string& name) -> std::optional<std::string> {
+        const char* v = std::getenv(name.c_str());
+        if (v == nullptr) return std::nullopt;
+        return std::string(v);
+    };
+}
+
+Result<Config> LoadText(std::string_view text, const EnvLookup& env) {
+    rapidjson::Document doc;
+    auto parsed = json::Parse(text, doc, 32);
+    if (!parsed) return ConfigError("", parsed.error().message);
+    if (!doc.IsObject()) return ConfigError("", "must be a JSON object");
+    Config c;
+    ObjectReader r(doc, "", env);
+    std::string listen = c.listen_host + ":" + std::to_string(c.listen_port);
+    AUDSYNC_TRY(r.String("listen", &listen, false));
+    size_t colon = listen.rfind(':');
+    if (colon == std::string::npos || colon == 0) {
+        return ConfigError("listen", "must be HOST:PORT, e.g. 127.0.0.1:8080");
+    }
+    c.listen_host = listen.substr(0, colon);
+    if (c.listen_host.size() > 2 && c.listen_host.front() == '[' && c.listen_host.back() == ']') {
+        c.listen_host = c.listen_host.substr(1, c.listen_host.size() - 2);
+    }
+    std::string port = listen.substr(colon + 1);
+    char* end = nullptr;
+    long p = std::strtol(port.c_str(), &end, 10);
+    if (port.empty() || *end != '\0' || p < 0 || p > 65535) {
+        return ConfigError("listen", "port must be a number from 0 to 65535");
+    }
+    c.listen_port = static_cast<uint16_t>(p);
+    AUDSYNC_TRY(r.String("database", &c.database, false));
+    if (c.database.empty()) return ConfigError("database", "must not be empty");
+    AUDSYNC_TRY(r.String("admin_token", &c.admin_token, false));
+    AUDSYNC_TRY(r.Int("http_threads", &c.http_threads, 1, 256));
+    AUDSYNC_TRY(r.Int("keepalive_timeout_ms", &c.keepalive_timeout_ms, 100, 3600000));
+    AUDSYNC_TRY(r.Int("header_timeout_ms", &c.header_timeout_ms, 100, 3600000));
+    AUDSYNC_TRY(r.Int("body_timeout_ms", &c.body_timeout_ms, 100, 3600000));
+    AUDSYNC_TRY(r.Int("dedupe_window_hours", &c.dedupe_window_hours, 1, 24 * 366));
+    if (const rapidjson::Value* limits = r.Get("limits")) {
+        if (!limits->IsObject()) return ConfigError("limits", "must be an object");
+        ObjectReader l(*limits, "limits", env);
+        Limits& L = c.limits;
+        AUDSYNC_TRY(l.Size("tracking_max_request_bytes", &L.tracking_max_request_bytes, 1024,
+                           64 * 1024 * 1024));
+        AUDSYNC_TRY(l.Size("tracking_max_events", &L.tracking_max_events, 1, 100000));
+        AUDSYNC_TRY(l.Size("webhook_max_request_bytes", &L.webhook_max_request_bytes, 1024,
+                           64 * 1024 * 1024));
+        AUDSYNC_TRY(l.Size("webhook_max_events", &L.webhook_max_events, 1, 100000));
+        AUDSYNC_TRY(l.Size("max_event_bytes", &L.max_event_bytes, 256, 16 * 1024 * 1024));
+        AUDSYNC_TRY(l.Int("max_json_depth", &L.max_json_depth, 8, 1000));
+        AUDSYNC_TRY(l.Size("max_id_bytes", &L.max_id_bytes, 16, 4096));
+        AUDSYNC_TRY(l.Size("max_key_bytes", &L.max_key_bytes, 16, 65536));
+        AUDSYNC_TRY(l.Size("max_pending_events", &L.max_pending_events, 1, 10000000));
+        AUDSYNC_TRY(l.NoUnknown());
+    }
+    const rapidjson::Value* dests = r.Get("destinations");
+    if (dests == nullptr) return ConfigError("destinations", "required");
+    if (!dests->IsArray()) return ConfigError("destinations", "must be an array");
+    std::set<std::string> ids;
+    std::set<std::string> write_keys;
+    for (rapidjson::SizeType i = 0; i < dests->Size(); ++i) {
+        std::string path = "destinations[" + std::to_string(i) + "]";
+        auto d = LoadDestination((*dests)[i], path, env);
+        if (!d) return d.error();
+        if (!ids.insert(d.value().id).second) {
+            return ConfigError(path + ".id", "duplicate destination id " + d.value().id);
+        }
+        for (const auto& k : d.value().write_keys) {
+            if (!write_keys.insert(k).second) {
+                // The write key selects the destination, so it must be unique.
+                return ConfigError(path + ".write_keys",
+                                   "a write key is used by more than one destination");
+            }
+        }
+        c.destinations.push_back(std::move(d).value());
+    }
+    AUDSYNC_TRY(r.NoUnknown());
+    return c;
+}
+
+Result<Config> LoadFile(const std::string& path, const EnvLookup& env) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        return MakeError(ErrorCode::kNotFound, "config_unreadable",
+                         "cannot read config file " + path);
+    }
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return LoadText(ss.str(), env);
+}
+
+}  // namespace audsync::config

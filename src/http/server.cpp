@@ -1,0 +1,219 @@
+#include "audsync/http/server.hpp"
+
+#include <pistache/endpoint.h>
+#include <pistache/http.h>
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "audsync/common/json.hpp"
+#include "audsync/common/log.hpp"
+#include "audsync/common/text.hpp"
+#include "audsync/http/routes.hpp"
+
+namespace audsync::http {
+
+int StatusFor(ErrorCode code) {
+    switch (code) {
+        case ErrorCode::kMalformedJson:
+            return 400;
+        case ErrorCode::kInvalidBody:
+            return 400;
+        case ErrorCode::kPayloadTooLarge:
+            return 413;
+        case ErrorCode::kUnauthorized:
+            return 401;
+        case ErrorCode::kNotFound:
+            return 404;
+        case ErrorCode::kMethodNotAllowed:
+            return 405;
+        case ErrorCode::kUnavailable:
+            return 503;
+        case ErrorCode::kInternal:
+            return 500;
+    }
+    return 500;
+}
+
+std::string ErrorBody(const Error& error) {
+    std::string out = "{\"error\":{\"code\":";
+    json::AppendQuoted(out, error.name);
+    out += ",\"message\":";
+    json::AppendQuoted(out, error.message);
+    out += "}}";
+    return out;
+}
+
+namespace {
+
+using Pistache::Http::Code;
+using Pistache::Http::ResponseWriter;
+
+struct Shared {
+    const config::Config* config;
+    ingest::Service* ingest;
+    std::function<bool()> ready;
+};
+
+struct Answer {
+    int status = 200;
+    std::string body;
+    std::string allow;
+};
+
+Answer FromResult(const Result<std::string>& r) {
+    if (r) return {200, r.value(), ""};
+    return {StatusFor(r.error().code), ErrorBody(r.error()), ""};
+}
+
+Answer FromError(const Error& e) { return {StatusFor(e.code), ErrorBody(e), ""}; }
+
+std::optional<std::string> Header(const Pistache::Http::Request& req, const std::string& name) {
+    if (auto raw = req.headers().tryGetRaw(name)) return raw->value();
+    return std::nullopt;
+}
+
+std::optional<std::string> Authorization(const Pistache::Http::Request& req) {
+    auto h = req.headers().tryGet<Pistache::Http::Header::Authorization>();
+    if (h) return h->value();
+    return Header(req, "Authorization");
+}
+
+std::optional<std::string> QueryKey(const Pistache::Http::Request& req) {
+    auto v = req.query().get("key");
+    if (!v) return std::nullopt;
+    auto decoded = text::PercentDecode(*v, true);
+    return decoded ? decoded : std::optional<std::string>(std::string());
+}
+
+Answer Dispatch(const Shared& s, const Pistache::Http::Request& req) {
+    const std::string method = Pistache::Http::methodString(req.method());
+    std::string_view path = req.resource();
+    size_t q = path.find('?');
+    if (q != std::string_view::npos) path = path.substr(0, q);
+    RouteMatch m = MatchRoute(method, path);
+    ingest::Request in;
+    switch (m.id) {
+        case RouteId::kHealthz:
+            return {200, "{\"status\":\"ok\"}", ""};
+        case RouteId::kReadyz:
+            if (s.ready()) return {200, "{\"status\":\"ready\"}", ""};
+            return FromError(MakeError(ErrorCode::kUnavailable, "not_ready",
+                                       "the database is not open or not migrated"));
+        case RouteId::kNotFound:
+            return FromError(MakeError(ErrorCode::kNotFound, "not_found", "no such route"));
+        case RouteId::kBadPath:
+            return FromError(MakeError(ErrorCode::kInvalidBody, "invalid_path",
+                                       "the path has a malformed percent escape"));
+        case RouteId::kMethodNotAllowed: {
+            Answer a = FromError(MakeError(ErrorCode::kMethodNotAllowed, "method_not_allowed",
+                                           "this route takes " + m.allow));
+            a.allow = m.allow;
+            return a;
+        }
+        case RouteId::kAudienceCreate:
+            return FromResult(s.ingest->CreateAudience(m.destination, QueryKey(req), req.body()));
+        case RouteId::kAudienceLookup:
+            return FromResult(s.ingest->LookupAudience(m.destination, QueryKey(req), req.body()));
+        case RouteId::kBatch:
+            in.route = ingest::Route::kBatch;
+            break;
+        case RouteId::kIdentify:
+            in.route = ingest::Route::kIdentify;
+            break;
+        case RouteId::kTrack:
+            in.route = ingest::Route::kTrack;
+            break;
+        case RouteId::kImport:
+            in.route = ingest::Route::kImport;
+            break;
+        case RouteId::kWebhookEvents:
+            in.route = ingest::Route::kWebhook;
+            in.destination_id = m.destination;
+            break;
+    }
+    in.body = req.body();
+    in.authorization = Authorization(req);
+    in.signature = Header(req, "X-Signature");
+    return FromResult(s.ingest->Ingest(in));
+}
+
+class Handler : public Pistache::Http::Handler {
+  public:
+    HTTP_PROTOTYPE(Handler)
+
+    explicit Handler(std::shared_ptr<Shared> shared) : shared_(std::move(shared)) {}
+
+    void onRequest(const Pistache::Http::Request& req, ResponseWriter response) override {
+        Answer a;
+        try {
+            a = Dispatch(*shared_, req);
+        } catch (const std::exception& e) {
+            // The text of an exception never reaches the client.
+            log::Error(std::string("request failed: ") + e.what());
+            a = FromError(MakeError(ErrorCode::kInternal, "internal", "internal error"));
+        } catch (...) {
+            a = FromError(MakeError(ErrorCode::kInternal, "internal", "internal error"));
+        }
+        response.headers().add<Pistache::Http::Header::ContentType>(MIME(Application, Json));
+        if (!a.allow.empty())
+            response.headers().addRaw(Pistache::Http::Header::Raw("Allow", a.allow));
+        response.send(static_cast<Code>(a.status), a.body);
+    }
+
+  private:
+    std::shared_ptr<Shared> shared_;
+};
+
+}  // namespace
+
+struct Server::Impl {
+    std::shared_ptr<Shared> shared;
+    std::unique_ptr<Pistache::Http::Endpoint> endpoint;
+    const config::Config* config;
+    bool running = false;
+};
+
+Server::Server(const config::Config& config, ingest::Service& ingest, std::function<bool()> ready)
+    : impl_(std::make_unique<Impl>()) {
+    impl_->config = &config;
+    impl_->shared = std::make_shared<Shared>(Shared{&config, &ingest, std::move(ready)});
+}
+
+Server::~Server() { Stop(); }
+
+void Server::Start() {
+    const config::Config& c = *impl_->config;
+    Pistache::Address addr(c.listen_host, Pistache::Port(c.listen_port));
+    impl_->endpoint = std::make_unique<Pistache::Http::Endpoint>(addr);
+    // Pistache counts headers in maxRequestSize: leave room for them above the largest
+    // body a route accepts; bodies within it get our own JSON 413.
+    size_t max_body =
+        std::max(c.limits.webhook_max_request_bytes, c.limits.tracking_max_request_bytes);
+    auto opts = Pistache::Http::Endpoint::options()
+                    .threads(c.http_threads)
+                    .flags(Pistache::Tcp::Options::ReuseAddr)
+                    .maxRequestSize(max_body + 64 * 1024)
+                    .maxResponseSize(1024 * 1024)
+                    .headerTimeout(std::chrono::milliseconds(c.header_timeout_ms))
+                    .bodyTimeout(std::chrono::milliseconds(c.body_timeout_ms))
+                    .keepaliveTimeout(std::chrono::milliseconds(c.keepalive_timeout_ms));
+    impl_->endpoint->init(opts);
+    impl_->endpoint->setHandler(std::make_shared<Handler>(impl_->shared));
+    impl_->endpoint->serveThreaded();
+    impl_->running = true;
+}
+
+uint16_t Server::port() const {
+    return impl_->endpoint ? static_cast<uint16_t>(impl_->endpoint->getPort()) : 0;
+}
+
+void Server::Stop() {
+    if (!impl_ || !impl_->endpoint) return;
+    impl_->endpoint->shutdown();
+    // Destroying the endpoint joins its workers before the objects they use go away.
+    impl_->endpoint.reset();
+    impl_->running = false;
+}
+
+}  // namespace audsync::http

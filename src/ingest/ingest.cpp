@@ -1,0 +1,312 @@
+#include "audsync/ingest/ingest.hpp"
+
+#include <rapidjson/document.h>
+
+#include <mutex>
+
+#include "audsync/common/crypto.hpp"
+#include "audsync/common/json.hpp"
+#include "audsync/common/text.hpp"
+#include "audsync/mapping/mapping.hpp"
+#include "audsync/segment/body.hpp"
+
+namespace audsync::ingest {
+namespace {
+
+Error Unauthorized(const std::string& message) {
+    return MakeError(ErrorCode::kUnauthorized, "unauthorized", message);
+}
+
+Error UnknownDestination(const std::string& id) {
+    (void)id;  // never echoed: it is user input of any length
+    return MakeError(ErrorCode::kNotFound, "unknown_destination", "no destination has that id");
+}
+
+std::string_view TypeOf(Route route) {
+    switch (route) {
+        case Route::kIdentify:
+            return "identify";
+        case Route::kTrack:
+            return "track";
+        default:
+            return "";
+    }
+}
+
+struct Rejected {
+    size_t index;
+    std::string message_id;
+    std::string reason;
+    std::string detail;
+};
+
+std::string Summary(size_t accepted, size_t duplicates, size_t stale, size_t not_applicable,
+                    const std::vector<Rejected>& rejected) {
+    std::string out = "{\"accepted\":" + std::to_string(accepted) +
+                      ",\"duplicates\":" + std::to_string(duplicates) +
+                      ",\"stale\":" + std::to_string(stale) +
+                      ",\"not_applicable\":" + std::to_string(not_applicable) + ",\"rejected\":[";
+    for (size_t i = 0; i < rejected.size(); ++i) {
+        if (i > 0) out += ',';
+        out += "{\"index\":" + std::to_string(rejected[i].index) + ",\"messageId\":";
+        json::AppendQuoted(out, rejected[i].message_id);
+        out += ",\"reason\":";
+        json::AppendQuoted(out, rejected[i].reason);
+        out += ",\"detail\":";
+        json::AppendQuoted(out, rejected[i].detail);
+        out += '}';
+    }
+    out += "]}";
+    return out;
+}
+
+}  // namespace
+
+void AudienceRegistry::Put(const std::string& destination, const std::string& external_id,
+                           std::optional<std::string> context_kind) {
+    std::unique_lock<std::shared_mutex> lock(mu_);
+    kinds_[{destination, external_id}] = std::move(context_kind);
+}
+
+bool AudienceRegistry::Contains(const std::string& destination,
+                                const std::string& external_id) const {
+    std::shared_lock<std::shared_mutex> lock(mu_);
+    return kinds_.count({destination, external_id}) > 0;
+}
+
+std::optional<std::string> AudienceRegistry::ContextKind(const std::string& destination,
+                                                         const std::string& external_id) const {
+    std::shared_lock<std::shared_mutex> lock(mu_);
+    auto it = kinds_.find({destination, external_id});
+    return it == kinds_.end() ? std::nullopt : it->second;
+}
+
+Service::Service(const config::Config& config, store::Writer& writer, AudienceRegistry& audiences)
+    : config_(config), writer_(writer), audiences_(audiences) {}
+
+const config::Destination* Service::DestinationForWriteKey(std::string_view key) const {
+    const config::Destination* found = nullptr;
+    // Every key is compared, so the time taken does not tell which one matched.
+    for (const auto& d : config_.destinations) {
+        for (const auto& k : d.write_keys) {
+            if (crypto::SecretEquals(k, key) && found == nullptr) found = &d;
+        }
+    }
+    return found;
+}
+
+Result<std::string> Service::Ingest(const Request& request) {
+    counters_.requests.fetch_add(1, std::memory_order_relaxed);
+    const config::Limits& limits = config_.limits;
+    const config::Destination* destination = nullptr;
+    std::optional<std::string> basic_user;
+    if (request.authorization) basic_user = segment::BasicAuthUser(*request.authorization);
+
+    Result<segment::ParsedBody> parsed = segment::ParsedBody{};
+    if (request.route == Route::kWebhook) {
+        destination = config_.FindDestination(request.destination_id);
+        if (destination == nullptr) return UnknownDestination(request.destination_id);
+        // Size first: an oversize body is refused before any work on it.
+        if (request.body.size() > limits.webhook_max_request_bytes) {
+            return segment::ParseWebhookBody(request.body, limits).error();
+        }
+        bool authenticated = false;
+        if (!destination->shared_secret.empty() && request.signature) {
+            authenticated = segment::VerifySignature(request.body, destination->shared_secret,
+                                                     *request.signature);
+        }
+        if (!authenticated && basic_user) {
+            authenticated = DestinationForWriteKey(*basic_user) == destination;
+        }
+        if (!authenticated) {
+            return Unauthorized(destination->shared_secret.empty()
+                                    ? "a valid write key (Basic auth) is required"
+                                    : "a valid X-Signature or write key is required");
+        }
+        parsed = segment::ParseWebhookBody(request.body, limits);
+        if (!parsed) return parsed.error();
+    } else {
+        if (basic_user) {
+            destination = DestinationForWriteKey(*basic_user);
+            if (destination == nullptr) return Unauthorized("the write key is not valid");
+        }
+        parsed = segment::ParseTrackingBody(request.body, TypeOf(request.route), limits);
+        if (!parsed) return parsed.error();
+        if (destination == nullptr) {
+            if (!parsed.value().write_key) {
+                return Unauthorized("a write key is required (Basic auth or writeKey)");
+            }
+            destination = DestinationForWriteKey(*parsed.value().write_key);
+            if (destination == nullptr) return Unauthorized("the write key is not valid");
+        }
+    }
+
+    const int64_t received_ms = text::NowMs();
+    mapping::Rules rules;
+    rules.key_choice = destination->context_key;
+    rules.default_kind = destination->context_kind;
+    rules.kind_overrides = &destination->audience_context_kinds;
+    rules.max_key_bytes = limits.max_key_bytes;
+    rules.max_id_bytes = limits.max_id_bytes;
+    const std::string& dest_id = destination->id;
+    mapping::AudienceKindLookup kind_lookup = [&](const std::string& external_id) {
+        return audiences_.ContextKind(dest_id, external_id);
+    };
+
+    struct Change {
+        size_t index;
+        const segment::Event* event;
+        mapping::MembershipChange change;
+    };
+    std::vector<Change> changes;
+    std::vector<Rejected> rejected;
+    size_t not_applicable = 0;
+    auto& items = parsed.value().items;
+    changes.reserve(items.size());
+    for (size_t i = 0; i < items.size(); ++i) {
+        auto& item = items[i];
+        if (!item.event) {
+            rejected.push_back({i, item.message_id, item.error.reason, item.error.detail});
+            continue;
+        }
+        mapping::Outcome outcome = mapping::Resolve(*item.event, rules, received_ms, kind_lookup);
+        if (auto* change = std::get_if<mapping::MembershipChange>(&outcome)) {
+            changes.push_back({i, &*item.event, std::move(*change)});
+        } else if (std::holds_alternative<mapping::NotApplicable>(outcome)) {
+            ++not_applicable;
+        } else {
+            const auto& r = std::get<mapping::Rejection>(outcome);
+            rejected.push_back({i, item.message_id, r.reason, r.detail});
+        }
+    }
+
+    std::vector<store::ApplyOutcome> outcomes(changes.size());
+    if (!changes.empty()) {
+        Status stored = writer_.Run(
+            [&](store::WriteStore& store) {
+                store.EnsureDestination(dest_id, received_ms);
+                for (size_t i = 0; i < changes.size(); ++i) {
+                    outcomes[i] =
+                        store.Apply(dest_id, changes[i].event->message_id, changes[i].change,
+                                    changes[i].event->raw, received_ms);
+                }
+            },
+            changes.size());
+        if (!stored) return stored.error();
+    }
+    size_t accepted = 0, duplicates = 0, stale = 0;
+    for (auto o : outcomes) {
+        switch (o) {
+            case store::ApplyOutcome::kAccepted:
+                ++accepted;
+                break;
+            case store::ApplyOutcome::kDuplicate:
+                ++duplicates;
+                break;
+            case store::ApplyOutcome::kStale:
+                ++stale;
+                break;
+        }
+    }
+    counters_.events_received.fetch_add(items.size(), std::memory_order_relaxed);
+    counters_.accepted.fetch_add(accepted, std::memory_order_relaxed);
+    counters_.duplicates.fetch_add(duplicates, std::memory_order_relaxed);
+    counters_.stale.fetch_add(stale, std::memory_order_relaxed);
+    counters_.not_applicable.fetch_add(not_applicable, std::memory_order_relaxed);
+    counters_.rejected.fetch_add(rejected.size(), std::memory_order_relaxed);
+    return Summary(accepted, duplicates, stale, not_applicable, rejected);
+}
+
+Result<const config::Destination*> Service::AuthenticateUrlKey(
+    const std::string& destination_id, const std::optional<std::string>& key) const {
+    const config::Destination* destination = config_.FindDestination(destination_id);
+    if (destination == nullptr) return UnknownDestination(destination_id);
+    if (!key || key->empty()) {
+        return Unauthorized(
+            "the URL needs ?key=<write key>: Segment sends these calls without "
+            "any other credential");
+    }
+    bool ok = DestinationForWriteKey(*key) == destination;
+    if (!destination->shared_secret.empty() &&
+        crypto::SecretEquals(destination->shared_secret, *key)) {
+        ok = true;
+    }
+    if (!ok) return Unauthorized("the key in the URL is not valid for this destination");
+    return destination;
+}
+
+Result<std::string> Service::CreateAudience(const std::string& destination_id,
+                                            const std::optional<std::string>& key,
+                                            std::string_view body) {
+    auto auth = AuthenticateUrlKey(destination_id, key);
+    if (!auth) return auth.error();
+    const config::Destination* destination = auth.value();
+    if (body.size() > config_.limits.max_event_bytes) {
+        return MakeError(ErrorCode::kPayloadTooLarge, "payload_too_large",
+                         "body is over the limit of " +
+                             std::to_string(config_.limits.max_event_bytes) + " bytes");
+    }
+    rapidjson::Document doc;
+    AUDSYNC_TRY(json::Parse(body, doc, config_.limits.max_json_depth));
+    if (!doc.IsObject()) {
+        return MakeError(ErrorCode::kInvalidBody, "invalid_body", "body must be a JSON object");
+    }
+    bool bad = false;
+    auto name = json::FindString(doc, "audienceName", &bad);
+    if (bad || !name || name->empty() || name->size() > config_.limits.max_id_bytes) {
+        return MakeError(ErrorCode::kInvalidBody, "invalid_body",
+                         "audienceName must be a non-empty string of at most " +
+                             std::to_string(config_.limits.max_id_bytes) + " bytes");
+    }
+    auto kind = json::FindString(doc, "contextKind", &bad);
+    if (bad || (kind && !config::IsValidContextKind(*kind))) {
+        return MakeError(ErrorCode::kInvalidBody, "invalid_body",
+                         "contextKind must be a valid LaunchDarkly context kind");
+    }
+    doc.RemoveMember("audienceName");
+    std::string extras = json::Serialize(doc);
+    std::string external_id;
+    const int64_t now = text::NowMs();
+    Status stored = writer_.Run(
+        [&](store::WriteStore& store) {
+            store.EnsureDestination(destination->id, now);
+            external_id = store.UpsertAudience(destination->id, *name, extras, kind, now);
+        },
+        1);
+    if (!stored) return stored.error();
+    audiences_.Put(destination->id, external_id, kind);
+    std::string out = "{\"externalId\":";
+    json::AppendQuoted(out, external_id);
+    out += '}';
+    return out;
+}
+
+Result<std::string> Service::LookupAudience(const std::string& destination_id,
+                                            const std::optional<std::string>& key,
+                                            std::string_view body) {
+    auto auth = AuthenticateUrlKey(destination_id, key);
+    if (!auth) return auth.error();
+    if (body.size() > config_.limits.max_event_bytes) {
+        return MakeError(ErrorCode::kPayloadTooLarge, "payload_too_large",
+                         "body is over the limit of " +
+                             std::to_string(config_.limits.max_event_bytes) + " bytes");
+    }
+    rapidjson::Document doc;
+    AUDSYNC_TRY(json::Parse(body, doc, config_.limits.max_json_depth));
+    bool bad = false;
+    auto external_id = doc.IsObject() ? json::FindString(doc, "externalId", &bad) : std::nullopt;
+    if (!doc.IsObject() || bad || !external_id || external_id->empty()) {
+        return MakeError(ErrorCode::kInvalidBody, "invalid_body",
+                         "body must be an object with an externalId string");
+    }
+    if (!audiences_.Contains(auth.value()->id, *external_id)) {
+        return MakeError(ErrorCode::kNotFound, "unknown_audience",
+                         "no audience with that externalId was created at this destination");
+    }
+    std::string out = "{\"externalId\":";
+    json::AppendQuoted(out, *external_id);
+    out += '}';
+    return out;
+}
+
+}  // namespace audsync::ingest
