@@ -58,15 +58,14 @@ struct Shared {
 struct Answer {
     int status = 200;
     std::string body;
-    std::string allow;
 };
 
 Answer FromResult(const Result<std::string>& r) {
-    if (r) return {200, r.value(), ""};
-    return {StatusFor(r.error().code), ErrorBody(r.error()), ""};
+    if (r) return {200, r.value()};
+    return {StatusFor(r.error().code), ErrorBody(r.error())};
 }
 
-Answer FromError(const Error& e) { return {StatusFor(e.code), ErrorBody(e), ""}; }
+Answer FromError(const Error& e) { return {StatusFor(e.code), ErrorBody(e)}; }
 
 std::optional<std::string> Header(const Pistache::Http::Request& req, const std::string& name) {
     if (auto raw = req.headers().tryGetRaw(name)) return raw->value();
@@ -95,9 +94,9 @@ Answer Dispatch(const Shared& s, const Pistache::Http::Request& req) {
     ingest::Request in;
     switch (m.id) {
         case RouteId::kHealthz:
-            return {200, "{\"status\":\"ok\"}", ""};
+            return {200, "{\"status\":\"ok\"}"};
         case RouteId::kReadyz:
-            if (s.ready()) return {200, "{\"status\":\"ready\"}", ""};
+            if (s.ready()) return {200, "{\"status\":\"ready\"}"};
             return FromError(MakeError(ErrorCode::kUnavailable, "not_ready",
                                        "the database is not open or not migrated"));
         case RouteId::kNotFound:
@@ -105,12 +104,10 @@ Answer Dispatch(const Shared& s, const Pistache::Http::Request& req) {
         case RouteId::kBadPath:
             return FromError(MakeError(ErrorCode::kInvalidBody, "invalid_path",
                                        "the path has a malformed percent escape"));
-        case RouteId::kMethodNotAllowed: {
-            Answer a = FromError(MakeError(ErrorCode::kMethodNotAllowed, "method_not_allowed",
-                                           "this route takes " + m.allow));
-            a.allow = m.allow;
-            return a;
-        }
+        case RouteId::kMethodNotAllowed:
+            // Pistache 0.0.5 does not write an Allow header; the message names the method.
+            return FromError(MakeError(ErrorCode::kMethodNotAllowed, "method_not_allowed",
+                                       "this route takes " + m.allow));
         case RouteId::kAudienceCreate:
             return FromResult(s.ingest->CreateAudience(m.destination, QueryKey(req), req.body()));
         case RouteId::kAudienceLookup:
@@ -156,8 +153,6 @@ class Handler : public Pistache::Http::Handler {
             a = FromError(MakeError(ErrorCode::kInternal, "internal", "internal error"));
         }
         response.headers().add<Pistache::Http::Header::ContentType>(MIME(Application, Json));
-        if (!a.allow.empty())
-            response.headers().addRaw(Pistache::Http::Header::Raw("Allow", a.allow));
         response.send(static_cast<Code>(a.status), a.body);
     }
 

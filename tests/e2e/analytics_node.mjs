@@ -1,0 +1,129 @@
+// End-to-end: Segment's own Node.js client (@segment/analytics-node) sends Engage
+// identify and track calls to a real `audsync serve`; the memberships must be stored.
+// Usage: node analytics_node.mjs /path/to/audsync
+import { Analytics } from '@segment/analytics-node';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+const binary = process.argv[2];
+assert.ok(binary, 'pass the audsync binary as the first argument');
+
+function startServer(dir) {
+  const db = join(dir, 'audsync.db');
+  const config = join(dir, 'config.json');
+  writeFileSync(config, JSON.stringify({
+    listen: '127.0.0.1:0',
+    database: db,
+    destinations: [{
+      id: 'ld', service_token: 'api-e2e', client_side_id: 'cs-e2e',
+      write_keys: ['wk-e2e'], context_key: 'user_id_then_email',
+    }],
+  }));
+  const child = spawn(binary, ['serve', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => { stderr += d; });
+  const port = new Promise((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error('audsync did not start: ' + stderr)), 20000);
+    child.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/listening on http:\/\/[^ ]+:(\d+) /);
+      if (m) { clearTimeout(timer); resolve(Number(m[1])); }
+    });
+    child.on('exit', (code) => reject(new Error(`audsync exited ${code}: ${stderr}`)));
+  });
+  return { child, db, port, stderr: () => stderr };
+}
+
+function query(db, sql) {
+  return execFileSync('sqlite3', ['-readonly', db, sql], { encoding: 'utf8' }).trim();
+}
+
+const personas = (id, key, extra = {}) => ({
+  personas: { computation_class: 'audience', computation_id: id, computation_key: key,
+              space_id: 'spa_e2e', ...extra },
+});
+
+test('analytics-node identify and track calls become memberships', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'audsync-e2e-'));
+  const server = startServer(dir);
+  try {
+    const port = await server.port;
+    const analytics = new Analytics({
+      writeKey: 'wk-e2e', host: `http://127.0.0.1:${port}`, flushAt: 3, maxRetries: 2,
+    });
+    const errors = [];
+    analytics.on('error', (e) => errors.push(e));
+    const http = [];
+    analytics.on('http_request', (r) => http.push(r));
+
+    analytics.identify({
+      userId: 'u-1', messageId: 'e2e-1', timestamp: '2024-05-06T09:30:22.829Z',
+      traits: { email: 'one@example.com', high_value_users: true },
+      context: personas('aud_hv', 'high_value_users'),
+    });
+    analytics.identify({
+      anonymousId: 'anon-2', messageId: 'e2e-2', timestamp: '2024-05-06T09:30:23.000Z',
+      traits: { email: 'two@example.com', high_value_users: true },
+      context: personas('aud_hv', 'high_value_users'),
+    });
+    analytics.track({
+      userId: 'u-3', messageId: 'e2e-3', event: 'Audience Exited',
+      timestamp: '2024-05-06T09:31:02.112Z',
+      properties: { audience_key: 'churn_risk', churn_risk: false },
+      context: personas('aud_churn', 'churn_risk', { audience_settings: { contextKind: 'account' } }),
+    });
+    analytics.track({
+      userId: 'u-4', messageId: 'e2e-4', event: 'Audience Entered',
+      timestamp: '2024-05-06T09:31:03.000Z',
+      properties: { audience_key: 'churn_risk' },
+      context: personas('aud_churn', 'churn_risk', { audience_settings: { contextKind: 'account' } }),
+    });
+    analytics.track({ userId: 'u-5', event: 'Order Completed', properties: { total: 3 } });
+    await analytics.closeAndFlush({ timeout: 20000 });
+
+    assert.deepEqual(errors, []);
+    assert.ok(http.length >= 2, 'the client made its requests');
+    assert.ok(http.every((r) => r.url.endsWith('/v1/batch')));
+
+    const rows = query(server.db,
+      "SELECT s.audience_id, s.context_kind, m.context_key, m.desired FROM memberships m " +
+      "JOIN segments s ON s.id = m.segment_id ORDER BY s.audience_id, m.context_key");
+    assert.equal(rows, [
+      'aud_churn|account|u-3|0',
+      'aud_churn|account|u-4|1',
+      'aud_hv|user|two@example.com|1',  // no userId: the email (user_id_then_email)
+      'aud_hv|user|u-1|1',
+    ].join('\n'));
+    assert.equal(query(server.db, 'SELECT count(*) FROM events'), '4');
+    assert.equal(query(server.db, "SELECT count(*) FROM events WHERE raw LIKE '%wk-e2e%'"), '0');
+
+    // Replaying the same messages (as a client retry would) changes nothing.
+    const again = new Analytics({ writeKey: 'wk-e2e', host: `http://127.0.0.1:${port}`, flushAt: 1 });
+    again.identify({
+      userId: 'u-1', messageId: 'e2e-1', timestamp: '2024-05-06T09:30:22.829Z',
+      traits: { high_value_users: false }, context: personas('aud_hv', 'high_value_users'),
+    });
+    await again.closeAndFlush({ timeout: 20000 });
+    assert.equal(query(server.db,
+      "SELECT m.desired FROM memberships m WHERE m.context_key = 'u-1'"), '1');
+
+    // A wrong write key is refused, and the client reports it.
+    const wrong = new Analytics({ writeKey: 'nope', host: `http://127.0.0.1:${port}`, flushAt: 1, maxRetries: 0 });
+    const wrongErrors = [];
+    wrong.on('error', (e) => wrongErrors.push(e));
+    wrong.identify({ userId: 'x', traits: {}, context: personas('aud_hv', 'high_value_users') });
+    await wrong.closeAndFlush({ timeout: 20000 });
+    assert.ok(wrongErrors.length >= 1, 'the client saw the 401');
+  } finally {
+    const exited = new Promise((resolve) => server.child.on('exit', (code) => resolve(code)));
+    server.child.kill('SIGTERM');
+    const code = await exited;
+    rmSync(dir, { recursive: true, force: true });
+    assert.equal(code, 0, 'audsync exits cleanly (no sanitizer report): ' + server.stderr());
+  }
+});

@@ -1,0 +1,205 @@
+#include "support/process.hpp"
+
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "audsync/common/text.hpp"
+
+namespace audsync::testing {
+namespace {
+
+std::string ReadFile(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+std::string TempPath(const char* stem) {
+    char tmpl[64];
+    std::snprintf(tmpl, sizeof tmpl, "/tmp/audsync-%s-XXXXXX", stem);
+    int fd = mkstemp(tmpl);
+    if (fd < 0) throw std::runtime_error("mkstemp failed");
+    close(fd);
+    return tmpl;
+}
+
+pid_t Spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
+            const std::string& out_path, const std::string& err_path) {
+    pid_t pid = fork();
+    if (pid < 0) throw std::runtime_error("fork failed");
+    if (pid == 0) {
+        int out = open(out_path.c_str(), O_WRONLY | O_TRUNC);
+        int err = open(err_path.c_str(), O_WRONLY | O_TRUNC);
+        int in = open("/dev/null", O_RDONLY);
+        dup2(in, 0);
+        dup2(out, 1);
+        dup2(err, 2);
+        for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
+        std::vector<char*> argv;
+        std::string binary = AUDSYNC_BINARY;
+        argv.push_back(binary.data());
+        std::vector<std::string> copy = args;
+        for (auto& a : copy) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        execv(binary.c_str(), argv.data());
+        _exit(127);
+    }
+    return pid;
+}
+
+int WaitExit(pid_t pid) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (WIFEXITED(status)) return WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+    return -1;
+}
+
+size_t Collect(char* data, size_t size, size_t n, void* user) {
+    static_cast<std::string*>(user)->append(data, size * n);
+    return size * n;
+}
+
+size_t CollectHeader(char* data, size_t size, size_t n, void* user) {
+    std::string line(data, size * n);
+    size_t colon = line.find(':');
+    if (colon != std::string::npos) {
+        std::string name = line.substr(0, colon);
+        for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        std::string value = line.substr(colon + 1);
+        while (!value.empty() && (value.front() == ' ')) value.erase(0, 1);
+        while (!value.empty() && (value.back() == '\r' || value.back() == '\n')) value.pop_back();
+        (*static_cast<std::map<std::string, std::string>*>(user))[name] = value;
+    }
+    return size * n;
+}
+
+}  // namespace
+
+CommandResult RunAudsync(const std::vector<std::string>& args,
+                         const std::map<std::string, std::string>& env) {
+    std::string out = TempPath("out");
+    std::string err = TempPath("err");
+    CommandResult r;
+    r.exit_code = WaitExit(Spawn(args, env, out, err));
+    r.out = ReadFile(out);
+    r.err = ReadFile(err);
+    unlink(out.c_str());
+    unlink(err.c_str());
+    return r;
+}
+
+ServerProcess::ServerProcess(std::string config_path) : config_path_(std::move(config_path)) {}
+
+ServerProcess::~ServerProcess() {
+    if (pid_ > 0) Kill();
+    if (!log_path_.empty()) unlink(log_path_.c_str());
+}
+
+bool ServerProcess::Start(int deadline_ms) {
+    std::string out = TempPath("serve-out");
+    if (log_path_.empty()) log_path_ = TempPath("serve-log");
+    pid_ = Spawn({"serve", "--config", config_path_}, {}, out, log_path_);
+    const int64_t deadline = text::NowMs() + deadline_ms;
+    bool ok = false;
+    while (text::NowMs() < deadline) {
+        std::string text = ReadFile(out);
+        size_t at = text.find("listening on http://");
+        size_t end = text.find(' ', at == std::string::npos ? 0 : at + 20);
+        if (at != std::string::npos && end != std::string::npos) {
+            std::string hostport = text.substr(at + 20, end - at - 20);
+            port_ = static_cast<uint16_t>(std::stoi(hostport.substr(hostport.rfind(':') + 1)));
+            ok = true;
+            break;
+        }
+        int status = 0;
+        if (waitpid(pid_, &status, WNOHANG) == pid_) {
+            pid_ = -1;
+            break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));  // poll interval
+    }
+    unlink(out.c_str());
+    return ok;
+}
+
+std::string ServerProcess::url(const std::string& path) const {
+    return "http://127.0.0.1:" + std::to_string(port_) + path;
+}
+
+int ServerProcess::Stop() {
+    if (pid_ <= 0) return -1;
+    kill(pid_, SIGTERM);
+    int code = WaitExit(pid_);
+    pid_ = -1;
+    return code;
+}
+
+void ServerProcess::Kill() {
+    if (pid_ <= 0) return;
+    kill(pid_, SIGKILL);
+    WaitExit(pid_);
+    pid_ = -1;
+}
+
+std::string ServerProcess::Log() const { return log_path_.empty() ? "" : ReadFile(log_path_); }
+
+HttpClient::HttpClient() : curl_(curl_easy_init()) {
+    if (curl_ == nullptr) throw std::runtime_error("curl_easy_init failed");
+}
+
+HttpClient::~HttpClient() { curl_easy_cleanup(static_cast<CURL*>(curl_)); }
+
+HttpResponse HttpClient::Request(const std::string& method, const std::string& url,
+                                 const std::string& body, const std::vector<std::string>& headers) {
+    CURL* c = static_cast<CURL*>(curl_);
+    HttpResponse r;
+    curl_easy_setopt(c, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method.c_str());
+    curl_easy_setopt(c, CURLOPT_NOBODY, method == "HEAD" ? 1L : 0L);
+    if (method == "GET" || method == "HEAD") {
+        curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method == "HEAD" ? nullptr : method.c_str());
+        curl_easy_setopt(c, CURLOPT_NOBODY, method == "HEAD" ? 1L : 0L);
+    } else {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+    }
+    struct curl_slist* list = nullptr;
+    list = curl_slist_append(list, "Content-Type: application/json");
+    list = curl_slist_append(list, "Expect:");  // Pistache never answers 100-continue
+    for (const auto& h : headers) list = curl_slist_append(list, h.c_str());
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, Collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r.body);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, CollectHeader);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r.headers);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    CURLcode rc = curl_easy_perform(c);
+    curl_slist_free_all(list);
+    if (rc != CURLE_OK) {
+        r.status = 0;
+        r.body = curl_easy_strerror(rc);
+        return r;
+    }
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+    return r;
+}
+
+std::string BasicAuth(const std::string& write_key) {
+    return "Authorization: Basic " + text::Base64Encode(write_key + ":");
+}
+
+}  // namespace audsync::testing
