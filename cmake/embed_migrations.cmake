@@ -1,5 +1,6 @@
 # Writes a C++ file holding every migration as (version, name, sql).
 # Inputs: OUT (file to write), FILES (list of .sql paths, sorted).
+string(REPLACE "|" ";" FILES "${FILES}")
 set(body "#include \"audsync/store/migrations.hpp\"\n\nnamespace audsync::store {\n\n")
 string(APPEND body "const std::vector<Migration>& EmbeddedMigrations() {\n")
 string(APPEND body "    static const std::vector<Migration> kMigrations = {\n")

@@ -17,6 +17,8 @@
 #include "audsync/store/database.hpp"
 #include "audsync/store/store.hpp"
 #include "audsync/store/writer.hpp"
+#include "audsync/sync/engine.hpp"
+#include "audsync/targets/launchdarkly.hpp"
 
 namespace audsync::cli {
 namespace {
@@ -28,6 +30,8 @@ constexpr const char* kUsage =
     "  serve    [--config PATH]   accept Segment events and serve the API\n"
     "  migrate  [--config PATH | --database PATH]\n"
     "                             apply pending database migrations and exit\n"
+    "  check    [--config PATH] [--destination ID]\n"
+    "                             verify each destination's credentials with the platform\n"
     "  version                    print the version\n"
     "  help                       print this help\n"
     "\n"
@@ -162,6 +166,9 @@ int Serve(const std::vector<std::string>& args) {
             }
         }
         ingest::Service service(config, writer, audiences);
+        sync::Engine engine(config, config.database, writer, targets::MakeTarget);
+        writer.SetAfterCommit([&engine] { engine.Wake(); });
+        engine.Start();
         std::mutex reader_mu;
         http::Server server(config, service, [&]() {
             std::lock_guard<std::mutex> lock(reader_mu);
@@ -186,12 +193,46 @@ int Serve(const std::vector<std::string>& args) {
         log::Info(std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
                   ", shutting down");
         server.Stop();
+        writer.SetAfterCommit(nullptr);
+        engine.Stop();
         writer.Stop();
     } catch (const store::SqliteError& e) {
         std::cerr << "audsync: " << e.what() << "\n";
         return kExitFailed;
     }
     return kExitOk;
+}
+
+int Check(const std::vector<std::string>& args) {
+    std::map<std::string, std::string> flags;
+    std::string problem;
+    if (!ParseFlags(args, {"--config", "--destination"}, &flags, &problem)) return Usage(problem);
+    auto loaded = LoadConfig(flags);
+    if (!loaded) {
+        std::cerr << "audsync: " << loaded.error().message << "\n";
+        return kExitFailed;
+    }
+    const config::Config& config = loaded.value();
+    std::vector<const config::Destination*> chosen;
+    for (const auto& d : config.destinations) {
+        if (!flags.count("--destination") || flags["--destination"] == d.id) chosen.push_back(&d);
+    }
+    if (chosen.empty()) {
+        std::cerr << "audsync: "
+                  << (flags.count("--destination") ? "no destination has that id"
+                                                   : "the config has no destinations")
+                  << "\n";
+        return kExitFailed;
+    }
+    bool all_ok = true;
+    for (const auto* d : chosen) {
+        auto target = targets::MakeTarget(*d);
+        targets::CheckResult r = target->Check();
+        std::cout << d->id << ": " << (r.ok ? "ok" : "FAILED") << "\n";
+        for (const auto& line : r.lines) std::cout << "  " << line << "\n";
+        all_ok = all_ok && r.ok;
+    }
+    return all_ok ? kExitOk : kExitFailed;
 }
 
 }  // namespace
@@ -202,6 +243,7 @@ int Run(int argc, char** argv) {
     std::vector<std::string> args(argv + 2, argv + argc);
     if (command == "serve") return Serve(args);
     if (command == "migrate") return Migrate(args);
+    if (command == "check") return Check(args);
     if (command == "version" || command == "--version") {
         if (!args.empty()) return Usage("version takes no arguments");
         std::cout << "audsync " << AUDSYNC_VERSION << "\n";

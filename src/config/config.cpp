@@ -191,6 +191,14 @@ Result<Destination> LoadDestination(const rapidjson::Value& v, const std::string
         return ConfigError(path, "needs write_keys or a shared_secret, or no one could send to it");
     }
     AUDSYNC_TRY(r.Int("max_batch", &d.max_batch, 1, 10000));
+    AUDSYNC_TRY(r.Int("max_in_flight", &d.max_in_flight, 1, 64));
+    AUDSYNC_TRY(r.Int("request_timeout_ms", &d.request_timeout_ms, 100, 600000));
+    AUDSYNC_TRY(r.Int("retry_base_ms", &d.retry_base_ms, 1, 3600000));
+    AUDSYNC_TRY(r.Int("retry_max_ms", &d.retry_max_ms, 1, 24 * 3600000));
+    AUDSYNC_TRY(r.Int("auth_retry_ms", &d.auth_retry_ms, 1, 24 * 3600000));
+    if (d.retry_max_ms < d.retry_base_ms) {
+        return ConfigError(r.Field("retry_max_ms"), "must be at least retry_base_ms");
+    }
     if (const rapidjson::Value* kinds = r.Get("audience_context_kinds")) {
         if (!kinds->IsObject()) {
             return ConfigError(r.Field("audience_context_kinds"), "must be an object");
@@ -294,6 +302,13 @@ Result<Config> LoadText(std::string_view text, const EnvLookup& env) {
     AUDSYNC_TRY(r.Int("header_timeout_ms", &c.header_timeout_ms, 100, 3600000));
     AUDSYNC_TRY(r.Int("body_timeout_ms", &c.body_timeout_ms, 100, 3600000));
     AUDSYNC_TRY(r.Int("dedupe_window_hours", &c.dedupe_window_hours, 1, 24 * 366));
+    if (const rapidjson::Value* sync = r.Get("sync")) {
+        if (!sync->IsObject()) return ConfigError("sync", "must be an object");
+        ObjectReader sr(*sync, "sync", env);
+        AUDSYNC_TRY(sr.Int("linger_ms", &c.sync_linger_ms, 0, 60000));
+        AUDSYNC_TRY(sr.Int("workers", &c.sync_workers, 1, 64));
+        AUDSYNC_TRY(sr.NoUnknown());
+    }
     if (const rapidjson::Value* limits = r.Get("limits")) {
         if (!limits->IsObject()) return ConfigError("limits", "must be an object");
         ObjectReader l(*limits, "limits", env);

@@ -28,7 +28,9 @@ WriteStore::WriteStore(Database& db)
                          "ON CONFLICT (segment_id, context_key) DO UPDATE SET "
                          "version = version + (desired IS NOT excluded.desired), "
                          "desired = excluded.desired, message_id = excluded.message_id, "
-                         "event_ms = excluded.event_ms, received_ms = excluded.received_ms "
+                         "event_ms = excluded.event_ms, received_ms = excluded.received_ms, "
+                         // A dead letter is about one refused state: a new state retries.
+                         "dead = CASE WHEN desired IS NOT excluded.desired THEN 0 ELSE dead END "
                          "WHERE excluded.event_ms >= memberships.event_ms"),
       find_audience_by_name_(db.handle(),
                              "SELECT external_id FROM audiences WHERE destination = ?1 AND "
@@ -39,7 +41,28 @@ WriteStore::WriteStore(Database& db)
       insert_audience_(db.handle(),
                        "INSERT INTO audiences (destination, external_id, name, extras, "
                        "context_kind, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
-      prune_events_(db.handle(), "DELETE FROM events WHERE received_ms < ?1") {}
+      prune_events_(db.handle(), "DELETE FROM events WHERE received_ms < ?1"),
+      record_ack_(db.handle(),
+                  "UPDATE memberships SET acked = ?3, acked_version = ?4, last_status = ?5, "
+                  "last_push_ms = ?6, last_error = NULL, "
+                  "attempts = CASE WHEN version = ?4 THEN 0 ELSE attempts END, "
+                  "next_attempt_ms = CASE WHEN version = ?4 THEN 0 ELSE next_attempt_ms END "
+                  "WHERE segment_id = ?1 AND context_key = ?2 "
+                  "AND (acked_version IS NULL OR acked_version <= ?4)"),
+      record_retry_(db.handle(),
+                    "UPDATE memberships SET attempts = attempts + 1, next_attempt_ms = ?3, "
+                    "last_status = ?4, last_error = ?5, last_push_ms = ?6 "
+                    "WHERE segment_id = ?1 AND context_key = ?2"),
+      record_dead_(db.handle(),
+                   "UPDATE memberships SET dead = (version = ?3), attempts = attempts + 1, "
+                   "last_status = ?4, last_error = ?5, last_push_ms = ?6 "
+                   "WHERE segment_id = ?1 AND context_key = ?2"),
+      destination_ok_(db.handle(),
+                      "UPDATE destinations SET status = 'ok', paused_until_ms = ?2, "
+                      "last_error = NULL, last_success_ms = ?3 WHERE id = ?1"),
+      destination_failed_(db.handle(),
+                          "UPDATE destinations SET status = ?2, paused_until_ms = ?3, "
+                          "last_error = ?4 WHERE id = ?1") {}
 
 void WriteStore::EnsureDestination(const std::string& id, int64_t now_ms) {
     ensure_destination_.Bind(1, id).Bind(2, now_ms);
@@ -121,6 +144,115 @@ int64_t WriteStore::PruneEvents(int64_t before_ms) {
     prune_events_.Bind(1, before_ms);
     prune_events_.Run();
     return db_.Changes();
+}
+
+void WriteStore::RecordAck(int64_t segment_id, const std::string& key, bool pushed, int64_t version,
+                           int status, int64_t now_ms) {
+    record_ack_.Bind(1, segment_id)
+        .Bind(2, key)
+        .Bind(3, int64_t{pushed ? 1 : 0})
+        .Bind(4, version)
+        .Bind(5, int64_t{status})
+        .Bind(6, now_ms);
+    record_ack_.Run();
+}
+
+void WriteStore::RecordRetry(int64_t segment_id, const std::string& key, int64_t next_attempt_ms,
+                             int status, const std::string& error, int64_t now_ms) {
+    record_retry_.Bind(1, segment_id)
+        .Bind(2, key)
+        .Bind(3, next_attempt_ms)
+        .Bind(4, int64_t{status})
+        .Bind(5, error)
+        .Bind(6, now_ms);
+    record_retry_.Run();
+}
+
+void WriteStore::RecordDead(int64_t segment_id, const std::string& key, int64_t version, int status,
+                            const std::string& error, int64_t now_ms) {
+    record_dead_.Bind(1, segment_id)
+        .Bind(2, key)
+        .Bind(3, version)
+        .Bind(4, int64_t{status})
+        .Bind(5, error)
+        .Bind(6, now_ms);
+    record_dead_.Run();
+}
+
+void WriteStore::SetDestinationState(const std::string& id, const std::string& status,
+                                     int64_t paused_until_ms,
+                                     const std::optional<std::string>& error,
+                                     std::optional<int64_t> success_ms) {
+    if (status == "ok") {
+        destination_ok_.Bind(1, id).Bind(2, paused_until_ms);
+        success_ms ? destination_ok_.Bind(3, *success_ms) : destination_ok_.BindNull(3);
+        destination_ok_.Run();
+        return;
+    }
+    destination_failed_.Bind(1, id).Bind(2, status).Bind(3, paused_until_ms);
+    error ? destination_failed_.Bind(4, *error) : destination_failed_.BindNull(4);
+    destination_failed_.Run();
+}
+
+SyncReader::SyncReader(Database& db)
+    : due_(db.handle(),
+           "SELECT s.id, s.destination, s.audience_id, s.audience_key, s.context_kind "
+           "FROM segments s WHERE EXISTS (SELECT 1 FROM memberships m WHERE m.segment_id = s.id "
+           "AND m.acked IS NOT m.desired AND m.dead = 0 AND m.next_attempt_ms <= ?1) "
+           "ORDER BY s.id"),
+      dirty_(db.handle(),
+             "SELECT context_key, desired, version, attempts FROM memberships "
+             "WHERE segment_id = ?1 AND acked IS NOT desired AND dead = 0 "
+             "AND next_attempt_ms <= ?2 LIMIT ?3"),
+      next_(db.handle(),
+            "SELECT min(next_attempt_ms) FROM memberships WHERE acked IS NOT desired "
+            "AND dead = 0 AND next_attempt_ms > ?1"),
+      pauses_(db.handle(), "SELECT id, paused_until_ms FROM destinations") {}
+
+std::vector<DueSegment> SyncReader::DueSegments(int64_t now_ms) {
+    std::vector<DueSegment> out;
+    due_.Bind(1, now_ms);
+    try {
+        while (due_.Step()) {
+            out.push_back({due_.Int(0), due_.Text(1), due_.Text(2), due_.Text(3), due_.Text(4)});
+        }
+    } catch (...) {
+        due_.Reset();
+        throw;
+    }
+    due_.Reset();
+    return out;
+}
+
+std::vector<DirtyMember> SyncReader::Dirty(int64_t segment_id, int64_t now_ms, int limit) {
+    std::vector<DirtyMember> out;
+    dirty_.Bind(1, segment_id).Bind(2, now_ms).Bind(3, int64_t{limit});
+    try {
+        while (dirty_.Step()) {
+            out.push_back({dirty_.Text(0), dirty_.Int(1) != 0, dirty_.Int(2),
+                           static_cast<int>(dirty_.Int(3))});
+        }
+    } catch (...) {
+        dirty_.Reset();
+        throw;
+    }
+    dirty_.Reset();
+    return out;
+}
+
+std::optional<int64_t> SyncReader::NextAttemptAfter(int64_t now_ms) {
+    next_.Bind(1, now_ms);
+    std::optional<int64_t> out;
+    if (next_.Step() && !next_.IsNull(0)) out = next_.Int(0);
+    next_.Reset();
+    return out;
+}
+
+std::map<std::string, int64_t> SyncReader::DestinationPauses() {
+    std::map<std::string, int64_t> out;
+    while (pauses_.Step()) out[pauses_.Text(0)] = pauses_.Int(1);
+    pauses_.Reset();
+    return out;
 }
 
 namespace {

@@ -50,6 +50,12 @@ struct Destination {
     std::vector<std::string> write_keys;
     std::string shared_secret;  // empty: no X-Signature check
     int max_batch = 1000;
+    // Sync: requests in flight at once, per-request timeout, retry schedule.
+    int max_in_flight = 2;
+    int request_timeout_ms = 10000;
+    int retry_base_ms = 500;     // first backoff after a 5xx, 409 or transport error
+    int retry_max_ms = 300000;   // backoff cap
+    int auth_retry_ms = 120000;  // retry period while the platform refuses the token
     // Per-audience context kind overrides, keyed by audience id (aud_...) or key.
     std::map<std::string, std::string> audience_context_kinds;
 };
@@ -64,6 +70,8 @@ struct Config {
     int header_timeout_ms = 10000;
     int body_timeout_ms = 30000;
     int dedupe_window_hours = 168;  // 7 days
+    int sync_linger_ms = 50;        // wait after a commit so bursts share a push
+    int sync_workers = 4;           // threads pushing to platforms
     Limits limits;
     std::vector<Destination> destinations;
 

@@ -61,6 +61,21 @@ class WriteStore {
     // Deletes de-duplication entries received before `before_ms`; returns how many.
     int64_t PruneEvents(int64_t before_ms);
 
+    // Sync outcomes (semantics rules 11-13). `acked` records what the platform now
+    // holds: the pushed state. A member whose desired state moved on meanwhile keeps
+    // desired != acked and so stays due; attempts reset only if `version` is current.
+    void RecordAck(int64_t segment_id, const std::string& key, bool pushed, int64_t version,
+                   int status, int64_t now_ms);
+    void RecordRetry(int64_t segment_id, const std::string& key, int64_t next_attempt_ms,
+                     int status, const std::string& error, int64_t now_ms);
+    // Dead-letters the member if its state is still the refused `version`.
+    void RecordDead(int64_t segment_id, const std::string& key, int64_t version, int status,
+                    const std::string& error, int64_t now_ms);
+    // status "ok" or "auth_failed"; `success_ms` set on a successful push.
+    void SetDestinationState(const std::string& id, const std::string& status,
+                             int64_t paused_until_ms, const std::optional<std::string>& error,
+                             std::optional<int64_t> success_ms);
+
     // Forgets cached ids after a rollback.
     void ForgetCache() { segment_ids_.clear(); }
 
@@ -78,7 +93,47 @@ class WriteStore {
     Statement update_audience_;
     Statement insert_audience_;
     Statement prune_events_;
+    Statement record_ack_;
+    Statement record_retry_;
+    Statement record_dead_;
+    Statement destination_ok_;
+    Statement destination_failed_;
     std::map<std::tuple<std::string, std::string, std::string>, int64_t> segment_ids_;
+};
+
+// A segment with members due for a push.
+struct DueSegment {
+    int64_t id = 0;
+    std::string destination;
+    std::string audience_id;
+    std::string audience_key;
+    std::string context_kind;
+};
+
+// A member whose desired state differs from the acknowledged one.
+struct DirtyMember {
+    std::string context_key;
+    bool desired = false;
+    int64_t version = 0;
+    int attempts = 0;
+};
+
+// The sync engine's reads, prepared once on the engine's own connection.
+// Not thread-safe. Methods throw SqliteError.
+class SyncReader {
+  public:
+    explicit SyncReader(Database& db);
+    std::vector<DueSegment> DueSegments(int64_t now_ms);
+    std::vector<DirtyMember> Dirty(int64_t segment_id, int64_t now_ms, int limit);
+    // The earliest next attempt of a pending member after `now_ms`, if any.
+    std::optional<int64_t> NextAttemptAfter(int64_t now_ms);
+    std::map<std::string, int64_t> DestinationPauses();
+
+  private:
+    Statement due_;
+    Statement dirty_;
+    Statement next_;
+    Statement pauses_;
 };
 
 // Read helpers on a connection of the caller's own (WAL lets them run beside the

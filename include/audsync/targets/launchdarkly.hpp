@@ -1,0 +1,44 @@
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "audsync/config/config.hpp"
+#include "audsync/targets/target.hpp"
+
+namespace audsync::targets {
+
+constexpr const char* kLdApiVersion = "20240415";
+constexpr const char* kLdSyncedSegmentPath = "/api/v2/segment-targets/segment-audiences";
+
+// "high_value_users" -> "High value users": first letter upper-cased, '_' -> ' '.
+std::string CohortName(std::string_view audience_key);
+
+// The synced-segment request body, byte for byte as LaunchDarkly documents it.
+std::string SyncedSegmentBody(std::string_view client_side_id, const PushRequest& request);
+
+// LaunchDarkly's synced-segment API over libcurl, with a kept-alive connection.
+// Not thread-safe: one instance per thread.
+class LaunchDarklyTarget : public Target {
+  public:
+    explicit LaunchDarklyTarget(const config::Destination& destination);
+    ~LaunchDarklyTarget() override;
+    LaunchDarklyTarget(const LaunchDarklyTarget&) = delete;
+    LaunchDarklyTarget& operator=(const LaunchDarklyTarget&) = delete;
+
+    HttpResult Push(const PushRequest& request) override;
+    // Segment's "test connection": HEAD clientsdk/sdk/goals/{id}, GET api/v2/versions.
+    CheckResult Check() override;
+
+  private:
+    HttpResult Send(const std::string& method, const std::string& url, const std::string& body,
+                    bool with_token);
+
+    const config::Destination destination_;
+    void* curl_;
+};
+
+std::unique_ptr<Target> MakeTarget(const config::Destination& destination);
+
+}  // namespace audsync::targets
