@@ -12,9 +12,12 @@ using testing::RunAudsync;
 
 TEST_SUITE("cli") {
     TEST_CASE("usage errors exit 2 and print usage") {
-        for (const auto& args : std::vector<std::vector<std::string>>{
-                 {}, {"frobnicate"}, {"serve", "--bogus", "x"}, {"serve", "--config"},
-                 {"migrate", "stray"}, {"version", "extra"}}) {
+        for (const auto& args : std::vector<std::vector<std::string>>{{},
+                                                                      {"frobnicate"},
+                                                                      {"serve", "--bogus", "x"},
+                                                                      {"serve", "--config"},
+                                                                      {"migrate", "stray"},
+                                                                      {"version", "extra"}}) {
             auto r = RunAudsync(args);
             CAPTURE(args.size());
             CHECK(r.exit_code == 2);
@@ -37,8 +40,9 @@ TEST_SUITE("cli") {
         CHECK(none.exit_code == 1);
         testing::TempDir dir;
         std::string cfg = dir.File("c.json");
-        std::ofstream(cfg) << R"({"destinations":[{"id":"ld","service_token":"${NOT_SET_ANYWHERE}",)"
-                              R"("client_side_id":"c","write_keys":["k"]}]})";
+        std::ofstream(cfg)
+            << R"({"destinations":[{"id":"ld","service_token":"${NOT_SET_ANYWHERE}",)"
+               R"("client_side_id":"c","write_keys":["k"]}]})";
         auto bad = RunAudsync({"serve", "--config", cfg});
         CHECK(bad.exit_code == 1);
         CHECK(bad.err.find("destinations[0].service_token: environment variable NOT_SET_ANYWHERE "

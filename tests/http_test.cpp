@@ -120,14 +120,16 @@ TEST_SUITE("http") {
     TEST_CASE("Tracking API: write key as Basic auth user or in the body") {
         Running r;
         EngageEvent a;
-        auto basic = r.http.Post(r.url("/v1/batch"), TrackingBatch({a.Json()}), {BasicAuth("wk-ld")});
+        auto basic =
+            r.http.Post(r.url("/v1/batch"), TrackingBatch({a.Json()}), {BasicAuth("wk-ld")});
         REQUIRE(basic.status == 200);
         auto doc = Json(basic.body);
         CHECK(Field(doc, "accepted") == 1);
         EngageEvent b;
         b.message_id = "m2";
         b.user_id = "u2";
-        auto body_key = r.http.Post(r.url("/v1/batch"), TrackingBatch({b.Json()}, ",\"writeKey\":\"wk-ld\""));
+        auto body_key =
+            r.http.Post(r.url("/v1/batch"), TrackingBatch({b.Json()}, ",\"writeKey\":\"wk-ld\""));
         REQUIRE(body_key.status == 200);
         CHECK(Field(Json(body_key.body), "accepted") == 1);
         CHECK(r.Member("u1").has_value());
@@ -135,7 +137,8 @@ TEST_SUITE("http") {
         // The other destination's key routes there.
         EngageEvent c;
         c.message_id = "m3";
-        auto other = r.http.Post(r.url("/v1/batch"), TrackingBatch({c.Json()}), {BasicAuth("wk-other")});
+        auto other =
+            r.http.Post(r.url("/v1/batch"), TrackingBatch({c.Json()}), {BasicAuth("wk-other")});
         CHECK(other.status == 200);
         CHECK(r.Member("u1", "aud_1", "user", "other").has_value());
     }
@@ -182,7 +185,8 @@ TEST_SUITE("http") {
         EngageEvent imp;
         imp.message_id = "i1";
         imp.user_id = "u8";
-        auto import = r.http.Post(r.url("/v1/import"), TrackingBatch({imp.Json()}), {BasicAuth("wk-ld")});
+        auto import =
+            r.http.Post(r.url("/v1/import"), TrackingBatch({imp.Json()}), {BasicAuth("wk-ld")});
         CHECK(import.status == 200);
         CHECK(r.Member("u8").has_value());
     }
@@ -204,7 +208,8 @@ TEST_SUITE("http") {
         std::string not_applicable = R"({"type":"page","messageId":"p1","userId":"u1"})";
         std::string body = "[" + add.Json() + "," + add.Json() + "," + older.Json() + "," +
                            no_value.Json() + "," + not_applicable + ",5," + no_key.Json() + "]";
-        auto resp = r.http.Post(r.url("/v1/destinations/other/events"), body, {BasicAuth("wk-other")});
+        auto resp =
+            r.http.Post(r.url("/v1/destinations/other/events"), body, {BasicAuth("wk-other")});
         REQUIRE(resp.status == 200);
         auto doc = Json(resp.body);
         CHECK(Field(doc, "accepted") == 1);
@@ -225,7 +230,8 @@ TEST_SUITE("http") {
         for (int i = 0; i < 3; ++i) {
             const auto& item = (*rejected)[static_cast<rapidjson::SizeType>(i)];
             CHECK(item["index"].GetInt() == expect[i].index);
-            CHECK(json::FindString(item, "messageId") == std::optional<std::string>(expect[i].message_id));
+            CHECK(json::FindString(item, "messageId") ==
+                  std::optional<std::string>(expect[i].message_id));
             CHECK(json::FindString(item, "reason") == std::optional<std::string>(expect[i].reason));
         }
         auto m = r.Member("u1", "aud_1", "user", "other");
@@ -270,10 +276,12 @@ TEST_SUITE("http") {
         }
         CHECK_FALSE(r.Member("u4").has_value());
         // The destination's write key is accepted in place of a signature.
-        auto by_key = r.http.Post(r.url("/v1/destinations/ld/events"), forged, {BasicAuth("wk-ld")});
+        auto by_key =
+            r.http.Post(r.url("/v1/destinations/ld/events"), forged, {BasicAuth("wk-ld")});
         CHECK(by_key.status == 200);
         CHECK(r.Member("u4").has_value());
-        auto unknown = r.http.Post(r.url("/v1/destinations/nope/events"), forged, {BasicAuth("wk-ld")});
+        auto unknown =
+            r.http.Post(r.url("/v1/destinations/nope/events"), forged, {BasicAuth("wk-ld")});
         CHECK(unknown.status == 404);
         CHECK(ErrorCodeOf(unknown) == "unknown_destination");
     }
@@ -292,7 +300,8 @@ TEST_SUITE("http") {
         };
         for (const auto& [body, code] : rows) {
             CAPTURE(code);
-            auto resp = r.http.Post(r.url("/v1/destinations/ld/events"), body, {BasicAuth("wk-ld")});
+            auto resp =
+                r.http.Post(r.url("/v1/destinations/ld/events"), body, {BasicAuth("wk-ld")});
             CHECK(resp.status == 400);
             CHECK(ErrorCodeOf(resp) == code);
             auto tracking = r.http.Post(r.url("/v1/batch"), body, {BasicAuth("wk-ld")});
@@ -306,8 +315,10 @@ TEST_SUITE("http") {
         testing::TempDir dir;
         std::string db = dir.File("l.db");
         std::string cfg = testing::TestConfigJson(db);
-        cfg.insert(1, R"("limits":{"tracking_max_request_bytes":20000,"tracking_max_events":5,)"
-                      R"("webhook_max_request_bytes":30000,"webhook_max_events":6,"max_event_bytes":2000},)");
+        cfg.insert(
+            1,
+            R"("limits":{"tracking_max_request_bytes":20000,"tracking_max_events":5,)"
+            R"("webhook_max_request_bytes":30000,"webhook_max_events":6,"max_event_bytes":2000},)");
         Running r(cfg);
         auto items = [](int n, size_t pad) {
             std::vector<std::string> out;
@@ -324,22 +335,27 @@ TEST_SUITE("http") {
             for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + v[i];
             return s + "]";
         };
-        CHECK(r.http.Post(r.url("/v1/batch"), TrackingBatch(items(5, 10)), {BasicAuth("wk-ld")}).status == 200);
-        auto many = r.http.Post(r.url("/v1/batch"), TrackingBatch(items(6, 10)), {BasicAuth("wk-ld")});
+        CHECK(r.http.Post(r.url("/v1/batch"), TrackingBatch(items(5, 10)), {BasicAuth("wk-ld")})
+                  .status == 200);
+        auto many =
+            r.http.Post(r.url("/v1/batch"), TrackingBatch(items(6, 10)), {BasicAuth("wk-ld")});
         CHECK(many.status == 413);
         CHECK(ErrorCodeOf(many) == "too_many_events");
-        auto big = r.http.Post(r.url("/v1/batch"), TrackingBatch(items(5, 1900)) + std::string(12000, ' '),
-                               {BasicAuth("wk-ld")});
+        auto big =
+            r.http.Post(r.url("/v1/batch"), TrackingBatch(items(5, 1900)) + std::string(12000, ' '),
+                        {BasicAuth("wk-ld")});
         CHECK(big.status == 413);
         CHECK(ErrorCodeOf(big) == "payload_too_large");
         auto webhook_many = r.http.Post(r.url("/v1/destinations/ld/events"), array(items(7, 10)),
                                         {BasicAuth("wk-ld")});
         CHECK(webhook_many.status == 413);
         CHECK(ErrorCodeOf(webhook_many) == "too_many_events");
-        auto webhook_big = r.http.Post(r.url("/v1/destinations/ld/events"),
-                                       array(items(6, 1900)) + std::string(20000, ' '), {BasicAuth("wk-ld")});
+        auto webhook_big =
+            r.http.Post(r.url("/v1/destinations/ld/events"),
+                        array(items(6, 1900)) + std::string(20000, ' '), {BasicAuth("wk-ld")});
         CHECK(webhook_big.status == 413);
-        auto event_big = r.http.Post(r.url("/v1/identify"), items(1, 2100)[0], {BasicAuth("wk-ld")});
+        auto event_big =
+            r.http.Post(r.url("/v1/identify"), items(1, 2100)[0], {BasicAuth("wk-ld")});
         CHECK(event_big.status == 413);
         CHECK(ErrorCodeOf(event_big) == "event_too_large");
         // Inside a batch, one oversize event is rejected by index and the rest stored.
@@ -349,13 +365,15 @@ TEST_SUITE("http") {
         REQUIRE(partial.status == 200);
         auto doc = Json(partial.body);
         CHECK(Field(doc, "duplicates") == 1);  // m0 was stored by the first request
-        CHECK(json::FindString(doc["rejected"][0], "reason") == std::optional<std::string>("event_too_large"));
+        CHECK(json::FindString(doc["rejected"][0], "reason") ==
+              std::optional<std::string>("event_too_large"));
     }
 
     TEST_CASE("Webhook Audiences: create and look up, authenticated by the URL key") {
         Running r;
-        auto create = r.http.Post(r.url("/v1/destinations/ld/audiences?key=wk-ld"),
-                                  R"({"audienceName":"High value users","contextKind":"account","team":"growth"})");
+        auto create = r.http.Post(
+            r.url("/v1/destinations/ld/audiences?key=wk-ld"),
+            R"({"audienceName":"High value users","contextKind":"account","team":"growth"})");
         REQUIRE(create.status == 200);
         auto id = json::FindString(Json(create.body), "externalId");
         REQUIRE(id.has_value());
@@ -371,21 +389,29 @@ TEST_SUITE("http") {
                                    R"({"externalId":"nope"})");
         CHECK(missing.status == 404);
         CHECK(ErrorCodeOf(missing) == "unknown_audience");
-        for (const char* url : {"/v1/destinations/ld/audiences", "/v1/destinations/ld/audiences?key=",
-                                "/v1/destinations/ld/audiences?key=wrong",
-                                "/v1/destinations/ld/audiences?key=wk-other"}) {
+        for (const char* url :
+             {"/v1/destinations/ld/audiences",
+              "/v1/destinations/ld/audiences?key=", "/v1/destinations/ld/audiences?key=wrong",
+              "/v1/destinations/ld/audiences?key=wk-other"}) {
             auto resp = r.http.Post(r.url(url), R"({"audienceName":"x"})");
             CHECK(resp.status == 401);
         }
-        CHECK(r.http.Post(r.url("/v1/destinations/zz/audiences?key=wk-ld"), R"({"audienceName":"x"})").status == 404);
-        CHECK(r.http.Post(r.url("/v1/destinations/ld/audiences?key=wk-ld"), R"({"audienceName":""})").status == 400);
-        CHECK(r.http.Post(r.url("/v1/destinations/ld/audiences?key=wk-ld"),
-                          R"({"audienceName":"x","contextKind":"multi"})").status == 400);
+        CHECK(
+            r.http.Post(r.url("/v1/destinations/zz/audiences?key=wk-ld"), R"({"audienceName":"x"})")
+                .status == 404);
+        CHECK(
+            r.http.Post(r.url("/v1/destinations/ld/audiences?key=wk-ld"), R"({"audienceName":""})")
+                .status == 400);
+        CHECK(r.http
+                  .Post(r.url("/v1/destinations/ld/audiences?key=wk-ld"),
+                        R"({"audienceName":"x","contextKind":"multi"})")
+                  .status == 400);
 
         // Events for the audience carry its externalId; their kind comes from its extras.
         EngageEvent e;
         e.extra_personas = "\"external_audience_id\":\"" + *id + "\"";
-        auto ingest = r.http.Post(r.url("/v1/destinations/ld/events"), e.Json(), {BasicAuth("wk-ld")});
+        auto ingest =
+            r.http.Post(r.url("/v1/destinations/ld/events"), e.Json(), {BasicAuth("wk-ld")});
         REQUIRE(ingest.status == 200);
         CHECK(r.Member("u1", "aud_1", "account").has_value());
         CHECK_FALSE(r.Member("u1", "aud_1", "user").has_value());
@@ -454,14 +480,16 @@ TEST_SUITE("http") {
                     std::vector<std::string> ids;
                     for (int i = 0; i < 50; ++i) {
                         EngageEvent e;
-                        e.message_id = "k" + std::to_string(t) + "-" + std::to_string(n) + "-" + std::to_string(i);
+                        e.message_id = "k" + std::to_string(t) + "-" + std::to_string(n) + "-" +
+                                       std::to_string(i);
                         e.user_id = "user-" + std::to_string(t) + "-" + std::to_string(i);
                         e.value = (n % 2) ? "true" : "false";
                         e.timestamp = text::FormatIso8601(1714987822829 + n);
                         ids.push_back(e.message_id);
                         items.push_back(e.Json());
                     }
-                    auto resp = http.Post(server.url("/v1/batch"), TrackingBatch(items), {BasicAuth("wk-ld")});
+                    auto resp = http.Post(server.url("/v1/batch"), TrackingBatch(items),
+                                          {BasicAuth("wk-ld")});
                     if (resp.status != 200) break;  // the server is gone
                     std::lock_guard<std::mutex> lock(mu);
                     acknowledged.insert(ids.begin(), ids.end());
@@ -483,7 +511,8 @@ TEST_SUITE("http") {
         for (const auto& id : acknowledged) {
             if (!store::HasEvent(d, "ld", id)) ++missing;
         }
-        MESSAGE("acknowledged events: " << acknowledged.size() << ", missing after SIGKILL: " << missing);
+        MESSAGE("acknowledged events: " << acknowledged.size()
+                                        << ", missing after SIGKILL: " << missing);
         CHECK(missing == 0);
         CHECK(acknowledged.size() >= 40 * 50);
         CHECK(restarted.Stop() == 0);

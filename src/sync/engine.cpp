@@ -158,7 +158,6 @@ void Engine::Execute(Task& task, std::map<std::string, std::unique_ptr<targets::
                                      task.segment.context_kind, part};
         return target->Push(request);
     };
-    std::vector<int> statuses;
     auto decide = [&](const targets::HttpResult& r, size_t size) {
         Decision d = Decide(r, attempts, size, text::NowMs(), schedule, uniform(rng));
         switch (d.action) {
@@ -179,7 +178,6 @@ void Engine::Execute(Task& task, std::map<std::string, std::unique_ptr<targets::
                 ++counters_.pushes_refused;
                 break;
         }
-        statuses.push_back(r.status);
         return d;
     };
     std::vector<Decision> decisions = PushWithBisection(members, push, decide);
@@ -195,8 +193,6 @@ void Engine::Execute(Task& task, std::map<std::string, std::unique_ptr<targets::
             failure = d;
         }
     }
-    // Members keep the status of the last push that carried them.
-    int last_status = statuses.empty() ? 0 : statuses.back();
     size_t acked = 0, dead = 0;
     Status stored = writer_.Run(
         [&](store::WriteStore& w) {
@@ -205,16 +201,17 @@ void Engine::Execute(Task& task, std::map<std::string, std::unique_ptr<targets::
                 const auto& d = decisions[i];
                 switch (d.action) {
                     case Action::kAcknowledge:
-                        w.RecordAck(task.segment.id, m.context_key, m.desired, m.version, 204, now);
+                        w.RecordAck(task.segment.id, m.context_key, m.desired, m.version, d.status,
+                                    now);
                         ++acked;
                         break;
                     case Action::kDeadLetter:
-                        w.RecordDead(task.segment.id, m.context_key, m.version, last_status,
-                                     d.error, now);
+                        w.RecordDead(task.segment.id, m.context_key, m.version, d.status, d.error,
+                                     now);
                         ++dead;
                         break;
                     default:
-                        w.RecordRetry(task.segment.id, m.context_key, now + d.delay_ms, last_status,
+                        w.RecordRetry(task.segment.id, m.context_key, now + d.delay_ms, d.status,
                                       d.error, now);
                 }
             }

@@ -72,6 +72,7 @@ Decision Decide(const targets::HttpResult& result, int attempts, size_t batch_si
     jitter = std::clamp(jitter, 0.0, 0.999999);
     const int s = result.status;
     Decision d;
+    d.status = s;
     d.error = Describe(result);
     if (s >= 200 && s < 300) {
         d.action = Action::kAcknowledge;

@@ -29,6 +29,7 @@ struct RetrySchedule {
 struct Decision {
     Action action = Action::kRetry;
     int64_t delay_ms = 0;  // until the next attempt (kRetry, kRateLimited, kAuthFailed)
+    int status = 0;        // the HTTP status behind it (0: no answer)
     std::string error;     // for last_error and dead letters; never holds a secret
 };
 

@@ -1,0 +1,382 @@
+// Integration tests of the sync engine: `audsync serve` in a child process pushing to
+// the LaunchDarkly emulator running in this process.
+#include <doctest/doctest.h>
+#include <rapidjson/document.h>
+
+#include <algorithm>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "audsync/common/json.hpp"
+#include "audsync/common/text.hpp"
+#include "audsync/store/database.hpp"
+#include "emulator.hpp"
+#include "support/helpers.hpp"
+#include "support/process.hpp"
+
+using namespace audsync;
+using testing::BasicAuth;
+using testing::EngageEvent;
+
+namespace {
+
+constexpr const char* kToken = "api-emulated-token";
+constexpr const char* kClientSideId = "cs-emulated";
+
+bool Eventually(const std::function<bool()>& done, int64_t deadline_ms = 45000) {
+    const int64_t deadline = text::NowMs() + deadline_ms;
+    while (text::NowMs() < deadline) {
+        if (done()) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));  // poll interval
+    }
+    return done();
+}
+
+std::string SyncConfig(const std::string& db, const std::string& emulator_url,
+                       const std::string& destination_extra = "") {
+    return R"({"listen":"127.0.0.1:0","database":")" + db +
+           R"(","sync":{"linger_ms":10,"workers":4},"destinations":[{"id":"ld",)"
+           R"("service_token":")" +
+           kToken + R"(","client_side_id":")" + kClientSideId + R"(","api_base":")" + emulator_url +
+           R"(","clientsdk_base":")" + emulator_url +
+           R"(","write_keys":["wk-ld"],"max_batch":7,"retry_base_ms":20,"retry_max_ms":200,)"
+           R"("auth_retry_ms":300,"request_timeout_ms":3000)" +
+           (destination_extra.empty() ? "" : "," + destination_extra) + "}]}";
+}
+
+struct Harness {
+    emulator::Emulator emulator{[] {
+        emulator::Emulator::Options o;
+        o.service_token = kToken;
+        o.client_side_id = kClientSideId;
+        return o;
+    }()};
+    testing::TempDir dir;
+    std::string db = dir.File("sync.db");
+    std::string config = dir.File("config.json");
+    std::unique_ptr<testing::ServerProcess> server;
+    testing::HttpClient http;
+
+    explicit Harness(const std::string& destination_extra = "") {
+        emulator.Start();
+        std::ofstream(config) << SyncConfig(db, emulator.base_url(), destination_extra);
+        StartServer();
+    }
+    ~Harness() {
+        if (server) CHECK_MESSAGE(server->Stop() == 0, server->Log());
+        emulator.Stop();
+    }
+    void StartServer() {
+        server = std::make_unique<testing::ServerProcess>(config);
+        REQUIRE_MESSAGE(server->Start(), server->Log());
+    }
+    testing::HttpResponse Send(const std::vector<std::string>& events) {
+        std::string body = "[";
+        for (size_t i = 0; i < events.size(); ++i) body += (i ? "," : "") + events[i];
+        body += "]";
+        return http.Post(server->url("/v1/destinations/ld/events"), body, {BasicAuth("wk-ld")});
+    }
+    int64_t Count(const std::string& sql) {
+        store::Database d(db, false);
+        store::Statement s(d.handle(), sql);
+        s.Step();
+        return s.Int(0);
+    }
+};
+
+// A stream of membership events over several audiences and kinds, shuffled, with the
+// final membership it implies (newest event time wins).
+struct Stream {
+    std::vector<std::string> events;
+    std::map<std::string, std::set<std::string>> expected;  // cohortId -> included keys
+};
+
+Stream MixedStream(int n, unsigned seed, const std::string& prefix = "s") {
+    std::mt19937 rng(seed);
+    struct Latest {
+        int64_t time = -1;
+        bool value = false;
+    };
+    std::map<std::pair<std::string, std::string>, Latest> latest;
+    Stream s;
+    const char* audiences[] = {"aud_a", "aud_b", "aud_c"};
+    for (int i = 0; i < n; ++i) {
+        EngageEvent e;
+        e.message_id = prefix + std::to_string(i);
+        std::string audience = audiences[rng() % 3];
+        e.audience_id = audience;
+        e.audience_key = audience + "_key";
+        if (audience == "aud_c")
+            e.extra_personas = R"("audience_settings":{"contextKind":"account"})";
+        e.user_id = "user-" + std::to_string(rng() % 25);
+        bool value = rng() % 3 != 0;
+        e.value = value ? "true" : "false";
+        e.type = rng() % 2 ? "identify" : "track";
+        int64_t t = 1714987822000 + static_cast<int64_t>(rng() % 100000) * 1000 + i;  // distinct
+        e.timestamp = text::FormatIso8601(t);
+        auto& l = latest[{audience, e.user_id}];
+        if (t > l.time) l = {t, value};
+        s.events.push_back(e.Json());
+    }
+    for (const auto& [k, l] : latest) {
+        auto& set = s.expected[k.first];
+        if (l.value) set.insert(k.second);
+    }
+    return s;
+}
+
+bool Converged(const emulator::Emulator& e, const Stream& s) {
+    for (const auto& [cohort, keys] : s.expected) {
+        if (e.Included(cohort) != keys) return false;
+    }
+    return true;
+}
+
+void SendAll(Harness& h, const Stream& s, size_t batch) {
+    for (size_t i = 0; i < s.events.size(); i += batch) {
+        std::vector<std::string> part(
+            s.events.begin() + static_cast<std::ptrdiff_t>(i),
+            s.events.begin() + static_cast<std::ptrdiff_t>(std::min(s.events.size(), i + batch)));
+        auto r = h.Send(part);
+        REQUIRE_MESSAGE(r.status == 200, r.body);
+    }
+}
+
+}  // namespace
+
+TEST_SUITE("sync integration") {
+    TEST_CASE("a mixed stream over several audiences converges exactly") {
+        Harness h;
+        Stream s = MixedStream(400, 1);
+        SendAll(h, s, 37);
+        REQUIRE_MESSAGE(Eventually([&] { return Converged(h.emulator, s); }), h.server->Log());
+        auto segments = h.emulator.Segments();
+        CHECK(segments.at("segment-audiences-aud_a").cohort_name == "Aud a key");
+        CHECK(segments.at("segment-audiences-aud_a").context_kind == "user");
+        CHECK(segments.at("segment-audiences-aud_c").context_kind == "account");
+        auto stats = h.emulator.stats();
+        CHECK(stats.max_batch <= 7);  // max_batch
+        CHECK(stats.by_status[204] == stats.requests);
+        // Everything acknowledged: nothing pending.
+        CHECK(Eventually([&] {
+            return h.Count("SELECT count(*) FROM memberships WHERE acked IS NOT desired") == 0;
+        }));
+        // The request was byte-exact to the spec's headers.
+        CHECK(stats.last_headers["authorization"] == kToken);
+        CHECK(stats.last_headers["ld-api-version"] == "20240415");
+        CHECK(stats.last_headers["content-type"] == "application/json");
+        CHECK(stats.last_headers["user-agent"] == std::string("audsync/") + AUDSYNC_VERSION);
+    }
+
+    TEST_CASE("coalescing: many flips of one member cost one entry with the final state") {
+        Harness h;
+        h.emulator.SetDelay(300);  // hold the first push so the flips pile up behind it
+        EngageEvent first;
+        first.message_id = "f0";
+        first.user_id = "flipper";
+        first.timestamp = text::FormatIso8601(1714987822000);
+        REQUIRE(h.Send({first.Json()}).status == 200);
+        REQUIRE(Eventually([&] { return h.emulator.stats().requests >= 1; }));
+        for (int i = 1; i <= 10; ++i) {
+            EngageEvent e = first;
+            e.message_id = "f" + std::to_string(i);
+            e.value = i % 2 ? "false" : "true";
+            e.timestamp = text::FormatIso8601(1714987822000 + i);
+            REQUIRE(h.Send({e.Json()}).status == 200);
+        }
+        // The 10th flip (i = 10) is an add.
+        REQUIRE(Eventually([&] {
+            return h.Count("SELECT count(*) FROM memberships WHERE acked IS NOT desired") == 0 &&
+                   h.emulator.Included("aud_1").count("flipper") == 1;
+        }));
+        auto stats = h.emulator.stats();
+        MESSAGE("entries pushed for 11 events: " << stats.members);
+        CHECK(stats.members <= 3);  // the first push, the final state, maybe one between
+    }
+
+    TEST_CASE("the version guard: a change during a slow push goes out after it") {
+        Harness h;
+        h.emulator.SetDelay(700);
+        EngageEvent add;
+        add.user_id = "racer";
+        add.timestamp = text::FormatIso8601(1714987822000);
+        REQUIRE(h.Send({add.Json()}).status == 200);
+        REQUIRE(Eventually([&] { return h.emulator.stats().requests >= 1; }));  // push in flight
+        EngageEvent remove = add;
+        remove.message_id = "m2";
+        remove.value = "false";
+        remove.timestamp = text::FormatIso8601(1714987823000);
+        REQUIRE(h.Send({remove.Json()}).status == 200);
+        REQUIRE(Eventually([&] {
+            return h.Count("SELECT count(*) FROM memberships WHERE acked IS NOT desired") == 0;
+        }));
+        CHECK(h.emulator.Included("aud_1").count("racer") == 0);
+        CHECK(h.Count("SELECT acked FROM memberships WHERE context_key = 'racer'") == 0);
+    }
+
+    TEST_CASE("converges under 500s, 429s with both headers, dropped connections and delays") {
+        Harness h;
+        emulator::Fault f500;
+        f500.status = 500;
+        f500.count = 3;
+        emulator::Fault retry_after;
+        retry_after.status = 429;
+        retry_after.retry_after = "1";
+        emulator::Fault reset;
+        reset.status = 429;
+        reset.reset_in_ms = 300;
+        emulator::Fault drop;
+        drop.drop = true;
+        drop.count = 2;
+        emulator::Fault slow;
+        slow.delay_ms = 400;
+        slow.count = 2;
+        emulator::Fault f503;
+        f503.status = 503;
+        f503.count = 2;
+        for (const auto& f : {f500, retry_after, drop, reset, slow, f503}) h.emulator.AddFault(f);
+        Stream s = MixedStream(300, 2);
+        SendAll(h, s, 50);
+        REQUIRE_MESSAGE(Eventually([&] { return Converged(h.emulator, s); }), h.server->Log());
+        auto stats = h.emulator.stats();
+        CHECK(stats.by_status[500] == 3);
+        CHECK(stats.by_status[429] == 2);
+        CHECK(stats.by_status[0] == 2);  // dropped
+        CHECK(stats.by_status[503] == 2);
+        CHECK(h.Count("SELECT count(*) FROM memberships WHERE dead = 1") == 0);
+    }
+
+    TEST_CASE("ingest keeps answering while the platform fails") {
+        Harness h;
+        emulator::Fault down;
+        down.status = 500;
+        down.count = 1000000;
+        h.emulator.AddFault(down);
+        Stream s = MixedStream(200, 3);
+        for (size_t i = 0; i < s.events.size(); i += 20) {
+            std::vector<std::string> part(s.events.begin() + static_cast<std::ptrdiff_t>(i),
+                                          s.events.begin() + static_cast<std::ptrdiff_t>(i + 20));
+            auto r = h.Send(part);
+            CHECK(r.status == 200);
+        }
+        CHECK(Eventually([&] { return h.emulator.stats().by_status[500] >= 3; }));
+        CHECK(h.Count("SELECT count(*) FROM memberships WHERE last_status = 500") > 0);
+        h.emulator.ClearFaults();
+        REQUIRE(Eventually([&] { return Converged(h.emulator, s); }));
+    }
+
+    TEST_CASE("refused keys become dead letters while everything else converges") {
+        Harness h;
+        h.emulator.RefuseKeys({"user-3", "user-17"});
+        Stream s = MixedStream(300, 4);
+        SendAll(h, s, 60);
+        auto expected_without = [&](const Stream& st) {
+            Stream copy = st;
+            for (auto& [cohort, keys] : copy.expected) {
+                keys.erase("user-3");
+                keys.erase("user-17");
+            }
+            return copy;
+        };
+        Stream reachable = expected_without(s);
+        REQUIRE_MESSAGE(Eventually([&] {
+                            return Converged(h.emulator, reachable) &&
+                                   h.Count(
+                                       "SELECT count(*) FROM memberships WHERE acked IS NOT "
+                                       "desired AND dead = 0") == 0;
+                        }),
+                        h.server->Log());
+        CHECK(h.Count("SELECT count(*) FROM memberships WHERE dead = 1 AND context_key NOT IN "
+                      "('user-3','user-17')") == 0);
+        CHECK(h.Count("SELECT count(*) FROM memberships WHERE dead = 1") > 0);
+        CHECK(h.Count("SELECT count(*) FROM memberships WHERE dead = 1 AND last_status = 400 AND "
+                      "last_error LIKE '%refused%'") ==
+              h.Count("SELECT count(*) FROM memberships WHERE dead = 1"));
+    }
+
+    TEST_CASE("401 marks the destination auth_failed, holds members, and recovers") {
+        Harness h;
+        h.emulator.SetRejectToken(true);
+        Stream s = MixedStream(60, 5);
+        SendAll(h, s, 30);
+        REQUIRE(Eventually([&] {
+            return h.Count(
+                       "SELECT count(*) FROM destinations WHERE id = 'ld' AND status = "
+                       "'auth_failed'") == 1;
+        }));
+        CHECK(h.Count("SELECT count(*) FROM memberships WHERE dead = 1") == 0);
+        CHECK(h.Count("SELECT count(*) FROM memberships WHERE acked IS NOT desired") > 0);
+        h.emulator.SetRejectToken(false);
+        REQUIRE(Eventually([&] { return Converged(h.emulator, s); }));
+        CHECK(Eventually([&] {
+            return h.Count(
+                       "SELECT count(*) FROM destinations WHERE id = 'ld' AND status = 'ok' AND "
+                       "last_success_ms IS NOT NULL") == 1;
+        }));
+    }
+
+    TEST_CASE("SIGKILL during pushes, then a restart, converges with nothing lost") {
+        Harness h;
+        h.emulator.SetDelay(150);
+        Stream s = MixedStream(300, 6);
+        SendAll(h, s, 100);
+        REQUIRE(Eventually([&] { return h.emulator.stats().requests >= 3; }));
+        h.server->Kill();
+        CHECK_FALSE(Converged(h.emulator, s));
+        h.emulator.SetDelay(0);
+        h.StartServer();
+        REQUIRE_MESSAGE(Eventually([&] { return Converged(h.emulator, s); }), h.server->Log());
+        CHECK(Eventually([&] {
+            return h.Count("SELECT count(*) FROM memberships WHERE acked IS NOT desired") == 0;
+        }));
+    }
+}
+
+TEST_SUITE("check command") {
+    TEST_CASE("audsync check verifies both credentials against the emulator") {
+        emulator::Emulator::Options o;
+        o.service_token = kToken;
+        o.client_side_id = kClientSideId;
+        emulator::Emulator e(o);
+        e.Start();
+        testing::TempDir dir;
+        auto write = [&](const std::string& name, const std::string& token, const std::string& cs) {
+            std::string path = dir.File(name);
+            std::string cfg = SyncConfig(dir.File("x.db"), e.base_url());
+            cfg.replace(cfg.find(kToken), std::string(kToken).size(), token);
+            cfg.replace(cfg.find(kClientSideId), std::string(kClientSideId).size(), cs);
+            std::ofstream(path) << cfg;
+            return path;
+        };
+        auto ok =
+            testing::RunAudsync({"check", "--config", write("ok.json", kToken, kClientSideId)});
+        CHECK(ok.exit_code == 0);
+        CHECK(ok.out.find("ld: ok") != std::string::npos);
+        auto token = testing::RunAudsync(
+            {"check", "--config", write("t.json", "wrong-token", kClientSideId)});
+        CHECK(token.exit_code == 1);
+        CHECK(token.out.find("service token: refused (HTTP 401)") != std::string::npos);
+        CHECK(token.out.find("wrong-token") == std::string::npos);
+        auto cs = testing::RunAudsync({"check", "--config", write("c.json", kToken, "nope")});
+        CHECK(cs.exit_code == 1);
+        CHECK(cs.out.find("client-side ID: unknown to LaunchDarkly (HTTP 404)") !=
+              std::string::npos);
+        auto unknown = testing::RunAudsync(
+            {"check", "--config", write("u.json", kToken, kClientSideId), "--destination", "zz"});
+        CHECK(unknown.exit_code == 1);
+        auto chosen = testing::RunAudsync(
+            {"check", "--config", write("d.json", kToken, kClientSideId), "--destination", "ld"});
+        CHECK(chosen.exit_code == 0);
+        e.Stop();
+        auto down =
+            testing::RunAudsync({"check", "--config", write("x.json", kToken, kClientSideId)});
+        CHECK(down.exit_code == 1);
+        CHECK(down.out.find("no answer") != std::string::npos);
+    }
+}
