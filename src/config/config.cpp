@@ -106,6 +106,14 @@ class ObjectReader {
         return Ok();
     }
 
+    Status Bool(const char* name, bool* out) {
+        const rapidjson::Value* m = Get(name);
+        if (m == nullptr) return Ok();
+        if (!m->IsBool()) return ConfigError(Field(name), "must be true or false");
+        *out = m->GetBool();
+        return Ok();
+    }
+
     Status NoUnknown() const {
         for (auto it = v_.MemberBegin(); it != v_.MemberEnd(); ++it) {
             std::string name(it->name.GetString(), it->name.GetStringLength());
@@ -297,6 +305,7 @@ Result<Config> LoadText(std::string_view text, const EnvLookup& env) {
     AUDSYNC_TRY(r.String("database", &c.database, false));
     if (c.database.empty()) return ConfigError("database", "must not be empty");
     AUDSYNC_TRY(r.String("admin_token", &c.admin_token, false));
+    AUDSYNC_TRY(r.Bool("metrics_public", &c.metrics_public));
     AUDSYNC_TRY(r.Int("http_threads", &c.http_threads, 1, 256));
     AUDSYNC_TRY(r.Int("keepalive_timeout_ms", &c.keepalive_timeout_ms, 100, 3600000));
     AUDSYNC_TRY(r.Int("header_timeout_ms", &c.header_timeout_ms, 100, 3600000));

@@ -1,5 +1,6 @@
 #include "audsync/http/routes.hpp"
 
+#include <optional>
 #include <vector>
 
 #include "audsync/common/text.hpp"
@@ -31,15 +32,121 @@ RouteMatch Only(std::string_view method, std::string_view allowed, RouteId id) {
     return m;
 }
 
+// Decodes parts[from..] joined by '/': a context key may hold '/' sent raw or as %2F.
+std::optional<std::string> Tail(const std::vector<std::string_view>& parts, size_t from) {
+    std::string out;
+    for (size_t i = from; i < parts.size(); ++i) {
+        auto d = text::PercentDecode(parts[i]);
+        if (!d) return std::nullopt;
+        if (i > from) out += '/';
+        out += *d;
+    }
+    return out;
+}
+
 }  // namespace
+
+bool IsAdminRoute(RouteId id) {
+    switch (id) {
+        case RouteId::kSegments:
+        case RouteId::kSegment:
+        case RouteId::kMembers:
+        case RouteId::kMember:
+        case RouteId::kResync:
+        case RouteId::kContext:
+        case RouteId::kDestinations:
+        case RouteId::kDestination:
+        case RouteId::kDeadLetters:
+        case RouteId::kDeadLettersRetry:
+        case RouteId::kDeadLettersDiscard:
+        case RouteId::kMetrics:
+            return true;
+        default:
+            return false;
+    }
+}
+
+const std::vector<std::string>& RouteTable() {
+    static const std::vector<std::string> kRoutes = {
+        "POST /v1/batch",
+        "POST /v1/identify",
+        "POST /v1/track",
+        "POST /v1/import",
+        "POST /v1/destinations/{id}/events",
+        "POST /v1/destinations/{id}/audiences",
+        "POST /v1/destinations/{id}/audiences/lookup",
+        "GET /healthz",
+        "GET /readyz",
+        "GET /v1/segments",
+        "GET /v1/segments/{id}",
+        "GET /v1/segments/{id}/members",
+        "GET /v1/segments/{id}/members/{contextKey}",
+        "POST /v1/segments/{id}/resync",
+        "GET /v1/contexts/{contextKey}",
+        "GET /v1/destinations",
+        "GET /v1/destinations/{id}",
+        "GET /v1/dead-letters",
+        "POST /v1/dead-letters/retry",
+        "POST /v1/dead-letters/discard",
+        "GET /metrics",
+    };
+    return kRoutes;
+}
 
 RouteMatch MatchRoute(std::string_view method, std::string_view path) {
     auto parts = Split(path);
     if (parts.size() == 1) {
         if (parts[0] == "healthz") return Only(method, "GET", RouteId::kHealthz);
         if (parts[0] == "readyz") return Only(method, "GET", RouteId::kReadyz);
+        if (parts[0] == "metrics") return Only(method, "GET", RouteId::kMetrics);
     }
     if (parts.empty() || parts[0] != "v1") return {};
+    if (parts.size() >= 2 && parts[1] == "segments") {
+        RouteMatch m;
+        if (parts.size() == 2) return Only(method, "GET", RouteId::kSegments);
+        if (parts.size() == 3) {
+            m = Only(method, "GET", RouteId::kSegment);
+        } else if (parts.size() == 4 && parts[3] == "members") {
+            m = Only(method, "GET", RouteId::kMembers);
+        } else if (parts.size() == 4 && parts[3] == "resync") {
+            m = Only(method, "POST", RouteId::kResync);
+        } else if (parts.size() >= 5 && parts[3] == "members") {
+            m = Only(method, "GET", RouteId::kMember);
+            auto key = Tail(parts, 4);
+            if (!key) return RouteMatch{RouteId::kBadPath, "", "", "", ""};
+            m.key = std::move(*key);
+        } else {
+            return {};
+        }
+        m.segment = std::string(parts[2]);
+        return m;
+    }
+    if (parts.size() >= 3 && parts[1] == "contexts") {
+        RouteMatch m = Only(method, "GET", RouteId::kContext);
+        auto key = Tail(parts, 2);
+        if (!key) return RouteMatch{RouteId::kBadPath, "", "", "", ""};
+        m.key = std::move(*key);
+        return m;
+    }
+    if (parts.size() >= 2 && parts[1] == "dead-letters") {
+        if (parts.size() == 2) return Only(method, "GET", RouteId::kDeadLetters);
+        if (parts.size() == 3 && parts[2] == "retry")
+            return Only(method, "POST", RouteId::kDeadLettersRetry);
+        if (parts.size() == 3 && parts[2] == "discard") {
+            return Only(method, "POST", RouteId::kDeadLettersDiscard);
+        }
+        return {};
+    }
+    if (parts.size() == 2 && parts[1] == "destinations") {
+        return Only(method, "GET", RouteId::kDestinations);
+    }
+    if (parts.size() == 3 && parts[1] == "destinations") {
+        RouteMatch m = Only(method, "GET", RouteId::kDestination);
+        auto id = text::PercentDecode(parts[2]);
+        if (!id) return RouteMatch{RouteId::kBadPath, "", "", "", ""};
+        m.destination = std::move(*id);
+        return m;
+    }
     if (parts.size() == 2) {
         if (parts[1] == "batch") return Only(method, "POST", RouteId::kBatch);
         if (parts[1] == "identify") return Only(method, "POST", RouteId::kIdentify);
@@ -59,7 +166,7 @@ RouteMatch MatchRoute(std::string_view method, std::string_view path) {
             return {};
         }
         auto id = text::PercentDecode(parts[2]);
-        if (!id) return RouteMatch{RouteId::kBadPath, "", ""};
+        if (!id) return RouteMatch{RouteId::kBadPath, "", "", "", ""};
         m.destination = std::move(*id);
         return m;
     }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "audsync/common/crypto.hpp"
 #include "audsync/common/json.hpp"
 #include "audsync/common/log.hpp"
 #include "audsync/common/text.hpp"
@@ -52,20 +53,22 @@ using Pistache::Http::ResponseWriter;
 struct Shared {
     const config::Config* config;
     ingest::Service* ingest;
+    admin::Service* admin;
     std::function<bool()> ready;
 };
 
 struct Answer {
     int status = 200;
     std::string body;
+    std::string content_type;  // empty: application/json
 };
 
 Answer FromResult(const Result<std::string>& r) {
-    if (r) return {200, r.value()};
-    return {StatusFor(r.error().code), ErrorBody(r.error())};
+    if (r) return {200, r.value(), ""};
+    return {StatusFor(r.error().code), ErrorBody(r.error()), ""};
 }
 
-Answer FromError(const Error& e) { return {StatusFor(e.code), ErrorBody(e)}; }
+Answer FromError(const Error& e) { return {StatusFor(e.code), ErrorBody(e), ""}; }
 
 std::optional<std::string> Header(const Pistache::Http::Request& req, const std::string& name) {
     if (auto raw = req.headers().tryGetRaw(name)) return raw->value();
@@ -85,18 +88,82 @@ std::optional<std::string> QueryKey(const Pistache::Http::Request& req) {
     return decoded ? decoded : std::optional<std::string>(std::string());
 }
 
+admin::Query QueryOf(const Pistache::Http::Request& req) {
+    admin::Query q;
+    for (auto it = req.query().parameters_begin(); it != req.query().parameters_end(); ++it) {
+        auto name = text::PercentDecode(it->first, true);
+        auto value = text::PercentDecode(it->second, true);
+        if (name && value) q[*name] = *value;
+    }
+    return q;
+}
+
+std::optional<Error> CheckAdmin(const Shared& s, const Pistache::Http::Request& req, RouteId id) {
+    if (id == RouteId::kMetrics && s.config->metrics_public) return std::nullopt;
+    if (s.config->admin_token.empty()) {
+        return MakeError(ErrorCode::kUnauthorized, "unauthorized",
+                         "the admin API is disabled: no admin_token is configured");
+    }
+    auto auth = Authorization(req);
+    std::string_view given = auth ? std::string_view(*auth) : std::string_view();
+    bool bearer =
+        given.size() > 7 && (given.substr(0, 7) == "Bearer " || given.substr(0, 7) == "bearer ");
+    if (!bearer || !crypto::SecretEquals(given.substr(7), s.config->admin_token)) {
+        return MakeError(ErrorCode::kUnauthorized, "unauthorized",
+                         "a valid admin token is required (Authorization: Bearer ...)");
+    }
+    return std::nullopt;
+}
+
+Answer DispatchAdmin(const Shared& s, const Pistache::Http::Request& req, const RouteMatch& m) {
+    if (auto denied = CheckAdmin(s, req, m.id)) return FromError(*denied);
+    admin::Service& a = *s.admin;
+    switch (m.id) {
+        case RouteId::kSegments:
+            return FromResult(a.ListSegments(QueryOf(req)));
+        case RouteId::kSegment:
+            return FromResult(a.GetSegment(m.segment));
+        case RouteId::kMembers:
+            return FromResult(a.ListMembers(m.segment, QueryOf(req)));
+        case RouteId::kMember:
+            return FromResult(a.GetMember(m.segment, m.key));
+        case RouteId::kResync:
+            return FromResult(a.Resync(m.segment));
+        case RouteId::kContext:
+            return FromResult(a.Context(m.key));
+        case RouteId::kDestinations:
+            return FromResult(a.ListDestinations());
+        case RouteId::kDestination:
+            return FromResult(a.GetDestination(m.destination));
+        case RouteId::kDeadLetters:
+            return FromResult(a.ListDeadLetters(QueryOf(req)));
+        case RouteId::kDeadLettersRetry:
+            return FromResult(a.RetryDeadLetters(req.body()));
+        case RouteId::kDeadLettersDiscard:
+            return FromResult(a.DiscardDeadLetters(req.body()));
+        case RouteId::kMetrics: {
+            auto r = a.Metrics();
+            if (!r) return FromError(r.error());
+            return {200, r.value(), "text/plain; version=0.0.4"};
+        }
+        default:
+            return FromError(MakeError(ErrorCode::kInternal, "internal", "internal error"));
+    }
+}
+
 Answer Dispatch(const Shared& s, const Pistache::Http::Request& req) {
     const std::string method = Pistache::Http::methodString(req.method());
     std::string_view path = req.resource();
     size_t q = path.find('?');
     if (q != std::string_view::npos) path = path.substr(0, q);
     RouteMatch m = MatchRoute(method, path);
+    if (IsAdminRoute(m.id)) return DispatchAdmin(s, req, m);
     ingest::Request in;
     switch (m.id) {
         case RouteId::kHealthz:
-            return {200, "{\"status\":\"ok\"}"};
+            return {200, "{\"status\":\"ok\"}", ""};
         case RouteId::kReadyz:
-            if (s.ready()) return {200, "{\"status\":\"ready\"}"};
+            if (s.ready()) return {200, "{\"status\":\"ready\"}", ""};
             return FromError(MakeError(ErrorCode::kUnavailable, "not_ready",
                                        "the database is not open or not migrated"));
         case RouteId::kNotFound:
@@ -128,6 +195,8 @@ Answer Dispatch(const Shared& s, const Pistache::Http::Request& req) {
             in.route = ingest::Route::kWebhook;
             in.destination_id = m.destination;
             break;
+        default:  // admin routes were dispatched above
+            return FromError(MakeError(ErrorCode::kInternal, "internal", "internal error"));
     }
     in.body = req.body();
     in.authorization = Authorization(req);
@@ -152,7 +221,12 @@ class Handler : public Pistache::Http::Handler {
         } catch (...) {
             a = FromError(MakeError(ErrorCode::kInternal, "internal", "internal error"));
         }
-        response.headers().add<Pistache::Http::Header::ContentType>(MIME(Application, Json));
+        if (a.content_type.empty()) {
+            response.headers().add<Pistache::Http::Header::ContentType>(MIME(Application, Json));
+        } else {
+            response.headers().add<Pistache::Http::Header::ContentType>(
+                Pistache::Http::Mime::MediaType::fromString(a.content_type));
+        }
         response.send(static_cast<Code>(a.status), a.body);
     }
 
@@ -169,10 +243,11 @@ struct Server::Impl {
     bool running = false;
 };
 
-Server::Server(const config::Config& config, ingest::Service& ingest, std::function<bool()> ready)
+Server::Server(const config::Config& config, ingest::Service& ingest, admin::Service& admin,
+               std::function<bool()> ready)
     : impl_(std::make_unique<Impl>()) {
     impl_->config = &config;
-    impl_->shared = std::make_shared<Shared>(Shared{&config, &ingest, std::move(ready)});
+    impl_->shared = std::make_shared<Shared>(Shared{&config, &ingest, &admin, std::move(ready)});
 }
 
 Server::~Server() { Stop(); }

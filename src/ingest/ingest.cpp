@@ -33,34 +33,38 @@ std::string_view TypeOf(Route route) {
     }
 }
 
-struct Rejected {
-    size_t index;
-    std::string message_id;
-    std::string reason;
-    std::string detail;
-};
+}  // namespace
 
-std::string Summary(size_t accepted, size_t duplicates, size_t stale, size_t not_applicable,
-                    const std::vector<Rejected>& rejected) {
-    std::string out = "{\"accepted\":" + std::to_string(accepted) +
-                      ",\"duplicates\":" + std::to_string(duplicates) +
-                      ",\"stale\":" + std::to_string(stale) +
-                      ",\"not_applicable\":" + std::to_string(not_applicable) + ",\"rejected\":[";
-    for (size_t i = 0; i < rejected.size(); ++i) {
+std::string SummaryJson(const Summary& s) {
+    std::string out = "{\"accepted\":" + std::to_string(s.accepted) +
+                      ",\"duplicates\":" + std::to_string(s.duplicates) +
+                      ",\"stale\":" + std::to_string(s.stale) +
+                      ",\"not_applicable\":" + std::to_string(s.not_applicable) + ",\"rejected\":[";
+    for (size_t i = 0; i < s.rejected.size(); ++i) {
+        const Rejected& r = s.rejected[i];
         if (i > 0) out += ',';
-        out += "{\"index\":" + std::to_string(rejected[i].index) + ",\"messageId\":";
-        json::AppendQuoted(out, rejected[i].message_id);
+        out += "{\"index\":" + std::to_string(r.index) + ",\"messageId\":";
+        json::AppendQuoted(out, r.message_id);
         out += ",\"reason\":";
-        json::AppendQuoted(out, rejected[i].reason);
+        json::AppendQuoted(out, r.reason);
         out += ",\"detail\":";
-        json::AppendQuoted(out, rejected[i].detail);
+        json::AppendQuoted(out, r.detail);
         out += '}';
     }
     out += "]}";
     return out;
 }
 
-}  // namespace
+void Counters::AddRejected(const std::string& reason) {
+    rejected.fetch_add(1, std::memory_order_relaxed);
+    std::lock_guard<std::mutex> lock(mu_);
+    ++rejected_by_reason_[reason];
+}
+
+std::map<std::string, uint64_t> Counters::RejectedByReason() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return rejected_by_reason_;
+}
 
 void AudienceRegistry::Put(const std::string& destination, const std::string& external_id,
                            std::optional<std::string> context_kind) {
@@ -141,6 +145,15 @@ Result<std::string> Service::Ingest(const Request& request) {
         }
     }
 
+    auto summary = Apply(*destination, parsed.value().items);
+    if (!summary) return summary.error();
+    return SummaryJson(summary.value());
+}
+
+Result<Summary> Service::Apply(const config::Destination& destination_ref,
+                               std::vector<segment::Item>& items, size_t index_base) {
+    const config::Limits& limits = config_.limits;
+    const config::Destination* destination = &destination_ref;
     const int64_t received_ms = text::NowMs();
     mapping::Rules rules;
     rules.key_choice = destination->context_key;
@@ -159,14 +172,15 @@ Result<std::string> Service::Ingest(const Request& request) {
         mapping::MembershipChange change;
     };
     std::vector<Change> changes;
-    std::vector<Rejected> rejected;
+    Summary summary;
+    std::vector<Rejected>& rejected = summary.rejected;
     size_t not_applicable = 0;
-    auto& items = parsed.value().items;
     changes.reserve(items.size());
     for (size_t i = 0; i < items.size(); ++i) {
         auto& item = items[i];
         if (!item.event) {
-            rejected.push_back({i, item.message_id, item.error.reason, item.error.detail});
+            rejected.push_back(
+                {index_base + i, item.message_id, item.error.reason, item.error.detail});
             continue;
         }
         mapping::Outcome outcome = mapping::Resolve(*item.event, rules, received_ms, kind_lookup);
@@ -176,7 +190,7 @@ Result<std::string> Service::Ingest(const Request& request) {
             ++not_applicable;
         } else {
             const auto& r = std::get<mapping::Rejection>(outcome);
-            rejected.push_back({i, item.message_id, r.reason, r.detail});
+            rejected.push_back({index_base + i, item.message_id, r.reason, r.detail});
         }
     }
 
@@ -194,27 +208,27 @@ Result<std::string> Service::Ingest(const Request& request) {
             changes.size());
         if (!stored) return stored.error();
     }
-    size_t accepted = 0, duplicates = 0, stale = 0;
     for (auto o : outcomes) {
         switch (o) {
             case store::ApplyOutcome::kAccepted:
-                ++accepted;
+                ++summary.accepted;
                 break;
             case store::ApplyOutcome::kDuplicate:
-                ++duplicates;
+                ++summary.duplicates;
                 break;
             case store::ApplyOutcome::kStale:
-                ++stale;
+                ++summary.stale;
                 break;
         }
     }
+    summary.not_applicable = not_applicable;
     counters_.events_received.fetch_add(items.size(), std::memory_order_relaxed);
-    counters_.accepted.fetch_add(accepted, std::memory_order_relaxed);
-    counters_.duplicates.fetch_add(duplicates, std::memory_order_relaxed);
-    counters_.stale.fetch_add(stale, std::memory_order_relaxed);
+    counters_.accepted.fetch_add(summary.accepted, std::memory_order_relaxed);
+    counters_.duplicates.fetch_add(summary.duplicates, std::memory_order_relaxed);
+    counters_.stale.fetch_add(summary.stale, std::memory_order_relaxed);
     counters_.not_applicable.fetch_add(not_applicable, std::memory_order_relaxed);
-    counters_.rejected.fetch_add(rejected.size(), std::memory_order_relaxed);
-    return Summary(accepted, duplicates, stale, not_applicable, rejected);
+    for (const auto& r : rejected) counters_.AddRejected(r.reason);
+    return summary;
 }
 
 Result<const config::Destination*> Service::AuthenticateUrlKey(

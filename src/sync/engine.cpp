@@ -14,6 +14,28 @@ constexpr int64_t kMaxIdleMs = 5000;
 
 }  // namespace
 
+void Histogram::Observe(double seconds) {
+    size_t i = 0;
+    while (i < kBuckets && seconds > kBounds[i]) ++i;
+    counts_[i].fetch_add(1, std::memory_order_relaxed);
+    sum_micros_.fetch_add(static_cast<uint64_t>(std::max(0.0, seconds) * 1e6),
+                          std::memory_order_relaxed);
+}
+
+std::vector<uint64_t> Histogram::Cumulative() const {
+    std::vector<uint64_t> out;
+    uint64_t total = 0;
+    for (size_t i = 0; i <= kBuckets; ++i) {
+        total += counts_[i].load(std::memory_order_relaxed);
+        out.push_back(total);
+    }
+    return out;
+}
+
+double Histogram::Sum() const {
+    return static_cast<double>(sum_micros_.load(std::memory_order_relaxed)) / 1e6;
+}
+
 Engine::Engine(const config::Config& config, const std::string& db_path, store::Writer& writer,
                TargetFactory factory)
     : config_(config), db_path_(db_path), writer_(writer), factory_(std::move(factory)) {}
@@ -156,7 +178,11 @@ void Engine::Execute(Task& task, std::map<std::string, std::unique_ptr<targets::
     auto push = [&](const std::vector<targets::PushMember>& part) {
         targets::PushRequest request{task.segment.audience_id, task.segment.audience_key,
                                      task.segment.context_kind, part};
-        return target->Push(request);
+        auto started = std::chrono::steady_clock::now();
+        targets::HttpResult r = target->Push(request);
+        counters_.push_seconds.Observe(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+        return r;
     };
     auto decide = [&](const targets::HttpResult& r, size_t size) {
         Decision d = Decide(r, attempts, size, text::NowMs(), schedule, uniform(rng));

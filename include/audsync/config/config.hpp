@@ -64,7 +64,8 @@ struct Config {
     std::string listen_host = "127.0.0.1";
     uint16_t listen_port = 8080;
     std::string database = "audsync.db";
-    std::string admin_token;
+    std::string admin_token;      // empty: the admin API answers 401 to everything
+    bool metrics_public = false;  // serve /metrics without the admin token
     int http_threads = 8;
     int keepalive_timeout_ms = 5000;
     int header_timeout_ms = 10000;

@@ -2,6 +2,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace audsync::http {
 
@@ -15,6 +16,19 @@ enum class RouteId {
     kAudienceLookup,
     kHealthz,
     kReadyz,
+    // Admin (bearer token):
+    kSegments,
+    kSegment,
+    kMembers,
+    kMember,
+    kResync,
+    kContext,
+    kDestinations,
+    kDestination,
+    kDeadLetters,
+    kDeadLettersRetry,
+    kDeadLettersDiscard,
+    kMetrics,
     kNotFound,
     kMethodNotAllowed,
     kBadPath,  // a path segment with a malformed percent escape
@@ -23,10 +37,18 @@ enum class RouteId {
 struct RouteMatch {
     RouteId id = RouteId::kNotFound;
     std::string destination;  // percent-decoded {id} of /v1/destinations/{id}/...
+    std::string segment;      // {id} of /v1/segments/{id}/...
+    std::string key;          // percent-decoded context key
     std::string allow;        // for kMethodNotAllowed: the Allow header
 };
 
 // Pure routing: the path is the request target without the query.
 RouteMatch MatchRoute(std::string_view method, std::string_view path);
+
+// True for the routes that need the admin bearer token.
+bool IsAdminRoute(RouteId id);
+
+// Every route as "METHOD /path/{param}", for docs/api.md's test.
+const std::vector<std::string>& RouteTable();
 
 }  // namespace audsync::http

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <shared_mutex>
 #include <string>
@@ -11,6 +12,7 @@
 
 #include "audsync/common/result.hpp"
 #include "audsync/config/config.hpp"
+#include "audsync/segment/body.hpp"
 #include "audsync/store/writer.hpp"
 
 namespace audsync::ingest {
@@ -40,6 +42,24 @@ class AudienceRegistry {
     std::map<std::pair<std::string, std::string>, std::optional<std::string>> kinds_;
 };
 
+// What became of the items of one request (or one replay batch).
+struct Rejected {
+    size_t index = 0;
+    std::string message_id;
+    std::string reason;
+    std::string detail;
+};
+
+struct Summary {
+    size_t accepted = 0;
+    size_t duplicates = 0;
+    size_t stale = 0;
+    size_t not_applicable = 0;
+    std::vector<Rejected> rejected;
+};
+
+std::string SummaryJson(const Summary& summary);
+
 // Counters since start (exported as metrics later).
 struct Counters {
     std::atomic<uint64_t> requests{0};
@@ -49,6 +69,13 @@ struct Counters {
     std::atomic<uint64_t> stale{0};
     std::atomic<uint64_t> not_applicable{0};
     std::atomic<uint64_t> rejected{0};
+
+    void AddRejected(const std::string& reason);
+    std::map<std::string, uint64_t> RejectedByReason() const;
+
+  private:
+    mutable std::mutex mu_;
+    std::map<std::string, uint64_t> rejected_by_reason_;
 };
 
 // The ingest path without HTTP: authenticate, parse, map, store, summarise.
@@ -61,6 +88,12 @@ class Service {
     // Returns the JSON summary of a request whose items are all committed, or the
     // error to answer with (nothing stored).
     Result<std::string> Ingest(const Request& request);
+
+    // The ingest path after authentication and parsing: maps every item and commits
+    // the membership changes in one writer job (shared by HTTP ingest and replays).
+    // `index_base` offsets the reported indexes.
+    Result<Summary> Apply(const config::Destination& destination, std::vector<segment::Item>& items,
+                          size_t index_base = 0);
 
     // Webhook Audiences createAudienceUrl / getAudienceUrl. `key` is the ?key= value.
     Result<std::string> CreateAudience(const std::string& destination_id,

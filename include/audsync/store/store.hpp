@@ -76,6 +76,9 @@ class WriteStore {
                              int64_t paused_until_ms, const std::optional<std::string>& error,
                              std::optional<int64_t> success_ms);
 
+    // The writer's connection, for operator writes (store/queries.hpp) in its transaction.
+    Database& db() { return db_; }
+
     // Forgets cached ids after a rollback.
     void ForgetCache() { segment_ids_.clear(); }
 

@@ -24,8 +24,24 @@ namespace audsync::sync {
 
 using TargetFactory = std::function<std::unique_ptr<targets::Target>(const config::Destination&)>;
 
+// A latency histogram with fixed buckets (seconds), lock-free.
+class Histogram {
+  public:
+    static constexpr double kBounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+    static constexpr size_t kBuckets = sizeof(kBounds) / sizeof(kBounds[0]);
+    void Observe(double seconds);
+    // Cumulative counts per bound, then the total count; and the sum in seconds.
+    std::vector<uint64_t> Cumulative() const;
+    double Sum() const;
+
+  private:
+    std::atomic<uint64_t> counts_[kBuckets + 1] = {};
+    std::atomic<uint64_t> sum_micros_{0};
+};
+
 // Counters since start (exported as metrics).
 struct SyncCounters {
+    Histogram push_seconds;
     std::atomic<uint64_t> pushes_ok{0};
     std::atomic<uint64_t> pushes_retry{0};
     std::atomic<uint64_t> pushes_rate_limited{0};

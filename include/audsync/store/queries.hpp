@@ -1,0 +1,101 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "audsync/store/database.hpp"
+
+namespace audsync::store {
+
+// Read side for operators (REST and CLI). Each function runs on the caller's own
+// connection; WAL lets it read while the writer writes. Throw SqliteError.
+
+struct SegmentSummary {
+    int64_t id = 0;
+    std::string destination;
+    std::string audience_id;
+    std::string audience_key;
+    std::string context_kind;
+    std::string destination_status;  // ok | auth_failed
+    int64_t included = 0;
+    int64_t excluded = 0;
+    int64_t pending = 0;   // acked IS NOT desired, not dead
+    int64_t retrying = 0;  // pending after at least one failed attempt
+    int64_t dead = 0;
+    std::optional<int64_t> last_synced_ms;  // newest acknowledged push
+    std::optional<std::string> last_error;
+    std::optional<int64_t> next_retry_ms;
+};
+
+struct SegmentFilter {
+    std::optional<std::string> destination;
+    std::optional<std::string> audience_key;
+    std::optional<int64_t> id;
+    std::optional<std::string> audience_id;
+};
+
+std::vector<SegmentSummary> ListSegments(Database& db, const SegmentFilter& filter);
+
+struct MemberRow {
+    int64_t segment_id = 0;
+    std::string context_key;
+    bool desired = false;
+    std::optional<bool> acked;
+    bool dead = false;
+    int64_t version = 0;
+    std::string message_id;
+    int64_t event_ms = 0;
+    int64_t received_ms = 0;
+    int64_t attempts = 0;
+    int64_t next_attempt_ms = 0;
+    std::optional<int64_t> last_status;
+    std::optional<int64_t> last_push_ms;
+    std::optional<std::string> last_error;
+
+    bool pending() const { return !dead && (!acked || *acked != desired); }
+};
+
+enum class MemberState { kAll, kIncluded, kExcluded, kPending, kDead };
+
+// Keyset pagination: members after `after_key` (exclusive) in key order.
+std::vector<MemberRow> ListMembers(Database& db, int64_t segment_id, MemberState state,
+                                   const std::optional<std::string>& after_key, int limit);
+std::optional<MemberRow> GetMember(Database& db, int64_t segment_id, const std::string& key);
+
+// Every segment where `key` is a member (desired included), with its row.
+std::vector<std::pair<SegmentSummary, MemberRow>> ContextMemberships(Database& db,
+                                                                     const std::string& key);
+
+// Dead letters in (segment, key) order after the given position.
+std::vector<MemberRow> ListDeadLetters(Database& db, std::optional<int64_t> segment_id,
+                                       std::optional<std::pair<int64_t, std::string>> after,
+                                       int limit);
+
+struct DestinationRow {
+    std::string id;
+    std::string status;
+    std::optional<int64_t> last_success_ms;
+    std::optional<std::string> last_error;
+    int64_t paused_until_ms = 0;
+};
+std::vector<DestinationRow> ListDestinations(Database& db);
+
+// Gauges for /metrics.
+struct SyncGauges {
+    int64_t pending = 0;
+    int64_t dead = 0;
+    std::optional<int64_t> oldest_pending_received_ms;
+};
+SyncGauges ReadSyncGauges(Database& db);
+
+// Operator writes. They run inside a transaction the caller owns (the Writer's, or
+// the CLI's own BEGIN IMMEDIATE) and return the rows changed.
+int64_t RetryDeadLetter(Database& db, int64_t segment_id, const std::optional<std::string>& key);
+int64_t DiscardDeadLetter(Database& db, int64_t segment_id, const std::optional<std::string>& key);
+// Marks every member of the segment as never acknowledged, so all are pushed again.
+int64_t MarkForResync(Database& db, int64_t segment_id);
+
+}  // namespace audsync::store
