@@ -314,3 +314,60 @@ TEST_SUITE("segment") {
         CHECK(missing.value().items[0].error.reason == "missing_identity");
     }
 }
+
+#include "audsync/segment/stream.hpp"
+
+TEST_SUITE("segment stream") {
+    std::vector<std::string> Split(const std::string& input, size_t chunk, size_t max = 1 << 20,
+                                   bool* ok = nullptr) {
+        segment::ValueSplitter s(max);
+        std::vector<std::string> out;
+        auto emit = [&](std::string_view v, bool oversize) {
+            out.push_back(oversize ? "<oversize>" : std::string(v));
+        };
+        bool good = true;
+        for (size_t i = 0; i < input.size() && good; i += chunk) {
+            good = s.Feed(std::string_view(input).substr(i, chunk), emit).ok();
+        }
+        if (good) good = s.Finish(emit).ok();
+        if (ok != nullptr) *ok = good;
+        return out;
+    }
+
+    TEST_CASE("values are split the same whatever the chunk size") {
+        struct Row {
+            std::string input;
+            std::vector<std::string> values;
+        };
+        Row rows[] = {
+            {"{\"a\":1}\n{\"b\":\"}{\"}\n", {"{\"a\":1}", "{\"b\":\"}{\"}"}},
+            {"[{\"a\":[1,2]}, {\"b\":\"\\\"]\"} ]", {"{\"a\":[1,2]}", "{\"b\":\"\\\"]\"}"}},
+            {"{\"x\":1}{\"y\":2}", {"{\"x\":1}", "{\"y\":2}"}},
+            {"[1, \"two\", null]", {"1", "\"two\"", "null"}},
+            {"  \n", {}},
+            {"[]", {}},
+            {"{\"batch\":[{\"type\":\"track\"}]}\n", {"{\"batch\":[{\"type\":\"track\"}]}"}},
+        };
+        for (const auto& r : rows) {
+            for (size_t chunk : {1, 2, 3, 7, 1000}) {
+                CAPTURE(r.input);
+                CAPTURE(chunk);
+                bool ok = false;
+                CHECK(Split(r.input, chunk, 1 << 20, &ok) == r.values);
+                CHECK(ok);
+            }
+        }
+    }
+
+    TEST_CASE("oversize values are skipped, broken streams are errors") {
+        bool ok = false;
+        auto v = Split("{\"a\":\"" + std::string(100, 'x') + "\"}\n{\"b\":1}", 5, 50, &ok);
+        CHECK(ok);
+        CHECK(v == std::vector<std::string>{"<oversize>", "{\"b\":1}"});
+        for (const char* bad : {"[{\"a\":1}", "{\"a\":", "]", "}", "[1] x"}) {
+            CAPTURE(bad);
+            Split(bad, 2, 1 << 20, &ok);
+            CHECK_FALSE(ok);
+        }
+    }
+}

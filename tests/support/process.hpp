@@ -21,7 +21,7 @@ CommandResult RunAudsync(const std::vector<std::string>& args,
 // `audsync serve --config PATH` in a child process. Start() waits (with a deadline)
 // for the "listening on" line and reads the port from it.
 class ServerProcess {
-public:
+  public:
     explicit ServerProcess(std::string config_path);
     ~ServerProcess();
     ServerProcess(const ServerProcess&) = delete;
@@ -38,7 +38,7 @@ public:
     // What the server wrote to stderr so far (its log).
     std::string Log() const;
 
-private:
+  private:
     std::string config_path_;
     std::string log_path_;
     pid_t pid_ = -1;
@@ -53,7 +53,7 @@ struct HttpResponse {
 };
 
 class HttpClient {
-public:
+  public:
     HttpClient();
     ~HttpClient();
     HttpClient(const HttpClient&) = delete;
@@ -70,7 +70,7 @@ public:
         return Request("GET", url, "", headers);
     }
 
-private:
+  private:
     void* curl_;
 };
 
