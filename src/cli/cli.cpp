@@ -615,37 +615,28 @@ int ReplaySegments(const config::Config& config, const Args& args) {
         engine.Wake();
         store::Database db(config.database, false);
         auto pending = [&] {
-            int64_t n = 0, dead = 0;
-            for (const auto& seg : segments) {
-                store::SegmentFilter one;
-                one.id = seg.id;
-                auto r = store::ListSegments(db, one);
-                if (!r.empty()) {
-                    n += r[0].pending;
-                    dead += r[0].dead;
-                }
-            }
-            return std::make_pair(n, dead);
+            int64_t n = 0;
+            for (const auto& seg : segments) n += store::CountPending(db, seg.id);
+            return n;
         };
         int64_t last = -1;
         int64_t stalled_since = text::NowMs();
         constexpr int64_t kGiveUpMs = 60000;
-        std::pair<int64_t, int64_t> p;
+        int64_t left = 0;
         for (;;) {
-            p = pending();
-            Progress("replay " +
-                     Bar(marked ? 1.0 - static_cast<double>(p.first) / static_cast<double>(marked)
-                                : 1.0) +
-                     "  " + std::to_string(marked - p.first) + "/" + std::to_string(marked) +
-                     " members");
-            if (p.first == 0) break;
-            if (p.first != last) {
-                last = p.first;
+            left = pending();
+            Progress(
+                "replay " +
+                Bar(marked ? 1.0 - static_cast<double>(left) / static_cast<double>(marked) : 1.0) +
+                "  " + std::to_string(marked - left) + "/" + std::to_string(marked) + " members");
+            if (left == 0) break;
+            if (left != last) {
+                last = left;
                 stalled_since = text::NowMs();
             } else if (text::NowMs() - stalled_since > kGiveUpMs) {
                 break;
             }
-            std::this_thread::sleep_for(std::chrono::milliseconds(200));  // progress poll
+            std::this_thread::sleep_for(std::chrono::milliseconds(500));  // progress poll
         }
         ProgressDone();
         writer.SetAfterCommit(nullptr);
@@ -654,13 +645,15 @@ int ReplaySegments(const config::Config& config, const Args& args) {
         const auto& c = engine.counters();
         if (args.Has("--json")) {
             std::cout << "{\"marked\":" << marked << ",\"pushed\":" << c.members_acknowledged.load()
-                      << ",\"pending\":" << p.first << ",\"dead_letters\":" << p.second << "}\n";
+                      << ",\"pending\":" << left << ",\"dead_letters\":" << c.members_dead.load()
+                      << "}\n";
         } else {
             std::cout << "replayed " << segments.size()
                       << " segments: " << c.members_acknowledged.load() << " members acknowledged, "
-                      << p.first << " still pending, " << p.second << " dead letters\n";
+                      << left << " still pending, " << c.members_dead.load()
+                      << " new dead letters\n";
         }
-        return p.first == 0 ? kExitOk : kExitFailed;
+        return left == 0 ? kExitOk : kExitFailed;
     } catch (const store::SqliteError& e) {
         return Fail(e.what());
     }

@@ -91,6 +91,10 @@ Database::Database(const std::string& path, bool create) {
     // FULL: an acknowledged event survives power loss too, not only a process crash.
     Exec("PRAGMA synchronous = FULL");
     Exec("PRAGMA foreign_keys = ON");
+    // Measured by scripts/bench (docs/performance.md): a 16 MiB page cache and fewer,
+    // larger checkpoints cut the page reads and rewrites of random-key upserts.
+    Exec("PRAGMA cache_size = -16000");
+    Exec("PRAGMA wal_autocheckpoint = 10000");
 }
 
 Database::~Database() { sqlite3_close_v2(db_); }

@@ -179,6 +179,15 @@ std::vector<DestinationRow> ListDestinations(Database& db) {
     return out;
 }
 
+int64_t CountPending(Database& db, int64_t segment_id) {
+    Statement s(db.handle(),
+                "SELECT count(*) FROM memberships WHERE segment_id = ?1 AND acked IS NOT desired "
+                "AND dead = 0");
+    s.Bind(1, segment_id);
+    s.Step();
+    return s.Int(0);
+}
+
 SyncGauges ReadSyncGauges(Database& db) {
     Statement s(
         db.handle(),

@@ -205,8 +205,8 @@ SyncReader::SyncReader(Database& db)
              "WHERE segment_id = ?1 AND acked IS NOT desired AND dead = 0 "
              "AND next_attempt_ms <= ?2 LIMIT ?3"),
       next_(db.handle(),
-            "SELECT min(next_attempt_ms) FROM memberships WHERE acked IS NOT desired "
-            "AND dead = 0 AND next_attempt_ms > ?1"),
+            "SELECT min(next_attempt_ms) FROM memberships INDEXED BY memberships_next_attempt "
+            "WHERE acked IS NOT desired AND dead = 0 AND next_attempt_ms > ?1"),
       pauses_(db.handle(), "SELECT id, paused_until_ms FROM destinations") {}
 
 std::vector<DueSegment> SyncReader::DueSegments(int64_t now_ms) {

@@ -337,6 +337,7 @@ Answer Emulator::SyncedSegment(const std::map<std::string, std::string>& headers
         } else {
             seg.included.erase(user);
         }
+        if (options_.on_apply) options_.on_apply(user, included);
     }
     stats_.members += members.size();
     stats_.max_batch = std::max(stats_.max_batch, members.size());

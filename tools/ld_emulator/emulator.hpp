@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -57,6 +58,8 @@ class Emulator {
         std::string service_token = "emulator-token";
         std::string client_side_id = "emulator-client-side-id";
         int threads = 8;
+        // Called (under the emulator's lock) for each member an accepted request applies.
+        std::function<void(const std::string& key, bool included)> on_apply;
     };
 
     explicit Emulator(Options options);

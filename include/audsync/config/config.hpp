@@ -51,7 +51,7 @@ struct Destination {
     std::string shared_secret;  // empty: no X-Signature check
     int max_batch = 1000;
     // Sync: requests in flight at once, per-request timeout, retry schedule.
-    int max_in_flight = 2;
+    int max_in_flight = 4;
     int request_timeout_ms = 10000;
     int retry_base_ms = 500;     // first backoff after a 5xx, 409 or transport error
     int retry_max_ms = 300000;   // backoff cap

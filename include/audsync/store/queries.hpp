@@ -83,6 +83,10 @@ struct DestinationRow {
 };
 std::vector<DestinationRow> ListDestinations(Database& db);
 
+// Members of one segment awaiting a push, counted on the pending-members index (cheap
+// however large the segment).
+int64_t CountPending(Database& db, int64_t segment_id);
+
 // Gauges for /metrics.
 struct SyncGauges {
     int64_t pending = 0;
