@@ -30,6 +30,7 @@ class ServerProcess {
     // Returns false when the server exited or did not listen within the deadline.
     bool Start(int deadline_ms = 20000);
     uint16_t port() const { return port_; }
+    pid_t pid() const { return pid_; }
     std::string url(const std::string& path) const;
     // SIGTERM and wait: the exit code (non-zero when a sanitizer reported anything).
     int Stop();

@@ -1,0 +1,101 @@
+#pragma once
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <string>
+
+#include "audsync/common/text.hpp"
+
+namespace audsync::testing {
+
+// A plain TCP connection to 127.0.0.1, for requests curl would refuse to send.
+class RawConnection {
+  public:
+    explicit RawConnection(uint16_t port) {
+        fd_ = socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_port = htons(port);
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+            close(fd_);
+            fd_ = -1;
+        }
+    }
+    ~RawConnection() {
+        if (fd_ >= 0) close(fd_);
+    }
+    RawConnection(const RawConnection&) = delete;
+    RawConnection& operator=(const RawConnection&) = delete;
+
+    bool ok() const { return fd_ >= 0; }
+
+    bool Send(const std::string& bytes) {
+        size_t sent = 0;
+        while (sent < bytes.size()) {
+            ssize_t n = ::send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+            if (n <= 0) return false;
+            sent += static_cast<size_t>(n);
+        }
+        return true;
+    }
+
+    // Reads until the peer closes, a full response (by Content-Length) is in, or the
+    // deadline passes.
+    std::string ReadResponse(int deadline_ms = 10000) {
+        std::string out;
+        const int64_t deadline = text::NowMs() + deadline_ms;
+        while (text::NowMs() < deadline) {
+            pollfd p{fd_, POLLIN, 0};
+            int ready = poll(&p, 1, 50);
+            if (ready > 0) {
+                char buf[65536];
+                ssize_t n = recv(fd_, buf, sizeof buf, 0);
+                if (n <= 0) break;
+                out.append(buf, static_cast<size_t>(n));
+                size_t end = out.find("\r\n\r\n");
+                if (end != std::string::npos) {
+                    size_t cl = out.find("Content-Length: ");
+                    size_t length =
+                        cl != std::string::npos && cl < end ? std::stoul(out.substr(cl + 16)) : 0;
+                    if (out.size() >= end + 4 + length) break;
+                }
+            }
+        }
+        return out;
+    }
+
+    // True once the peer has closed the connection (polls until the deadline).
+    bool ClosedByPeer(int deadline_ms) {
+        const int64_t deadline = text::NowMs() + deadline_ms;
+        while (text::NowMs() < deadline) {
+            pollfd p{fd_, POLLIN, 0};
+            if (poll(&p, 1, 50) > 0) {
+                char buf[4096];
+                ssize_t n = recv(fd_, buf, sizeof buf, 0);
+                if (n <= 0) return true;
+            }
+        }
+        return false;
+    }
+
+    static int Status(const std::string& response) {
+        if (response.rfind("HTTP/1.", 0) != 0 || response.size() < 12) return 0;
+        return std::atoi(response.c_str() + 9);
+    }
+
+    static std::string Body(const std::string& response) {
+        size_t end = response.find("\r\n\r\n");
+        return end == std::string::npos ? std::string() : response.substr(end + 4);
+    }
+
+  private:
+    int fd_ = -1;
+};
+
+}  // namespace audsync::testing
