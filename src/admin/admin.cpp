@@ -40,6 +40,14 @@ void OptStr(JsonWriter& w, const std::optional<std::string>& s) {
     }
 }
 
+void OptInt(JsonWriter& w, const std::optional<int64_t>& v) {
+    if (v) {
+        w.Int64(*v);
+    } else {
+        w.Null();
+    }
+}
+
 const char* StateName(bool included) { return included ? "included" : "excluded"; }
 
 void WriteSegment(JsonWriter& w, const store::SegmentSummary& s, bool detail) {
@@ -124,11 +132,7 @@ void WriteMember(JsonWriter& w, const store::MemberRow& m) {
     if (m.last_push_ms) {
         w.StartObject();
         w.Key("status");
-        if (m.last_status) {
-            w.Int64(*m.last_status);
-        } else {
-            w.Null();
-        }
+        OptInt(w, m.last_status);
         w.Key("at");
         Time(w, m.last_push_ms);
         w.Key("error");
@@ -151,11 +155,7 @@ void WriteDeadLetter(JsonWriter& w, const store::MemberRow& m) {
     w.Key("state");
     Str(w, StateName(m.desired));
     w.Key("status");
-    if (m.last_status) {
-        w.Int64(*m.last_status);
-    } else {
-        w.Null();
-    }
+    OptInt(w, m.last_status);
     w.Key("error");
     OptStr(w, m.last_error);
     w.Key("at");
@@ -201,6 +201,14 @@ Result<std::string> Guard(F&& f) {
 }
 
 }  // namespace
+
+std::optional<store::MemberState> ParseMemberState(std::string_view name) {
+    if (name == "included") return store::MemberState::kIncluded;
+    if (name == "excluded") return store::MemberState::kExcluded;
+    if (name == "pending") return store::MemberState::kPending;
+    if (name == "dead") return store::MemberState::kDead;
+    return std::nullopt;
+}
 
 std::string SegmentStatus(const store::SegmentSummary& s) {
     if (s.destination_status == "auth_failed" && s.pending > 0) return "auth_failed";
@@ -362,17 +370,9 @@ Result<std::string> Service::ListMembers(const std::string& id, const Query& q) 
         if (!limit) return limit.error();
         store::MemberState state = store::MemberState::kAll;
         if (auto s = Get(q, "state")) {
-            if (*s == "included") {
-                state = store::MemberState::kIncluded;
-            } else if (*s == "excluded") {
-                state = store::MemberState::kExcluded;
-            } else if (*s == "pending") {
-                state = store::MemberState::kPending;
-            } else if (*s == "dead") {
-                state = store::MemberState::kDead;
-            } else {
-                return BadRequest("state must be included, excluded, pending or dead");
-            }
+            auto parsed = ParseMemberState(*s);
+            if (!parsed) return BadRequest("state must be included, excluded, pending or dead");
+            state = *parsed;
         }
         std::optional<std::string> after;
         if (auto c = Get(q, "cursor")) {

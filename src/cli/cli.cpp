@@ -398,17 +398,9 @@ int Segments(const std::vector<std::string>& in) {
         if (verb == "members") {
             store::MemberState state = store::MemberState::kAll;
             if (auto st = args.Get("--state")) {
-                if (*st == "included") {
-                    state = store::MemberState::kIncluded;
-                } else if (*st == "excluded") {
-                    state = store::MemberState::kExcluded;
-                } else if (*st == "pending") {
-                    state = store::MemberState::kPending;
-                } else if (*st == "dead") {
-                    state = store::MemberState::kDead;
-                } else {
-                    return Usage("--state is included, excluded, pending or dead");
-                }
+                auto parsed = admin::ParseMemberState(*st);
+                if (!parsed) return Usage("--state is included, excluded, pending or dead");
+                state = *parsed;
             }
             int64_t limit = -1;
             if (auto l = args.Get("--limit")) {

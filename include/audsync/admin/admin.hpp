@@ -23,6 +23,9 @@ namespace audsync::admin {
 // "in_sync", "syncing", "retrying" or "auth_failed".
 std::string SegmentStatus(const store::SegmentSummary& s);
 
+// "included", "excluded", "pending" or "dead"; nullopt for anything else.
+std::optional<store::MemberState> ParseMemberState(std::string_view name);
+
 // JSON renderings shared by the REST API and the CLI's --json.
 std::string SegmentJson(const store::SegmentSummary& s, bool detail);
 std::string MemberJson(const store::MemberRow& m);
