@@ -178,14 +178,29 @@ uint16_t WaitPort(const Child& c) {
     throw std::runtime_error("child did not report its port");
 }
 
+// The peak resident memory of a running process (VmHWM, reset by exec), in MB.
+// ru_maxrss of a waited child is not used: it starts from the forking parent's peak.
+double PeakRssMb(pid_t pid) {
+    // Between fork and exec the child is still a copy of this process: wait for exec.
+    std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name != "audsync") return 0;
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    for (std::string line; std::getline(in, line);) {
+        if (line.rfind("VmHWM:", 0) == 0) return std::atof(line.c_str() + 6) / 1024.0;
+    }
+    return 0;
+}
+
 // Stops a child with SIGTERM; returns its peak RSS in MB.
 double StopChild(Child& c) {
+    double peak = PeakRssMb(c.pid);
     kill(c.pid, SIGTERM);
     int status = 0;
-    struct rusage usage {};
-    wait4(c.pid, &status, 0, &usage);
+    waitpid(c.pid, &status, 0);
     unlink(c.out_path.c_str());
-    return static_cast<double>(usage.ru_maxrss) / 1024.0;
+    return peak;
 }
 
 size_t Discard(char*, size_t size, size_t n, void*) { return size * n; }
@@ -563,11 +578,12 @@ int All(const std::map<std::string, std::string>& flags) {
         auto start = Clock::now();
         Child replay = Spawn({audsync, "replay", "segments", "--push-now", "--config", cfg});
         int status = 0;
-        struct rusage usage {};
-        wait4(replay.pid, &status, 0, &usage);
+        while (waitpid(replay.pid, &status, WNOHANG) == 0) {
+            replay_rss = std::max(replay_rss, PeakRssMb(replay.pid));
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));  // sampling period
+        }
         double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
         unlink(replay.out_path.c_str());
-        replay_rss = static_cast<double>(usage.ru_maxrss) / 1024.0;
         size_t restored = replay_emu.Included("aud_replay").size();
         replay_rate = static_cast<double>(restored) / elapsed;
         if (restored != static_cast<size_t>(replay_members)) {

@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include <sys/stat.h>
+
 #include <fstream>
 #include <string>
 
@@ -75,6 +77,32 @@ TEST_SUITE("cli") {
         CHECK(serve.err.find("schema version 999") != std::string::npos);
         auto via_config = RunAudsync({"migrate", "--config", cfg});
         CHECK(via_config.exit_code == 1);
+    }
+
+    TEST_CASE("a config file readable by others draws a warning") {
+        testing::TempDir dir;
+        std::string cfg = dir.File("c.json");
+        std::ofstream(cfg) << testing::TestConfigJson(dir.File("a.db"));
+        chmod(cfg.c_str(), 0644);
+        auto open = RunAudsync({"segments", "list", "--config", cfg});
+        CHECK(open.exit_code == 0);
+        CHECK(open.err.find("is readable by other users (mode 0644)") != std::string::npos);
+        chmod(cfg.c_str(), 0600);
+        auto closed = RunAudsync({"segments", "list", "--config", cfg});
+        CHECK(closed.exit_code == 0);
+        CHECK(closed.err.find("readable by other users") == std::string::npos);
+    }
+
+    TEST_CASE("replay events reads standard input") {
+        testing::TempDir dir;
+        std::string cfg = dir.File("c.json");
+        std::ofstream(cfg) << testing::TestConfigJson(dir.File("a.db"));
+        auto r =
+            RunAudsync({"replay", "events", "-", "--destination", "ld", "--json", "--config", cfg});
+        CHECK(r.exit_code == 0);
+        CHECK(r.out.find("\"events\":0") != std::string::npos);
+        auto several = RunAudsync({"replay", "events", "-", "--config", cfg});
+        CHECK(several.exit_code == 2);  // two destinations: --destination is required
     }
 
     TEST_CASE("serve reports a port it cannot bind") {

@@ -128,6 +128,14 @@ Result<config::Config> LoadConfig(const Args& args) {
         return MakeError(ErrorCode::kInvalidBody, "no_config",
                          "no config file: pass --config PATH or set AUDSYNC_CONFIG");
     }
+    // The file may hold secrets when it does not take them from the environment.
+    struct stat st {};
+    if (stat(path->c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+        char mode[8];
+        std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+        log::Warn("config file " + *path + " is readable by other users (mode " + mode +
+                  "); it may hold secrets: chmod 600 it, or take them from ${VARIABLES}");
+    }
     return config::LoadFile(*path, config::ProcessEnv());
 }
 
