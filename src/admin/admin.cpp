@@ -165,6 +165,30 @@ void WriteDeadLetter(JsonWriter& w, const store::MemberRow& m) {
 
 std::string Done(const rapidjson::StringBuffer& b) { return {b.GetString(), b.GetSize()}; }
 
+// One page of a keyset listing: `rows` holds up to limit + 1 rows; the extra one only
+// says that another page exists, whose cursor is the position of the last row shown.
+template <typename WriteRow, typename Position>
+std::string Page(const char* key, std::vector<store::MemberRow> rows, int limit, WriteRow write,
+                 Position position) {
+    bool more = rows.size() > static_cast<size_t>(limit);
+    if (more) rows.pop_back();
+    rapidjson::StringBuffer b;
+    JsonWriter w(b);
+    w.StartObject();
+    w.Key(key);
+    w.StartArray();
+    for (const auto& row : rows) write(w, row);
+    w.EndArray();
+    w.Key("next_cursor");
+    if (more) {
+        Str(w, EncodeCursor(position(rows.back())));
+    } else {
+        w.Null();
+    }
+    w.EndObject();
+    return Done(b);
+}
+
 Error BadRequest(const std::string& message) {
     return MakeError(ErrorCode::kInvalidBody, "invalid_request", message);
 }
@@ -384,23 +408,8 @@ Result<std::string> Service::ListMembers(const std::string& id, const Query& q) 
         if (!sid) return sid.error();
         // One extra row tells whether another page exists.
         auto rows = store::ListMembers(db, sid.value(), state, after, limit.value() + 1);
-        bool more = rows.size() > static_cast<size_t>(limit.value());
-        if (more) rows.pop_back();
-        rapidjson::StringBuffer b;
-        JsonWriter w(b);
-        w.StartObject();
-        w.Key("members");
-        w.StartArray();
-        for (const auto& m : rows) WriteMember(w, m);
-        w.EndArray();
-        w.Key("next_cursor");
-        if (more) {
-            Str(w, EncodeCursor(rows.back().context_key));
-        } else {
-            w.Null();
-        }
-        w.EndObject();
-        return Done(b);
+        return Page("members", std::move(rows), limit.value(), WriteMember,
+                    [](const store::MemberRow& m) { return m.context_key; });
     });
 }
 
@@ -495,24 +504,10 @@ Result<std::string> Service::ListDeadLetters(const Query& q) {
                                    raw->substr(colon + 1));
         }
         auto rows = store::ListDeadLetters(db, segment, after, limit.value() + 1);
-        bool more = rows.size() > static_cast<size_t>(limit.value());
-        if (more) rows.pop_back();
-        rapidjson::StringBuffer b;
-        JsonWriter w(b);
-        w.StartObject();
-        w.Key("dead_letters");
-        w.StartArray();
-        for (const auto& m : rows) WriteDeadLetter(w, m);
-        w.EndArray();
-        w.Key("next_cursor");
-        if (more) {
-            Str(w, EncodeCursor(std::to_string(rows.back().segment_id) + ":" +
-                                rows.back().context_key));
-        } else {
-            w.Null();
-        }
-        w.EndObject();
-        return Done(b);
+        return Page("dead_letters", std::move(rows), limit.value(), WriteDeadLetter,
+                    [](const store::MemberRow& m) {
+                        return std::to_string(m.segment_id) + ":" + m.context_key;
+                    });
     });
 }
 
