@@ -129,12 +129,7 @@ TEST_SUITE("sync integration") {
         down.count = 1000000;
         h.emulator.AddFault(down);
         Stream s = MixedStream(200, 3);
-        for (size_t i = 0; i < s.events.size(); i += 20) {
-            std::vector<std::string> part(s.events.begin() + static_cast<std::ptrdiff_t>(i),
-                                          s.events.begin() + static_cast<std::ptrdiff_t>(i + 20));
-            auto r = h.Send(part);
-            CHECK(r.status == 200);
-        }
+        SendAll(h, s, 20);  // every request must be answered 200
         CHECK(Eventually([&] { return h.emulator.stats().by_status[500] >= 3; }));
         CHECK(h.Count("SELECT count(*) FROM memberships WHERE last_status = 500") > 0);
         h.emulator.ClearFaults();

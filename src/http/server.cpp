@@ -240,7 +240,6 @@ struct Server::Impl {
     std::shared_ptr<Shared> shared;
     std::unique_ptr<Pistache::Http::Endpoint> endpoint;
     const config::Config* config;
-    bool running = false;
 };
 
 Server::Server(const config::Config& config, ingest::Service& ingest, admin::Service& admin,
@@ -271,7 +270,6 @@ void Server::Start() {
     impl_->endpoint->init(opts);
     impl_->endpoint->setHandler(std::make_shared<Handler>(impl_->shared));
     impl_->endpoint->serveThreaded();
-    impl_->running = true;
 }
 
 uint16_t Server::port() const {
@@ -283,7 +281,6 @@ void Server::Stop() {
     impl_->endpoint->shutdown();
     // Destroying the endpoint joins its workers before the objects they use go away.
     impl_->endpoint.reset();
-    impl_->running = false;
 }
 
 }  // namespace audsync::http
