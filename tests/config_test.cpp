@@ -1,5 +1,10 @@
+// Tests of config loading: defaults, expansion, paths, secrets, errors.
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <string>
 
@@ -101,7 +106,7 @@ TEST_SUITE("config") {
         };
         Row rows[] = {
             {"[]", "config: must be a JSON object"},
-            {"{", "config: body is not valid JSON: Missing a name for object member. (offset 1)"},
+            {"{", "config: not valid JSON at line 1, column 2: Missing a name for object member."},
             {"{}", "destinations: required"},
             {R"({"destinations":{}})", "destinations: must be an array"},
             {R"({"destinations":[{"service_token":"t","client_side_id":"c","write_keys":["k"]}]})",
@@ -126,7 +131,7 @@ TEST_SUITE("config") {
             {WithDestination(R"("api_base":"ftp://x")"),
              "destinations[0].api_base: must be an http(s) URL"},
             {WithDestination(R"("sevice_token":"x")"),
-             "destinations[0].sevice_token: unknown field"},
+             "destinations[0].sevice_token: unknown field (did you mean \"service_token\"?)"},
             {R"({"destinations":[{"id":"ld","service_token":"t","client_side_id":"c","write_keys":[1]}]})",
              "destinations[0].write_keys[0]: must be a string"},
             {WithDestination(R"("audience_context_kinds":{"aud_1":"kind"})"),
@@ -140,6 +145,9 @@ TEST_SUITE("config") {
             {R"({"limits":{"max_event_bytes":10},"destinations":[]})",
              "limits.max_event_bytes: must be an integer from 256 to 16777216"},
             {R"({"limits":{"bogus":1},"destinations":[]})", "limits.bogus: unknown field"},
+            {R"({"log_level":"verbose","destinations":[]})",
+             "log_level: must be one of error, warn, info, debug"},
+            {R"({"log_level":3,"destinations":[]})", "log_level: must be a string"},
             {R"({"extra":1,"destinations":[]})", "extra: unknown field"},
             {R"({"destinations":[{"id":"a b","service_token":"t","client_side_id":"c","write_keys":["k"]}]})",
              "destinations[0].id: must be 1-64 characters of A-Z a-z 0-9 . _ -"},
@@ -187,5 +195,249 @@ TEST_SUITE("config") {
         auto c = config::LoadFile("/nonexistent/audsync.json", Env({}));
         REQUIRE_FALSE(c.ok());
         CHECK(c.error().message == "cannot read config file /nonexistent/audsync.json");
+    }
+}
+
+namespace {
+
+// A directory of its own under the system temp dir, removed at the end of the test.
+struct TempDir {
+    std::filesystem::path path;
+    TempDir() {
+        path = std::filesystem::temp_directory_path() /
+               ("audsync-config-test-" + std::to_string(::getpid()) + "-" +
+                std::to_string(reinterpret_cast<uintptr_t>(this)));
+        std::filesystem::create_directories(path);
+    }
+    ~TempDir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path, ec);
+    }
+    std::string Write(const std::string& name, const std::string& text) const {
+        std::filesystem::path p = path / name;
+        std::filesystem::create_directories(p.parent_path());
+        std::ofstream(p) << text;
+        return p.string();
+    }
+};
+
+// A config with every secret field taken from the environment.
+const char* kSecretConfig = R"({
+  "database": "${DB_DIR}/a.db",
+  "admin_token": "${AUDSYNC_ADMIN_TOKEN}",
+  "destinations": [{
+    "id": "ld", "service_token": "${LD_TOKEN}", "client_side_id": "${CLIENT_ID}",
+    "write_keys": ["${WRITE_KEY}", "literal-key"], "shared_secret": "${SHARED}" }]})";
+
+}  // namespace
+
+TEST_SUITE("config") {
+    TEST_CASE("relative paths are resolved against the config file's directory") {
+        TempDir dir;
+        std::string file = dir.Write("etc/audsync.json", WithDestination(""));
+        auto c = config::LoadFile(file, Env({}));
+        REQUIRE(c.ok());
+        CHECK(c.value().database == (dir.path / "etc" / "audsync.db").string());
+
+        file = dir.Write("etc/b.json", R"({"database":"../var/x.db","destinations":[]})");
+        c = config::LoadFile(file, Env({}));
+        REQUIRE(c.ok());
+        CHECK(c.value().database == (dir.path / "var" / "x.db").string());
+
+        file = dir.Write("etc/c.json", R"({"database":"/srv/abs.db","destinations":[]})");
+        c = config::LoadFile(file, Env({}));
+        REQUIRE(c.ok());
+        CHECK(c.value().database == "/srv/abs.db");
+
+        // A variable that expands to an absolute path stays absolute.
+        file = dir.Write("etc/d.json", R"({"database":"${D}/y.db","destinations":[]})");
+        c = config::LoadFile(file, Env({{"D", "/data"}}));
+        REQUIRE(c.ok());
+        CHECK(c.value().database == "/data/y.db");
+    }
+
+    TEST_CASE("a relative config path is made absolute, so a later chdir changes nothing") {
+        TempDir dir;
+        dir.Write("sub/audsync.json", R"({"database":"db/a.db","destinations":[]})");
+        std::filesystem::path before = std::filesystem::current_path();
+        std::filesystem::current_path(dir.path);
+        auto c = config::LoadFile("sub/audsync.json", Env({}));
+        std::filesystem::current_path(before);
+        REQUIRE(c.ok());
+        CHECK(c.value().database == (dir.path / "sub" / "db" / "a.db").string());
+        CHECK(std::filesystem::path(c.value().database).is_absolute());
+    }
+
+    TEST_CASE("LoadText keeps paths as written") {
+        auto c = config::LoadText(R"({"database":"rel/a.db","destinations":[]})", Env({}));
+        REQUIRE(c.ok());
+        CHECK(c.value().database == "rel/a.db");
+        CHECK(ErrorOf(R"({"database":"","destinations":[]})") == "database: must not be empty");
+    }
+
+    TEST_CASE("JSON syntax errors name a line and a column") {
+        struct Row {
+            std::string text;
+            std::string error;
+        };
+        Row rows[] = {
+            {"{\n  \"listen\": \"a:1\",\n  \"database\" \"x\"\n}",
+             "config: not valid JSON at line 3, column 14: Missing a colon after a name of "
+             "object member."},
+            {"{\"destinations\":[]}\n\n  x",
+             "config: not valid JSON at line 3, column 3: text after the end of the JSON "
+             "object."},
+            // Columns count characters, not bytes.
+            {"{\"database\":\"\xc3\xa9\xc3\xa9\",,}",
+             "config: not valid JSON at line 1, column 18: Missing a name for object member."},
+            {"", "config: not valid JSON at line 1, column 1: The document is empty."},
+            {"{\"a\":\"\xff\"}",
+             "config: not valid JSON at line 1, column 7: Invalid encoding in string."},
+        };
+        for (const auto& r : rows) {
+            CAPTURE(r.text);
+            CHECK(ErrorOf(r.text) == r.error);
+        }
+        // Nesting past the limit is still refused, without a stack overflow.
+        std::string deep = std::string(100000, '[') + std::string(100000, ']');
+        CHECK(ErrorOf(deep) == "config: JSON nesting is deeper than 32 levels");
+    }
+
+    TEST_CASE("unknown fields suggest the nearest known name at every level") {
+        struct Row {
+            std::string text;
+            std::string error;
+        };
+        Row rows[] = {
+            {R"({"databse":"x","destinations":[]})",
+             R"(databse: unknown field (did you mean "database"?))"},
+            // Reported before a required field that the typo hides.
+            {R"({"destinatons":[]})",
+             R"(destinatons: unknown field (did you mean "destinations"?))"},
+            {R"({"Log_Level":"info","destinations":[]})",
+             R"(Log_Level: unknown field (did you mean "log_level"?))"},
+            {R"({"limits":{"max_event_byte":300},"destinations":[]})",
+             R"(limits.max_event_byte: unknown field (did you mean "max_event_bytes"?))"},
+            {R"({"sync":{"worker":2},"destinations":[]})",
+             R"(sync.worker: unknown field (did you mean "workers"?))"},
+            {WithDestination(R"("write_key":["x"])"),
+             R"(destinations[0].write_key: unknown field (did you mean "write_keys"?))"},
+            {R"({"destinations":[{"id":"ld","servce_tokn":"t","client_side_id":"c","write_keys":["k"]}]})",
+             R"(destinations[0].servce_tokn: unknown field (did you mean "service_token"?))"},
+            // Nothing near enough: no suggestion.
+            {R"({"colour":"red","destinations":[]})", "colour: unknown field"},
+            {R"({"sync":{"x":1},"destinations":[]})", "sync.x: unknown field"},
+        };
+        for (const auto& r : rows) {
+            CAPTURE(r.text);
+            CHECK(ErrorOf(r.text) == r.error);
+        }
+    }
+
+    TEST_CASE("log_level accepts the four levels and defaults to info") {
+        auto c = config::LoadText(kMinimal, Env({}));
+        REQUIRE(c.ok());
+        CHECK(c.value().log_level == log::Level::kInfo);
+        struct Row {
+            const char* name;
+            log::Level level;
+        };
+        for (Row r : {Row{"error", log::Level::kError}, Row{"warn", log::Level::kWarn},
+                      Row{"info", log::Level::kInfo}, Row{"debug", log::Level::kDebug}}) {
+            CAPTURE(r.name);
+            auto l = config::LoadText(
+                std::string(R"({"log_level":")") + r.name + R"(","destinations":[]})", Env({}));
+            REQUIRE(l.ok());
+            CHECK(l.value().log_level == r.level);
+            CHECK(config::ToString(r.level) == r.name);
+        }
+        auto env = config::LoadText(R"({"log_level":"${LVL}","destinations":[]})",
+                                    Env({{"LVL", "debug"}}));
+        REQUIRE(env.ok());
+        CHECK(env.value().log_level == log::Level::kDebug);
+        CHECK(ErrorOf(R"({"log_level":"INFO","destinations":[]})") ==
+              "log_level: must be one of error, warn, info, debug");
+    }
+
+    TEST_CASE("secrets are resolved by default and a missing one is an error") {
+        std::map<std::string, std::string> env = {
+            {"DB_DIR", "/d"},    {"AUDSYNC_ADMIN_TOKEN", "adm"},
+            {"LD_TOKEN", "api"}, {"CLIENT_ID", "cid"},
+            {"WRITE_KEY", "wk"}, {"SHARED", "sh"}};
+        auto c = config::LoadText(kSecretConfig, Env(env));
+        REQUIRE(c.ok());
+        CHECK(c.value().secrets_resolved);
+        CHECK(c.value().admin_token == "adm");
+        CHECK(c.value().destinations[0].write_keys ==
+              std::vector<std::string>{"wk", "literal-key"});
+        env.erase("AUDSYNC_ADMIN_TOKEN");
+        CHECK(ErrorOf(kSecretConfig, env) ==
+              "admin_token: environment variable AUDSYNC_ADMIN_TOKEN is not set");
+    }
+
+    TEST_CASE("without resolve_secrets, secrets need no environment and stay empty") {
+        config::LoadOptions options;
+        options.resolve_secrets = false;
+        // Only the variables of the fields that are not secrets.
+        auto c =
+            config::LoadText(kSecretConfig, Env({{"DB_DIR", "/d"}, {"CLIENT_ID", "cid"}}), options);
+        REQUIRE(c.ok());
+        const auto& cfg = c.value();
+        CHECK_FALSE(cfg.secrets_resolved);
+        CHECK(cfg.database == "/d/a.db");
+        CHECK(cfg.admin_token.empty());
+        REQUIRE(cfg.destinations.size() == 1);
+        const auto& d = cfg.destinations[0];
+        CHECK(d.client_side_id == "cid");
+        CHECK(d.service_token.empty());
+        CHECK(d.shared_secret.empty());
+        // Even a literal key is not handed out: the caller asked for no secrets.
+        CHECK(d.write_keys.empty());
+
+        auto err = [&](const std::string& text, std::map<std::string, std::string> vars) {
+            auto r = config::LoadText(text, Env(std::move(vars)), options);
+            return r.ok() ? std::string("ok") : r.error().message;
+        };
+        // Other fields are still expanded and validated as usual.
+        CHECK(err(kSecretConfig, {{"CLIENT_ID", "cid"}}) ==
+              "database: environment variable DB_DIR is not set");
+        CHECK(err(R"({"log_level":"loud","admin_token":"${T}","destinations":[]})", {}) ==
+              "log_level: must be one of error, warn, info, debug");
+        // A secret field's shape is still checked.
+        CHECK(err(R"({"admin_token":"${T","destinations":[]})", {}) ==
+              "admin_token: unterminated ${ in value");
+        CHECK(err(R"({"admin_token":5,"destinations":[]})", {}) == "admin_token: must be a string");
+        CHECK(err(R"({"destinations":[{"id":"ld","client_side_id":"c","write_keys":["k"]}]})",
+                  {}) == "destinations[0].service_token: required");
+        CHECK(
+            err(R"({"destinations":[{"id":"ld","service_token":"t","client_side_id":"c","write_keys":[""]}]})",
+                {}) == "destinations[0].write_keys[0]: must not be empty");
+        CHECK(
+            err(R"({"destinations":[{"id":"ld","service_token":"t","client_side_id":"c"}]})", {}) ==
+            "destinations[0]: needs write_keys or a shared_secret, or no one could send to it");
+        // A destination with only an unresolved shared secret is still addressable.
+        CHECK(
+            err(R"({"destinations":[{"id":"ld","service_token":"${T}","client_side_id":"c","shared_secret":"${S}"}]})",
+                {}) == "ok");
+        // The same key written twice is a duplicate, resolved or not.
+        CHECK(
+            err(R"({"destinations":[{"id":"a","service_token":"t","client_side_id":"c","write_keys":["${K}"]},)"
+                R"({"id":"b","service_token":"t","client_side_id":"c","write_keys":["${K}"]}]})",
+                {}) ==
+            "destinations[1].write_keys: a write key is used by more than one destination");
+    }
+
+    TEST_CASE("LoadFile passes the load options on") {
+        TempDir dir;
+        std::string file = dir.Write("a.json", kSecretConfig);
+        config::LoadOptions options;
+        options.resolve_secrets = false;
+        auto c = config::LoadFile(file, Env({{"DB_DIR", "/d"}, {"CLIENT_ID", "c"}}), options);
+        REQUIRE(c.ok());
+        CHECK_FALSE(c.value().secrets_resolved);
+        auto strict = config::LoadFile(file, Env({{"DB_DIR", "/d"}, {"CLIENT_ID", "c"}}));
+        REQUIRE_FALSE(strict.ok());
+        CHECK(strict.error().message ==
+              "admin_token: environment variable AUDSYNC_ADMIN_TOKEN is not set");
     }
 }

@@ -1,11 +1,22 @@
+// Loading and validating the config file: defaults, ${VAR} expansion, paths, errors.
 #include "audsync/config/config.hpp"
 
 #include <rapidjson/document.h>
+#include <rapidjson/error/en.h>
+#include <rapidjson/memorystream.h>
+#include <rapidjson/reader.h>
 
+#include <algorithm>
+#include <cassert>
+#include <cctype>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <set>
 #include <sstream>
+#include <system_error>
+#include <vector>
 
 #include "audsync/common/json.hpp"
 
@@ -17,7 +28,10 @@ Error ConfigError(const std::string& field, const std::string& what) {
                      (field.empty() ? std::string("config") : field) + ": " + what);
 }
 
-Result<std::string> Expand(std::string_view in, const std::string& field, const EnvLookup& env) {
+// Expands `${VAR}` and `$$`. With `resolve` false only the syntax is checked and the
+// result is empty: that is how secret fields are read when their values are not needed.
+Result<std::string> Expand(std::string_view in, const std::string& field, const EnvLookup& env,
+                           bool resolve = true) {
     std::string out;
     for (size_t i = 0; i < in.size(); ++i) {
         if (in[i] != '$') {
@@ -36,6 +50,10 @@ Result<std::string> Expand(std::string_view in, const std::string& field, const 
             }
             std::string name(in.substr(i + 2, close - i - 2));
             if (name.empty()) return ConfigError(field, "empty ${} in value");
+            if (!resolve) {
+                i = close;
+                continue;
+            }
             auto value = env(name);
             if (!value) {
                 return ConfigError(field, "environment variable " + name + " is not set");
@@ -46,22 +64,121 @@ Result<std::string> Expand(std::string_view in, const std::string& field, const 
         }
         out.push_back('$');
     }
+    if (!resolve) out.clear();
     return out;
 }
+
+// Edit distance, for "did you mean" on unknown fields (names are short).
+size_t Distance(std::string_view a, std::string_view b) {
+    std::vector<size_t> row(b.size() + 1);
+    for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+    for (size_t i = 1; i <= a.size(); ++i) {
+        size_t diagonal = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= b.size(); ++j) {
+            size_t above = row[j];
+            bool same = std::tolower(static_cast<unsigned char>(a[i - 1])) ==
+                        std::tolower(static_cast<unsigned char>(b[j - 1]));
+            row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (same ? 0 : 1)});
+            diagonal = above;
+        }
+    }
+    return row[b.size()];
+}
+
+// The known name nearest to `name`, when it is near enough to be a typo.
+std::optional<std::string> Nearest(std::string_view name,
+                                   const std::vector<std::string_view>& known) {
+    std::optional<std::string> best;
+    size_t best_distance = std::max<size_t>(1, std::min<size_t>(3, name.size() / 3)) + 1;
+    for (std::string_view k : known) {
+        size_t d = Distance(name, k);
+        if (d < best_distance) {
+            best_distance = d;
+            best = std::string(k);
+        }
+    }
+    return best;
+}
+
+// A JSON syntax error as "line L, column C: what", or nullopt when the text is JSON.
+// Columns count characters (UTF-8 sequences), from 1.
+std::optional<std::string> SyntaxError(std::string_view text) {
+    constexpr unsigned kFlags = rapidjson::kParseIterativeFlag |
+                                rapidjson::kParseValidateEncodingFlag |
+                                rapidjson::kParseStopWhenDoneFlag;
+    rapidjson::MemoryStream stream(text.data(), text.size());
+    rapidjson::Reader reader;
+    rapidjson::BaseReaderHandler<> ignore;
+    rapidjson::ParseResult result = reader.Parse<kFlags>(stream, ignore);
+    size_t offset = 0;
+    std::string what;
+    if (result.IsError()) {
+        offset = result.Offset();
+        what = rapidjson::GetParseError_En(result.Code());
+    } else {
+        while (stream.Peek() == ' ' || stream.Peek() == '\n' || stream.Peek() == '\r' ||
+               stream.Peek() == '\t') {
+            stream.Take();
+        }
+        if (stream.Tell() == text.size()) return std::nullopt;
+        offset = stream.Tell();
+        what = "text after the end of the JSON object.";
+    }
+    size_t line = 1;
+    size_t column = 1;
+    for (size_t i = 0; i < offset && i < text.size(); ++i) {
+        unsigned char c = static_cast<unsigned char>(text[i]);
+        if (c == '\n') {
+            ++line;
+            column = 1;
+        } else if ((c & 0xC0) != 0x80) {
+            ++column;
+        }
+    }
+    return "line " + std::to_string(line) + ", column " + std::to_string(column) + ": " + what;
+}
+
+// Where a relative path in the config points: beside the config file when there is one.
+std::string ResolvePath(const std::string& value, const std::string& base_dir) {
+    if (base_dir.empty() || value == ":memory:") return value;
+    std::filesystem::path p(value);
+    if (p.is_absolute()) return value;
+    return (std::filesystem::path(base_dir) / p).lexically_normal().string();
+}
+
+struct Context {
+    const EnvLookup& env;
+    bool resolve_secrets;
+    std::string base_dir;  // empty: paths are kept as written
+};
 
 // Walks one JSON object, remembering which members were read so that the rest can be
 // reported as unknown.
 class ObjectReader {
   public:
-    ObjectReader(const rapidjson::Value& v, std::string path, const EnvLookup& env)
-        : v_(v), path_(std::move(path)), env_(env) {}
+    ObjectReader(const rapidjson::Value& v, std::string path, const Context& context,
+                 std::vector<std::string_view> known)
+        : v_(v), path_(std::move(path)), context_(context), known_(std::move(known)) {}
+
+    // Called first, so that a typo is reported as such and not as a missing field.
+    Status CheckUnknown() const {
+        for (auto it = v_.MemberBegin(); it != v_.MemberEnd(); ++it) {
+            std::string name(it->name.GetString(), it->name.GetStringLength());
+            if (std::find(known_.begin(), known_.end(), name) != known_.end()) continue;
+            std::string what = "unknown field";
+            if (auto near = Nearest(name, known_)) what += " (did you mean \"" + *near + "\"?)";
+            return ConfigError(Field(name.c_str()), what);
+        }
+        return Ok();
+    }
 
     std::string Field(const char* name) const {
         return path_.empty() ? std::string(name) : path_ + "." + name;
     }
 
     const rapidjson::Value* Get(const char* name) {
-        seen_.insert(name);
+        assert(std::find(known_.begin(), known_.end(), name) != known_.end());
         const rapidjson::Value* m = json::Find(v_, name);
         return (m == nullptr || m->IsNull()) ? nullptr : m;
     }
@@ -72,12 +189,44 @@ class ObjectReader {
             return required ? Status(ConfigError(Field(name), "required")) : Ok();
         }
         if (!m->IsString()) return ConfigError(Field(name), "must be a string");
-        auto expanded = Expand(json::View(*m), Field(name), env_);
+        auto expanded = Expand(json::View(*m), Field(name), context_.env);
         if (!expanded) return expanded.error();
         if (required && expanded.value().empty()) {
             return ConfigError(Field(name), "must not be empty");
         }
         *out = std::move(expanded).value();
+        return Ok();
+    }
+
+    // A credential. Unless secrets are resolved it is left empty, and only its
+    // presence, type and ${} syntax are checked.
+    Status Secret(const char* name, std::string* out, bool required) {
+        if (context_.resolve_secrets) return String(name, out, required);
+        const rapidjson::Value* m = Get(name);
+        if (m == nullptr) {
+            return required ? Status(ConfigError(Field(name), "required")) : Ok();
+        }
+        if (!m->IsString()) return ConfigError(Field(name), "must be a string");
+        AUDSYNC_TRY(SecretText(json::View(*m), Field(name), required));
+        out->clear();
+        return Ok();
+    }
+
+    // Checks one secret value that is not resolved: literal text must be non-empty
+    // when required; a ${VAR} is not looked up.
+    Status SecretText(std::string_view raw, const std::string& field, bool required) const {
+        auto checked = Expand(raw, field, context_.env, false);
+        if (!checked) return checked.error();
+        if (required && raw.empty()) return ConfigError(field, "must not be empty");
+        return Ok();
+    }
+
+    // A file path, resolved against the config file's directory.
+    Status Path(const char* name, std::string* out) {
+        std::string value = *out;
+        AUDSYNC_TRY(String(name, &value, false));
+        if (value.empty()) return ConfigError(Field(name), "must not be empty");
+        *out = ResolvePath(value, context_.base_dir);
         return Ok();
     }
 
@@ -114,21 +263,13 @@ class ObjectReader {
         return Ok();
     }
 
-    Status NoUnknown() const {
-        for (auto it = v_.MemberBegin(); it != v_.MemberEnd(); ++it) {
-            std::string name(it->name.GetString(), it->name.GetStringLength());
-            if (seen_.count(name) == 0) return ConfigError(Field(name.c_str()), "unknown field");
-        }
-        return Ok();
-    }
-
-    const EnvLookup& env() const { return env_; }
+    const Context& context() const { return context_; }
 
   private:
     const rapidjson::Value& v_;
     std::string path_;
-    const EnvLookup& env_;
-    std::set<std::string> seen_;
+    const Context& context_;
+    std::vector<std::string_view> known_;
 };
 
 bool IsValidId(std::string_view id) {
@@ -145,10 +286,18 @@ bool IsHttpUrl(std::string_view s) {
     return s.rfind("http://", 0) == 0 || s.rfind("https://", 0) == 0;
 }
 
+// `raw_write_keys` receives the write keys as written, for the uniqueness check when
+// secrets are not resolved.
 Result<Destination> LoadDestination(const rapidjson::Value& v, const std::string& path,
-                                    const EnvLookup& env) {
+                                    const Context& context,
+                                    std::vector<std::string>* raw_write_keys) {
     if (!v.IsObject()) return ConfigError(path, "must be an object");
-    ObjectReader r(v, path, env);
+    ObjectReader r(v, path, context,
+                   {"id", "platform", "service_token", "client_side_id", "api_base",
+                    "clientsdk_base", "context_kind", "context_key", "write_keys", "shared_secret",
+                    "max_batch", "max_in_flight", "request_timeout_ms", "retry_base_ms",
+                    "retry_max_ms", "auth_retry_ms", "audience_context_kinds"});
+    AUDSYNC_TRY(r.CheckUnknown());
     Destination d;
     AUDSYNC_TRY(r.String("id", &d.id, true));
     if (!IsValidId(d.id)) {
@@ -158,7 +307,7 @@ Result<Destination> LoadDestination(const rapidjson::Value& v, const std::string
     if (d.platform != "launchdarkly") {
         return ConfigError(r.Field("platform"), "unsupported platform (supported: launchdarkly)");
     }
-    AUDSYNC_TRY(r.String("service_token", &d.service_token, true));
+    AUDSYNC_TRY(r.Secret("service_token", &d.service_token, true));
     AUDSYNC_TRY(r.String("client_side_id", &d.client_side_id, true));
     AUDSYNC_TRY(r.String("api_base", &d.api_base, false));
     if (!IsHttpUrl(d.api_base)) return ConfigError(r.Field("api_base"), "must be an http(s) URL");
@@ -182,20 +331,32 @@ Result<Destination> LoadDestination(const rapidjson::Value& v, const std::string
                            "email_only");
     }
     d.context_key = *choice;
+    size_t write_key_count = 0;
     if (const rapidjson::Value* keys = r.Get("write_keys")) {
         if (!keys->IsArray()) return ConfigError(r.Field("write_keys"), "must be an array");
         for (rapidjson::SizeType i = 0; i < keys->Size(); ++i) {
             std::string field = r.Field("write_keys") + "[" + std::to_string(i) + "]";
             const auto& k = (*keys)[i];
             if (!k.IsString()) return ConfigError(field, "must be a string");
-            auto expanded = Expand(json::View(k), field, env);
+            ++write_key_count;
+            raw_write_keys->emplace_back(json::View(k));
+            if (!context.resolve_secrets) {
+                AUDSYNC_TRY(r.SecretText(json::View(k), field, true));
+                continue;
+            }
+            auto expanded = Expand(json::View(k), field, context.env);
             if (!expanded) return expanded.error();
             if (expanded.value().empty()) return ConfigError(field, "must not be empty");
             d.write_keys.push_back(std::move(expanded).value());
         }
     }
-    AUDSYNC_TRY(r.String("shared_secret", &d.shared_secret, false));
-    if (d.write_keys.empty() && d.shared_secret.empty()) {
+    bool has_secret = false;
+    if (const rapidjson::Value* m = r.Get("shared_secret")) {
+        has_secret = m->IsString() && m->GetStringLength() > 0;
+    }
+    AUDSYNC_TRY(r.Secret("shared_secret", &d.shared_secret, false));
+    if (context.resolve_secrets) has_secret = !d.shared_secret.empty();
+    if (write_key_count == 0 && !has_secret) {
         return ConfigError(path, "needs write_keys or a shared_secret, or no one could send to it");
     }
     AUDSYNC_TRY(r.Int("max_batch", &d.max_batch, 1, 10000));
@@ -220,11 +381,32 @@ Result<Destination> LoadDestination(const rapidjson::Value& v, const std::string
             d.audience_context_kinds[name] = std::string(json::View(it->value));
         }
     }
-    AUDSYNC_TRY(r.NoUnknown());
     return d;
 }
 
 }  // namespace
+
+std::optional<log::Level> ParseLogLevel(std::string_view name) {
+    if (name == "error") return log::Level::kError;
+    if (name == "warn") return log::Level::kWarn;
+    if (name == "info") return log::Level::kInfo;
+    if (name == "debug") return log::Level::kDebug;
+    return std::nullopt;
+}
+
+std::string_view ToString(log::Level level) {
+    switch (level) {
+        case log::Level::kError:
+            return "error";
+        case log::Level::kWarn:
+            return "warn";
+        case log::Level::kInfo:
+            return "info";
+        case log::Level::kDebug:
+            return "debug";
+    }
+    return "info";
+}
 
 std::optional<ContextKeyChoice> ParseContextKeyChoice(std::string_view name) {
     if (name == "user_id_only") return ContextKeyChoice::kUserIdOnly;
@@ -278,13 +460,21 @@ EnvLookup ProcessEnv() {
     };
 }
 
-Result<Config> LoadText(std::string_view text, const EnvLookup& env) {
+namespace {
+
+Result<Config> Load(std::string_view text, const Context& context) {
+    if (auto syntax = SyntaxError(text)) return ConfigError("", "not valid JSON at " + *syntax);
     rapidjson::Document doc;
     auto parsed = json::Parse(text, doc, 32);
     if (!parsed) return ConfigError("", parsed.error().message);
     if (!doc.IsObject()) return ConfigError("", "must be a JSON object");
     Config c;
-    ObjectReader r(doc, "", env);
+    c.secrets_resolved = context.resolve_secrets;
+    ObjectReader r(doc, "", context,
+                   {"listen", "database", "log_level", "admin_token", "metrics_public",
+                    "http_threads", "keepalive_timeout_ms", "header_timeout_ms", "body_timeout_ms",
+                    "dedupe_window_hours", "sync", "limits", "destinations"});
+    AUDSYNC_TRY(r.CheckUnknown());
     std::string listen = c.listen_host + ":" + std::to_string(c.listen_port);
     AUDSYNC_TRY(r.String("listen", &listen, false));
     size_t colon = listen.rfind(':');
@@ -302,9 +492,15 @@ Result<Config> LoadText(std::string_view text, const EnvLookup& env) {
         return ConfigError("listen", "port must be a number from 0 to 65535");
     }
     c.listen_port = static_cast<uint16_t>(p);
-    AUDSYNC_TRY(r.String("database", &c.database, false));
-    if (c.database.empty()) return ConfigError("database", "must not be empty");
-    AUDSYNC_TRY(r.String("admin_token", &c.admin_token, false));
+    AUDSYNC_TRY(r.Path("database", &c.database));
+    std::string level(ToString(c.log_level));
+    AUDSYNC_TRY(r.String("log_level", &level, false));
+    auto parsed_level = ParseLogLevel(level);
+    if (!parsed_level) {
+        return ConfigError("log_level", "must be one of error, warn, info, debug");
+    }
+    c.log_level = *parsed_level;
+    AUDSYNC_TRY(r.Secret("admin_token", &c.admin_token, false));
     AUDSYNC_TRY(r.Bool("metrics_public", &c.metrics_public));
     AUDSYNC_TRY(r.Int("http_threads", &c.http_threads, 1, 256));
     AUDSYNC_TRY(r.Int("keepalive_timeout_ms", &c.keepalive_timeout_ms, 100, 3600000));
@@ -313,14 +509,18 @@ Result<Config> LoadText(std::string_view text, const EnvLookup& env) {
     AUDSYNC_TRY(r.Int("dedupe_window_hours", &c.dedupe_window_hours, 1, 24 * 366));
     if (const rapidjson::Value* sync = r.Get("sync")) {
         if (!sync->IsObject()) return ConfigError("sync", "must be an object");
-        ObjectReader sr(*sync, "sync", env);
+        ObjectReader sr(*sync, "sync", context, {"linger_ms", "workers"});
+        AUDSYNC_TRY(sr.CheckUnknown());
         AUDSYNC_TRY(sr.Int("linger_ms", &c.sync_linger_ms, 0, 60000));
         AUDSYNC_TRY(sr.Int("workers", &c.sync_workers, 1, 64));
-        AUDSYNC_TRY(sr.NoUnknown());
     }
     if (const rapidjson::Value* limits = r.Get("limits")) {
         if (!limits->IsObject()) return ConfigError("limits", "must be an object");
-        ObjectReader l(*limits, "limits", env);
+        ObjectReader l(*limits, "limits", context,
+                       {"tracking_max_request_bytes", "tracking_max_events",
+                        "webhook_max_request_bytes", "webhook_max_events", "max_event_bytes",
+                        "max_json_depth", "max_id_bytes", "max_key_bytes", "max_pending_events"});
+        AUDSYNC_TRY(l.CheckUnknown());
         Limits& L = c.limits;
         AUDSYNC_TRY(l.Size("tracking_max_request_bytes", &L.tracking_max_request_bytes, 1024,
                            64 * 1024 * 1024));
@@ -333,7 +533,6 @@ Result<Config> LoadText(std::string_view text, const EnvLookup& env) {
         AUDSYNC_TRY(l.Size("max_id_bytes", &L.max_id_bytes, 16, 4096));
         AUDSYNC_TRY(l.Size("max_key_bytes", &L.max_key_bytes, 16, 65536));
         AUDSYNC_TRY(l.Size("max_pending_events", &L.max_pending_events, 1, 10000000));
-        AUDSYNC_TRY(l.NoUnknown());
     }
     const rapidjson::Value* dests = r.Get("destinations");
     if (dests == nullptr) return ConfigError("destinations", "required");
@@ -342,12 +541,14 @@ Result<Config> LoadText(std::string_view text, const EnvLookup& env) {
     std::set<std::string> write_keys;
     for (rapidjson::SizeType i = 0; i < dests->Size(); ++i) {
         std::string path = "destinations[" + std::to_string(i) + "]";
-        auto d = LoadDestination((*dests)[i], path, env);
+        std::vector<std::string> raw_keys;
+        auto d = LoadDestination((*dests)[i], path, context, &raw_keys);
         if (!d) return d.error();
         if (!ids.insert(d.value().id).second) {
             return ConfigError(path + ".id", "duplicate destination id " + d.value().id);
         }
-        for (const auto& k : d.value().write_keys) {
+        // Unresolved, the keys are compared as written: equal text means equal keys.
+        for (const auto& k : context.resolve_secrets ? d.value().write_keys : raw_keys) {
             if (!write_keys.insert(k).second) {
                 // The write key selects the destination, so it must be unique.
                 return ConfigError(path + ".write_keys",
@@ -356,11 +557,16 @@ Result<Config> LoadText(std::string_view text, const EnvLookup& env) {
         }
         c.destinations.push_back(std::move(d).value());
     }
-    AUDSYNC_TRY(r.NoUnknown());
     return c;
 }
 
-Result<Config> LoadFile(const std::string& path, const EnvLookup& env) {
+}  // namespace
+
+Result<Config> LoadText(std::string_view text, const EnvLookup& env, const LoadOptions& options) {
+    return Load(text, Context{env, options.resolve_secrets, ""});
+}
+
+Result<Config> LoadFile(const std::string& path, const EnvLookup& env, const LoadOptions& options) {
     std::ifstream in(path, std::ios::binary);
     if (!in) {
         return MakeError(ErrorCode::kNotFound, "config_unreadable",
@@ -368,7 +574,11 @@ Result<Config> LoadFile(const std::string& path, const EnvLookup& env) {
     }
     std::stringstream ss;
     ss << in.rdbuf();
-    return LoadText(ss.str(), env);
+    // Absolute, so that the paths stay right whatever the working directory becomes.
+    std::error_code ec;
+    std::filesystem::path dir = std::filesystem::absolute(path, ec).parent_path();
+    if (ec) dir = std::filesystem::path(path).parent_path();
+    return Load(ss.str(), Context{env, options.resolve_secrets, dir.lexically_normal().string()});
 }
 
 }  // namespace audsync::config

@@ -1,3 +1,4 @@
+// Configuration of audsync: the JSON config file, its defaults and its validation.
 #pragma once
 
 #include <cstdint>
@@ -8,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "audsync/common/log.hpp"
 #include "audsync/common/result.hpp"
 
 namespace audsync::config {
@@ -60,10 +62,16 @@ struct Destination {
     std::map<std::string, std::string> audience_context_kinds;
 };
 
+// The level names of the log_level field: error, warn, info, debug.
+std::optional<log::Level> ParseLogLevel(std::string_view name);
+std::string_view ToString(log::Level level);
+
 struct Config {
     std::string listen_host = "127.0.0.1";
     uint16_t listen_port = 8080;
+    // Relative paths in a config file are resolved against the file's directory.
     std::string database = "audsync.db";
+    log::Level log_level = log::Level::kInfo;
     std::string admin_token;      // empty: the admin API answers 401 to everything
     bool metrics_public = false;  // serve /metrics without the admin token
     int http_threads = 8;
@@ -75,6 +83,10 @@ struct Config {
     int sync_workers = 4;           // threads pushing to platforms
     Limits limits;
     std::vector<Destination> destinations;
+    // False when loaded with LoadOptions::resolve_secrets = false: every secret field
+    // (admin_token, service_token, write_keys, shared_secret) is then empty, and such
+    // a Config must not serve or push; it is for commands that only read the database.
+    bool secrets_resolved = true;
 
     const Destination* FindDestination(std::string_view id) const;
 };
@@ -84,10 +96,22 @@ using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
 // The process environment.
 EnvLookup ProcessEnv();
 
+struct LoadOptions {
+    // false: secret fields are not expanded (a `${VAR}` there needs no variable) and
+    // are left empty; every other field is expanded and validated as usual, and the
+    // Config says secrets_resolved = false.
+    bool resolve_secrets = true;
+};
+
 // Parses a config document. `${VAR}` in any string is replaced from `env` (`$$` is a
 // literal `$`). Every error names the field, e.g. "destinations[0].client_side_id:
-// required". Unknown fields are errors, so typos do not pass silently.
-Result<Config> LoadText(std::string_view text, const EnvLookup& env);
-Result<Config> LoadFile(const std::string& path, const EnvLookup& env);
+// required"; a JSON syntax error names its line and column. Unknown fields are errors,
+// with the nearest known name suggested, so typos do not pass silently. Paths are kept
+// as written.
+Result<Config> LoadText(std::string_view text, const EnvLookup& env,
+                        const LoadOptions& options = {});
+// As LoadText, resolving relative paths (`database`) against the directory of `path`.
+Result<Config> LoadFile(const std::string& path, const EnvLookup& env,
+                        const LoadOptions& options = {});
 
 }  // namespace audsync::config
