@@ -34,6 +34,7 @@
 #include "audsync/store/database.hpp"
 #include "audsync/store/store.hpp"
 #include "emulator.hpp"
+#include "support/store_access.hpp"
 
 namespace {
 
@@ -349,14 +350,14 @@ double StorageCeiling(int batch, double seconds, const std::string& dir) {
     auto start = Clock::now();
     while (std::chrono::duration<double>(Clock::now() - start).count() < seconds) {
         for (size_t i = 0; i < rows.size(); i += static_cast<size_t>(batch)) {
-            db.Exec("BEGIN IMMEDIATE");
+            store::Transaction tx(db);
             for (size_t j = i; j < std::min(rows.size(), i + static_cast<size_t>(batch)); ++j) {
                 auto& [event, change] = rows[j];
                 w.Apply("bench", event.message_id + "#" + std::to_string(round), change, event.raw,
                         text::NowMs());
                 ++events;
             }
-            db.Exec("COMMIT");
+            tx.Commit();
         }
         ++round;
     }
@@ -453,13 +454,13 @@ int All(const std::map<std::string, std::string>& flags) {
             store::Database d(db, false);
             for (int i = 0; i < 600; ++i) {
                 store::Statement s(
-                    d.handle(),
+                    store::TestAccess::Handle(d),
                     "SELECT count(*) FROM memberships WHERE acked IS NOT desired AND dead = 0");
                 s.Step();
                 if (s.Int(0) == 0) break;
                 std::this_thread::sleep_for(std::chrono::milliseconds(100));
             }
-            store::Statement acc(d.handle(),
+            store::Statement acc(store::TestAccess::Handle(d),
                                  "SELECT count(*) FROM events WHERE outcome = 'accepted'");
             acc.Step();
             accepted_total = static_cast<uint64_t>(acc.Int(0));
@@ -565,14 +566,15 @@ int All(const std::map<std::string, std::string>& flags) {
             change.included = true;
             change.event_time_ms = 1;
             for (int i = 0; i < replay_members; i += 20000) {
-                d.Exec("BEGIN");
+                store::Transaction tx(d);
                 for (int j = i; j < std::min(replay_members, i + 20000); ++j) {
                     change.context_key = "member-" + std::to_string(j);
                     w.Apply("bench", "r" + std::to_string(j), change, "{}", text::NowMs());
                 }
-                d.Exec("COMMIT");
+                tx.Commit();
             }
-            d.Exec("UPDATE memberships SET acked = desired, acked_version = version");
+            store::TestAccess::Exec(
+                d, "UPDATE memberships SET acked = desired, acked_version = version");
         }
         std::string cfg = WriteConfig(dir, db, replay_emu.base_url());
         auto start = Clock::now();

@@ -8,6 +8,7 @@
 #include "audsync/store/database.hpp"
 #include "support/helpers.hpp"
 #include "support/process.hpp"
+#include "support/store_access.hpp"
 
 using namespace audsync;
 using testing::RunAudsync;
@@ -65,7 +66,8 @@ TEST_SUITE("cli") {
         CHECK(second.out.find("up to date") != std::string::npos);
         {
             store::Database d(db, false);
-            d.Exec("INSERT INTO schema_migrations VALUES (999, '0999_future', 0)");
+            store::TestAccess::Exec(d,
+                                    "INSERT INTO schema_migrations VALUES (999, '0999_future', 0)");
         }
         auto newer = RunAudsync({"migrate", "--database", db});
         CHECK(newer.exit_code == 1);

@@ -17,6 +17,7 @@
 #include "audsync/store/store.hpp"
 #include "support/helpers.hpp"
 #include "support/process.hpp"
+#include "support/store_access.hpp"
 
 using namespace audsync;
 using testing::BasicAuth;
@@ -74,7 +75,7 @@ struct Running {
     }
     int64_t Events(const std::string& destination = "ld") {
         store::Database d(db, false);
-        return store::CountEvents(d, destination);
+        return store::TestAccess::CountEvents(d, destination);
     }
 };
 
@@ -452,7 +453,7 @@ TEST_SUITE("http") {
         r.http.Post(r.url("/v1/batch"), TrackingBatch({a.Json()}), {BasicAuth("wk-wrong-key")});
         r.http.Post(r.url("/v1/destinations/ld/audiences?key=wk-wrong-key"), "{}");
         store::Database d(r.db, false);
-        store::Statement s(d.handle(), "SELECT raw FROM events");
+        store::Statement s(store::TestAccess::Handle(d), "SELECT raw FROM events");
         while (s.Step()) CHECK(s.Text(0).find("wk-ld") == std::string::npos);
         std::string log = r.server.Log();
         for (const char* secret : {"wk-ld", "wk-wrong-key", "s3cret", "api-tok", "adm1n"}) {

@@ -19,6 +19,7 @@
 #include "audsync/common/text.hpp"
 #include "audsync/store/store.hpp"
 #include "support/raw_http.hpp"
+#include "support/store_access.hpp"
 #include "support/sync_harness.hpp"
 
 using namespace audsync;
@@ -118,7 +119,8 @@ TEST_SUITE("reliability") {
         std::set<std::string> expected;
         {
             store::Database d(h.db, false);
-            store::Statement s(d.handle(), "SELECT context_key FROM memberships WHERE desired = 1");
+            store::Statement s(store::TestAccess::Handle(d),
+                               "SELECT context_key FROM memberships WHERE desired = 1");
             while (s.Step()) expected.insert(s.Text(0));
         }
         CHECK(h.emulator.Included("aud_1") == expected);
@@ -194,7 +196,7 @@ TEST_SUITE("reliability") {
         {
             store::Database d(h.db, false);
             store::Statement s(
-                d.handle(),
+                store::TestAccess::Handle(d),
                 "SELECT s.audience_id, m.context_key FROM memberships m JOIN segments s ON "
                 "s.id = m.segment_id WHERE m.desired = 1 AND m.dead = 0");
             while (s.Step()) expected[s.Text(0)].insert(s.Text(1));

@@ -1,6 +1,12 @@
+// Store tests: migrations, last-writer-wins, the writer, transactions, operator writes,
+// direct writes, backups and file modes.
 #include <doctest/doctest.h>
 
+#include <sys/stat.h>
+
 #include <atomic>
+#include <chrono>
+#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -8,9 +14,12 @@
 
 #include "audsync/common/text.hpp"
 #include "audsync/store/database.hpp"
+#include "audsync/store/queries.hpp"
 #include "audsync/store/store.hpp"
 #include "audsync/store/writer.hpp"
 #include "support/helpers.hpp"
+#include "support/process.hpp"
+#include "support/store_access.hpp"
 
 using namespace audsync;
 
@@ -34,6 +43,34 @@ struct Fixture {
     store::Database db{path, true};
     Fixture() { REQUIRE(store::Migrate(db, store::EmbeddedMigrations()).ok()); }
 };
+
+int64_t Count(store::Database& db, const std::string& sql) {
+    return store::TestAccess::Int(db, sql);
+}
+
+unsigned Mode(const std::string& path) {
+    struct stat st;
+    REQUIRE(::stat(path.c_str(), &st) == 0);
+    return st.st_mode & 07777;
+}
+
+// A segment "aud_1"/user with members k0..k<n-1>, every one dead-lettered at version 1.
+int64_t DeadSegment(store::Database& db, int n, const std::string& audience = "aud_1") {
+    store::Transaction tx(db);
+    store::WriteStore w(db);
+    w.EnsureDestination("ld", 0);
+    for (int i = 0; i < n; ++i) {
+        std::string key = "k" + std::to_string(i);
+        w.Apply("ld", audience + key, Change(key, true, 1, audience), "{}", 0);
+    }
+    auto m = store::FindMembership(db, "ld", audience, "user", "k0");
+    REQUIRE(m.has_value());
+    for (int i = 0; i < n; ++i) {
+        w.RecordDead(m->segment_id, "k" + std::to_string(i), 1, 400, "refused", 5);
+    }
+    tx.Commit();
+    return m->segment_id;
+}
 
 }  // namespace
 
@@ -61,7 +98,8 @@ TEST_SUITE("store") {
         REQUIRE_FALSE(r.ok());
         CHECK(r.error().name == "migration_failed");
         CHECK(db.SchemaVersion() == 1);
-        store::Statement s(db.handle(), "SELECT count(*) FROM sqlite_master WHERE name = 'b'");
+        store::Statement s(store::TestAccess::Handle(db),
+                           "SELECT count(*) FROM sqlite_master WHERE name = 'b'");
         s.Step();
         CHECK(s.Int(0) == 0);
     }
@@ -70,7 +108,8 @@ TEST_SUITE("store") {
         testing::TempDir dir;
         store::Database db(dir.File("n.db"), true);
         REQUIRE(store::Migrate(db, store::EmbeddedMigrations()).ok());
-        db.Exec("INSERT INTO schema_migrations VALUES (9999, '9999_future', 0)");
+        store::TestAccess::Exec(db,
+                                "INSERT INTO schema_migrations VALUES (9999, '9999_future', 0)");
         auto r = store::Migrate(db, store::EmbeddedMigrations());
         REQUIRE_FALSE(r.ok());
         CHECK(r.error().name == "schema_too_new");
@@ -79,10 +118,10 @@ TEST_SUITE("store") {
 
     TEST_CASE("WAL mode and foreign keys are on") {
         Fixture f;
-        store::Statement wal(f.db.handle(), "PRAGMA journal_mode");
+        store::Statement wal(store::TestAccess::Handle(f.db), "PRAGMA journal_mode");
         wal.Step();
         CHECK(wal.Text(0) == "wal");
-        store::Statement fk(f.db.handle(), "PRAGMA foreign_keys");
+        store::Statement fk(store::TestAccess::Handle(f.db), "PRAGMA foreign_keys");
         fk.Step();
         CHECK(fk.Int(0) == 1);
     }
@@ -122,8 +161,8 @@ TEST_SUITE("store") {
         CHECK(m->message_id == "m5");
         CHECK(m->event_ms == 300);
         CHECK_FALSE(m->acked.has_value());
-        CHECK(store::CountEvents(f.db, "ld") == 6);  // every non-duplicate is logged
-        store::Statement stale(f.db.handle(),
+        CHECK(store::TestAccess::CountEvents(f.db, "ld") == 6);  // every non-duplicate is logged
+        store::Statement stale(store::TestAccess::Handle(f.db),
                                "SELECT count(*) FROM events WHERE outcome = 'stale'");
         stale.Step();
         CHECK(stale.Int(0) == 2);
@@ -142,7 +181,7 @@ TEST_SUITE("store") {
         CHECK(w.Apply("ld", "m2", b, "{}", 0) == store::ApplyOutcome::kAccepted);
         CHECK(w.Apply("ld", "m3", c, "{}", 0) == store::ApplyOutcome::kAccepted);
         CHECK(w.Apply("other", "m1", a, "{}", 0) == store::ApplyOutcome::kAccepted);
-        store::Statement s(f.db.handle(), "SELECT count(*) FROM segments");
+        store::Statement s(store::TestAccess::Handle(f.db), "SELECT count(*) FROM segments");
         s.Step();
         CHECK(s.Int(0) == 4);
         CHECK(store::FindMembership(f.db, "ld", "aud_1", "account", "u1").has_value());
@@ -183,12 +222,12 @@ TEST_SUITE("store") {
         CHECK(id == again);
         auto other = w.UpsertAudience("ld", "Churn", "{}", std::nullopt, 3);
         CHECK(other != id);
-        auto a = store::FindAudience(f.db, "ld", id);
+        auto a = store::TestAccess::FindAudience(f.db, "ld", id);
         REQUIRE(a.has_value());
         CHECK(a->extras == "{}");
         CHECK_FALSE(a->context_kind.has_value());
         CHECK(store::LoadAudiences(f.db).size() == 2);
-        CHECK_FALSE(store::FindAudience(f.db, "other", id).has_value());
+        CHECK_FALSE(store::TestAccess::FindAudience(f.db, "other", id).has_value());
     }
 
     TEST_CASE("the writer commits concurrent jobs in groups") {
@@ -214,7 +253,7 @@ TEST_SUITE("store") {
         }
         for (auto& t : threads) t.join();
         CHECK(failures == 0);
-        CHECK(store::CountEvents(f.db, "ld") == kThreads * kPerThread);
+        CHECK(store::TestAccess::CountEvents(f.db, "ld") == kThreads * kPerThread);
         CHECK(writer.commits() >= 1);
         CHECK(writer.commits() <= static_cast<uint64_t>(kThreads * kPerThread));
     }
@@ -278,5 +317,273 @@ TEST_SUITE("store") {
         Status after = writer.Run([](store::WriteStore&) {}, 1);
         REQUIRE_FALSE(after.ok());
         CHECK(after.error().name == "storage_unavailable");
+    }
+
+    TEST_CASE("a transaction commits, or rolls back when it is not committed") {
+        Fixture f;
+        {
+            store::Transaction tx(f.db);
+            store::WriteStore(f.db).EnsureDestination("kept", 0);
+            tx.Commit();
+        }
+        {
+            store::Transaction tx(f.db);
+            store::WriteStore(f.db).EnsureDestination("dropped", 0);
+        }
+        CHECK_THROWS_AS(
+            [&] {
+                store::Transaction tx(f.db);
+                store::WriteStore(f.db).EnsureDestination("thrown", 0);
+                throw store::SqliteError("simulated");
+            }(),
+            store::SqliteError);
+        CHECK(Count(f.db, "SELECT count(*) FROM destinations WHERE id = 'kept'") == 1);
+        CHECK(Count(f.db, "SELECT count(*) FROM destinations WHERE id <> 'kept'") == 0);
+        // The connection is usable afterwards: no transaction was left open.
+        store::Transaction again(f.db);
+        again.Commit();
+    }
+
+    TEST_CASE("a transaction takes the write lock: a second writer waits for it") {
+        Fixture f;
+        store::Database other(f.path, false);
+        store::TestAccess::Exec(other, "PRAGMA busy_timeout = 0");
+        store::Transaction held(f.db);
+        CHECK_THROWS_AS([&] { store::Transaction blocked(other); }(), store::SqliteError);
+        held.Commit();
+        store::Transaction now(other);
+        now.Commit();
+    }
+
+    TEST_CASE("dead letters: retry and discard one by key, or a whole segment") {
+        Fixture f;
+        int64_t seg = DeadSegment(f.db, 3);
+        int64_t other = DeadSegment(f.db, 2, "aud_2");
+        store::WriteStore w(f.db);
+        CHECK(w.RetryDeadLetter(seg, std::string("k0")) == 1);
+        CHECK(w.RetryDeadLetter(seg, std::string("k0")) == 0);  // no longer dead
+        CHECK(w.RetryDeadLetter(seg, std::string("nobody")) == 0);
+        auto k0 = store::GetMember(f.db, seg, "k0");
+        CHECK_FALSE(k0->dead);
+        CHECK(k0->attempts == 0);
+        CHECK(k0->pending());
+        CHECK(w.DiscardDeadLetter(seg, std::string("k1")) == 1);
+        auto k1 = store::GetMember(f.db, seg, "k1");
+        CHECK_FALSE(k1->dead);
+        CHECK_FALSE(k1->pending());  // recorded as held by the platform
+        CHECK(k1->last_error.value_or("").find("discarded by an operator") == 0);
+        CHECK(w.DiscardDeadLetter(seg, std::nullopt) == 1);  // k2 only: k0, k1 are not dead
+        CHECK(w.RetryDeadLetter(other, std::nullopt) == 2);
+        CHECK(Count(f.db, "SELECT count(*) FROM memberships WHERE dead = 1") == 0);
+    }
+
+    TEST_CASE("retrying 10000 dead letters by key (the API's limit) uses the primary key") {
+        Fixture f;
+        constexpr int kIds = 10000;  // admin's limit on ids per request
+        int64_t seg = DeadSegment(f.db, kIds);
+        auto start = std::chrono::steady_clock::now();
+        int64_t changed = 0;
+        {
+            store::Transaction tx(f.db);
+            store::WriteStore w(f.db);
+            for (int i = 0; i < kIds; ++i)
+                changed += w.RetryDeadLetter(seg, "k" + std::to_string(i));
+            tx.Commit();
+        }
+        double seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        CHECK(changed == kIds);
+        // A scan of the segment per id took 4.6 s here; by primary key it is milliseconds.
+        CHECK(seconds < 1.5);
+    }
+
+    TEST_CASE("resync marks every member of one segment as never acknowledged") {
+        Fixture f;
+        int64_t seg = DeadSegment(f.db, 2);
+        int64_t other = DeadSegment(f.db, 1, "aud_2");
+        store::WriteStore w(f.db);
+        w.RecordAck(other, "k0", true, 1, 200, 9);
+        CHECK(w.MarkForResync(seg) == 2);
+        for (const char* k : {"k0", "k1"}) {
+            auto m = store::GetMember(f.db, seg, k);
+            CHECK_FALSE(m->dead);
+            CHECK_FALSE(m->acked.has_value());
+        }
+        CHECK(store::GetMember(f.db, other, "k0")->acked == std::optional<bool>(true));
+        CHECK(w.MarkForResync(999) == 0);
+    }
+
+    TEST_CASE("deleting a segment forgets it, its members and dead letters, and only those") {
+        Fixture f;
+        int64_t seg = DeadSegment(f.db, 3);
+        int64_t other = DeadSegment(f.db, 2, "aud_2");
+        store::WriteStore w(f.db);
+        w.EnsureDestination("ld", 0);
+        // Caches the segment's id in this WriteStore, as the writer does.
+        CHECK(w.Apply("ld", "late", Change("k9", true, 2), "{}", 0) ==
+              store::ApplyOutcome::kAccepted);
+        CHECK(w.DeleteSegment(seg) == 4);
+        CHECK(Count(f.db, "SELECT count(*) FROM segments WHERE id = " + std::to_string(seg)) == 0);
+        CHECK(store::ListDeadLetters(f.db, seg, std::nullopt, 10).empty());
+        CHECK(store::ListMembers(f.db, other, store::MemberState::kAll, std::nullopt, 10).size() ==
+              2);
+        CHECK(w.DeleteSegment(seg) == 0);
+        // A later event creates the segment anew rather than reusing the forgotten id.
+        CHECK(w.Apply("ld", "after", Change("k1", true, 3), "{}", 0) ==
+              store::ApplyOutcome::kAccepted);
+        auto m = store::FindMembership(f.db, "ld", "aud_1", "user", "k1");
+        REQUIRE(m.has_value());
+        CHECK(m->segment_id != seg);
+        CHECK(store::ListMembers(f.db, m->segment_id, store::MemberState::kAll, std::nullopt, 10)
+                  .size() == 1);
+    }
+
+    TEST_CASE("WriteDirect commits beside a running writer") {
+        Fixture f;
+        store::Writer writer(f.path, store::WriterOptions{});
+        REQUIRE(writer.Run([](store::WriteStore& w) { w.EnsureDestination("ld", 0); }, 1).ok());
+        int64_t seg = DeadSegment(f.db, 2);
+        int64_t retried = 0;
+        Status s = store::WriteDirect(
+            f.path, [&](store::WriteStore& w) { retried = w.RetryDeadLetter(seg, std::nullopt); });
+        REQUIRE(s.ok());
+        CHECK(retried == 2);
+        CHECK(writer.Run([](store::WriteStore& w) { w.EnsureDestination("other", 0); }, 1).ok());
+        CHECK(Count(f.db, "SELECT count(*) FROM memberships WHERE dead = 1") == 0);
+    }
+
+    TEST_CASE("WriteDirect writes nothing when SQLite fails") {
+        Fixture f;
+        int64_t seg = DeadSegment(f.db, 2);
+        Status s = store::WriteDirect(f.path, [&](store::WriteStore& w) {
+            w.RetryDeadLetter(seg, std::string("k0"));
+            throw store::SqliteError("simulated");
+        });
+        REQUIRE_FALSE(s.ok());
+        CHECK(s.error().code == ErrorCode::kUnavailable);
+        CHECK(s.error().name == "storage_unavailable");
+        CHECK(Count(f.db, "SELECT count(*) FROM memberships WHERE dead = 1") == 2);
+        CHECK_THROWS_AS((void)store::WriteDirect(f.path,
+                                                 [&](store::WriteStore& w) {
+                                                     w.RetryDeadLetter(seg, std::nullopt);
+                                                     throw std::logic_error("bug");
+                                                 }),
+                        std::logic_error);
+        CHECK(Count(f.db, "SELECT count(*) FROM memberships WHERE dead = 1") == 2);
+        Status missing = store::WriteDirect(f.dir.File("missing.db"), [](store::WriteStore&) {});
+        REQUIRE_FALSE(missing.ok());
+        CHECK(missing.error().name == "storage_unavailable");
+    }
+
+    TEST_CASE("a new database and its -wal and -shm files are created mode 0600") {
+        testing::TempDir dir;
+        std::string path = dir.File("modes.db");
+        mode_t old = ::umask(0);  // even a permissive umask does not open them up
+        {
+            store::Database db(path, true);
+            REQUIRE(store::Migrate(db, store::EmbeddedMigrations()).ok());
+            CHECK(Mode(path) == 0600);
+            CHECK(Mode(path + "-wal") == 0600);
+            CHECK(Mode(path + "-shm") == 0600);
+        }
+        ::umask(old);
+    }
+
+    TEST_CASE("an existing database readable by others draws a warning") {
+        testing::TempDir dir;
+        std::string db = dir.File("a.db");
+        std::string cfg = dir.File("c.json");
+        std::ofstream(cfg) << testing::TestConfigJson(db);
+        ::chmod(cfg.c_str(), 0600);
+        auto created = testing::RunAudsync({"segments", "list", "--config", cfg});
+        REQUIRE(created.exit_code == 0);
+        CHECK(Mode(db) == 0600);
+        CHECK(created.err.find("readable by other users") == std::string::npos);
+        ::chmod(db.c_str(), 0644);
+        auto open = testing::RunAudsync({"segments", "list", "--config", cfg});
+        CHECK(open.exit_code == 0);
+        CHECK(open.err.find("database " + db + " is readable by other users (mode 0644)") !=
+              std::string::npos);
+    }
+
+    TEST_CASE("a backup is a consistent copy, mode 0600") {
+        Fixture f;
+        DeadSegment(f.db, 5);
+        std::string dest = f.dir.File("backup.db");
+        REQUIRE(store::Backup(f.path, dest).ok());
+        CHECK(Mode(dest) == 0600);
+        store::Database copy(dest, false);
+        CHECK(Count(copy, "SELECT count(*) FROM memberships WHERE dead = 1") == 5);
+        CHECK(copy.SchemaVersion() == store::EmbeddedMigrations().back().version);
+        store::Statement check(store::TestAccess::Handle(copy), "PRAGMA integrity_check");
+        REQUIRE(check.Step());
+        CHECK(check.Text(0) == "ok");
+    }
+
+    TEST_CASE("a backup refuses an existing destination and leaves it alone") {
+        Fixture f;
+        std::string dest = f.dir.File("exists.db");
+        std::ofstream(dest) << "precious";
+        Status s = store::Backup(f.path, dest);
+        REQUIRE_FALSE(s.ok());
+        CHECK(s.error().name == "backup_exists");
+        CHECK(s.error().message.find("already exists") != std::string::npos);
+        std::ifstream in(dest);
+        std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        CHECK(text == "precious");
+    }
+
+    TEST_CASE("a failed backup leaves no file behind") {
+        testing::TempDir dir;
+        std::string dest = dir.File("b.db");
+        Status s = store::Backup(dir.File("missing.db"), dest);
+        REQUIRE_FALSE(s.ok());
+        CHECK(s.error().name == "storage_unavailable");
+        struct stat st;
+        CHECK(::stat(dest.c_str(), &st) != 0);
+        Status no_dir = store::Backup(dir.File("missing.db"), dir.File("no/such/dir.db"));
+        REQUIRE_FALSE(no_dir.ok());
+        CHECK(no_dir.error().name == "storage_unavailable");
+    }
+
+    TEST_CASE("a backup taken while the writer commits holds whole transactions") {
+        Fixture f;
+        store::Writer writer(f.path, store::WriterOptions{});
+        REQUIRE(writer.Run([](store::WriteStore& w) { w.EnsureDestination("ld", 0); }, 1).ok());
+        // Every job writes 10 events; a consistent snapshot holds a multiple of 10.
+        std::atomic<bool> stop{false};
+        std::atomic<int> jobs{0};
+        std::thread load([&] {
+            for (int j = 0; !stop; ++j) {
+                Status s = writer.Run(
+                    [&](store::WriteStore& w) {
+                        for (int i = 0; i < 10; ++i) {
+                            std::string id = std::to_string(j) + "-" + std::to_string(i);
+                            w.Apply("ld", id, Change(id, true, 1), "{}", 0);
+                        }
+                    },
+                    10);
+                if (s) ++jobs;
+            }
+        });
+        auto deadline = text::NowMs() + 10000;
+        while (jobs < 20 && text::NowMs() < deadline) std::this_thread::yield();
+        std::vector<int64_t> counts;
+        for (int b = 0; b < 3; ++b) {
+            std::string dest = f.dir.File("live" + std::to_string(b) + ".db");
+            Status s = store::Backup(f.path, dest);
+            CHECK(s.ok());
+            if (!s) continue;
+            store::Database copy(dest, false);
+            counts.push_back(Count(copy, "SELECT count(*) FROM events"));
+        }
+        stop = true;
+        load.join();
+        REQUIRE(jobs >= 20);
+        REQUIRE(counts.size() == 3);
+        for (int64_t c : counts) {
+            CHECK(c % 10 == 0);
+            CHECK(c >= 200);
+        }
     }
 }

@@ -542,10 +542,9 @@ Result<std::string> Service::ChangeDeadLetters(std::string_view body, bool retry
         targets.emplace_back(segment->GetInt64(), std::nullopt);
     }
     int64_t changed = 0;
-    Status s = write_([&](store::Database& db) {
+    Status s = write_([&](store::WriteStore& w) {
         for (const auto& [sid, key] : targets) {
-            changed += retry ? store::RetryDeadLetter(db, sid, key)
-                             : store::DiscardDeadLetter(db, sid, key);
+            changed += retry ? w.RetryDeadLetter(sid, key) : w.DiscardDeadLetter(sid, key);
         }
     });
     if (!s) return s.error();
@@ -570,7 +569,7 @@ Result<std::string> Service::Resync(const std::string& id) {
             sid = r.value();
         }
         int64_t marked = 0;
-        Status s = write_([&](store::Database& db) { marked = store::MarkForResync(db, sid); });
+        Status s = write_([&](store::WriteStore& w) { marked = w.MarkForResync(sid); });
         if (!s) return s.error();
         return "{\"segment_id\":" + std::to_string(sid) + ",\"marked\":" + std::to_string(marked) +
                "}";

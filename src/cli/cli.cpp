@@ -153,21 +153,8 @@ Status OpenDatabase(const config::Config& config) {
 
 // Writes in a transaction of the CLI's own; SQLite serialises it with a running server.
 admin::WriteRunner DirectWriter(const std::string& path) {
-    return [path](const std::function<void(store::Database&)>& f) -> Status {
-        try {
-            store::Database db(path, false);
-            db.Exec("BEGIN IMMEDIATE");
-            try {
-                f(db);
-                db.Exec("COMMIT");
-            } catch (...) {
-                db.Exec("ROLLBACK");
-                throw;
-            }
-        } catch (const store::SqliteError& e) {
-            return MakeError(ErrorCode::kUnavailable, "storage_unavailable", e.what());
-        }
-        return Ok();
+    return [path](const std::function<void(store::WriteStore&)>& f) -> Status {
+        return store::WriteDirect(path, f);
     };
 }
 
@@ -268,8 +255,8 @@ int Serve(const std::vector<std::string>& in) {
         engine.Start();
         admin::Service admin(
             config, config.database,
-            [&writer](const std::function<void(store::Database&)>& f) {
-                return writer.Run([&](store::WriteStore& w) { f(w.db()); }, 1);
+            [&writer](const std::function<void(store::WriteStore&)>& f) {
+                return writer.Run([&](store::WriteStore& w) { f(w); }, 1);
             },
             &service.counters(), &engine.counters());
         std::mutex reader_mu;
@@ -593,8 +580,8 @@ int ReplaySegments(const config::Config& config, const Args& args) {
         return Fail(e.what());
     }
     int64_t marked = 0;
-    Status s = DirectWriter(config.database)([&](store::Database& db) {
-        for (const auto& seg : segments) marked += store::MarkForResync(db, seg.id);
+    Status s = DirectWriter(config.database)([&](store::WriteStore& w) {
+        for (const auto& seg : segments) marked += w.MarkForResync(seg.id);
     });
     if (!s) return Fail(s.error().message);
     if (!args.Has("--push-now")) {

@@ -1,7 +1,17 @@
+// SQLite connections, statements, transactions, migrations and online backups.
 #include "audsync/store/database.hpp"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cstdio>
+#include <cstring>
+
+#include "access.hpp"
+#include "audsync/common/log.hpp"
 #include "audsync/common/text.hpp"
 
 namespace audsync::store {
@@ -9,6 +19,28 @@ namespace {
 
 [[noreturn]] void Fail(sqlite3* db, const std::string& what) {
     throw SqliteError(what + ": " + (db != nullptr ? sqlite3_errmsg(db) : "out of memory"));
+}
+
+// Creates the database file mode 0600 before SQLite opens it, so that no moment exists
+// when others may read it (SQLite creates -wal and -shm with the file's mode). An
+// existing file keeps its mode; one readable by others gets a warning.
+void PrepareFile(const std::string& path, bool create) {
+    if (path.empty() || path == ":memory:" || path.rfind("file:", 0) == 0) return;
+    if (create) {
+        int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            ::close(fd);
+            return;
+        }
+        // EEXIST: someone created it first; anything else: SQLite reports it below.
+    }
+    struct stat st;
+    if (::stat(path.c_str(), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+        char mode[8];
+        std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+        log::Warn("database " + path + " is readable by other users (mode " + mode +
+                  "); chmod 600 it and its -wal and -shm files");
+    }
 }
 
 }  // namespace
@@ -78,6 +110,7 @@ bool Statement::IsNull(int column) const {
 }
 
 Database::Database(const std::string& path, bool create) {
+    PrepareFile(path, create);
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
     if (sqlite3_open_v2(path.c_str(), &db_, flags, nullptr) != SQLITE_OK) {
         std::string msg = db_ != nullptr ? sqlite3_errmsg(db_) : "out of memory";
@@ -113,6 +146,19 @@ int64_t Database::Changes() const { return sqlite3_changes64(db_); }
 
 int64_t Database::LastInsertRowid() const { return sqlite3_last_insert_rowid(db_); }
 
+Transaction::Transaction(Database& db) : db_(db) { detail::Access::Exec(db_, "BEGIN IMMEDIATE"); }
+
+Transaction::~Transaction() {
+    if (done_) return;
+    // A failed COMMIT may leave the transaction open; without one this is a no-op error.
+    sqlite3_exec(detail::Access::Handle(db_), "ROLLBACK", nullptr, nullptr, nullptr);
+}
+
+void Transaction::Commit() {
+    detail::Access::Exec(db_, "COMMIT");
+    done_ = true;
+}
+
 int Database::SchemaVersion() {
     Statement exists(db_,
                      "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = "
@@ -127,7 +173,8 @@ int Database::SchemaVersion() {
 Result<std::vector<int>> Migrate(Database& db, const std::vector<Migration>& migrations) {
     std::vector<int> applied;
     try {
-        db.Exec(
+        detail::Access::Exec(
+            db,
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
             "name TEXT NOT NULL, applied_ms INTEGER NOT NULL) STRICT");
         int current = db.SchemaVersion();
@@ -141,21 +188,14 @@ Result<std::vector<int>> Migrate(Database& db, const std::vector<Migration>& mig
         }
         for (const auto& m : migrations) {
             if (m.version <= current) continue;
-            db.Exec("BEGIN IMMEDIATE");
-            try {
-                db.Exec(m.sql);
-                Statement record(db.handle(),
-                                 "INSERT INTO schema_migrations (version, name, applied_ms) "
-                                 "VALUES (?, ?, ?)");
-                record.Bind(1, static_cast<int64_t>(m.version))
-                    .Bind(2, m.name)
-                    .Bind(3, text::NowMs());
-                record.Run();
-                db.Exec("COMMIT");
-            } catch (...) {
-                db.Exec("ROLLBACK");
-                throw;
-            }
+            Transaction tx(db);
+            detail::Access::Exec(db, m.sql);
+            Statement record(detail::Access::Handle(db),
+                             "INSERT INTO schema_migrations (version, name, applied_ms) "
+                             "VALUES (?, ?, ?)");
+            record.Bind(1, static_cast<int64_t>(m.version)).Bind(2, m.name).Bind(3, text::NowMs());
+            record.Run();
+            tx.Commit();
             applied.push_back(m.version);
         }
     } catch (const SqliteError& e) {
@@ -163,6 +203,58 @@ Result<std::vector<int>> Migrate(Database& db, const std::vector<Migration>& mig
                          std::string("database migration failed: ") + e.what());
     }
     return applied;
+}
+
+Status Backup(const std::string& db_path, const std::string& dest_path) {
+    // O_EXCL: never overwrite, and no window in which the copy is readable by others.
+    int fd = ::open(dest_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        int err = errno;
+        if (err == EEXIST) {
+            return MakeError(ErrorCode::kInvalidBody, "backup_exists",
+                             "backup destination " + dest_path +
+                                 " already exists; choose a new path or remove it first");
+        }
+        return MakeError(ErrorCode::kUnavailable, "storage_unavailable",
+                         "cannot create backup " + dest_path + ": " + std::strerror(err));
+    }
+    ::close(fd);
+    std::string failure;
+    try {
+        Database source(db_path, false);
+        sqlite3* dest = nullptr;
+        int rc = sqlite3_open_v2(dest_path.c_str(), &dest, SQLITE_OPEN_READWRITE, nullptr);
+        if (rc == SQLITE_OK) {
+            sqlite3_busy_timeout(dest, 10000);
+            sqlite3_backup* backup =
+                sqlite3_backup_init(dest, "main", detail::Access::Handle(source), "main");
+            if (backup == nullptr) {
+                failure = sqlite3_errmsg(dest);
+            } else {
+                // One step copies every page under one read transaction: a consistent
+                // snapshot, while WAL lets the writer go on committing.
+                rc = sqlite3_backup_step(backup, -1);
+                int finish = sqlite3_backup_finish(backup);
+                if (rc != SQLITE_DONE) {
+                    failure = sqlite3_errstr(rc);
+                } else if (finish != SQLITE_OK) {
+                    failure = sqlite3_errmsg(dest);
+                }
+            }
+        } else {
+            failure = dest != nullptr ? sqlite3_errmsg(dest) : "out of memory";
+        }
+        sqlite3_close_v2(dest);
+    } catch (const SqliteError& e) {
+        failure = e.what();
+    }
+    if (!failure.empty()) {
+        ::unlink(dest_path.c_str());
+        ::unlink((dest_path + "-journal").c_str());
+        return MakeError(ErrorCode::kUnavailable, "storage_unavailable",
+                         "backup to " + dest_path + " failed: " + failure);
+    }
+    return Ok();
 }
 
 }  // namespace audsync::store

@@ -1,4 +1,7 @@
+// Operator reads: segment summaries, member pages, dead letters, destinations, gauges.
 #include "audsync/store/queries.hpp"
+
+#include "access.hpp"
 
 namespace audsync::store {
 namespace {
@@ -84,11 +87,12 @@ const char* StateClause(MemberState state) {
 }  // namespace
 
 std::vector<SegmentSummary> ListSegments(Database& db, const SegmentFilter& f) {
-    Statement s(db.handle(), std::string(kSegmentSelect) +
-                                 "WHERE (?1 IS NULL OR s.destination = ?1) "
-                                 "AND (?2 IS NULL OR s.audience_key = ?2) "
-                                 "AND (?3 IS NULL OR s.id = ?3) "
-                                 "AND (?4 IS NULL OR s.audience_id = ?4) ORDER BY s.id");
+    Statement s(detail::Access::Handle(db),
+                std::string(kSegmentSelect) +
+                    "WHERE (?1 IS NULL OR s.destination = ?1) "
+                    "AND (?2 IS NULL OR s.audience_key = ?2) "
+                    "AND (?3 IS NULL OR s.id = ?3) "
+                    "AND (?4 IS NULL OR s.audience_id = ?4) ORDER BY s.id");
     f.destination ? s.Bind(1, *f.destination) : s.BindNull(1);
     f.audience_key ? s.Bind(2, *f.audience_key) : s.BindNull(2);
     f.id ? s.Bind(3, *f.id) : s.BindNull(3);
@@ -101,10 +105,11 @@ std::vector<SegmentSummary> ListSegments(Database& db, const SegmentFilter& f) {
 std::vector<MemberRow> ListMembers(Database& db, int64_t segment_id, MemberState state,
                                    const std::optional<std::string>& after_key, int limit) {
     // The state clause is one of five fixed strings; every value is bound.
-    Statement s(db.handle(), std::string("SELECT ") + kMemberColumns +
-                                 " FROM memberships m WHERE m.segment_id = ?1"
-                                 " AND (?2 IS NULL OR m.context_key > ?2)" +
-                                 StateClause(state) + " ORDER BY m.context_key LIMIT ?3");
+    Statement s(detail::Access::Handle(db), std::string("SELECT ") + kMemberColumns +
+                                                " FROM memberships m WHERE m.segment_id = ?1"
+                                                " AND (?2 IS NULL OR m.context_key > ?2)" +
+                                                StateClause(state) +
+                                                " ORDER BY m.context_key LIMIT ?3");
     s.Bind(1, segment_id);
     after_key ? s.Bind(2, *after_key) : s.BindNull(2);
     s.Bind(3, int64_t{limit});
@@ -114,7 +119,7 @@ std::vector<MemberRow> ListMembers(Database& db, int64_t segment_id, MemberState
 }
 
 std::optional<MemberRow> GetMember(Database& db, int64_t segment_id, const std::string& key) {
-    Statement s(db.handle(),
+    Statement s(detail::Access::Handle(db),
                 std::string("SELECT ") + kMemberColumns +
                     " FROM memberships m WHERE m.segment_id = ?1 AND m.context_key = ?2");
     s.Bind(1, segment_id).Bind(2, key);
@@ -124,7 +129,7 @@ std::optional<MemberRow> GetMember(Database& db, int64_t segment_id, const std::
 
 std::vector<std::pair<SegmentSummary, MemberRow>> ContextMemberships(Database& db,
                                                                      const std::string& key) {
-    Statement ids(db.handle(),
+    Statement ids(detail::Access::Handle(db),
                   "SELECT segment_id FROM memberships WHERE context_key = ?1 AND desired = 1 "
                   "ORDER BY segment_id");
     ids.Bind(1, key);
@@ -144,12 +149,12 @@ std::vector<std::pair<SegmentSummary, MemberRow>> ContextMemberships(Database& d
 std::vector<MemberRow> ListDeadLetters(Database& db, std::optional<int64_t> segment_id,
                                        std::optional<std::pair<int64_t, std::string>> after,
                                        int limit) {
-    Statement s(db.handle(), std::string("SELECT ") + kMemberColumns +
-                                 " FROM memberships m WHERE m.dead = 1"
-                                 " AND (?1 IS NULL OR m.segment_id = ?1)"
-                                 " AND (?2 IS NULL OR m.segment_id > ?2 OR"
-                                 " (m.segment_id = ?2 AND m.context_key > ?3))"
-                                 " ORDER BY m.segment_id, m.context_key LIMIT ?4");
+    Statement s(detail::Access::Handle(db), std::string("SELECT ") + kMemberColumns +
+                                                " FROM memberships m WHERE m.dead = 1"
+                                                " AND (?1 IS NULL OR m.segment_id = ?1)"
+                                                " AND (?2 IS NULL OR m.segment_id > ?2 OR"
+                                                " (m.segment_id = ?2 AND m.context_key > ?3))"
+                                                " ORDER BY m.segment_id, m.context_key LIMIT ?4");
     segment_id ? s.Bind(1, *segment_id) : s.BindNull(1);
     if (after) {
         s.Bind(2, after->first).Bind(3, after->second);
@@ -163,7 +168,7 @@ std::vector<MemberRow> ListDeadLetters(Database& db, std::optional<int64_t> segm
 }
 
 std::vector<DestinationRow> ListDestinations(Database& db) {
-    Statement s(db.handle(),
+    Statement s(detail::Access::Handle(db),
                 "SELECT id, status, last_success_ms, last_error, paused_until_ms FROM destinations "
                 "ORDER BY id");
     std::vector<DestinationRow> out;
@@ -180,7 +185,7 @@ std::vector<DestinationRow> ListDestinations(Database& db) {
 }
 
 int64_t CountPending(Database& db, int64_t segment_id) {
-    Statement s(db.handle(),
+    Statement s(detail::Access::Handle(db),
                 "SELECT count(*) FROM memberships WHERE segment_id = ?1 AND acked IS NOT desired "
                 "AND dead = 0");
     s.Bind(1, segment_id);
@@ -190,7 +195,7 @@ int64_t CountPending(Database& db, int64_t segment_id) {
 
 SyncGauges ReadSyncGauges(Database& db) {
     Statement s(
-        db.handle(),
+        detail::Access::Handle(db),
         "SELECT (SELECT count(*) FROM memberships WHERE acked IS NOT desired AND dead = 0), "
         "(SELECT count(*) FROM memberships WHERE dead = 1), "
         "(SELECT min(received_ms) FROM memberships WHERE acked IS NOT desired AND dead = 0)");
@@ -201,38 +206,6 @@ SyncGauges ReadSyncGauges(Database& db) {
         if (!s.IsNull(2)) g.oldest_pending_received_ms = s.Int(2);
     }
     return g;
-}
-
-int64_t RetryDeadLetter(Database& db, int64_t segment_id, const std::optional<std::string>& key) {
-    Statement s(db.handle(),
-                "UPDATE memberships SET dead = 0, attempts = 0, next_attempt_ms = 0 "
-                "WHERE dead = 1 AND segment_id = ?1 AND (?2 IS NULL OR context_key = ?2)");
-    s.Bind(1, segment_id);
-    key ? s.Bind(2, *key) : s.BindNull(2);
-    s.Run();
-    return db.Changes();
-}
-
-int64_t DiscardDeadLetter(Database& db, int64_t segment_id, const std::optional<std::string>& key) {
-    // Given up: recorded as if the platform held the desired state, so it is not pushed.
-    Statement s(db.handle(),
-                "UPDATE memberships SET dead = 0, acked = desired, acked_version = version, "
-                "attempts = 0, next_attempt_ms = 0, "
-                "last_error = 'discarded by an operator: ' || coalesce(last_error, '') "
-                "WHERE dead = 1 AND segment_id = ?1 AND (?2 IS NULL OR context_key = ?2)");
-    s.Bind(1, segment_id);
-    key ? s.Bind(2, *key) : s.BindNull(2);
-    s.Run();
-    return db.Changes();
-}
-
-int64_t MarkForResync(Database& db, int64_t segment_id) {
-    Statement s(db.handle(),
-                "UPDATE memberships SET acked = NULL, acked_version = NULL, attempts = 0, "
-                "next_attempt_ms = 0, dead = 0 WHERE segment_id = ?1");
-    s.Bind(1, segment_id);
-    s.Run();
-    return db.Changes();
 }
 
 }  // namespace audsync::store

@@ -1,28 +1,31 @@
+// WriteStore's prepared writes, the sync engine's reads and the read helpers.
 #include "audsync/store/store.hpp"
 
+#include "access.hpp"
 #include "audsync/common/crypto.hpp"
 
 namespace audsync::store {
 
 WriteStore::WriteStore(Database& db)
     : db_(db),
-      ensure_destination_(db.handle(),
+      ensure_destination_(detail::Access::Handle(db),
                           "INSERT INTO destinations (id, created_ms) VALUES (?1, ?2) "
                           "ON CONFLICT (id) DO NOTHING"),
-      insert_event_(db.handle(),
+      insert_event_(detail::Access::Handle(db),
                     "INSERT INTO events (destination, message_id, received_ms, event_ms, "
                     "outcome, segment_id, context_key, raw) "
                     "VALUES (?1, ?2, ?3, ?4, 'accepted', ?5, ?6, ?7) "
                     "ON CONFLICT (destination, message_id) DO NOTHING"),
-      mark_stale_(db.handle(), "UPDATE events SET outcome = 'stale' WHERE rowid = ?1"),
-      upsert_segment_(db.handle(),
+      mark_stale_(detail::Access::Handle(db),
+                  "UPDATE events SET outcome = 'stale' WHERE rowid = ?1"),
+      upsert_segment_(detail::Access::Handle(db),
                       "INSERT INTO segments (destination, audience_id, audience_key, "
                       "context_kind, created_ms) VALUES (?1, ?2, ?3, ?4, ?5) "
                       "ON CONFLICT (destination, audience_id, context_kind) "
                       "DO UPDATE SET audience_key = excluded.audience_key RETURNING id"),
       // The WHERE makes the upsert a no-op for an older event (last writer wins by
       // event time); version moves only when the desired state changes.
-      upsert_membership_(db.handle(),
+      upsert_membership_(detail::Access::Handle(db),
                          "INSERT INTO memberships (segment_id, context_key, desired, version, "
                          "message_id, event_ms, received_ms) VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6) "
                          "ON CONFLICT (segment_id, context_key) DO UPDATE SET "
@@ -32,37 +35,60 @@ WriteStore::WriteStore(Database& db)
                          // A dead letter is about one refused state: a new state retries.
                          "dead = CASE WHEN desired IS NOT excluded.desired THEN 0 ELSE dead END "
                          "WHERE excluded.event_ms >= memberships.event_ms"),
-      find_audience_by_name_(db.handle(),
+      find_audience_by_name_(detail::Access::Handle(db),
                              "SELECT external_id FROM audiences WHERE destination = ?1 AND "
                              "name = ?2"),
-      update_audience_(db.handle(),
+      update_audience_(detail::Access::Handle(db),
                        "UPDATE audiences SET extras = ?3, context_kind = ?4 "
                        "WHERE destination = ?1 AND external_id = ?2"),
-      insert_audience_(db.handle(),
+      insert_audience_(detail::Access::Handle(db),
                        "INSERT INTO audiences (destination, external_id, name, extras, "
                        "context_kind, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
-      prune_events_(db.handle(), "DELETE FROM events WHERE received_ms < ?1"),
-      record_ack_(db.handle(),
+      prune_events_(detail::Access::Handle(db), "DELETE FROM events WHERE received_ms < ?1"),
+      record_ack_(detail::Access::Handle(db),
                   "UPDATE memberships SET acked = ?3, acked_version = ?4, last_status = ?5, "
                   "last_push_ms = ?6, last_error = NULL, "
                   "attempts = CASE WHEN version = ?4 THEN 0 ELSE attempts END, "
                   "next_attempt_ms = CASE WHEN version = ?4 THEN 0 ELSE next_attempt_ms END "
                   "WHERE segment_id = ?1 AND context_key = ?2 "
                   "AND (acked_version IS NULL OR acked_version <= ?4)"),
-      record_retry_(db.handle(),
+      record_retry_(detail::Access::Handle(db),
                     "UPDATE memberships SET attempts = attempts + 1, next_attempt_ms = ?3, "
                     "last_status = ?4, last_error = ?5, last_push_ms = ?6 "
                     "WHERE segment_id = ?1 AND context_key = ?2"),
-      record_dead_(db.handle(),
+      record_dead_(detail::Access::Handle(db),
                    "UPDATE memberships SET dead = (version = ?3), attempts = attempts + 1, "
                    "last_status = ?4, last_error = ?5, last_push_ms = ?6 "
                    "WHERE segment_id = ?1 AND context_key = ?2"),
-      destination_ok_(db.handle(),
+      destination_ok_(detail::Access::Handle(db),
                       "UPDATE destinations SET status = 'ok', paused_until_ms = ?2, "
                       "last_error = NULL, last_success_ms = ?3 WHERE id = ?1"),
-      destination_failed_(db.handle(),
+      destination_failed_(detail::Access::Handle(db),
                           "UPDATE destinations SET status = ?2, paused_until_ms = ?3, "
-                          "last_error = ?4 WHERE id = ?1") {}
+                          "last_error = ?4 WHERE id = ?1"),
+      // Operator writes: by primary key for one member, on the dead-letter index for
+      // a whole segment.
+      retry_dead_key_(detail::Access::Handle(db),
+                      "UPDATE memberships SET dead = 0, attempts = 0, next_attempt_ms = 0 "
+                      "WHERE segment_id = ?1 AND context_key = ?2 AND dead = 1"),
+      retry_dead_segment_(detail::Access::Handle(db),
+                          "UPDATE memberships SET dead = 0, attempts = 0, next_attempt_ms = 0 "
+                          "WHERE segment_id = ?1 AND dead = 1"),
+      discard_dead_key_(detail::Access::Handle(db),
+                        "UPDATE memberships SET dead = 0, acked = desired, "
+                        "acked_version = version, attempts = 0, next_attempt_ms = 0, "
+                        "last_error = 'discarded by an operator: ' || coalesce(last_error, '') "
+                        "WHERE segment_id = ?1 AND context_key = ?2 AND dead = 1"),
+      discard_dead_segment_(detail::Access::Handle(db),
+                            "UPDATE memberships SET dead = 0, acked = desired, "
+                            "acked_version = version, attempts = 0, next_attempt_ms = 0, "
+                            "last_error = 'discarded by an operator: ' || "
+                            "coalesce(last_error, '') WHERE segment_id = ?1 AND dead = 1"),
+      mark_resync_(detail::Access::Handle(db),
+                   "UPDATE memberships SET acked = NULL, acked_version = NULL, attempts = 0, "
+                   "next_attempt_ms = 0, dead = 0 WHERE segment_id = ?1"),
+      delete_members_(detail::Access::Handle(db), "DELETE FROM memberships WHERE segment_id = ?1"),
+      delete_segment_(detail::Access::Handle(db), "DELETE FROM segments WHERE id = ?1") {}
 
 void WriteStore::EnsureDestination(const std::string& id, int64_t now_ms) {
     ensure_destination_.Bind(1, id).Bind(2, now_ms);
@@ -194,20 +220,64 @@ void WriteStore::SetDestinationState(const std::string& id, const std::string& s
     destination_failed_.Run();
 }
 
+namespace {
+
+// Runs `keyed` (?1 segment, ?2 key) for one member, or `whole` (?1 segment) for all.
+int64_t RunForMembers(Database& db, Statement& keyed, Statement& whole, int64_t segment_id,
+                      const std::optional<std::string>& key) {
+    if (key) {
+        keyed.Bind(1, segment_id).Bind(2, *key);
+        keyed.Run();
+    } else {
+        whole.Bind(1, segment_id);
+        whole.Run();
+    }
+    return db.Changes();
+}
+
+}  // namespace
+
+int64_t WriteStore::RetryDeadLetter(int64_t segment_id, const std::optional<std::string>& key) {
+    return RunForMembers(db_, retry_dead_key_, retry_dead_segment_, segment_id, key);
+}
+
+int64_t WriteStore::DiscardDeadLetter(int64_t segment_id, const std::optional<std::string>& key) {
+    return RunForMembers(db_, discard_dead_key_, discard_dead_segment_, segment_id, key);
+}
+
+int64_t WriteStore::MarkForResync(int64_t segment_id) {
+    mark_resync_.Bind(1, segment_id);
+    mark_resync_.Run();
+    return db_.Changes();
+}
+
+int64_t WriteStore::DeleteSegment(int64_t segment_id) {
+    delete_members_.Bind(1, segment_id);
+    delete_members_.Run();
+    int64_t members = db_.Changes();
+    delete_segment_.Bind(1, segment_id);
+    delete_segment_.Run();
+    // A cached id must not outlive its segment: the next event creates a new one.
+    for (auto it = segment_ids_.begin(); it != segment_ids_.end();) {
+        it = it->second == segment_id ? segment_ids_.erase(it) : std::next(it);
+    }
+    return members;
+}
+
 SyncReader::SyncReader(Database& db)
-    : due_(db.handle(),
+    : due_(detail::Access::Handle(db),
            "SELECT s.id, s.destination, s.audience_id, s.audience_key, s.context_kind "
            "FROM segments s WHERE EXISTS (SELECT 1 FROM memberships m WHERE m.segment_id = s.id "
            "AND m.acked IS NOT m.desired AND m.dead = 0 AND m.next_attempt_ms <= ?1) "
            "ORDER BY s.id"),
-      dirty_(db.handle(),
+      dirty_(detail::Access::Handle(db),
              "SELECT context_key, desired, version, attempts FROM memberships "
              "WHERE segment_id = ?1 AND acked IS NOT desired AND dead = 0 "
              "AND next_attempt_ms <= ?2 LIMIT ?3"),
-      next_(db.handle(),
+      next_(detail::Access::Handle(db),
             "SELECT min(next_attempt_ms) FROM memberships INDEXED BY memberships_next_attempt "
             "WHERE acked IS NOT desired AND dead = 0 AND next_attempt_ms > ?1"),
-      pauses_(db.handle(), "SELECT id, paused_until_ms FROM destinations") {}
+      pauses_(detail::Access::Handle(db), "SELECT id, paused_until_ms FROM destinations") {}
 
 std::vector<DueSegment> SyncReader::DueSegments(int64_t now_ms) {
     std::vector<DueSegment> out;
@@ -270,28 +340,18 @@ Audience ReadAudience(Statement& s) {
 }  // namespace
 
 std::vector<Audience> LoadAudiences(Database& db) {
-    Statement s(db.handle(),
+    Statement s(detail::Access::Handle(db),
                 "SELECT destination, external_id, name, extras, context_kind FROM audiences");
     std::vector<Audience> out;
     while (s.Step()) out.push_back(ReadAudience(s));
     return out;
 }
 
-std::optional<Audience> FindAudience(Database& db, const std::string& destination,
-                                     const std::string& external_id) {
-    Statement s(db.handle(),
-                "SELECT destination, external_id, name, extras, context_kind FROM audiences "
-                "WHERE destination = ?1 AND external_id = ?2");
-    s.Bind(1, destination).Bind(2, external_id);
-    if (!s.Step()) return std::nullopt;
-    return ReadAudience(s);
-}
-
 std::optional<Membership> FindMembership(Database& db, const std::string& destination,
                                          const std::string& audience_id,
                                          const std::string& context_kind,
                                          const std::string& context_key) {
-    Statement s(db.handle(),
+    Statement s(detail::Access::Handle(db),
                 "SELECT m.segment_id, m.context_key, m.desired, m.version, m.message_id, "
                 "m.event_ms, m.received_ms, m.acked FROM memberships m JOIN segments s ON "
                 "s.id = m.segment_id WHERE s.destination = ?1 AND s.audience_id = ?2 AND "
@@ -310,15 +370,9 @@ std::optional<Membership> FindMembership(Database& db, const std::string& destin
     return m;
 }
 
-int64_t CountEvents(Database& db, const std::string& destination) {
-    Statement s(db.handle(), "SELECT count(*) FROM events WHERE destination = ?1");
-    s.Bind(1, destination);
-    s.Step();
-    return s.Int(0);
-}
-
 bool HasEvent(Database& db, const std::string& destination, const std::string& message_id) {
-    Statement s(db.handle(), "SELECT 1 FROM events WHERE destination = ?1 AND message_id = ?2");
+    Statement s(detail::Access::Handle(db),
+                "SELECT 1 FROM events WHERE destination = ?1 AND message_id = ?2");
     s.Bind(1, destination).Bind(2, message_id);
     return s.Step();
 }

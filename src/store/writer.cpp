@@ -1,6 +1,10 @@
+// The group-commit writer thread, and WriteDirect for writes beside a running server.
 #include "audsync/store/writer.hpp"
 
 #include <chrono>
+#include <optional>
+
+#include "access.hpp"
 
 #include "audsync/common/log.hpp"
 #include "audsync/common/text.hpp"
@@ -93,8 +97,9 @@ void Writer::Loop() {
 
 void Writer::RunGroup(std::deque<std::unique_ptr<Pending>>& group) {
     std::vector<std::optional<Error>> job_errors(group.size());
+    std::optional<Transaction> tx;
     try {
-        db_.Exec("BEGIN IMMEDIATE");
+        tx.emplace(db_);
     } catch (const SqliteError& e) {
         log::Error(std::string("writer: cannot begin a transaction: ") + e.what());
         for (auto& p : group) p->done.set_value(Unavailable("the database is not writable"));
@@ -102,28 +107,25 @@ void Writer::RunGroup(std::deque<std::unique_ptr<Pending>>& group) {
     }
     for (size_t i = 0; i < group.size(); ++i) {
         try {
-            db_.Exec("SAVEPOINT job");
+            detail::Access::Exec(db_, "SAVEPOINT job");
             group[i]->job(store_);
-            db_.Exec("RELEASE job");
+            detail::Access::Exec(db_, "RELEASE job");
         } catch (const std::exception& e) {
             log::Error(std::string("writer: a job failed and was rolled back: ") + e.what());
             job_errors[i] = Unavailable("the event could not be stored");
             try {
-                db_.Exec("ROLLBACK TO job");
-                db_.Exec("RELEASE job");
+                detail::Access::Exec(db_, "ROLLBACK TO job");
+                detail::Access::Exec(db_, "RELEASE job");
             } catch (const SqliteError&) {
             }
             store_.ForgetCache();
         }
     }
     try {
-        db_.Exec("COMMIT");
+        tx->Commit();
     } catch (const SqliteError& e) {
         log::Error(std::string("writer: commit failed: ") + e.what());
-        try {
-            db_.Exec("ROLLBACK");
-        } catch (const SqliteError&) {
-        }
+        tx.reset();  // rolls back
         store_.ForgetCache();
         for (auto& p : group) p->done.set_value(Unavailable("the database could not commit"));
         return;
@@ -146,18 +148,29 @@ void Writer::RunGroup(std::deque<std::unique_ptr<Pending>>& group) {
 
 void Writer::Prune() {
     try {
-        db_.Exec("BEGIN IMMEDIATE");
+        Transaction tx(db_);
         int64_t n = store_.PruneEvents(text::NowMs() - options_.dedupe_window_ms);
-        db_.Exec("COMMIT");
+        tx.Commit();
         if (n > 0)
             log::Info("pruned " + std::to_string(n) + " events past the de-duplication window");
     } catch (const SqliteError& e) {
         log::Error(std::string("writer: pruning failed: ") + e.what());
-        try {
-            db_.Exec("ROLLBACK");
-        } catch (const SqliteError&) {
-        }
     }
+}
+
+Status WriteDirect(const std::string& path, const std::function<void(WriteStore&)>& f) {
+    try {
+        Database db(path, false);
+        Transaction tx(db);
+        {
+            WriteStore store(db);
+            f(store);
+        }
+        tx.Commit();
+    } catch (const SqliteError& e) {
+        return Unavailable(e.what());
+    }
+    return Ok();
 }
 
 }  // namespace audsync::store

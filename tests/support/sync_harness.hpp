@@ -21,6 +21,7 @@
 #include "emulator.hpp"
 #include "support/helpers.hpp"
 #include "support/process.hpp"
+#include "support/store_access.hpp"
 
 namespace audsync::testing {
 
@@ -86,7 +87,7 @@ struct Harness {
     }
     int64_t Count(const std::string& sql) {
         store::Database d(db, false);
-        store::Statement s(d.handle(), sql);
+        store::Statement s(store::TestAccess::Handle(d), sql);
         s.Step();
         return s.Int(0);
     }

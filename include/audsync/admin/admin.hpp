@@ -10,6 +10,7 @@
 #include "audsync/config/config.hpp"
 #include "audsync/store/database.hpp"
 #include "audsync/store/queries.hpp"
+#include "audsync/store/store.hpp"
 
 namespace audsync::ingest {
 struct Counters;
@@ -37,8 +38,8 @@ std::string EncodeCursor(std::string_view raw);
 std::optional<std::string> DecodeCursor(std::string_view cursor);
 
 // Runs a write in a transaction: the Writer's when a server runs, the CLI's own
-// otherwise. The function receives the connection to write on.
-using WriteRunner = std::function<Status(const std::function<void(store::Database&)>&)>;
+// (store::WriteDirect) otherwise. The function receives the store to write with.
+using WriteRunner = std::function<Status(const std::function<void(store::WriteStore&)>&)>;
 
 using Query = std::map<std::string, std::string>;  // decoded query parameters
 

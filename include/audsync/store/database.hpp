@@ -1,3 +1,4 @@
+// SQLite at the store boundary: statements, connections, transactions, migrations, backups.
 #pragma once
 
 #include <cstdint>
@@ -49,8 +50,20 @@ class Statement {
     sqlite3_stmt* stmt_ = nullptr;
 };
 
+class Database;
+struct TestAccess;  // raw access for tests and the bench: tests/support/store_access.hpp
+
+namespace detail {
+struct Access;  // the store's own access to the handle: src/store/access.hpp
+}
+
 // One SQLite connection in WAL mode with foreign keys on. Not thread-safe: one
 // connection per thread (the writer has its own; readers open theirs).
+//
+// Creating a database creates its file mode 0600 (SQLite gives the -wal and -shm files
+// the database file's mode); opening an existing one readable by others logs a warning.
+// Raw SQL and the SQLite handle stay inside the store: writes go through WriteStore,
+// reads through the functions of store.hpp and queries.hpp.
 class Database {
   public:
     // Opens (creating when `create`) and sets the pragmas. Throws SqliteError.
@@ -59,8 +72,6 @@ class Database {
     Database(const Database&) = delete;
     Database& operator=(const Database&) = delete;
 
-    void Exec(std::string_view sql);
-    sqlite3* handle() const { return db_; }
     int64_t Changes() const;
     int64_t LastInsertRowid() const;
 
@@ -68,12 +79,41 @@ class Database {
     int SchemaVersion();
 
   private:
+    friend struct detail::Access;
+    friend struct TestAccess;
+
+    void Exec(std::string_view sql);
+    sqlite3* handle() const { return db_; }
+
     sqlite3* db_ = nullptr;
+};
+
+// A write transaction (BEGIN IMMEDIATE) on one connection, rolled back on destruction
+// unless Commit() succeeded. Not thread-safe; one at a time per connection.
+// The constructor and Commit() throw SqliteError; the destructor never throws.
+class Transaction {
+  public:
+    explicit Transaction(Database& db);
+    ~Transaction();
+    Transaction(const Transaction&) = delete;
+    Transaction& operator=(const Transaction&) = delete;
+
+    void Commit();
+
+  private:
+    Database& db_;
+    bool done_ = false;
 };
 
 // Applies the pending migrations of `migrations` in order, one transaction each.
 // Refuses a database whose schema is newer than the newest migration known.
 // Returns the versions applied.
 Result<std::vector<int>> Migrate(Database& db, const std::vector<Migration>& migrations);
+
+// Copies the database at `db_path` to a new file `dest_path` (mode 0600) with SQLite's
+// online backup API: a consistent snapshot, safe while a server writes (WAL). Refuses
+// an existing destination (kInvalidBody "backup_exists") and leaves no file behind
+// when the copy fails (kUnavailable "storage_unavailable").
+[[nodiscard]] Status Backup(const std::string& db_path, const std::string& dest_path);
 
 }  // namespace audsync::store

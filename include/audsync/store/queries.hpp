@@ -1,3 +1,4 @@
+// Read side for operators (REST and CLI): segments, members, dead letters, gauges.
 #pragma once
 
 #include <cstdint>
@@ -95,11 +96,6 @@ struct SyncGauges {
 };
 SyncGauges ReadSyncGauges(Database& db);
 
-// Operator writes. They run inside a transaction the caller owns (the Writer's, or
-// the CLI's own BEGIN IMMEDIATE) and return the rows changed.
-int64_t RetryDeadLetter(Database& db, int64_t segment_id, const std::optional<std::string>& key);
-int64_t DiscardDeadLetter(Database& db, int64_t segment_id, const std::optional<std::string>& key);
-// Marks every member of the segment as never acknowledged, so all are pushed again.
-int64_t MarkForResync(Database& db, int64_t segment_id);
+// Operator writes are WriteStore methods (store.hpp).
 
 }  // namespace audsync::store

@@ -1,3 +1,4 @@
+// The store's writes (WriteStore), the sync engine's reads, and read helpers.
 #pragma once
 
 #include <cstdint>
@@ -37,7 +38,8 @@ struct Membership {
 };
 
 // Every write statement, prepared once on the writer's connection. Used only by the
-// writer thread, inside its transaction (see Writer). Methods throw SqliteError.
+// writer thread inside its transaction (see Writer), or inside WriteDirect's.
+// Not thread-safe. Methods throw SqliteError.
 class WriteStore {
   public:
     explicit WriteStore(Database& db);
@@ -76,8 +78,18 @@ class WriteStore {
                              int64_t paused_until_ms, const std::optional<std::string>& error,
                              std::optional<int64_t> success_ms);
 
-    // The writer's connection, for operator writes (store/queries.hpp) in its transaction.
-    Database& db() { return db_; }
+    // Operator writes; each returns the rows changed. With a key, one member by primary
+    // key; without, every dead letter of the segment.
+    // Retry: the dead letter becomes due again with its attempts reset.
+    int64_t RetryDeadLetter(int64_t segment_id, const std::optional<std::string>& key);
+    // Discard: recorded as if the platform held the desired state, so it is not pushed.
+    int64_t DiscardDeadLetter(int64_t segment_id, const std::optional<std::string>& key);
+    // Marks every member of the segment as never acknowledged, so all are pushed again.
+    int64_t MarkForResync(int64_t segment_id);
+    // Forgets the segment, its members and its dead letters; returns the members deleted.
+    // The de-duplication log keeps its entries (a resent event stays a duplicate); a
+    // later event for the audience creates the segment anew.
+    int64_t DeleteSegment(int64_t segment_id);
 
     // Forgets cached ids after a rollback.
     void ForgetCache() { segment_ids_.clear(); }
@@ -101,6 +113,13 @@ class WriteStore {
     Statement record_dead_;
     Statement destination_ok_;
     Statement destination_failed_;
+    Statement retry_dead_key_;
+    Statement retry_dead_segment_;
+    Statement discard_dead_key_;
+    Statement discard_dead_segment_;
+    Statement mark_resync_;
+    Statement delete_members_;
+    Statement delete_segment_;
     std::map<std::tuple<std::string, std::string, std::string>, int64_t> segment_ids_;
 };
 
@@ -142,13 +161,10 @@ class SyncReader {
 // Read helpers on a connection of the caller's own (WAL lets them run beside the
 // writer). Throw SqliteError.
 std::vector<Audience> LoadAudiences(Database& db);
-std::optional<Audience> FindAudience(Database& db, const std::string& destination,
-                                     const std::string& external_id);
 std::optional<Membership> FindMembership(Database& db, const std::string& destination,
                                          const std::string& audience_id,
                                          const std::string& context_kind,
                                          const std::string& context_key);
-int64_t CountEvents(Database& db, const std::string& destination);
 bool HasEvent(Database& db, const std::string& destination, const std::string& message_id);
 
 }  // namespace audsync::store

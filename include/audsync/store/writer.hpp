@@ -1,3 +1,4 @@
+// The single writer of the database (group commit), and direct writes beside it.
 #pragma once
 
 #include <condition_variable>
@@ -78,5 +79,13 @@ class Writer {
     std::function<void()> after_commit_;
     std::thread thread_;
 };
+
+// Runs `f` in a transaction of its own on a connection of its own, then commits: for a
+// write (the CLI's) while a server may be running; SQLite serialises it with the
+// server's Writer (busy timeout 10 s). Errors: kUnavailable "storage_unavailable" when
+// SQLite fails (nothing is written). Exceptions other than SqliteError propagate, after
+// the rollback.
+[[nodiscard]] Status WriteDirect(const std::string& path,
+                                 const std::function<void(WriteStore&)>& f);
 
 }  // namespace audsync::store
