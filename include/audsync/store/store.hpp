@@ -76,6 +76,10 @@ class WriteStore {
                              int64_t paused_until_ms, const std::optional<std::string>& error,
                              std::optional<int64_t> success_ms);
 
+    // An operator's resume: the destination back to "ok" with no pause, and its pending,
+    // non-dead members due at `now_ms`. Unknown ids change nothing.
+    void ResumeDestination(const std::string& id, int64_t now_ms);
+
     // The writer's connection, for operator writes (store/queries.hpp) in its transaction.
     Database& db() { return db_; }
 
