@@ -165,6 +165,39 @@ TEST_SUITE("sync integration") {
               h.Count("SELECT count(*) FROM memberships WHERE dead = 1"));
     }
 
+    TEST_CASE("a platform that always answers 409 ends in dead letters, not endless retries") {
+        Harness h;
+        emulator::Fault conflict;
+        conflict.status = 409;
+        conflict.count = 1000000;
+        h.emulator.AddFault(conflict);
+        Stream s = MixedStream(40, 8);
+        SendAll(h, s, 40);
+        const int64_t members = h.Count("SELECT count(*) FROM memberships");
+        REQUIRE(members > 0);
+        REQUIRE_MESSAGE(Eventually(
+                            [&] {
+                                return h.Count("SELECT count(*) FROM memberships WHERE dead = 1") ==
+                                       members;
+                            },
+                            60000),
+                        h.server->Log());
+        CHECK(h.Count("SELECT max(attempts) FROM memberships") <= 3);
+        CHECK(h.Count("SELECT count(*) FROM memberships WHERE last_status = 409 AND last_error "
+                      "LIKE '%injected by the emulator%'") == members);
+        // Nothing is left to push: the platform is not hammered any more.
+        const uint64_t requests = h.emulator.stats().requests;
+        CHECK(h.Count("SELECT count(*) FROM memberships WHERE acked IS NOT desired AND dead = 0") ==
+              0);
+        CHECK(requests <= static_cast<uint64_t>(3 * members));
+        std::string log = h.server->Log();
+        CHECK_MESSAGE(log.find(" warn sync: segment ") != std::string::npos, log);
+        CHECK_MESSAGE(
+            log.find("now dead letters (HTTP 409: injected by the emulator)") != std::string::npos,
+            log);
+        CHECK(log.find(kToken) == std::string::npos);
+    }
+
     TEST_CASE("401 marks the destination auth_failed, holds members, and recovers") {
         Harness h;
         h.emulator.SetRejectToken(true);
@@ -177,8 +210,18 @@ TEST_SUITE("sync integration") {
         }));
         CHECK(h.Count("SELECT count(*) FROM memberships WHERE dead = 1") == 0);
         CHECK(h.Count("SELECT count(*) FROM memberships WHERE acked IS NOT desired") > 0);
+        // One warn line with the platform's message, whole, and never the token.
+        CHECK(Eventually([&] {
+            return h.server->Log().find(
+                       "refused the service token (HTTP 401: invalid access "
+                       "token)") != std::string::npos;
+        }));
+        CHECK(h.server->Log().find(kToken) == std::string::npos);
         h.emulator.SetRejectToken(false);
         REQUIRE(Eventually([&] { return Converged(h.emulator, s); }));
+        CHECK(Eventually([&] {
+            return h.server->Log().find("destination ld accepts pushes again") != std::string::npos;
+        }));
         CHECK(Eventually([&] {
             return h.Count(
                        "SELECT count(*) FROM destinations WHERE id = 'ld' AND status = 'ok' AND "

@@ -1,5 +1,8 @@
+// Unit tests of the sync policy (answer -> action tables, Retry-After, bisection) and its store.
 #include <doctest/doctest.h>
 
+#include <limits>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -44,12 +47,13 @@ TEST_SUITE("sync") {
             int64_t min_delay;
             int64_t max_delay;
         };
-        Row rows[] =
-            {
-                {500, 0, 500, 1000},     {502, 0, 500, 1000}, {503, 1, 1000, 2000},
-                {504, 2, 2000, 4000},    {409, 0, 500, 1000}, {0, 3, 4000, 8000},
-                {500, 20, 30000, 60000},  // capped at retry_max
-            };
+        Row rows[] = {
+            {500, 0, 500, 1000},        {502, 0, 500, 1000}, {503, 1, 1000, 2000},
+            {504, 2, 2000, 4000},       {408, 0, 500, 1000}, {0, 3, 4000, 8000},
+            {500, 20, 30000, 60000},   // capped at retry_max
+            {503, 500, 30000, 60000},  // transient answers are retried without end
+            {0, 1000000, 30000, 60000},
+        };
         for (const auto& r : rows) {
             CAPTURE(r.status);
             CAPTURE(r.attempts);
@@ -81,7 +85,7 @@ TEST_SUITE("sync") {
         CHECK(r.action == Action::kRateLimited);
         CHECK(r.delay_ms == 2500);
         auto past = sync::Decide(reset, 0, 10, 1700000009000, kSchedule, 0.0);
-        CHECK(past.delay_ms == 0);
+        CHECK(past.delay_ms == sync::kRateLimitFloorMs);  // never sooner than 1 s
 
         HttpResult both = reset;
         both.retry_after = "1";
@@ -92,7 +96,7 @@ TEST_SUITE("sync") {
         auto fallback = sync::Decide(neither, 2, 10, 0, kSchedule, 0.0);
         CHECK(fallback.action == Action::kRateLimited);
         CHECK(fallback.delay_ms == 2000);  // the exponential schedule
-        CHECK_FALSE(sync::RateLimitWait(neither, 0).has_value());
+        CHECK_FALSE(sync::RateLimitWait(neither, 0, 60000).has_value());
     }
 
     TEST_CASE("outcome to action: refused credentials") {
@@ -114,6 +118,145 @@ TEST_SUITE("sync") {
         body.body = R"({"message":"bad key"})";
         CHECK(sync::Decide(body, 0, 1, 0, kSchedule, 0).error ==
               R"(HTTP 400: {"message":"bad key"})");
+        CHECK(sync::Decide(body, 0, 1, 0, kSchedule, 0).message == "bad key");
+    }
+
+    TEST_CASE("outcome to action: answers retrying will not change end as dead letters") {
+        struct Row {
+            int status;
+            int attempts;  // of the member before this answer
+            Action action;
+        };
+        Row rows[] = {
+            {409, 0, Action::kRetry},       {409, 1, Action::kRetry},
+            {409, 2, Action::kDeadLetter},  // the third attempt is the last
+            {409, 40, Action::kDeadLetter}, {302, 0, Action::kRetry},
+            {302, 2, Action::kDeadLetter},  {101, 2, Action::kDeadLetter},
+        };
+        static_assert(sync::kMaxRefusedAttempts == 3);
+        for (const auto& r : rows) {
+            CAPTURE(r.status);
+            CAPTURE(r.attempts);
+            for (size_t batch : {size_t{1}, size_t{7}}) {
+                auto d = sync::Decide(Answer(r.status), r.attempts, batch, 0, kSchedule, 0.5);
+                CHECK(d.action == r.action);
+                CHECK(d.status == r.status);
+            }
+        }
+        // Whatever retry_max_ms says, the three attempts end within two minutes.
+        const sync::RetrySchedule slow{100000, 3600000, 120000};
+        int64_t waited = 0;
+        for (int attempts = 0;; ++attempts) {
+            auto d = sync::Decide(Answer(409), attempts, 1, 0, slow, 0.999);
+            if (d.action == Action::kDeadLetter) {
+                CHECK(attempts + 1 == sync::kMaxRefusedAttempts);
+                break;
+            }
+            REQUIRE(d.action == Action::kRetry);
+            CHECK(d.delay_ms <= sync::kRefusedRetryMaxMs);
+            waited += d.delay_ms;
+        }
+        CHECK(waited <= 120000);
+        // The dead letter carries the platform's status and message.
+        HttpResult conflict = Answer(409);
+        conflict.body = R"({"code":"conflict","message":"the segment holds another kind"})";
+        auto d = sync::Decide(conflict, 2, 1, 0, kSchedule, 0.0);
+        CHECK(d.action == Action::kDeadLetter);
+        CHECK(d.status == 409);
+        CHECK(d.message == "the segment holds another kind");
+        CHECK(d.error.find("the segment holds another kind") != std::string::npos);
+    }
+
+    TEST_CASE(
+        "Retry-After: delta-seconds saturate, HTTP-dates count from now, garbage is ignored") {
+        const int64_t now = 784111777000;  // Sun, 06 Nov 1994 08:49:37 GMT
+        struct Row {
+            const char* value;
+            std::optional<int64_t> ms;
+        };
+        Row rows[] = {
+            {"0", 0},
+            {"7", 7000},
+            {"120", 120000},
+            {"99999999999999999999", std::numeric_limits<int64_t>::max()},
+            {"9223372036854776", std::numeric_limits<int64_t>::max()},  // * 1000 overflows
+            {"Sun, 06 Nov 1994 08:49:37 GMT", 0},
+            {"Sun, 06 Nov 1994 08:50:07 GMT", 30000},
+            {"Sat, 05 Nov 1994 08:49:37 GMT", 0},  // past
+            {"Thu, 01 Jan 1970 00:00:00 GMT", 0},
+            {"-5", std::nullopt},
+            {" 5", std::nullopt},
+            {"5s", std::nullopt},
+            {"", std::nullopt},
+            {"soon", std::nullopt},
+            {"Sun, 06 Nov 1994 08:49:37 UTC", std::nullopt},
+            {"Sun, 32 Nov 1994 08:49:37 GMT", std::nullopt},
+            {"Xyz, 06 Nov 1994 08:49:37 GMT", std::nullopt},
+            {"Sun, 06 Foo 1994 08:49:37 GMT", std::nullopt},
+        };
+        for (const auto& r : rows) {
+            CAPTURE(r.value);
+            CHECK(sync::RetryAfterMs(r.value, now) == r.ms);
+        }
+        CHECK(sync::ParseHttpDate("Thu, 01 Jan 1970 00:00:00 GMT") == std::optional<int64_t>(0));
+        CHECK(sync::ParseHttpDate("Sun, 06 Nov 1994 08:49:37 GMT") == std::optional<int64_t>(now));
+        CHECK(sync::ParseHttpDate("Tue, 29 Feb 2028 23:59:59 GMT") ==
+              std::optional<int64_t>(1835481599000));
+    }
+
+    TEST_CASE("429 waits are capped at retry_max_ms and floored at 1 s") {
+        const int64_t now = 1700000000000;
+        struct Row {
+            std::optional<std::string> retry_after;
+            std::optional<std::string> reset;
+            int64_t min_delay;
+            int64_t max_delay;
+        };
+        Row rows[] = {
+            {std::string("99999999999999999999"), std::nullopt, 60000, 60000},  // was negative
+            {std::string("0"), std::nullopt, 1000, 1000},
+            {std::string("garbage"), std::nullopt, 1000, 1000},  // backoff(0) = 500, floored
+            {std::string("Wed, 21 Oct 2015 07:28:00 GMT"), std::nullopt, 1000, 1000},  // past
+            {std::string("Tue, 14 Nov 2023 22:13:40 GMT"), std::nullopt, 20000, 22100},
+            {std::nullopt, std::string("99999999999999999999"), 60000, 60000},
+            {std::nullopt, std::string("1700000000000"), 1000, 1000},
+            {std::nullopt, std::string("-1"), 1000, 1000},
+            {std::nullopt, std::string("1700000030000"), 30000, 33100},
+        };
+        for (const auto& r : rows) {
+            CAPTURE(r.retry_after.value_or("-"));
+            CAPTURE(r.reset.value_or("-"));
+            for (double jitter : {0.0, 0.999}) {
+                HttpResult a = Answer(429);
+                a.retry_after = r.retry_after;
+                a.ratelimit_reset = r.reset;
+                auto d = sync::Decide(a, 0, 5, now, kSchedule, jitter);
+                CHECK(d.action == Action::kRateLimited);
+                CHECK(d.delay_ms >= r.min_delay);
+                CHECK(d.delay_ms <= r.max_delay);
+            }
+        }
+        HttpResult huge = Answer(429);
+        huge.retry_after = "99999999999999999999";
+        CHECK(sync::RateLimitWait(huge, now, 60000) == std::optional<int64_t>(60000));
+        CHECK(sync::RateLimitWait(huge, now, -5) == std::optional<int64_t>(0));
+    }
+
+    TEST_CASE("platform messages are cut at a UTF-8 character boundary") {
+        // "é" is two bytes: a cut in its middle must drop it whole.
+        std::string long_message = std::string(199, 'a') + "\xC3\xA9" + "tail";
+        std::string body = R"({"message":")" + long_message + R"("})";
+        std::string m = sync::PlatformMessage(body);
+        CHECK(m == std::string(199, 'a') + "\xE2\x80\xA6");
+        CHECK(
+            sync::PlatformMessage(R"({"code":"unauthorized","message":"invalid access token"})") ==
+            "invalid access token");
+        CHECK(sync::PlatformMessage("plain text") == "plain text");
+        CHECK(sync::PlatformMessage("") == "");
+        HttpResult r = Answer(401);
+        r.body = std::string(511, 'x') + "\xE2\x82\xAC" + "rest";  // a 3-byte character at the cut
+        std::string error = sync::Decide(r, 0, 1, 0, kSchedule, 0).error;
+        CHECK(error == "HTTP 401: " + std::string(511, 'x') + "\xE2\x80\xA6");
     }
 
     TEST_CASE("backoff stays within its bounds for every jitter") {

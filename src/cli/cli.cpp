@@ -250,7 +250,8 @@ int Serve(const std::vector<std::string>& in) {
             if (!s) return Fail(s.error().message);
         }
         ingest::Service service(config, writer, audiences);
-        sync::Engine engine(config, config.database, writer, targets::MakeTarget);
+        sync::Engine engine(std::make_shared<const config::Config>(config), config.database, writer,
+                            targets::MakeTarget);
         writer.SetAfterCommit([&engine] { engine.Wake(); });
         engine.Start();
         admin::Service admin(
@@ -596,7 +597,8 @@ int ReplaySegments(const config::Config& config, const Args& args) {
     // No server: push from here, with the same engine.
     try {
         store::Writer writer(config.database, store::WriterOptions{});
-        sync::Engine engine(config, config.database, writer, targets::MakeTarget);
+        sync::Engine engine(std::make_shared<const config::Config>(config), config.database, writer,
+                            targets::MakeTarget);
         writer.SetAfterCommit([&engine] { engine.Wake(); });
         engine.Start();
         engine.Wake();

@@ -264,6 +264,21 @@ int64_t WriteStore::DeleteSegment(int64_t segment_id) {
     return members;
 }
 
+void WriteStore::ResumeDestination(const std::string& id, int64_t now_ms) {
+    // Prepared here, not in the constructor: an operator action, rare.
+    Statement destination(detail::Access::Handle(db_),
+                          "UPDATE destinations SET status = 'ok', paused_until_ms = 0, "
+                          "last_error = NULL WHERE id = ?1");
+    destination.Bind(1, id);
+    destination.Run();
+    Statement members(detail::Access::Handle(db_),
+                      "UPDATE memberships SET next_attempt_ms = ?2 WHERE acked IS NOT desired "
+                      "AND dead = 0 AND next_attempt_ms > ?2 AND segment_id IN "
+                      "(SELECT id FROM segments WHERE destination = ?1)");
+    members.Bind(1, id).Bind(2, now_ms);
+    members.Run();
+}
+
 SyncReader::SyncReader(Database& db)
     : due_(detail::Access::Handle(db),
            "SELECT s.id, s.destination, s.audience_id, s.audience_key, s.context_kind "

@@ -90,6 +90,9 @@ class WriteStore {
     // The de-duplication log keeps its entries (a resent event stays a duplicate); a
     // later event for the audience creates the segment anew.
     int64_t DeleteSegment(int64_t segment_id);
+    // An operator's resume: the destination back to "ok" with no pause, and its pending,
+    // non-dead members due at `now_ms`. Unknown ids change nothing.
+    void ResumeDestination(const std::string& id, int64_t now_ms);
 
     // Forgets cached ids after a rollback.
     void ForgetCache() { segment_ids_.clear(); }

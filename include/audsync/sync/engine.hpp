@@ -1,3 +1,4 @@
+// The sync engine: threads and I/O around the pure decisions of sync/state and sync/policy.
 #pragma once
 
 #include <atomic>
@@ -14,10 +15,12 @@
 #include <thread>
 #include <vector>
 
+#include "audsync/common/result.hpp"
 #include "audsync/config/config.hpp"
 #include "audsync/store/store.hpp"
 #include "audsync/store/writer.hpp"
 #include "audsync/sync/policy.hpp"
+#include "audsync/sync/state.hpp"
 #include "audsync/targets/target.hpp"
 
 namespace audsync::sync {
@@ -55,14 +58,17 @@ struct SyncCounters {
 // acknowledged one, one segment (audience + context kind) per request, at most
 // max_batch members, and records each outcome through the Writer. Pending work and
 // backoff live in SQLite, so a restart resumes. No transaction is held across a push.
+// Which segments start (Admit) and what an outcome does to the destination
+// (FoldOutcome) are decided by the pure functions of sync/state.hpp.
 //
-// Threads: one scheduler thread (reads with its own connection) and `sync_workers`
-// push workers (one Target each per destination). Wake() is thread-safe and cheap; it is
-// the Writer's after-commit hook.
+// Threads: one scheduler thread (reads with its own connection; re-reads the
+// destinations' pauses each scan, so a pause cleared by another process counts within
+// one scan) and `sync_workers` push workers (one Target each per destination, rebuilt
+// when a reload changes its settings). Wake(), Resume() and Reload() are thread-safe.
 class Engine {
   public:
-    Engine(const config::Config& config, const std::string& db_path, store::Writer& writer,
-           TargetFactory factory);
+    Engine(std::shared_ptr<const config::Config> config, const std::string& db_path,
+           store::Writer& writer, TargetFactory factory);
     ~Engine();
     Engine(const Engine&) = delete;
     Engine& operator=(const Engine&) = delete;
@@ -73,37 +79,52 @@ class Engine {
     // A commit may have made members due: scan after the linger.
     void Wake();
 
+    // An operator's resume: clears the destination's auth and rate-limit pause (here and
+    // in the database) and pushes what it has pending at once. Errors: kNotFound for a
+    // destination not in the current config, kUnavailable when the write fails.
+    [[nodiscard]] Status Resume(const std::string& destination_id);
+
+    // A new config (SIGHUP). Pushes already scheduled keep the snapshot they were
+    // scheduled with; targets are rebuilt for destinations whose settings changed; the
+    // members of a destination no longer configured stay pending. sync_workers takes
+    // effect at the next start.
+    void Reload(std::shared_ptr<const config::Config> config);
+
     const SyncCounters& counters() const { return counters_; }
 
   private:
     struct Task {
         store::DueSegment segment;
         std::vector<store::DirtyMember> members;
-        const config::Destination* destination;
+        std::shared_ptr<const config::Config> config;      // the snapshot it was scheduled with
+        const config::Destination* destination = nullptr;  // inside `config`
+    };
+    struct WorkerTarget {
+        std::shared_ptr<const config::Config> config;  // keeps `destination` alive
+        const config::Destination* destination = nullptr;
+        std::unique_ptr<targets::Target> target;
     };
 
     void Schedule();
     void Work();
-    void Execute(Task& task, std::map<std::string, std::unique_ptr<targets::Target>>& targets,
-                 std::mt19937_64& rng);
-    void Finish(const Task& task, int64_t pause_until);
+    void Execute(Task& task, std::map<std::string, WorkerTarget>& targets, std::mt19937_64& rng);
+    void Report(const Task& task, const Fold& fold);
+    void Finish(const Task& task);
 
-    const config::Config& config_;
-    std::string db_path_;
     store::Writer& writer_;
-    TargetFactory factory_;
+    const std::string db_path_;
+    const TargetFactory factory_;
     SyncCounters counters_;
 
     std::mutex mu_;
     std::condition_variable scheduler_cv_;
     std::condition_variable worker_cv_;
-    bool stopping_ = false;
-    bool woken_ = false;      // by a commit: linger first
-    bool immediate_ = false;  // by a finished push: rescan now
-    std::deque<Task> tasks_;
-    std::set<int64_t> in_flight_segments_;
-    std::map<std::string, int> in_flight_per_destination_;
-    std::map<std::string, int64_t> paused_until_;
+    std::shared_ptr<const config::Config> config_;  // by mu_
+    SchedulerState state_;                          // by mu_
+    bool stopping_ = false;                         // by mu_
+    bool woken_ = false;                            // by mu_; by a commit: linger first
+    bool immediate_ = false;  // by mu_; by a finished push or a resume: rescan now
+    std::deque<Task> tasks_;  // by mu_
     std::thread scheduler_;
     std::vector<std::thread> workers_;
 };

@@ -1,0 +1,380 @@
+// Table tests of the sync engine's pure decisions: admission, outcome folding, stored pauses.
+#include <doctest/doctest.h>
+
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "audsync/sync/state.hpp"
+
+using namespace audsync;
+using sync::Action;
+using sync::Decision;
+using sync::DestinationState;
+using sync::DestinationStatus;
+using sync::Note;
+
+namespace {
+
+config::Config TwoDestinations(int cap_a, int cap_b) {
+    config::Config c;
+    config::Destination a;
+    a.id = "a";
+    a.max_in_flight = cap_a;
+    config::Destination b;
+    b.id = "b";
+    b.max_in_flight = cap_b;
+    c.destinations = {a, b};
+    return c;
+}
+
+store::DueSegment Due(int64_t id, const std::string& destination) {
+    store::DueSegment s;
+    s.id = id;
+    s.destination = destination;
+    s.audience_id = "aud_" + std::to_string(id);
+    return s;
+}
+
+Decision Made(Action action, int status = 0, int64_t delay_ms = 0) {
+    Decision d;
+    d.action = action;
+    d.status = status;
+    d.delay_ms = delay_ms;
+    d.error = "HTTP " + std::to_string(status);
+    return d;
+}
+
+std::vector<Decision> Repeat(const Decision& d, size_t n) { return std::vector<Decision>(n, d); }
+
+}  // namespace
+
+TEST_SUITE("sync state") {
+    TEST_CASE("destination status text converts in one place, both ways") {
+        for (auto s : {DestinationStatus::kOk, DestinationStatus::kRateLimited,
+                       DestinationStatus::kAuthFailed}) {
+            CHECK(sync::ParseDestinationStatus(sync::ToString(s)) == s);
+        }
+        CHECK(sync::ToString(DestinationStatus::kAuthFailed) == "auth_failed");
+        CHECK(sync::ToString(DestinationStatus::kRateLimited) == "rate_limited");
+        CHECK(sync::ToString(DestinationStatus::kOk) == "ok");
+        CHECK_FALSE(sync::ParseDestinationStatus("OK").has_value());
+        CHECK_FALSE(sync::ParseDestinationStatus("").has_value());
+    }
+
+    TEST_CASE("admission: caps, one push per segment, pauses, removed destinations") {
+        const int64_t now = 10000;
+        struct Row {
+            const char* name;
+            std::vector<store::DueSegment> due;
+            std::set<int64_t> in_flight;
+            std::map<std::string, DestinationState> destinations;
+            std::vector<size_t> start;
+            int64_t wake_at_ms;
+        };
+        const config::Config config = TwoDestinations(2, 1);
+        std::vector<Row> rows = {
+            {"everything free", {Due(1, "a"), Due(2, "b")}, {}, {}, {0, 1}, 0},
+            {"per-destination cap",
+             {Due(1, "a"), Due(2, "a"), Due(3, "a"), Due(4, "b"), Due(5, "b")},
+             {},
+             {},
+             {0, 1, 3},
+             0},
+            {"cap counts pushes already running",
+             {Due(1, "a"), Due(2, "a")},
+             {9},
+             {{"a", {DestinationStatus::kOk, 0, 1}}},
+             {0},
+             0},
+            {"a segment in flight is not pushed twice",
+             {Due(1, "a"), Due(2, "b")},
+             {1, 7},
+             {{"a", {DestinationStatus::kOk, 0, 1}}, {"b", {DestinationStatus::kOk, 0, 0}}},
+             {1},
+             0},
+            {"paused destination holds and sets the wake-up",
+             {Due(1, "a"), Due(2, "b")},
+             {},
+             {{"a", {DestinationStatus::kAuthFailed, now + 500, 0}}},
+             {1},
+             now + 500},
+            {"earliest pause end wins",
+             {Due(1, "a"), Due(2, "b")},
+             {},
+             {{"a", {DestinationStatus::kRateLimited, now + 900, 0}},
+              {"b", {DestinationStatus::kRateLimited, now + 300, 0}}},
+             {},
+             now + 300},
+            {"a pause that ended lets pushes go",
+             {Due(1, "a")},
+             {},
+             {{"a", {DestinationStatus::kRateLimited, now, 0}}},
+             {0},
+             0},
+            {"a destination no longer configured stays pending",
+             {Due(1, "gone"), Due(2, "a")},
+             {},
+             {},
+             {1},
+             0},
+        };
+        for (const auto& r : rows) {
+            CAPTURE(r.name);
+            sync::SchedulerState state;
+            state.in_flight_segments = r.in_flight;
+            state.destinations = r.destinations;
+            auto admission = sync::Admit(state, r.due, config, now);
+            CHECK(admission.start == r.start);
+            CHECK(admission.wake_at_ms == r.wake_at_ms);
+            for (size_t i : admission.start) {
+                CHECK(admission.state.in_flight_segments.count(r.due[i].id) == 1);
+            }
+            CHECK(admission.state.destinations.count("gone") == 0);
+            for (const auto& [id, d] : admission.state.destinations) {
+                CHECK(d.in_flight <= config.FindDestination(id)->max_in_flight);
+            }
+        }
+    }
+
+    TEST_CASE("admission then release frees the segment and the slot") {
+        const config::Config config = TwoDestinations(1, 1);
+        auto first = sync::Admit({}, {Due(1, "a"), Due(2, "a")}, config, 0);
+        REQUIRE(first.start == std::vector<size_t>{0});
+        auto again = sync::Admit(first.state, {Due(1, "a"), Due(2, "a")}, config, 0);
+        CHECK(again.start.empty());
+        auto released = sync::Release(first.state, 1, "a");
+        CHECK(released.in_flight_segments.count(1) == 0);
+        CHECK(released.destinations["a"].in_flight == 0);
+        auto after = sync::Admit(released, {Due(2, "a")}, config, 0);
+        CHECK(after.start == std::vector<size_t>{0});
+        // Releasing what is not in flight never goes negative.
+        CHECK(sync::Release(released, 1, "a").destinations["a"].in_flight == 0);
+    }
+
+    TEST_CASE("folding outcomes: successful") {
+        const int64_t now = 5000;
+        struct Row {
+            const char* name;
+            DestinationState before;
+            bool retrying;
+            std::vector<Note> notes;
+        };
+        Row rows[] = {
+            {"steady", {}, false, {}},
+            {"after a rate limit",
+             {DestinationStatus::kRateLimited, 4000, 0},
+             false,
+             {Note::kDestinationRecovered}},
+            {"after refused credentials",
+             {DestinationStatus::kAuthFailed, 4000, 0},
+             true,
+             {Note::kDestinationRecovered, Note::kSegmentRecovered}},
+            {"segment had been retrying", {}, true, {Note::kSegmentRecovered}},
+        };
+        for (const auto& r : rows) {
+            CAPTURE(r.name);
+            auto f = sync::FoldOutcome(r.before, r.retrying,
+                                       Repeat(Made(Action::kAcknowledge, 204), 3), now);
+            CHECK(f.notes == r.notes);
+            CHECK(f.destination.status == DestinationStatus::kOk);
+            CHECK(f.destination.paused_until_ms == 0);
+            CHECK_FALSE(f.segment_retrying);
+            REQUIRE(f.write.has_value());
+            CHECK(f.write->status == DestinationStatus::kOk);
+            CHECK(f.write->success_ms == std::optional<int64_t>(now));
+            CHECK(f.acknowledged == 3);
+        }
+    }
+
+    TEST_CASE("folding outcomes: recoverable") {
+        const int64_t now = 5000;
+        struct Row {
+            const char* name;
+            DestinationState before;
+            bool retrying;
+            std::vector<Decision> decisions;
+            DestinationStatus status;
+            int64_t paused_until;
+            bool segment_retrying;
+            std::vector<Note> notes;
+            bool writes;
+        };
+        const Decision retry = Made(Action::kRetry, 500, 300);
+        const Decision limited = Made(Action::kRateLimited, 429, 2000);
+        const Decision refused = Made(Action::kAuthFailed, 401, 120000);
+        std::vector<Row> rows = {
+            {"first transient failure",
+             {},
+             false,
+             {retry},
+             DestinationStatus::kOk,
+             0,
+             true,
+             {Note::kSegmentRetrying},
+             false},
+            {"still failing: no new line",
+             {},
+             true,
+             {retry, retry},
+             DestinationStatus::kOk,
+             0,
+             true,
+             {},
+             false},
+            {"partly accepted, partly failing",
+             {},
+             true,
+             {Made(Action::kAcknowledge, 204), retry},
+             DestinationStatus::kOk,
+             0,
+             true,
+             {},
+             true},
+            {"rate limited",
+             {},
+             false,
+             {limited},
+             DestinationStatus::kRateLimited,
+             now + 2000,
+             false,
+             {Note::kDestinationPaused},
+             true},
+            {"rate limited again: no new line",
+             {DestinationStatus::kRateLimited, 4000, 0},
+             false,
+             {limited},
+             DestinationStatus::kRateLimited,
+             now + 2000,
+             false,
+             {},
+             true},
+            {"a pause never shortens",
+             {DestinationStatus::kRateLimited, now + 9000, 0},
+             false,
+             {limited},
+             DestinationStatus::kRateLimited,
+             now + 9000,
+             false,
+             {},
+             true},
+            {"refused again after the pause: no new line",
+             {DestinationStatus::kAuthFailed, 4000, 0},
+             false,
+             {refused},
+             DestinationStatus::kAuthFailed,
+             now + 120000,
+             false,
+             {},
+             true},
+            {"refused again after a resume: a new line",
+             {DestinationStatus::kAuthFailed, 0, 0},
+             false,
+             {refused},
+             DestinationStatus::kAuthFailed,
+             now + 120000,
+             false,
+             {Note::kDestinationPaused},
+             true},
+            {"credentials refused",
+             {},
+             true,
+             {refused},
+             DestinationStatus::kAuthFailed,
+             now + 120000,
+             true,
+             {Note::kDestinationPaused},
+             true},
+            {"refusal outranks a rate limit",
+             {DestinationStatus::kRateLimited, 0, 0},
+             false,
+             {limited, refused},
+             DestinationStatus::kAuthFailed,
+             now + 120000,
+             false,
+             {Note::kDestinationPaused},
+             true},
+        };
+        for (const auto& r : rows) {
+            CAPTURE(r.name);
+            auto f = sync::FoldOutcome(r.before, r.retrying, r.decisions, now);
+            CHECK(f.destination.status == r.status);
+            CHECK(f.destination.paused_until_ms == r.paused_until);
+            CHECK(f.segment_retrying == r.segment_retrying);
+            CHECK(f.notes == r.notes);
+            CHECK(f.write.has_value() == r.writes);
+            if (f.write) {
+                CHECK(f.write->status == r.status);
+                CHECK(f.write->paused_until_ms == r.paused_until);
+                CHECK(f.write->error.has_value() == (r.status == DestinationStatus::kAuthFailed));
+            }
+            CHECK(f.dead_letters == 0);
+        }
+    }
+
+    TEST_CASE("folding outcomes: permanent") {
+        const int64_t now = 5000;
+        const Decision dead = Made(Action::kDeadLetter, 409);
+        auto f = sync::FoldOutcome({}, true, {dead, dead, Made(Action::kAcknowledge, 204)}, now);
+        CHECK(f.dead_letters == 2);
+        CHECK(f.acknowledged == 1);
+        REQUIRE(f.dead.has_value());
+        CHECK(f.dead->status == 409);
+        CHECK(f.notes == std::vector<Note>{Note::kSegmentRecovered, Note::kDeadLetters});
+        CHECK_FALSE(f.segment_retrying);
+
+        auto only_dead = sync::FoldOutcome({}, true, {dead}, now);
+        CHECK(only_dead.notes == std::vector<Note>{Note::kDeadLetters});
+        CHECK_FALSE(only_dead.segment_retrying);  // nothing of it is retried any more
+        CHECK_FALSE(only_dead.write.has_value());
+        CHECK(only_dead.destination.status == DestinationStatus::kOk);
+    }
+
+    TEST_CASE("pauses stored by another process are adopted when they change") {
+        sync::SchedulerState state;
+        auto first = sync::AdoptStoredPauses(state, {{"a", 9000}, {"b", 0}});
+        CHECK(first.resumed.empty());  // a restart resumes the stored pause, silently
+        CHECK(first.state.destinations["a"].paused_until_ms == 9000);
+
+        // The engine pauses b itself; the scan still reads the old row: b stays paused.
+        first.state.destinations["b"] = {DestinationStatus::kRateLimited, 7000, 0};
+        auto same = sync::AdoptStoredPauses(first.state, {{"a", 9000}, {"b", 0}});
+        CHECK(same.state.destinations["b"].paused_until_ms == 7000);
+        CHECK(same.resumed.empty());
+
+        // Someone resumed a (the CLI): cleared in the database, so cleared here.
+        same.state.destinations["a"].status = DestinationStatus::kAuthFailed;
+        auto resumed = sync::AdoptStoredPauses(same.state, {{"a", 0}, {"b", 7000}});
+        CHECK(resumed.resumed == std::vector<std::string>{"a"});
+        CHECK(resumed.state.destinations["a"].paused_until_ms == 0);
+        CHECK(resumed.state.destinations["a"].status == DestinationStatus::kAuthFailed);
+        CHECK(resumed.state.destinations["b"].paused_until_ms == 7000);
+
+        // A pause set in the database by another process is honoured too.
+        auto paused = sync::AdoptStoredPauses(resumed.state, {{"a", 12000}, {"b", 7000}});
+        CHECK(paused.state.destinations["a"].paused_until_ms == 12000);
+    }
+
+    TEST_CASE("targets are rebuilt only when what they talk with changes") {
+        config::Destination a;
+        a.id = "ld";
+        a.service_token = "t1";
+        config::Destination b = a;
+        b.max_batch = 5;
+        b.retry_max_ms = 1;
+        CHECK(sync::SameTargetSettings(a, b));
+        for (auto change : std::vector<std::function<void(config::Destination&)>>{
+                 [](config::Destination& d) { d.service_token = "t2"; },
+                 [](config::Destination& d) { d.client_side_id = "other"; },
+                 [](config::Destination& d) { d.api_base = "http://x"; },
+                 [](config::Destination& d) { d.clientsdk_base = "http://y"; },
+                 [](config::Destination& d) { d.request_timeout_ms = 1; },
+                 [](config::Destination& d) { d.platform = "other"; }}) {
+            config::Destination c = a;
+            change(c);
+            CHECK_FALSE(sync::SameTargetSettings(a, c));
+        }
+    }
+}

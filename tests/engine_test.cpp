@@ -1,0 +1,422 @@
+// The sync engine in this process against a scripted fake platform: resume (in memory
+// and through the database), reload, Retry-After bounds and honest log lines.
+#include <doctest/doctest.h>
+
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "audsync/common/log.hpp"
+#include "audsync/common/text.hpp"
+#include "audsync/store/database.hpp"
+#include "audsync/store/migrations.hpp"
+#include "audsync/store/store.hpp"
+#include "audsync/store/writer.hpp"
+#include "audsync/sync/engine.hpp"
+#include "support/helpers.hpp"
+#include "support/sync_harness.hpp"
+
+using namespace audsync;
+using testing::Eventually;
+
+namespace {
+
+constexpr const char* kSecretToken = "sekrit-token-1";
+
+// What the fake platform answers, and what it saw. Thread-safe.
+struct Platform {
+    std::mutex mu;
+    std::condition_variable cv;
+    targets::HttpResult answer;  // for every push
+    bool hold = false;           // block pushes until released
+    int held = 0;                // pushes blocked now
+    int pushes = 0;
+    int targets_built = 0;
+    std::vector<std::string> tokens;  // the token of each push, in order
+
+    void Answer(int status, const std::string& body = "",
+                std::optional<std::string> retry_after = std::nullopt) {
+        std::lock_guard<std::mutex> lock(mu);
+        answer = targets::HttpResult{};
+        answer.status = status;
+        answer.body = body;
+        answer.retry_after = std::move(retry_after);
+    }
+    int Pushes() {
+        std::lock_guard<std::mutex> lock(mu);
+        return pushes;
+    }
+};
+
+class FakeTarget : public targets::Target {
+  public:
+    FakeTarget(Platform& p, const config::Destination& d) : platform_(p), token_(d.service_token) {}
+    targets::HttpResult Push(const targets::PushRequest&) override {
+        std::unique_lock<std::mutex> lock(platform_.mu);
+        ++platform_.held;
+        platform_.cv.notify_all();
+        platform_.cv.wait(lock, [&] { return !platform_.hold; });
+        --platform_.held;
+        ++platform_.pushes;
+        platform_.tokens.push_back(token_);
+        return platform_.answer;
+    }
+    targets::CheckResult Check() override { return {}; }
+
+  private:
+    Platform& platform_;
+    std::string token_;
+};
+
+// Captures log lines for the life of the object.
+struct Lines {
+    std::mutex mu;
+    std::vector<std::pair<log::Level, std::string>> lines;
+    Lines() {
+        log::SetLevel(log::Level::kInfo);
+        log::SetSinkForTesting([this](log::Level l, std::string_view m) {
+            std::lock_guard<std::mutex> lock(mu);
+            lines.emplace_back(l, std::string(m));
+        });
+    }
+    ~Lines() { log::SetSinkForTesting(nullptr); }
+    int Count(log::Level level, const std::string& part) {
+        std::lock_guard<std::mutex> lock(mu);
+        int n = 0;
+        for (const auto& [l, m] : lines) n += (l == level && m.find(part) != std::string::npos);
+        return n;
+    }
+    bool AnyContains(const std::string& part) {
+        std::lock_guard<std::mutex> lock(mu);
+        for (const auto& line : lines) {
+            if (line.second.find(part) != std::string::npos) return true;
+        }
+        return false;
+    }
+    std::string All() {
+        std::lock_guard<std::mutex> lock(mu);
+        std::string out;
+        for (const auto& line : lines) out += line.second + "\n";
+        return out;
+    }
+};
+
+std::shared_ptr<const config::Config> MakeConfig(const std::string& db,
+                                                 const std::vector<std::string>& ids,
+                                                 const std::string& token = kSecretToken,
+                                                 int workers = 2) {
+    auto c = std::make_shared<config::Config>();
+    c->database = db;
+    c->sync_linger_ms = 0;
+    c->sync_workers = workers;
+    for (const auto& id : ids) {
+        config::Destination d;
+        d.id = id;
+        d.service_token = token;
+        d.client_side_id = "cs";
+        d.retry_base_ms = 20;
+        d.retry_max_ms = 400;
+        d.auth_retry_ms = 600000;  // only a resume ends a refused-token pause in a test
+        c->destinations.push_back(d);
+    }
+    return c;
+}
+
+// A migrated database, its writer and an engine on the fake platform.
+struct Rig {
+    testing::TempDir dir;
+    std::string db = dir.File("engine.db");
+    Platform platform;
+    std::unique_ptr<store::Writer> writer;
+    std::unique_ptr<sync::Engine> engine;
+    int seq = 0;
+
+    explicit Rig(const std::vector<std::string>& ids = {"ld"}, int workers = 2) {
+        {
+            store::Database d(db, true);
+            REQUIRE(store::Migrate(d, store::EmbeddedMigrations()).ok());
+        }
+        writer = std::make_unique<store::Writer>(db, store::WriterOptions{});
+        auto config = MakeConfig(db, ids, kSecretToken, workers);
+        for (const auto& d : config->destinations) {
+            REQUIRE(
+                writer->Run([&](store::WriteStore& w) { w.EnsureDestination(d.id, 0); }, 1).ok());
+        }
+        engine = std::make_unique<sync::Engine>(
+            config, db, *writer, [this](const config::Destination& d) {
+                std::lock_guard<std::mutex> lock(platform.mu);
+                ++platform.targets_built;
+                return std::make_unique<FakeTarget>(platform, d);
+            });
+        writer->SetAfterCommit([this] { engine->Wake(); });
+        engine->Start();
+    }
+    ~Rig() {
+        writer->SetAfterCommit(nullptr);
+        engine->Stop();
+        writer->Stop();
+    }
+    void Add(const std::string& destination, const std::string& key) {
+        mapping::MembershipChange c;
+        c.audience_id = "aud_1";
+        c.audience_key = "k";
+        c.context_kind = "user";
+        c.context_key = key;
+        c.included = true;
+        c.event_time_ms = 1000 + seq;
+        std::string id = "m" + std::to_string(++seq);
+        REQUIRE(writer->Run([&](store::WriteStore& w) { w.Apply(destination, id, c, "{}", 0); }, 1)
+                    .ok());
+    }
+    int64_t Count(const std::string& sql) {
+        store::Database d(db, false);
+        store::Statement s(d.handle(), sql);
+        s.Step();
+        return s.Int(0);
+    }
+    int64_t Pending(const std::string& destination) {
+        return Count(
+            "SELECT count(*) FROM memberships m JOIN segments s ON s.id = m.segment_id WHERE "
+            "m.acked IS NOT m.desired AND m.dead = 0 AND s.destination = '" +
+            destination + "'");
+    }
+    bool AuthFailed() {
+        return Count(
+                   "SELECT count(*) FROM destinations WHERE id = 'ld' AND status = "
+                   "'auth_failed' AND paused_until_ms > 0") == 1;
+    }
+};
+
+const std::string kRefusal = R"({"code":"unauthorized","message":"invalid access token"})";
+
+}  // namespace
+
+TEST_SUITE("sync engine") {
+    TEST_CASE("Resume clears a refused-token pause and pushes what is pending at once") {
+        Lines lines;
+        Rig rig;
+        rig.platform.Answer(401, kRefusal);
+        for (int i = 0; i < 3; ++i) rig.Add("ld", "u" + std::to_string(i));
+        REQUIRE(Eventually([&] { return rig.AuthFailed(); }, 10000));
+        CHECK(Eventually(
+            [&] { return lines.Count(log::Level::kWarn, "refused the service token") == 1; },
+            5000));
+        CHECK(lines.AnyContains("HTTP 401: invalid access token"));
+        CHECK_FALSE(lines.AnyContains(kSecretToken));
+        const int refused = rig.platform.Pushes();
+        CHECK(rig.Pending("ld") == 3);
+
+        rig.platform.Answer(204);
+        CHECK(rig.engine->Resume("nope").error().code == ErrorCode::kNotFound);
+        REQUIRE(rig.engine->Resume("ld").ok());
+        // auth_retry_ms is ten minutes: only the resume can make this happen in time.
+        REQUIRE_MESSAGE(Eventually([&] { return rig.Pending("ld") == 0; }, 10000), lines.All());
+        CHECK(rig.platform.Pushes() > refused);
+        CHECK(rig.Count("SELECT count(*) FROM destinations WHERE id = 'ld' AND status = 'ok' "
+                        "AND paused_until_ms = 0") == 1);
+        CHECK(Eventually(
+            [&] { return lines.Count(log::Level::kInfo, "accepts pushes again") == 1; }, 5000));
+        CHECK(lines.Count(log::Level::kInfo, "resumed by an operator") == 1);
+    }
+
+    TEST_CASE("a resume written to the database by another process counts within one scan") {
+        Lines lines;
+        Rig rig;
+        rig.platform.Answer(401, kRefusal);
+        rig.Add("ld", "u1");
+        REQUIRE(Eventually([&] { return rig.AuthFailed(); }, 10000));
+        rig.platform.Answer(204);
+        {
+            // What `audsync resume` does while a server runs: its own connection.
+            store::Database other(rig.db, false);
+            store::WriteStore w(other);
+            other.Exec("BEGIN IMMEDIATE");
+            w.ResumeDestination("ld", text::NowMs());
+            other.Exec("COMMIT");
+        }
+        const int64_t resumed_at = text::NowMs();
+        REQUIRE_MESSAGE(Eventually([&] { return rig.Pending("ld") == 0; }, 15000), lines.All());
+        CHECK(text::NowMs() - resumed_at < 12000);  // a scan is at most 5 s apart
+        CHECK(lines.Count(log::Level::kInfo, "resumed (its pause was cleared)") == 1);
+    }
+
+    TEST_CASE("ResumeDestination makes only that destination's live pending members due") {
+        testing::TempDir dir;
+        store::Database db(dir.File("r.db"), true);
+        REQUIRE(store::Migrate(db, store::EmbeddedMigrations()).ok());
+        store::WriteStore w(db);
+        w.EnsureDestination("a", 0);
+        w.EnsureDestination("b", 0);
+        mapping::MembershipChange c;
+        c.audience_id = "aud";
+        c.audience_key = "k";
+        c.context_kind = "user";
+        c.included = true;
+        c.event_time_ms = 1;
+        for (const char* key : {"x", "dead"}) {
+            c.context_key = key;
+            w.Apply("a", std::string("a-") + key, c, "{}", 0);
+            w.Apply("b", std::string("b-") + key, c, "{}", 0);
+        }
+        store::SyncReader r(db);
+        auto due = r.DueSegments(0);
+        REQUIRE(due.size() == 2);
+        for (const auto& s : due) {
+            w.RecordRetry(s.id, "x", 900000, 401, "HTTP 401", 0);
+            w.RecordDead(s.id, "dead", 1, 400, "HTTP 400", 0);
+        }
+        w.SetDestinationState("a", "auth_failed", 900000, std::string("HTTP 401"), std::nullopt);
+        w.SetDestinationState("b", "auth_failed", 900000, std::string("HTTP 401"), std::nullopt);
+        CHECK(r.DueSegments(1000).empty());
+        w.ResumeDestination("a", 1000);
+        auto now_due = r.DueSegments(1000);
+        REQUIRE(now_due.size() == 1);
+        CHECK(now_due[0].destination == "a");
+        auto members = r.Dirty(now_due[0].id, 1000, 10);
+        REQUIRE(members.size() == 1);
+        CHECK(members[0].context_key == "x");  // the dead letter stays dead
+        auto pauses = r.DestinationPauses();
+        CHECK(pauses["a"] == 0);
+        CHECK(pauses["b"] == 900000);
+        w.ResumeDestination("unknown", 1000);  // changes nothing, throws nothing
+        CHECK(r.DestinationPauses().size() == 2);
+    }
+
+    TEST_CASE("a huge Retry-After pauses for retry_max_ms, not forever and not never") {
+        Lines lines;
+        Rig rig;
+        rig.platform.Answer(429, R"({"message":"slow down"})", "99999999999999999999");
+        rig.Add("ld", "u1");
+        // Pause = the push's time + the capped wait (retry_max_ms 400 < the 1 s floor).
+        REQUIRE(Eventually(
+            [&] {
+                return rig.Count(
+                           "SELECT count(*) FROM destinations d, memberships m WHERE d.id = 'ld' "
+                           "AND d.status = 'rate_limited' AND "
+                           "d.paused_until_ms - m.last_push_ms = 1000") == 1;
+            },
+            10000));
+        CHECK(rig.platform.Pushes() <= 3);  // not thousands
+        CHECK(lines.Count(log::Level::kWarn, "is rate limited (HTTP 429: slow down)") == 1);
+    }
+
+    TEST_CASE("transient failures log one line when they start and one when they end") {
+        Lines lines;
+        Rig rig;
+        rig.platform.Answer(503, R"({"message":"try later"})");
+        rig.Add("ld", "u1");
+        REQUIRE(Eventually([&] { return rig.platform.Pushes() >= 4; }, 10000));
+        rig.platform.Answer(204);
+        REQUIRE(Eventually([&] { return rig.Pending("ld") == 0; }, 10000));
+        CHECK(Eventually([&] { return lines.Count(log::Level::kInfo, "is accepted again") == 1; },
+                         5000));
+        CHECK_MESSAGE(lines.Count(log::Level::kWarn, "is retrying (HTTP 503: try later)") == 1,
+                      lines.All());
+    }
+
+    TEST_CASE(
+        "Reload: pushes keep their snapshot, changed targets are rebuilt, removed destinations "
+        "wait") {
+        Lines lines;
+        Rig rig({"ld", "other"}, 1);  // one worker: target builds can be counted exactly
+        auto built = [&] {
+            std::lock_guard<std::mutex> lock(rig.platform.mu);
+            return rig.platform.targets_built;
+        };
+        rig.platform.Answer(204);
+        rig.Add("ld", "u1");
+        REQUIRE(Eventually([&] { return rig.Pending("ld") == 0; }, 10000));
+        CHECK(built() == 1);
+
+        // Settings a target does not use: the same target goes on.
+        auto same =
+            std::make_shared<config::Config>(*MakeConfig(rig.db, {"ld", "other"}, kSecretToken, 1));
+        same->destinations[0].max_batch = 3;
+        rig.engine->Reload(same);
+        rig.Add("ld", "u2");
+        REQUIRE(Eventually([&] { return rig.Pending("ld") == 0; }, 10000));
+        CHECK(built() == 1);
+
+        // A rotated token, while a push with the old one is in flight.
+        {
+            std::lock_guard<std::mutex> lock(rig.platform.mu);
+            rig.platform.hold = true;
+        }
+        rig.Add("ld", "u3");
+        REQUIRE(Eventually(
+            [&] {
+                std::lock_guard<std::mutex> lock(rig.platform.mu);
+                return rig.platform.held == 1;
+            },
+            10000));
+        rig.engine->Reload(MakeConfig(rig.db, {"ld", "other"}, "rotated-token", 1));
+        {
+            std::lock_guard<std::mutex> lock(rig.platform.mu);
+            rig.platform.hold = false;
+        }
+        rig.platform.cv.notify_all();
+        REQUIRE(Eventually([&] { return rig.Pending("ld") == 0; }, 10000));
+        rig.Add("ld", "u4");
+        REQUIRE(Eventually([&] { return rig.Pending("ld") == 0; }, 10000));
+        CHECK(built() == 2);
+        {
+            std::lock_guard<std::mutex> lock(rig.platform.mu);
+            CHECK(rig.platform.tokens == std::vector<std::string>{kSecretToken, kSecretToken,
+                                                                  kSecretToken, "rotated-token"});
+        }
+
+        // ld removed: its members wait; the other destination goes on.
+        rig.engine->Reload(MakeConfig(rig.db, {"other"}, "rotated-token", 1));
+        rig.Add("ld", "u5");
+        rig.Add("other", "o1");
+        REQUIRE(Eventually([&] { return rig.Pending("other") == 0; }, 10000));
+        rig.Add("other", "o2");  // a second scan after ld's member was committed
+        REQUIRE(Eventually([&] { return rig.Pending("other") == 0; }, 10000));
+        CHECK(rig.Pending("ld") == 1);
+        // Back in the config: it goes out.
+        rig.engine->Reload(MakeConfig(rig.db, {"ld", "other"}, "rotated-token", 1));
+        CHECK(Eventually([&] { return rig.Pending("ld") == 0; }, 10000));
+    }
+}
+
+TEST_SUITE("log") {
+    TEST_CASE("levels parse from their names only") {
+        CHECK(log::ParseLevel("error") == log::Level::kError);
+        CHECK(log::ParseLevel("warn") == log::Level::kWarn);
+        CHECK(log::ParseLevel("info") == log::Level::kInfo);
+        CHECK(log::ParseLevel("debug") == log::Level::kDebug);
+        for (const char* bad : {"", "WARN", "warning", "trace", "info "}) {
+            CAPTURE(bad);
+            CHECK_FALSE(log::ParseLevel(bad).has_value());
+        }
+    }
+
+    TEST_CASE("the sink receives lines above the level, and Debug is filtered by default") {
+        Lines lines;
+        log::Debug("hidden");
+        log::Info("shown");
+        log::SetLevel(log::Level::kDebug);
+        log::Debug("now shown");
+        log::SetLevel(log::Level::kWarn);
+        log::Info("hidden too");
+        log::Warn("warned");
+        log::SetLevel(log::Level::kInfo);
+        CHECK(lines.Count(log::Level::kDebug, "hidden") == 0);
+        CHECK(lines.Count(log::Level::kInfo, "shown") == 1);
+        CHECK(lines.Count(log::Level::kDebug, "now shown") == 1);
+        CHECK(lines.Count(log::Level::kInfo, "hidden too") == 0);
+        CHECK(lines.Count(log::Level::kWarn, "warned") == 1);
+    }
+
+    TEST_CASE("Clip never cuts a UTF-8 character") {
+        CHECK(log::Clip("abc", 3) == "abc");
+        CHECK(log::Clip("abcd", 3) == "abc\xE2\x80\xA6");
+        CHECK(log::Clip("ab\xC3\xA9", 3) == "ab\xE2\x80\xA6");         // é cut: dropped
+        CHECK(log::Clip("a\xF0\x9F\x98\x80z", 3) == "a\xE2\x80\xA6");  // 4-byte emoji
+        CHECK(log::Clip("\xC3\xA9\xC3\xA9", 2) == "\xC3\xA9\xE2\x80\xA6");
+        CHECK(log::Clip("", 0) == "");
+    }
+}
