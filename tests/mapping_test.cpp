@@ -1,3 +1,4 @@
+// Tests of the membership rules: which events count, values, keys, kinds, times.
 #include <doctest/doctest.h>
 
 #include <map>
@@ -24,7 +25,7 @@ segment::Event Membership() {
 }
 
 std::string ReasonOf(const mapping::Outcome& o) {
-    if (std::holds_alternative<mapping::NotApplicable>(o)) return "not_applicable";
+    if (auto* n = std::get_if<mapping::NotApplicable>(&o)) return "not_applicable:" + n->reason;
     if (auto* r = std::get_if<mapping::Rejection>(&o)) return r->reason;
     return "change";
 }
@@ -43,15 +44,25 @@ TEST_SUITE("mapping") {
             {"journey step", [](segment::Event& e) { e.computation_class = "journey_step"; },
              "change"},
             {"trait computation", [](segment::Event& e) { e.computation_class = "trait"; },
-             "not_applicable"},
+             "not_applicable:not_membership_class"},
             {"no personas", [](segment::Event& e) { e.computation_class.reset(); },
-             "not_applicable"},
+             "not_applicable:not_engage"},
+            {"empty computation class", [](segment::Event& e) { e.computation_class = ""; },
+             "not_applicable:not_engage"},
             {"empty computation id", [](segment::Event& e) { e.computation_id = ""; },
-             "not_applicable"},
+             "not_applicable:no_audience_id"},
             {"no computation key", [](segment::Event& e) { e.computation_key.reset(); },
-             "not_applicable"},
-            {"page call", [](segment::Event& e) { e.type = "page"; }, "not_applicable"},
-            {"group call", [](segment::Event& e) { e.type = "group"; }, "not_applicable"},
+             "not_applicable:no_audience_id"},
+            {"page call", [](segment::Event& e) { e.type = "page"; },
+             "not_applicable:not_identify_or_track"},
+            {"group call", [](segment::Event& e) { e.type = "group"; },
+             "not_applicable:not_identify_or_track"},
+            {"page call without personas",
+             [](segment::Event& e) {
+                 e.type = "page";
+                 e.computation_class.reset();
+             },
+             "not_applicable:not_identify_or_track"},
             {"track audience", [](segment::Event& e) { e.type = "track"; }, "change"},
         };
         for (const auto& r : rows) {

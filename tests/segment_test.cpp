@@ -1,3 +1,4 @@
+// Tests of Segment bodies: parsing, identities, signatures, and stream splitting.
 #include <doctest/doctest.h>
 
 #include <string>
@@ -364,10 +365,113 @@ TEST_SUITE("segment stream") {
         auto v = Split("{\"a\":\"" + std::string(100, 'x') + "\"}\n{\"b\":1}", 5, 50, &ok);
         CHECK(ok);
         CHECK(v == std::vector<std::string>{"<oversize>", "{\"b\":1}"});
-        for (const char* bad : {"[{\"a\":1}", "{\"a\":", "]", "}", "[1] x"}) {
+        for (const char* bad : {"[{\"a\":1}", "{\"a\":", "[1] x", "[}]", "[1]]"}) {
             CAPTURE(bad);
             Split(bad, 2, 1 << 20, &ok);
             CHECK_FALSE(ok);
         }
+    }
+
+    // The values of `input` fed in `chunk`-byte pieces, each as "LINE:value".
+    std::vector<std::string> SplitLines(const std::string& input, size_t chunk, bool* ok,
+                                        size_t max = 1 << 20) {
+        segment::ValueSplitter s(max);
+        std::vector<std::string> out;
+        auto emit = [&](std::string_view v, bool oversize) {
+            out.push_back(std::to_string(s.line()) + ":" +
+                          (oversize ? std::string("<oversize>") : std::string(v)));
+        };
+        bool good = true;
+        for (size_t i = 0; i < input.size() && good; i += chunk) {
+            good = s.Feed(std::string_view(input).substr(i, chunk), emit).ok();
+        }
+        if (good) good = s.Finish(emit).ok();
+        *ok = good;
+        return out;
+    }
+
+    TEST_CASE("each value reports the line it started on") {
+        struct Row {
+            std::string input;
+            std::vector<std::string> values;
+        };
+        Row rows[] = {
+            {"{\"a\":1}\n\n{\"b\":2}\r\n{\"c\":3}", {"1:{\"a\":1}", "3:{\"b\":2}", "4:{\"c\":3}"}},
+            // A pretty-printed value starts where its '{' is.
+            {"\n{\n  \"a\": {\n    \"b\": [1,\n 2]\n  }\n}\n{\"c\":\"x\\ny\"}",
+             {"2:{\n  \"a\": {\n    \"b\": [1,\n 2]\n  }\n}", "8:{\"c\":\"x\\ny\"}"}},
+            {"[\n{\"a\":1},\n\n{\"b\":2}]", {"2:{\"a\":1}", "4:{\"b\":2}"}},
+            {"{\"x\":1}{\"y\":2}\n{\"z\":3}", {"1:{\"x\":1}", "1:{\"y\":2}", "2:{\"z\":3}"}},
+        };
+        for (const auto& r : rows) {
+            for (size_t chunk : {1, 3, 1000}) {
+                CAPTURE(r.input);
+                CAPTURE(chunk);
+                bool ok = false;
+                CHECK(SplitLines(r.input, chunk, &ok) == r.values);
+                CHECK(ok);
+            }
+        }
+    }
+
+    TEST_CASE("one garbage line is one value, and the next line is read as usual") {
+        struct Row {
+            const char* name;
+            std::string input;
+            std::vector<std::string> values;
+        };
+        Row rows[] = {
+            {"words",
+             "{\"a\":1}\nnot json at all\n{\"b\":2}\n",
+             {"1:{\"a\":1}", "2:not json at all", "3:{\"b\":2}"}},
+            {"a number and a string",
+             "42 43\n\"s\" x\n{\"b\":2}",
+             {"1:42 43", "2:\"s\" x", "3:{\"b\":2}"}},
+            {"stray closers", "}\n]]\n{\"b\":2}", {"1:}", "2:]]", "3:{\"b\":2}"}},
+            {"a string broken by a newline",
+             "{\"a\":\"open\n{\"b\":2}\n",
+             {"1:{\"a\":\"open", "2:{\"b\":2}"}},
+            {"an object left open", "{\"a\":1\n{\"b\":2}\n", {"1:{\"a\":1", "2:{\"b\":2}"}},
+            {"an object left open after a string",
+             "{\"a\":{\"c\":\"d\"}\n  {\"b\":2}",
+             {"1:{\"a\":{\"c\":\"d\"}", "2:{\"b\":2}"}},
+            {"garbage at the end without a newline",
+             "{\"a\":1}\ntrailing words",
+             {"1:{\"a\":1}", "2:trailing words"}},
+            {"garbage after a value on its line",
+             "{\"a\":1} tail\n{\"b\":2}",
+             {"1:{\"a\":1}", "1:tail", "2:{\"b\":2}"}},
+        };
+        for (const auto& r : rows) {
+            for (size_t chunk : {1, 2, 5, 1000}) {
+                CAPTURE(r.name);
+                CAPTURE(chunk);
+                bool ok = false;
+                CHECK(SplitLines(r.input, chunk, &ok) == r.values);
+                CHECK(ok);
+            }
+        }
+    }
+
+    TEST_CASE("a garbage line over the limit is one oversize value") {
+        bool ok = false;
+        auto v = SplitLines(std::string(100, 'x') + "\n{\"b\":1}", 7, &ok, 50);
+        CHECK(ok);
+        CHECK(v == std::vector<std::string>{"1:<oversize>", "2:{\"b\":1}"});
+        // An object left open past the limit is cut at its line too.
+        v = SplitLines("{\"a\":\"" + std::string(100, 'x') + "\"\n{\"b\":1}", 7, &ok, 50);
+        CHECK(ok);
+        CHECK(v == std::vector<std::string>{"1:<oversize>", "2:{\"b\":1}"});
+    }
+
+    TEST_CASE("pretty-printed values that are valid are never cut") {
+        bool ok = false;
+        std::string input =
+            "{\n \"batch\": [\n  {\n   \"type\": \"identify\"\n  },\n  {\n   \"k\": true\n  }\n "
+            "],\n \"o\": {\n  \"p\": null\n }\n}\n";
+        auto v = SplitLines(input, 1, &ok);
+        CHECK(ok);
+        REQUIRE(v.size() == 1);
+        CHECK(v[0] == "1:" + input.substr(0, input.size() - 1));
     }
 }

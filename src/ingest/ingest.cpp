@@ -1,3 +1,4 @@
+// The ingest path: authentication, mapping and storing of Segment events.
 #include "audsync/ingest/ingest.hpp"
 
 #include <rapidjson/document.h>
@@ -6,6 +7,7 @@
 
 #include "audsync/common/crypto.hpp"
 #include "audsync/common/json.hpp"
+#include "audsync/common/log.hpp"
 #include "audsync/common/text.hpp"
 #include "audsync/mapping/mapping.hpp"
 #include "audsync/segment/body.hpp"
@@ -39,7 +41,16 @@ std::string SummaryJson(const Summary& s) {
     std::string out = "{\"accepted\":" + std::to_string(s.accepted) +
                       ",\"duplicates\":" + std::to_string(s.duplicates) +
                       ",\"stale\":" + std::to_string(s.stale) +
-                      ",\"not_applicable\":" + std::to_string(s.not_applicable) + ",\"rejected\":[";
+                      ",\"not_applicable\":" + std::to_string(s.not_applicable) +
+                      ",\"not_applicable_reasons\":{";
+    bool first = true;
+    for (const auto& [reason, n] : s.not_applicable_reasons) {
+        if (!first) out += ',';
+        first = false;
+        json::AppendQuoted(out, reason);
+        out += ':' + std::to_string(n);
+    }
+    out += "},\"rejected\":[";
     for (size_t i = 0; i < s.rejected.size(); ++i) {
         const Rejected& r = s.rejected[i];
         if (i > 0) out += ',';
@@ -64,6 +75,61 @@ void Counters::AddRejected(const std::string& reason) {
 std::map<std::string, uint64_t> Counters::RejectedByReason() const {
     std::lock_guard<std::mutex> lock(mu_);
     return rejected_by_reason_;
+}
+
+void Counters::AddNotApplicable(const std::map<std::string, size_t>& by_reason) {
+    if (by_reason.empty()) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [reason, n] : by_reason) not_applicable_by_reason_[reason] += n;
+}
+
+std::map<std::string, uint64_t> Counters::NotApplicableByReason() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return not_applicable_by_reason_;
+}
+
+std::optional<std::string> KindConflictWatch::Observe(const std::string& destination,
+                                                      const std::string& audience_id,
+                                                      const std::string& audience_key,
+                                                      const std::string& context_kind) {
+    std::string first_kind;
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto key = std::make_pair(destination, audience_id);
+        auto it = seen_.find(key);
+        if (it == seen_.end()) {
+            if (seen_.size() < max_) seen_.emplace(std::move(key), Seen{context_kind, false});
+            return std::nullopt;
+        }
+        if (it->second.warned || it->second.kind == context_kind) return std::nullopt;
+        it->second.warned = true;
+        first_kind = it->second.kind;
+    }
+    // Ids and kinds were validated by the mapping; quoting still keeps one line.
+    std::string out = "destination ";
+    json::AppendQuoted(out, destination);
+    out += ": audience ";
+    json::AppendQuoted(out, audience_id);
+    out += " (";
+    json::AppendQuoted(out, audience_key);
+    out += ") arrived with two context kinds, ";
+    json::AppendQuoted(out, first_kind);
+    out += " and then ";
+    json::AppendQuoted(out, context_kind);
+    out +=
+        " (e.g. one Webhook Audiences event carried external_audience_id and another did "
+        "not); a LaunchDarkly segment holds one kind, so its members are split. Fix: set "
+        "destinations[].audience_context_kinds in the config, e.g. {";
+    json::AppendQuoted(out, audience_id);
+    out += ": ";
+    json::AppendQuoted(out, first_kind);
+    out += "}";
+    return out;
+}
+
+size_t KindConflictWatch::watched() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return seen_.size();
 }
 
 void AudienceRegistry::Put(const std::string& destination, const std::string& external_id,
@@ -185,9 +251,19 @@ Result<Summary> Service::Apply(const config::Destination& destination_ref,
         }
         mapping::Outcome outcome = mapping::Resolve(*item.event, rules, received_ms, kind_lookup);
         if (auto* change = std::get_if<mapping::MembershipChange>(&outcome)) {
+            // Consecutive events of one audience and kind (the usual batch) are
+            // checked once.
+            if (changes.empty() || changes.back().change.audience_id != change->audience_id ||
+                changes.back().change.context_kind != change->context_kind) {
+                if (auto warning = kind_watch_.Observe(
+                        dest_id, change->audience_id, change->audience_key, change->context_kind)) {
+                    log::Warn(*warning);
+                }
+            }
             changes.push_back({i, &*item.event, std::move(*change)});
-        } else if (std::holds_alternative<mapping::NotApplicable>(outcome)) {
+        } else if (auto* na = std::get_if<mapping::NotApplicable>(&outcome)) {
             ++not_applicable;
+            ++summary.not_applicable_reasons[na->reason];
         } else {
             const auto& r = std::get<mapping::Rejection>(outcome);
             rejected.push_back({index_base + i, item.message_id, r.reason, r.detail});
@@ -227,6 +303,7 @@ Result<Summary> Service::Apply(const config::Destination& destination_ref,
     counters_.duplicates.fetch_add(summary.duplicates, std::memory_order_relaxed);
     counters_.stale.fetch_add(summary.stale, std::memory_order_relaxed);
     counters_.not_applicable.fetch_add(not_applicable, std::memory_order_relaxed);
+    counters_.AddNotApplicable(summary.not_applicable_reasons);
     for (const auto& r : rejected) counters_.AddRejected(r.reason);
     return summary;
 }

@@ -64,10 +64,13 @@ Outcome Resolve(const segment::Event& event, const Rules& rules, int64_t receive
                 const AudienceKindLookup& audience_kind) {
     // Rule 1: only identify/track with an audience or journey_step computation count.
     const auto& cls = event.computation_class;
-    if ((event.type != "identify" && event.type != "track") || !cls ||
-        (*cls != "audience" && *cls != "journey_step") || !NonEmpty(event.computation_id) ||
-        !NonEmpty(event.computation_key)) {
-        return NotApplicable{};
+    if (event.type != "identify" && event.type != "track") {
+        return NotApplicable{"not_identify_or_track"};
+    }
+    if (!NonEmpty(cls)) return NotApplicable{"not_engage"};
+    if (*cls != "audience" && *cls != "journey_step") return NotApplicable{"not_membership_class"};
+    if (!NonEmpty(event.computation_id) || !NonEmpty(event.computation_key)) {
+        return NotApplicable{"no_audience_id"};
     }
     if (event.computation_id->size() > rules.max_id_bytes ||
         event.computation_key->size() > rules.max_id_bytes) {

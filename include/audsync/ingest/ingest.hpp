@@ -1,3 +1,4 @@
+// The ingest path without HTTP: authenticate, parse, map, store and summarise events.
 #pragma once
 
 #include <atomic>
@@ -55,9 +56,41 @@ struct Summary {
     size_t duplicates = 0;
     size_t stale = 0;
     size_t not_applicable = 0;
+    // Why items were not applicable: counts by mapping::NotApplicable::reason
+    // (not_identify_or_track, not_engage, not_membership_class, no_audience_id).
+    // The counts add up to not_applicable.
+    std::map<std::string, size_t> not_applicable_reasons;
     std::vector<Rejected> rejected;
 };
 
+// Notices an audience whose events resolve to two context kinds at one destination
+// (e.g. one Webhook Audiences event carried external_audience_id and the next did
+// not), which splits it between LaunchDarkly segments of different kinds. Returns a
+// warning the first time per (destination, audience) and nothing after. Remembers at
+// most `max_audiences` audiences; later ones are not watched. Thread-safe.
+class KindConflictWatch {
+  public:
+    static constexpr size_t kDefaultMaxAudiences = 10000;
+    explicit KindConflictWatch(size_t max_audiences = kDefaultMaxAudiences) : max_(max_audiences) {}
+
+    std::optional<std::string> Observe(const std::string& destination,
+                                       const std::string& audience_id,
+                                       const std::string& audience_key,
+                                       const std::string& context_kind);
+    size_t watched() const;
+
+  private:
+    struct Seen {
+        std::string kind;
+        bool warned = false;
+    };
+    size_t max_;
+    mutable std::mutex mu_;
+    std::map<std::pair<std::string, std::string>, Seen> seen_;  // Protected by mu_
+};
+
+// {"accepted","duplicates","stale","not_applicable","not_applicable_reasons":{reason:
+// count},"rejected":[{"index","messageId","reason","detail"}]}
 std::string SummaryJson(const Summary& summary);
 
 // Counters since start (exported as metrics later).
@@ -72,10 +105,13 @@ struct Counters {
 
     void AddRejected(const std::string& reason);
     std::map<std::string, uint64_t> RejectedByReason() const;
+    void AddNotApplicable(const std::map<std::string, size_t>& by_reason);
+    std::map<std::string, uint64_t> NotApplicableByReason() const;
 
   private:
     mutable std::mutex mu_;
-    std::map<std::string, uint64_t> rejected_by_reason_;
+    std::map<std::string, uint64_t> rejected_by_reason_;        // Protected by mu_
+    std::map<std::string, uint64_t> not_applicable_by_reason_;  // Protected by mu_
 };
 
 // The ingest path without HTTP: authenticate, parse, map, store, summarise.
@@ -91,7 +127,8 @@ class Service {
 
     // The ingest path after authentication and parsing: maps every item and commits
     // the membership changes in one writer job (shared by HTTP ingest and replays).
-    // `index_base` offsets the reported indexes.
+    // `index_base` offsets the reported indexes. Logs one warning per (destination,
+    // audience) whose events resolve to two context kinds (see KindConflictWatch).
     Result<Summary> Apply(const config::Destination& destination, std::vector<segment::Item>& items,
                           size_t index_base = 0);
 
@@ -115,6 +152,7 @@ class Service {
     store::Writer& writer_;
     AudienceRegistry& audiences_;
     Counters counters_;
+    KindConflictWatch kind_watch_;
 };
 
 }  // namespace audsync::ingest

@@ -22,7 +22,14 @@ struct MembershipChange {
     int64_t event_time_ms = 0;  // rule 6: timestamp, originalTimestamp, sentAt, received
 };
 
-struct NotApplicable {};
+// An event that is not a membership event (rule 1), with why, as a stable code:
+// not_identify_or_track (page, screen, group, alias), not_engage (no Engage
+// computation_class: not sent by an Audience or Journey), not_membership_class (a
+// computation that is not an audience or journey step, e.g. a computed trait),
+// no_audience_id (computation_id or computation_key missing or empty).
+struct NotApplicable {
+    std::string reason;
+};
 
 struct Rejection {
     std::string reason;  // stable code, e.g. no_context_key
