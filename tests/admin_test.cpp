@@ -493,6 +493,13 @@ TEST_SUITE("operator cli") {
                                    "--json", "--config", h.config});
         CHECK(Parse(discard.out)["discarded"].GetInt() == 1);
         CHECK(RunAudsync({"dead-letters", "retry", "--config", h.config}).exit_code == 2);
-        CHECK(RunAudsync({"dead-letters", "retry", "bad-id", "--config", h.config}).exit_code == 1);
+        CHECK(RunAudsync({"dead-letters", "retry", "bad-id", "--config", h.config}).exit_code == 2);
+        // A member that is no dead letter is named, and the command fails.
+        auto nope = RunAudsync({"dead-letters", "retry", std::to_string(seg) + ":nope",
+                                "--config", h.config});
+        CHECK(nope.exit_code == 1);
+        CHECK(nope.out.find("retried 0 dead letters") != std::string::npos);
+        CHECK(nope.out.find("not a dead letter: " + std::to_string(seg) + ":nope") !=
+              std::string::npos);
     }
 }

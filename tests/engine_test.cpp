@@ -16,6 +16,7 @@
 #include "audsync/store/store.hpp"
 #include "audsync/store/writer.hpp"
 #include "audsync/sync/engine.hpp"
+#include "support/store_access.hpp"
 #include "support/helpers.hpp"
 #include "support/sync_harness.hpp"
 
@@ -173,9 +174,7 @@ struct Rig {
     }
     int64_t Count(const std::string& sql) {
         store::Database d(db, false);
-        store::Statement s(d.handle(), sql);
-        s.Step();
-        return s.Int(0);
+        return store::TestAccess::Int(d, sql);
     }
     int64_t Pending(const std::string& destination) {
         return Count(
@@ -231,11 +230,9 @@ TEST_SUITE("sync engine") {
         rig.platform.Answer(204);
         {
             // What `audsync resume` does while a server runs: its own connection.
-            store::Database other(rig.db, false);
-            store::WriteStore w(other);
-            other.Exec("BEGIN IMMEDIATE");
-            w.ResumeDestination("ld", text::NowMs());
-            other.Exec("COMMIT");
+            REQUIRE(store::WriteDirect(rig.db, [](store::WriteStore& w) {
+                        w.ResumeDestination("ld", text::NowMs());
+                    }).ok());
         }
         const int64_t resumed_at = text::NowMs();
         REQUIRE_MESSAGE(Eventually([&] { return rig.Pending("ld") == 0; }, 15000), lines.All());

@@ -356,6 +356,9 @@ Result<Destination> LoadDestination(const rapidjson::Value& v, const std::string
     }
     AUDSYNC_TRY(r.Secret("shared_secret", &d.shared_secret, false));
     if (context.resolve_secrets) has_secret = !d.shared_secret.empty();
+    // What is configured, whether or not the secrets were resolved (for redacted views).
+    d.write_key_count = write_key_count;
+    d.has_shared_secret = has_secret;
     if (write_key_count == 0 && !has_secret) {
         return ConfigError(path, "needs write_keys or a shared_secret, or no one could send to it");
     }

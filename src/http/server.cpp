@@ -53,7 +53,7 @@ using Pistache::Http::ResponseWriter;
 struct Shared {
     const config::Config* config;
     ingest::Service* ingest;
-    admin::Service* admin;
+    admin::Rest* admin;
     std::function<bool()> ready;
 };
 
@@ -117,7 +117,7 @@ std::optional<Error> CheckAdmin(const Shared& s, const Pistache::Http::Request& 
 
 Answer DispatchAdmin(const Shared& s, const Pistache::Http::Request& req, const RouteMatch& m) {
     if (auto denied = CheckAdmin(s, req, m.id)) return FromError(*denied);
-    admin::Service& a = *s.admin;
+    admin::Rest& a = *s.admin;
     switch (m.id) {
         case RouteId::kSegments:
             return FromResult(a.ListSegments(QueryOf(req)));
@@ -128,7 +128,7 @@ Answer DispatchAdmin(const Shared& s, const Pistache::Http::Request& req, const 
         case RouteId::kMember:
             return FromResult(a.GetMember(m.segment, m.key));
         case RouteId::kResync:
-            return FromResult(a.Resync(m.segment));
+            return FromResult(a.Resync(m.segment, QueryOf(req)));
         case RouteId::kContext:
             return FromResult(a.Context(m.key));
         case RouteId::kDestinations:
@@ -242,7 +242,7 @@ struct Server::Impl {
     const config::Config* config;
 };
 
-Server::Server(const config::Config& config, ingest::Service& ingest, admin::Service& admin,
+Server::Server(const config::Config& config, ingest::Service& ingest, admin::Rest& admin,
                std::function<bool()> ready)
     : impl_(std::make_unique<Impl>()) {
     impl_->config = &config;

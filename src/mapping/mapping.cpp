@@ -12,6 +12,16 @@ const std::optional<std::string>& NonEmpty(const std::optional<std::string>& s) 
 
 }  // namespace
 
+Rules RulesFor(const config::Destination& destination, const config::Limits& limits) {
+    Rules rules;
+    rules.key_choice = destination.context_key;
+    rules.default_kind = destination.context_kind;
+    rules.kind_overrides = &destination.audience_context_kinds;
+    rules.max_key_bytes = limits.max_key_bytes;
+    rules.max_id_bytes = limits.max_id_bytes;
+    return rules;
+}
+
 std::optional<std::string> ResolveContextKey(const segment::Event& event,
                                              config::ContextKeyChoice choice) {
     using config::ContextKeyChoice;

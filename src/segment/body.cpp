@@ -58,6 +58,11 @@ void MergeInto(rapidjson::Value& item, const char* name, const rapidjson::Value&
     }
 }
 
+// The two body shapes, from a parsed document (the parsers below share them).
+Result<ParsedBody> FromWebhookDocument(rapidjson::Document& doc, const config::Limits& limits);
+Result<ParsedBody> FromTrackingDocument(rapidjson::Document& doc, std::string_view forced_type,
+                                        const config::Limits& limits);
+
 }  // namespace
 
 Result<ParsedBody> ParseWebhookBody(std::string_view body, const config::Limits& limits) {
@@ -68,6 +73,12 @@ Result<ParsedBody> ParseWebhookBody(std::string_view body, const config::Limits&
     }
     rapidjson::Document doc;
     AUDSYNC_TRY(json::Parse(body, doc, limits.max_json_depth));
+    return FromWebhookDocument(doc, limits);
+}
+
+namespace {
+
+Result<ParsedBody> FromWebhookDocument(rapidjson::Document& doc, const config::Limits& limits) {
     ParsedBody out;
     if (doc.IsObject()) {
         out.single = true;
@@ -89,6 +100,8 @@ Result<ParsedBody> ParseWebhookBody(std::string_view body, const config::Limits&
     return out;
 }
 
+}  // namespace
+
 Result<ParsedBody> ParseTrackingBody(std::string_view body, std::string_view forced_type,
                                      const config::Limits& limits) {
     if (body.size() > limits.tracking_max_request_bytes) {
@@ -98,6 +111,13 @@ Result<ParsedBody> ParseTrackingBody(std::string_view body, std::string_view for
     }
     rapidjson::Document doc;
     AUDSYNC_TRY(json::Parse(body, doc, limits.max_json_depth));
+    return FromTrackingDocument(doc, forced_type, limits);
+}
+
+namespace {
+
+Result<ParsedBody> FromTrackingDocument(rapidjson::Document& doc, std::string_view forced_type,
+                                        const config::Limits& limits) {
     if (!doc.IsObject()) return BadShape("body must be a JSON object");
     ParsedBody out;
     bool bad_key = false;
@@ -159,6 +179,16 @@ Result<ParsedBody> ParseTrackingBody(std::string_view body, std::string_view for
         finish(ReadItem(v, limits));
     }
     return out;
+}
+
+}  // namespace
+
+Result<ParsedBody> ParseReplayValue(std::string_view value, const config::Limits& limits) {
+    rapidjson::Document doc;
+    AUDSYNC_TRY(json::Parse(value, doc, limits.max_json_depth));
+    const rapidjson::Value* batch = doc.IsObject() ? json::Find(doc, "batch") : nullptr;
+    if (batch != nullptr && batch->IsArray()) return FromTrackingDocument(doc, "", limits);
+    return FromWebhookDocument(doc, limits);
 }
 
 std::optional<std::pair<size_t, size_t>> FirstElementSpan(std::string_view body) {

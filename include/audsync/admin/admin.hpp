@@ -1,14 +1,19 @@
+// The operator core: typed queries and commands on the store, shared by REST and the CLI.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "audsync/common/result.hpp"
 #include "audsync/config/config.hpp"
-#include "audsync/store/database.hpp"
 #include "audsync/store/queries.hpp"
 #include "audsync/store/store.hpp"
 
@@ -21,57 +26,176 @@ struct SyncCounters;
 
 namespace audsync::admin {
 
-// "in_sync", "syncing", "retrying" or "auth_failed".
-std::string SegmentStatus(const store::SegmentSummary& s);
+// A segment's state as operators see it.
+enum class SegmentStatus { kInSync, kSyncing, kRetrying, kAuthFailed };
+std::string_view ToString(SegmentStatus status);
+SegmentStatus StatusOf(const store::SegmentSummary& s);
 
 // "included", "excluded", "pending" or "dead"; nullopt for anything else.
 std::optional<store::MemberState> ParseMemberState(std::string_view name);
-
-// JSON renderings shared by the REST API and the CLI's --json.
-std::string SegmentJson(const store::SegmentSummary& s, bool detail);
-std::string MemberJson(const store::MemberRow& m);
-std::string DeadLetterJson(const store::MemberRow& m);
-std::string DestinationJson(const config::Destination& d, const store::DestinationRow* row);
 
 // Opaque keyset cursors (base64url).
 std::string EncodeCursor(std::string_view raw);
 std::optional<std::string> DecodeCursor(std::string_view cursor);
 
-// Runs a write in a transaction: the Writer's when a server runs, the CLI's own
-// (store::WriteDirect) otherwise. The function receives the store to write with.
+inline constexpr int kDefaultLimit = 100;
+inline constexpr int kMaxLimit = 1000;
+inline constexpr size_t kMaxDeadLetterIds = 10000;
+
+// --- results -------------------------------------------------------------------------
+
+struct SegmentList {
+    std::vector<store::SegmentSummary> segments;
+};
+
+// One segment with its counts by state and next retry (the detail view).
+struct SegmentDetail {
+    store::SegmentSummary segment;
+};
+
+struct MemberPage {
+    std::vector<store::MemberRow> members;
+    std::optional<std::string> next_cursor;  // nullopt on the last page
+};
+
+// One member: desired and acknowledged state, the deciding event, the last push.
+struct MemberDetail {
+    store::MemberRow member;
+    // The deciding event as stored, credentials removed; nullopt once pruned.
+    std::optional<std::string> event_payload;
+};
+
+struct ContextView {
+    std::string context_key;
+    std::vector<std::pair<store::SegmentSummary, store::MemberRow>> segments;
+};
+
+struct DestinationView {
+    config::Destination destination;            // rendered with every secret redacted
+    std::optional<store::DestinationRow> state;  // nullopt: never pushed
+};
+
+struct DestinationList {
+    std::vector<DestinationView> destinations;
+};
+
+struct DeadLetterPage {
+    std::vector<store::MemberRow> dead_letters;
+    std::optional<std::string> next_cursor;
+};
+
+// How many dead letters a retry or discard changed.
+struct DeadLetterChange {
+    bool retry = true;  // false: discarded
+    int64_t changed = 0;
+    std::vector<std::string> not_found;  // ids given that name no dead letter
+};
+
+// What a replay of segments did (or, dry, would do).
+struct ReplayReport {
+    struct Entry {
+        store::SegmentSummary segment;
+        int64_t adds = 0;     // included members that will be pushed again
+        int64_t removes = 0;  // excluded members that will be pushed again
+        std::vector<std::string> sample;
+    };
+    bool dry_run = false;
+    std::vector<Entry> segments;
+    int64_t adds = 0;
+    int64_t removes = 0;
+    int64_t marked = 0;  // members marked for re-push (0 on a dry run)
+};
+
+// The outcome of pushing from the CLI (replay segments --push-now).
+struct PushReport {
+    int64_t segments = 0;
+    int64_t marked = 0;
+    int64_t acknowledged = 0;
+    int64_t pending = 0;
+    int64_t dead_letters = 0;
+    std::vector<std::string> paused;  // "destination ld is paused (auth_failed) until ..."
+};
+
+struct SegmentDeletion {
+    int64_t segment_id = 0;
+    int64_t members = 0;
+    bool emptied_on_platform = false;
+};
+
+struct Resumed {
+    std::string destination;
+    int64_t pending = 0;  // members now due at once
+};
+
+// --- parameters ----------------------------------------------------------------------
+
+struct MemberQuery {
+    store::MemberState state = store::MemberState::kAll;
+    std::optional<std::string> cursor;
+    int limit = kDefaultLimit;
+};
+
+struct DeadLetterQuery {
+    std::optional<int64_t> segment;
+    std::optional<std::string> cursor;
+    int limit = kDefaultLimit;
+};
+
+// Either a whole segment or members named "<segment id>:<context key>".
+struct DeadLetterSelection {
+    std::optional<int64_t> segment;
+    std::vector<std::pair<int64_t, std::string>> ids;
+};
+
+// Parses a dead-letter id "<segment id>:<context key>".
+Result<std::pair<int64_t, std::string>> ParseDeadLetterId(std::string_view id);
+// Parses a positive decimal id; the error names `what`.
+Result<int64_t> ParseId(std::string_view text, std::string_view what);
+
+// Runs a write in a transaction: the Writer's when a server runs, a connection of the
+// CLI's own otherwise.
 using WriteRunner = std::function<Status(const std::function<void(store::WriteStore&)>&)>;
 
-using Query = std::map<std::string, std::string>;  // decoded query parameters
+// Called after a write that made members due (the engine's Wake, when one runs here).
+using Notify = std::function<void()>;
 
-// The operator API without HTTP: each method returns the JSON body or an Error.
-// Thread-safe: every call opens its own read connection.
+// The operator API without transport. Every call returns a typed result or an Error.
+// Thread-safe: every read opens its own connection; writes go through `write`.
 class Service {
   public:
-    Service(const config::Config& config, std::string db_path, WriteRunner write,
+    Service(std::shared_ptr<const config::Config> config, std::string db_path, WriteRunner write,
             const ingest::Counters* ingest_counters, const sync::SyncCounters* sync_counters);
 
-    Result<std::string> ListSegments(const Query& q);
-    Result<std::string> GetSegment(const std::string& id);
-    Result<std::string> ListMembers(const std::string& id, const Query& q);
-    Result<std::string> GetMember(const std::string& id, const std::string& key);
-    Result<std::string> Context(const std::string& key);
-    Result<std::string> ListDestinations();
-    Result<std::string> GetDestination(const std::string& id);
-    Result<std::string> ListDeadLetters(const Query& q);
-    // Body: {"ids": ["<segment>:<key>", ...]} or {"segment": <id>}.
-    Result<std::string> RetryDeadLetters(std::string_view body);
-    Result<std::string> DiscardDeadLetters(std::string_view body);
-    Result<std::string> Resync(const std::string& id);
+    void SetConfig(std::shared_ptr<const config::Config> config);
+    void SetNotify(Notify notify);
+
+    Result<SegmentList> ListSegments(const store::SegmentFilter& filter);
+    Result<SegmentDetail> GetSegment(int64_t id);
+    Result<MemberPage> ListMembers(int64_t segment_id, const MemberQuery& query);
+    Result<MemberDetail> GetMember(int64_t segment_id, const std::string& key);
+    Result<ContextView> Context(const std::string& key);
+    Result<DestinationList> ListDestinations();
+    Result<DestinationView> GetDestination(const std::string& id);
+    Result<DeadLetterPage> ListDeadLetters(const DeadLetterQuery& query);
+    Result<DeadLetterChange> RetryDeadLetters(const DeadLetterSelection& selection);
+    Result<DeadLetterChange> DiscardDeadLetters(const DeadLetterSelection& selection);
+    // Marks the chosen segments' members for re-push; a dry run only counts them.
+    Result<ReplayReport> ReplaySegments(const store::SegmentFilter& filter, bool dry_run);
+    Result<SegmentDeletion> DeleteSegment(int64_t id);
+    // Clears auth and rate-limit pauses and makes the destination's pending members due.
+    Result<Resumed> ResumeDestination(const std::string& id);
     // Prometheus text format.
     Result<std::string> Metrics();
 
   private:
-    Result<int64_t> SegmentId(const std::string& id, store::Database& db);
-    Result<std::string> ChangeDeadLetters(std::string_view body, bool retry);
+    std::shared_ptr<const config::Config> config() const;
+    Result<DeadLetterChange> ChangeDeadLetters(const DeadLetterSelection& selection, bool retry);
 
-    const config::Config& config_;
+    mutable std::mutex mu_;  // guards config_ and notify_
+    std::shared_ptr<const config::Config> config_;
     std::string db_path_;
     WriteRunner write_;
+    Notify notify_;
     const ingest::Counters* ingest_counters_;
     const sync::SyncCounters* sync_counters_;
 };

@@ -51,6 +51,10 @@ struct Destination {
     ContextKeyChoice context_key = ContextKeyChoice::kUserIdOnly;
     std::vector<std::string> write_keys;
     std::string shared_secret;  // empty: no X-Signature check
+    // How many write keys and whether a shared secret are configured: known even when the
+    // secrets themselves were not resolved (LoadOptions), for redacted views.
+    size_t write_key_count = 0;
+    bool has_shared_secret = false;
     int max_batch = 1000;
     // Sync: requests in flight at once, per-request timeout, retry schedule.
     int max_in_flight = 4;

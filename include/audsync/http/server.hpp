@@ -5,7 +5,7 @@
 #include <memory>
 #include <string>
 
-#include "audsync/admin/admin.hpp"
+#include "audsync/admin/rest.hpp"
 #include "audsync/common/result.hpp"
 #include "audsync/config/config.hpp"
 #include "audsync/ingest/ingest.hpp"
@@ -22,7 +22,7 @@ std::string ErrorBody(const Error& error);
 // Thread-safety: Start/Stop from one thread; handlers run on Pistache's workers.
 class Server {
   public:
-    Server(const config::Config& config, ingest::Service& ingest, admin::Service& admin,
+    Server(const config::Config& config, ingest::Service& ingest, admin::Rest& admin,
            std::function<bool()> ready);
     ~Server();
     Server(const Server&) = delete;

@@ -48,6 +48,9 @@ struct Rules {
     size_t max_id_bytes = 256;
 };
 
+// The rules of one destination under the config's limits.
+Rules RulesFor(const config::Destination& destination, const config::Limits& limits);
+
 // The context kind recorded for a Webhook Audiences audience, by its externalId.
 using AudienceKindLookup = std::function<std::optional<std::string>(const std::string&)>;
 

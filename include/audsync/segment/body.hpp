@@ -38,6 +38,11 @@ Result<ParsedBody> ParseWebhookBody(std::string_view body, const config::Limits&
 Result<ParsedBody> ParseTrackingBody(std::string_view body, std::string_view forced_type,
                                      const config::Limits& limits);
 
+// One value of a captured stream (audsync replay events): a Tracking API object with a
+// "batch" array is read as a batch, anything else as a Webhook body (one event or an
+// array of events). The value is parsed once.
+Result<ParsedBody> ParseReplayValue(std::string_view value, const config::Limits& limits);
+
 // Byte range [first, second) of the first element of a top-level JSON array, or nullopt
 // when `body` is not an array with at least one element. Assumes nothing about the
 // validity of what follows the element.

@@ -1,0 +1,34 @@
+// The report of a replay of captured events (audsync replay events).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace audsync::admin {
+
+struct EventReplayReport {
+    struct Rejection {
+        size_t line = 0;  // where the value started in the input (1-based)
+        size_t index = 0;  // of the event in the whole input
+        std::string message_id;
+        std::string reason;
+        std::string detail;
+    };
+    bool dry_run = false;
+    size_t events = 0;
+    size_t accepted = 0;
+    size_t duplicates = 0;
+    size_t stale = 0;
+    size_t not_applicable = 0;
+    size_t rejected = 0;
+    std::map<std::string, size_t> rejected_by_reason;
+    std::vector<Rejection> first_rejections;  // the first kMaxListedRejections, in order
+    std::optional<std::string> stream_error;   // the input stopped being JSON
+
+    static constexpr size_t kMaxListedRejections = 100;
+};
+
+}  // namespace audsync::admin

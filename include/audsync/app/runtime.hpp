@@ -1,0 +1,92 @@
+// The one place that assembles config -> database -> writer -> engine -> HTTP server.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "audsync/admin/admin.hpp"
+#include "audsync/admin/rest.hpp"
+#include "audsync/common/result.hpp"
+#include "audsync/config/config.hpp"
+#include "audsync/ingest/ingest.hpp"
+#include "audsync/store/writer.hpp"
+#include "audsync/sync/engine.hpp"
+
+namespace audsync::http {
+class Server;
+}
+
+namespace audsync::app {
+
+// "no database at /x/audsync.db (config /etc/audsync/audsync.json)" unless the file
+// exists. Only serve and migrate create a database; everything else refuses.
+[[nodiscard]] Status RequireDatabase(const std::string& database, const std::string& config_path);
+
+// The server lock of a database: `<database>.lock` held with flock, the holder's pid
+// inside. One `audsync serve` (or CLI push) per database. Released on destruction.
+class DatabaseLock {
+  public:
+    // Errors: kUnavailable "database_locked" naming the database and the holder's pid.
+    static Result<std::unique_ptr<DatabaseLock>> Acquire(const std::string& database);
+    ~DatabaseLock();
+    DatabaseLock(const DatabaseLock&) = delete;
+    DatabaseLock& operator=(const DatabaseLock&) = delete;
+
+  private:
+    explicit DatabaseLock(int fd) : fd_(fd) {}
+    int fd_;
+};
+
+struct RuntimeOptions {
+    bool create_database = false;  // serve: create and migrate a missing database
+    bool exclusive = false;        // hold the database's server lock (serve, pushes)
+    bool sync = false;             // run the sync engine
+    bool http = false;             // serve HTTP
+    std::string config_path;       // named in messages
+    sync::TargetFactory target_factory;  // default: the platforms' own targets
+};
+
+// A running audsync: the writer, the ingest service, the admin service and, as asked,
+// the sync engine and the HTTP server. Stop() (or destruction) stops them in order:
+// HTTP first, then the engine, then the writer, so nothing acknowledged is lost.
+// Thread-safety: Start/Reload/Stop from one thread; the services are thread-safe.
+class Runtime {
+  public:
+    static Result<std::unique_ptr<Runtime>> Start(std::shared_ptr<const config::Config> config,
+                                                  RuntimeOptions options);
+    ~Runtime();
+    Runtime(const Runtime&) = delete;
+    Runtime& operator=(const Runtime&) = delete;
+
+    const config::Config& config() const { return *config_; }
+    store::Writer& writer() { return *writer_; }
+    ingest::AudienceRegistry& audiences() { return audiences_; }
+    ingest::Service& ingest() { return *ingest_; }
+    admin::Service& admin() { return *admin_; }
+    sync::Engine* engine() { return engine_.get(); }
+    // The bound HTTP port (0 without HTTP).
+    uint16_t port() const;
+
+    void Stop();
+
+  private:
+    Runtime() = default;
+    Status Open(const RuntimeOptions& options);
+
+    std::shared_ptr<const config::Config> config_;
+    std::unique_ptr<DatabaseLock> lock_;
+    std::unique_ptr<store::Database> reader_;  // readiness checks
+    std::mutex reader_mu_;
+    ingest::AudienceRegistry audiences_;
+    std::unique_ptr<store::Writer> writer_;
+    std::unique_ptr<ingest::Service> ingest_;
+    std::unique_ptr<sync::Engine> engine_;
+    std::unique_ptr<admin::Service> admin_;
+    std::unique_ptr<admin::Rest> rest_;
+    std::unique_ptr<http::Server> server_;
+    bool stopped_ = false;
+};
+
+}  // namespace audsync::app

@@ -1,0 +1,431 @@
+// The one JSON rendering of each operator type (REST bodies and the CLI's --json).
+#include "audsync/admin/render.hpp"
+
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include "audsync/common/text.hpp"
+
+namespace audsync::admin {
+namespace {
+
+using JsonWriter = rapidjson::Writer<rapidjson::StringBuffer>;
+
+constexpr const char* kRedacted = "[redacted]";
+
+void Str(JsonWriter& w, std::string_view s) {
+    w.String(s.data(), static_cast<rapidjson::SizeType>(s.size()));
+}
+
+void Time(JsonWriter& w, std::optional<int64_t> ms) {
+    if (ms) {
+        Str(w, text::FormatIso8601(*ms));
+    } else {
+        w.Null();
+    }
+}
+
+void OptStr(JsonWriter& w, const std::optional<std::string>& s) {
+    if (s) {
+        Str(w, *s);
+    } else {
+        w.Null();
+    }
+}
+
+void OptInt(JsonWriter& w, const std::optional<int64_t>& v) {
+    if (v) {
+        w.Int64(*v);
+    } else {
+        w.Null();
+    }
+}
+
+void Count(JsonWriter& w, const char* key, int64_t n) {
+    w.Key(key);
+    w.Int64(n);
+}
+
+const char* StateName(bool included) { return included ? "included" : "excluded"; }
+
+void WriteSegment(JsonWriter& w, const store::SegmentSummary& s, bool detail) {
+    w.StartObject();
+    Count(w, "id", s.id);
+    w.Key("destination");
+    Str(w, s.destination);
+    w.Key("audience_id");
+    Str(w, s.audience_id);
+    w.Key("audience_key");
+    Str(w, s.audience_key);
+    w.Key("context_kind");
+    Str(w, s.context_kind);
+    Count(w, "members", s.included);
+    Count(w, "pending", s.pending);
+    Count(w, "dead_letters", s.dead);
+    w.Key("status");
+    Str(w, ToString(StatusOf(s)));
+    w.Key("last_synced_at");
+    Time(w, s.last_synced_ms);
+    w.Key("last_error");
+    OptStr(w, s.last_error);
+    if (detail) {
+        w.Key("counts");
+        w.StartObject();
+        Count(w, "included", s.included);
+        Count(w, "excluded", s.excluded);
+        Count(w, "pending", s.pending);
+        Count(w, "retrying", s.retrying);
+        Count(w, "dead", s.dead);
+        w.EndObject();
+        w.Key("next_retry_at");
+        Time(w, s.next_retry_ms);
+    }
+    w.EndObject();
+}
+
+// `payload`: the deciding event as stored (already valid, depth-limited JSON).
+void WriteMember(JsonWriter& w, const store::MemberRow& m,
+                 const std::optional<std::string>* payload = nullptr) {
+    w.StartObject();
+    Count(w, "segment_id", m.segment_id);
+    w.Key("context_key");
+    Str(w, m.context_key);
+    w.Key("state");
+    Str(w, StateName(m.desired));
+    w.Key("acknowledged");
+    if (m.acked) {
+        Str(w, StateName(*m.acked));
+    } else {
+        w.Null();
+    }
+    w.Key("pending");
+    w.Bool(m.pending());
+    w.Key("dead");
+    w.Bool(m.dead);
+    Count(w, "version", m.version);
+    w.Key("deciding_event");
+    w.StartObject();
+    w.Key("message_id");
+    Str(w, m.message_id);
+    w.Key("event_time");
+    Time(w, m.event_ms);
+    w.Key("received_at");
+    Time(w, m.received_ms);
+    if (payload != nullptr) {
+        w.Key("payload");
+        if (*payload) {
+            w.RawValue((*payload)->data(), (*payload)->size(), rapidjson::kObjectType);
+        } else {
+            w.Null();
+        }
+    }
+    w.EndObject();
+    Count(w, "attempts", m.attempts);
+    w.Key("next_attempt_at");
+    Time(w,
+         m.pending() && m.attempts > 0 ? std::optional<int64_t>(m.next_attempt_ms) : std::nullopt);
+    w.Key("last_push");
+    if (m.last_push_ms) {
+        w.StartObject();
+        w.Key("status");
+        OptInt(w, m.last_status);
+        w.Key("at");
+        Time(w, m.last_push_ms);
+        w.Key("error");
+        OptStr(w, m.last_error);
+        w.EndObject();
+    } else {
+        w.Null();
+    }
+    w.EndObject();
+}
+
+void WriteDeadLetter(JsonWriter& w, const store::MemberRow& m) {
+    w.StartObject();
+    w.Key("id");
+    Str(w, std::to_string(m.segment_id) + ":" + m.context_key);
+    Count(w, "segment_id", m.segment_id);
+    w.Key("context_key");
+    Str(w, m.context_key);
+    w.Key("state");
+    Str(w, StateName(m.desired));
+    w.Key("status");
+    OptInt(w, m.last_status);
+    w.Key("error");
+    OptStr(w, m.last_error);
+    w.Key("at");
+    Time(w, m.last_push_ms);
+    w.EndObject();
+}
+
+void WriteDestination(JsonWriter& w, const DestinationView& v) {
+    const config::Destination& d = v.destination;
+    const store::DestinationRow* row = v.state ? &*v.state : nullptr;
+    w.StartObject();
+    w.Key("id");
+    Str(w, d.id);
+    w.Key("platform");
+    Str(w, d.platform);
+    w.Key("service_token");
+    Str(w, kRedacted);
+    w.Key("client_side_id");
+    Str(w, d.client_side_id);
+    w.Key("api_base");
+    Str(w, d.api_base);
+    w.Key("clientsdk_base");
+    Str(w, d.clientsdk_base);
+    w.Key("context_kind");
+    Str(w, d.context_kind);
+    w.Key("context_key");
+    Str(w, config::ToString(d.context_key));
+    w.Key("write_keys");
+    w.StartArray();
+    for (size_t i = 0; i < d.write_key_count; ++i) Str(w, kRedacted);
+    w.EndArray();
+    w.Key("shared_secret");
+    if (!d.has_shared_secret) {
+        w.Null();
+    } else {
+        Str(w, kRedacted);
+    }
+    w.Key("max_batch");
+    w.Int(d.max_batch);
+    w.Key("max_in_flight");
+    w.Int(d.max_in_flight);
+    w.Key("audience_context_kinds");
+    w.StartObject();
+    for (const auto& [k, kind] : d.audience_context_kinds) {
+        Str(w, k);  // as a key
+        Str(w, kind);
+    }
+    w.EndObject();
+    const bool paused = row != nullptr && row->paused_until_ms > text::NowMs();
+    w.Key("status");
+    Str(w, row ? row->status : "ok");
+    w.Key("last_success_at");
+    Time(w, row ? row->last_success_ms : std::nullopt);
+    w.Key("last_error");
+    OptStr(w, row ? row->last_error : std::nullopt);
+    w.Key("paused_until");
+    Time(w, paused ? std::optional<int64_t>(row->paused_until_ms) : std::nullopt);
+    w.EndObject();
+}
+
+template <typename F>
+std::string Render(F&& f) {
+    rapidjson::StringBuffer b;
+    JsonWriter w(b);
+    f(w);
+    return {b.GetString(), b.GetSize()};
+}
+
+template <typename Row, typename WriteRow>
+std::string Page(const char* key, const std::vector<Row>& rows,
+                 const std::optional<std::string>& next_cursor, WriteRow write) {
+    return Render([&](JsonWriter& w) {
+        w.StartObject();
+        w.Key(key);
+        w.StartArray();
+        for (const auto& row : rows) write(w, row);
+        w.EndArray();
+        w.Key("next_cursor");
+        OptStr(w, next_cursor);
+        w.EndObject();
+    });
+}
+
+}  // namespace
+
+std::string ToJson(const store::SegmentSummary& segment) {
+    return Render([&](JsonWriter& w) { WriteSegment(w, segment, false); });
+}
+
+std::string ToJson(const SegmentList& list) {
+    return Render([&](JsonWriter& w) {
+        w.StartObject();
+        w.Key("segments");
+        w.StartArray();
+        for (const auto& s : list.segments) WriteSegment(w, s, false);
+        w.EndArray();
+        w.EndObject();
+    });
+}
+
+std::string ToJson(const SegmentDetail& detail) {
+    return Render([&](JsonWriter& w) { WriteSegment(w, detail.segment, true); });
+}
+
+std::string ToJson(const store::MemberRow& member) {
+    return Render([&](JsonWriter& w) { WriteMember(w, member); });
+}
+
+std::string ToJson(const MemberPage& page) {
+    return Page("members", page.members, page.next_cursor,
+                [](JsonWriter& w, const store::MemberRow& m) { WriteMember(w, m); });
+}
+
+std::string ToJson(const MemberDetail& detail) {
+    return Render([&](JsonWriter& w) { WriteMember(w, detail.member, &detail.event_payload); });
+}
+
+std::string ToJson(const ContextView& view) {
+    return Render([&](JsonWriter& w) {
+        w.StartObject();
+        w.Key("context_key");
+        Str(w, view.context_key);
+        w.Key("segments");
+        w.StartArray();
+        for (const auto& [seg, member] : view.segments) {
+            w.StartObject();
+            w.Key("segment");
+            WriteSegment(w, seg, false);
+            w.Key("member");
+            WriteMember(w, member);
+            w.EndObject();
+        }
+        w.EndArray();
+        w.EndObject();
+    });
+}
+
+std::string ToJson(const DestinationView& view) {
+    return Render([&](JsonWriter& w) { WriteDestination(w, view); });
+}
+
+std::string ToJson(const DestinationList& list) {
+    return Render([&](JsonWriter& w) {
+        w.StartObject();
+        w.Key("destinations");
+        w.StartArray();
+        for (const auto& d : list.destinations) WriteDestination(w, d);
+        w.EndArray();
+        w.EndObject();
+    });
+}
+
+std::string DeadLetterJson(const store::MemberRow& dead_letter) {
+    return Render([&](JsonWriter& w) { WriteDeadLetter(w, dead_letter); });
+}
+
+std::string ToJson(const DeadLetterPage& page) {
+    return Page("dead_letters", page.dead_letters, page.next_cursor, WriteDeadLetter);
+}
+
+std::string ToJson(const DeadLetterChange& change) {
+    return Render([&](JsonWriter& w) {
+        w.StartObject();
+        Count(w, change.retry ? "retried" : "discarded", change.changed);
+        w.Key("not_found");
+        w.StartArray();
+        for (const auto& id : change.not_found) Str(w, id);
+        w.EndArray();
+        w.EndObject();
+    });
+}
+
+std::string ToJson(const ReplayReport& report) {
+    return Render([&](JsonWriter& w) {
+        w.StartObject();
+        w.Key("dry_run");
+        w.Bool(report.dry_run);
+        w.Key("segments");
+        w.StartArray();
+        for (const auto& e : report.segments) {
+            w.StartObject();
+            w.Key("segment");
+            WriteSegment(w, e.segment, false);
+            Count(w, "adds", e.adds);
+            Count(w, "removes", e.removes);
+            w.Key("sample");
+            w.StartArray();
+            for (const auto& key : e.sample) Str(w, key);
+            w.EndArray();
+            w.EndObject();
+        }
+        w.EndArray();
+        Count(w, "adds", report.adds);
+        Count(w, "removes", report.removes);
+        Count(w, "marked", report.marked);
+        w.EndObject();
+    });
+}
+
+std::string ToJson(const PushReport& report) {
+    return Render([&](JsonWriter& w) {
+        w.StartObject();
+        Count(w, "segments", report.segments);
+        Count(w, "marked", report.marked);
+        Count(w, "pushed", report.acknowledged);
+        Count(w, "pending", report.pending);
+        Count(w, "dead_letters", report.dead_letters);
+        w.Key("paused");
+        w.StartArray();
+        for (const auto& p : report.paused) Str(w, p);
+        w.EndArray();
+        w.EndObject();
+    });
+}
+
+std::string ToJson(const SegmentDeletion& deletion) {
+    return Render([&](JsonWriter& w) {
+        w.StartObject();
+        Count(w, "segment_id", deletion.segment_id);
+        Count(w, "members_deleted", deletion.members);
+        w.Key("emptied_on_platform");
+        w.Bool(deletion.emptied_on_platform);
+        w.EndObject();
+    });
+}
+
+std::string ToJson(const Resumed& resumed) {
+    return Render([&](JsonWriter& w) {
+        w.StartObject();
+        w.Key("destination");
+        Str(w, resumed.destination);
+        Count(w, "pending", resumed.pending);
+        w.EndObject();
+    });
+}
+
+std::string ToJson(const EventReplayReport& r) {
+    return Render([&](JsonWriter& w) {
+        w.StartObject();
+        w.Key("dry_run");
+        w.Bool(r.dry_run);
+        Count(w, "events", static_cast<int64_t>(r.events));
+        Count(w, "accepted", static_cast<int64_t>(r.accepted));
+        Count(w, "duplicates", static_cast<int64_t>(r.duplicates));
+        Count(w, "stale", static_cast<int64_t>(r.stale));
+        Count(w, "not_applicable", static_cast<int64_t>(r.not_applicable));
+        Count(w, "rejected", static_cast<int64_t>(r.rejected));
+        w.Key("rejected_by_reason");
+        w.StartObject();
+        for (const auto& [reason, n] : r.rejected_by_reason) {
+            Str(w, reason);
+            w.Int64(static_cast<int64_t>(n));
+        }
+        w.EndObject();
+        w.Key("rejections");
+        w.StartArray();
+        for (const auto& x : r.first_rejections) {
+            w.StartObject();
+            Count(w, "line", static_cast<int64_t>(x.line));
+            Count(w, "index", static_cast<int64_t>(x.index));
+            w.Key("messageId");
+            Str(w, x.message_id);
+            w.Key("reason");
+            Str(w, x.reason);
+            w.Key("detail");
+            Str(w, x.detail);
+            w.EndObject();
+        }
+        w.EndArray();
+        if (r.stream_error) {
+            w.Key("stream_error");
+            Str(w, *r.stream_error);
+        }
+        w.EndObject();
+    });
+}
+
+}  // namespace audsync::admin

@@ -1,0 +1,150 @@
+// The one place that assembles config -> database -> writer -> engine -> HTTP server.
+#include "audsync/app/runtime.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "audsync/http/server.hpp"
+#include "audsync/store/database.hpp"
+#include "audsync/store/store.hpp"
+#include "audsync/targets/launchdarkly.hpp"
+
+namespace audsync::app {
+namespace {
+
+Error Unavailable(const std::string& message) {
+    return MakeError(ErrorCode::kUnavailable, "storage_unavailable", message);
+}
+
+}  // namespace
+
+Status RequireDatabase(const std::string& database, const std::string& config_path) {
+    struct stat st {};
+    if (stat(database.c_str(), &st) == 0 && S_ISREG(st.st_mode)) return Ok();
+    std::string message = "no database at " + database;
+    if (!config_path.empty()) message += " (config " + config_path + ")";
+    message += "; `audsync serve` or `audsync migrate` creates it";
+    return MakeError(ErrorCode::kNotFound, "no_database", message);
+}
+
+Result<std::unique_ptr<DatabaseLock>> DatabaseLock::Acquire(const std::string& database) {
+    const std::string path = database + ".lock";
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        return Unavailable("cannot open the lock file " + path + ": " + std::strerror(errno));
+    }
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char buf[32] = {};
+        ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+        ::close(fd);
+        std::string pid = n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string("?");
+        while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+        return MakeError(ErrorCode::kUnavailable, "database_locked",
+                         "another audsync (pid " + pid + ") is serving the database " + database +
+                             "; stop it first, or use the CLI's read commands beside it");
+    }
+    std::string pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(fd, 0) != 0 ||
+        ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+        // The lock holds without the pid; only the message of a second server suffers.
+    }
+    return std::unique_ptr<DatabaseLock>(new DatabaseLock(fd));
+}
+
+DatabaseLock::~DatabaseLock() {
+    if (fd_ >= 0) ::close(fd_);
+}
+
+Result<std::unique_ptr<Runtime>> Runtime::Start(std::shared_ptr<const config::Config> config,
+                                                RuntimeOptions options) {
+    std::unique_ptr<Runtime> rt(new Runtime());
+    rt->config_ = std::move(config);
+    Status opened = rt->Open(options);
+    if (!opened) {
+        rt->Stop();
+        return opened.error();
+    }
+    return rt;
+}
+
+Status Runtime::Open(const RuntimeOptions& options) {
+    const config::Config& c = *config_;
+    if (!options.create_database) AUDSYNC_TRY(RequireDatabase(c.database, options.config_path));
+    if (options.exclusive) {
+        auto lock = DatabaseLock::Acquire(c.database);
+        if (!lock) return lock.error();
+        lock_ = std::move(lock).value();
+    }
+    try {
+        reader_ = std::make_unique<store::Database>(c.database, options.create_database);
+        auto migrated = store::Migrate(*reader_, store::EmbeddedMigrations());
+        if (!migrated) return migrated.error();
+        for (const auto& a : store::LoadAudiences(*reader_)) {
+            audiences_.Put(a.destination, a.external_id, a.context_kind);
+        }
+        store::WriterOptions wopts;
+        wopts.max_pending_weight = c.limits.max_pending_events;
+        wopts.dedupe_window_ms = int64_t{c.dedupe_window_hours} * 3600 * 1000;
+        writer_ = std::make_unique<store::Writer>(c.database, wopts);
+    } catch (const store::SqliteError& e) {
+        return Unavailable(std::string("cannot open the database ") + c.database + ": " +
+                           e.what());
+    }
+    for (const auto& d : c.destinations) {
+        AUDSYNC_TRY(writer_->Run([&](store::WriteStore& w) { w.EnsureDestination(d.id, 0); }, 1));
+    }
+    ingest_ = std::make_unique<ingest::Service>(c, *writer_, audiences_);
+    if (options.sync) {
+        engine_ = std::make_unique<sync::Engine>(
+            config_, c.database, *writer_,
+            options.target_factory ? options.target_factory : sync::TargetFactory(targets::MakeTarget));
+        writer_->SetAfterCommit([this] { engine_->Wake(); });
+        engine_->Start();
+    }
+    admin_ = std::make_unique<admin::Service>(
+        config_, c.database,
+        [this](const std::function<void(store::WriteStore&)>& f) {
+            return writer_->Run([&](store::WriteStore& w) { f(w); }, 1);
+        },
+        &ingest_->counters(), engine_ ? &engine_->counters() : nullptr);
+    rest_ = std::make_unique<admin::Rest>(*admin_);
+    if (options.http) {
+        const int newest = store::EmbeddedMigrations().back().version;
+        server_ = std::make_unique<http::Server>(c, *ingest_, *rest_, [this, newest]() {
+            std::lock_guard<std::mutex> lock(reader_mu_);
+            try {
+                return reader_->SchemaVersion() == newest;
+            } catch (const store::SqliteError&) {
+                return false;
+            }
+        });
+        try {
+            server_->Start();
+        } catch (const std::exception& e) {
+            return MakeError(ErrorCode::kUnavailable, "cannot_listen",
+                             "cannot listen on " + c.listen_host + ":" +
+                                 std::to_string(c.listen_port) + ": " + e.what());
+        }
+    }
+    return Ok();
+}
+
+uint16_t Runtime::port() const { return server_ ? server_->port() : 0; }
+
+void Runtime::Stop() {
+    if (stopped_) return;
+    stopped_ = true;
+    if (server_) server_->Stop();
+    if (writer_) writer_->SetAfterCommit(nullptr);
+    if (engine_) engine_->Stop();
+    if (writer_) writer_->Stop();
+}
+
+Runtime::~Runtime() { Stop(); }
+
+}  // namespace audsync::app

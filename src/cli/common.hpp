@@ -1,0 +1,66 @@
+// What every CLI command shares: its invocation, config loading, exits and the direct store.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <iosfwd>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "audsync/admin/admin.hpp"
+#include "audsync/common/result.hpp"
+#include "audsync/config/config.hpp"
+
+namespace audsync::cli {
+
+// One run of the CLI: where it writes, and the action the parsed command chose.
+struct Invocation {
+    std::ostream& out;
+    std::ostream& err;
+    std::function<int()> action;  // set by the chosen command's parse callback
+};
+
+// Options most commands take.
+struct CommonOptions {
+    std::string config_path;  // --config, else $AUDSYNC_CONFIG
+    bool json = false;        // --json
+};
+
+void AddConfigOption(CLI::App* command, CommonOptions& options);
+void AddJsonOption(CLI::App* command, CommonOptions& options);
+
+// Whether a command uses the config's secrets: reads and operator writes do not.
+enum class Secrets { kNeeded, kNotNeeded };
+
+// Loads the config of --config / $AUDSYNC_CONFIG, warning when the file is readable by
+// others. Errors name the file and the field.
+Result<std::shared_ptr<const config::Config>> LoadConfig(Invocation& inv,
+                                                         const CommonOptions& options,
+                                                         Secrets secrets);
+
+// "audsync: <message>" on stderr; returns the exit code.
+int Fail(Invocation& inv, const std::string& message);
+int Fail(Invocation& inv, const Error& error);
+int UsageError(Invocation& inv, const std::string& message);
+
+// The operator core on the database of `config`, writing in transactions of its own
+// (safe beside a running server). Refuses a missing database (nothing is created).
+Result<std::unique_ptr<admin::Service>> OpenDirect(Invocation& inv, const CommonOptions& options,
+                                                   std::shared_ptr<const config::Config> config);
+
+// A terminal on stderr gets progress lines; anything else gets none.
+bool Terminal();
+void Progress(const std::string& line);
+void ProgressDone();
+std::string Bar(double fraction, size_t width = 30);
+
+// Command families (one file each).
+void AddServerCommands(CLI::App& app, Invocation& inv);      // serve, migrate, check, backup
+void AddSegmentCommands(CLI::App& app, Invocation& inv);     // segments ..., contexts
+void AddDestinationCommands(CLI::App& app, Invocation& inv);  // destinations ...
+void AddDeadLetterCommands(CLI::App& app, Invocation& inv);   // dead-letters ...
+void AddReplayCommands(CLI::App& app, Invocation& inv);       // replay segments|events
+
+}  // namespace audsync::cli

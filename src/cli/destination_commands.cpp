@@ -1,0 +1,77 @@
+// destinations list|show|resume: where membership is pushed, and lifting its pauses.
+#include "audsync/admin/render.hpp"
+#include "audsync/cli/cli.hpp"
+#include "common.hpp"
+#include "text.hpp"
+
+namespace audsync::cli {
+namespace {
+
+struct DestinationOptions {
+    CommonOptions common;
+    std::string id;
+};
+
+template <typename T>
+int Show(Invocation& inv, const CommonOptions& o, const Result<T>& r) {
+    if (!r) return Fail(inv, r.error());
+    if (o.json) {
+        inv.out << admin::ToJson(r.value()) << "\n";
+    } else {
+        text::Print(inv.out, r.value());
+    }
+    return kExitOk;
+}
+
+template <typename F>
+int WithService(Invocation& inv, const CommonOptions& o, F&& f) {
+    auto config = LoadConfig(inv, o, Secrets::kNotNeeded);
+    if (!config) return Fail(inv, config.error());
+    auto service = OpenDirect(inv, o, config.value());
+    if (!service) return Fail(inv, service.error());
+    return f(*service.value());
+}
+
+}  // namespace
+
+void AddDestinationCommands(CLI::App& app, Invocation& inv) {
+    auto* destinations = app.add_subcommand("destinations", "destinations and their pauses");
+    destinations->require_subcommand(1);
+    struct Verb {
+        const char* name;
+        const char* description;
+        bool takes_id;
+        int (*run)(Invocation&, const DestinationOptions&);
+    };
+    static const Verb kVerbs[] = {
+        {"list", "every destination with its status, pause and last error", false,
+         [](Invocation& inv, const DestinationOptions& o) {
+             return WithService(inv, o.common, [&](admin::Service& s) {
+                 return Show(inv, o.common, s.ListDestinations());
+             });
+         }},
+        {"show", "one destination, secrets redacted", true,
+         [](Invocation& inv, const DestinationOptions& o) {
+             return WithService(inv, o.common, [&](admin::Service& s) {
+                 return Show(inv, o.common, s.GetDestination(o.id));
+             });
+         }},
+        {"resume", "clear auth and rate-limit pauses; pending members are pushed at once", true,
+         [](Invocation& inv, const DestinationOptions& o) {
+             return WithService(inv, o.common, [&](admin::Service& s) {
+                 return Show(inv, o.common, s.ResumeDestination(o.id));
+             });
+         }},
+    };
+    for (const Verb& verb : kVerbs) {
+        auto o = std::make_shared<DestinationOptions>();
+        auto* c = destinations->add_subcommand(verb.name, verb.description);
+        AddConfigOption(c, o->common);
+        AddJsonOption(c, o->common);
+        if (verb.takes_id) c->add_option("ID", o->id, "destination id")->required();
+        auto run = verb.run;
+        c->callback([&inv, o, run] { inv.action = [&inv, o, run] { return run(inv, *o); }; });
+    }
+}
+
+}  // namespace audsync::cli

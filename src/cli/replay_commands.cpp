@@ -1,0 +1,233 @@
+// replay segments|events: re-push stored membership, or feed captured events through ingest.
+#include <sys/stat.h>
+
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <thread>
+
+#include "audsync/admin/render.hpp"
+#include "audsync/app/replay.hpp"
+#include "audsync/app/runtime.hpp"
+#include "audsync/cli/cli.hpp"
+#include "audsync/common/log.hpp"
+#include "audsync/common/text.hpp"
+#include "common.hpp"
+#include "text.hpp"
+
+namespace audsync::cli {
+namespace {
+
+constexpr int64_t kGiveUpMs = 60000;  // --push-now: a minute without progress
+
+struct ReplayOptions {
+    CommonOptions common;
+    std::string destination;
+    int64_t segment = 0;
+    bool dry_run = false;
+    bool push_now = false;
+    std::string file;
+};
+
+std::string ConfigPathOf(const CommonOptions& o) {
+    if (!o.config_path.empty()) return o.config_path;
+    const char* env = std::getenv("AUDSYNC_CONFIG");
+    return env != nullptr ? env : "";
+}
+
+template <typename T>
+void Show(Invocation& inv, const CommonOptions& o, const T& value) {
+    if (o.json) {
+        inv.out << admin::ToJson(value) << "\n";
+    } else {
+        text::Print(inv.out, value);
+    }
+}
+
+// "destination ld is paused (auth_failed) until 23:38:29; audsync destinations resume ld",
+// for each chosen destination a push cannot get through now.
+std::vector<std::string> Pauses(admin::Service& service, const std::set<std::string>& ids,
+                                int64_t beyond_ms) {
+    std::vector<std::string> out;
+    auto list = service.ListDestinations();
+    if (!list) return out;
+    for (const auto& v : list.value().destinations) {
+        if (!ids.count(v.destination.id) || !v.state) continue;
+        const bool auth = v.state->status == "auth_failed";
+        if (!auth && v.state->paused_until_ms <= beyond_ms) continue;
+        out.push_back("destination " + v.destination.id + " is paused (" + v.state->status +
+                      ") until " + audsync::text::FormatIso8601(v.state->paused_until_ms) +
+                      "; audsync destinations resume " + v.destination.id);
+    }
+    return out;
+}
+
+int PushNow(Invocation& inv, const ReplayOptions& o, std::shared_ptr<const config::Config> config,
+            admin::Service& direct, const admin::ReplayReport& marked) {
+    app::RuntimeOptions options;
+    options.exclusive = true;
+    options.sync = true;
+    options.config_path = ConfigPathOf(o.common);
+    auto runtime = app::Runtime::Start(config, options);
+    if (!runtime) {
+        if (runtime.error().name == "database_locked") {
+            inv.err << "audsync: " << runtime.error().message
+                    << "\nthe members are marked: that server pushes them\n";
+            return kExitOk;
+        }
+        return Fail(inv, runtime.error());
+    }
+    app::Runtime& rt = *runtime.value();
+    std::set<std::string> destinations;
+    for (const auto& e : marked.segments) destinations.insert(e.segment.destination);
+    auto pending = [&]() -> int64_t {
+        int64_t n = 0;
+        for (const auto& e : marked.segments) {
+            auto s = direct.GetSegment(e.segment.id);
+            if (s) n += s.value().segment.pending;
+        }
+        return n;
+    };
+    admin::PushReport report;
+    report.segments = static_cast<int64_t>(marked.segments.size());
+    report.marked = marked.marked;
+    int64_t last = -1;
+    int64_t stalled_since = audsync::text::NowMs();
+    for (;;) {
+        report.pending = pending();
+        Progress("replay " +
+                 Bar(report.marked ? 1.0 - static_cast<double>(report.pending) /
+                                               static_cast<double>(report.marked)
+                                   : 1.0) +
+                 "  " + std::to_string(report.marked - report.pending) + "/" +
+                 std::to_string(report.marked) + " members");
+        if (report.pending == 0) break;
+        const int64_t now = audsync::text::NowMs();
+        // A refused token, or a pause longer than we would wait, will not end by waiting.
+        report.paused = Pauses(direct, destinations, now + kGiveUpMs);
+        if (!report.paused.empty()) break;
+        if (report.pending != last) {
+            last = report.pending;
+            stalled_since = now;
+        } else if (now - stalled_since > kGiveUpMs) {
+            report.paused = Pauses(direct, destinations, now);
+            break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));  // progress poll
+    }
+    ProgressDone();
+    rt.Stop();
+    report.acknowledged = static_cast<int64_t>(rt.engine()->counters().members_acknowledged.load());
+    report.dead_letters = static_cast<int64_t>(rt.engine()->counters().members_dead.load());
+    Show(inv, o.common, report);
+    return report.pending == 0 ? kExitOk : kExitFailed;
+}
+
+int ReplaySegments(Invocation& inv, const ReplayOptions& o) {
+    if (o.dry_run && o.push_now) return UsageError(inv, "--dry-run and --push-now exclude each other");
+    auto config = LoadConfig(inv, o.common, o.push_now ? Secrets::kNeeded : Secrets::kNotNeeded);
+    if (!config) return Fail(inv, config.error());
+    if (!o.destination.empty() && config.value()->FindDestination(o.destination) == nullptr) {
+        return Fail(inv, "no destination has the id " + o.destination);
+    }
+    auto service = OpenDirect(inv, o.common, config.value());
+    if (!service) return Fail(inv, service.error());
+    store::SegmentFilter f;
+    if (!o.destination.empty()) f.destination = o.destination;
+    if (o.segment > 0) f.id = o.segment;
+    auto report = service.value()->ReplaySegments(f, o.dry_run);
+    if (!report) return Fail(inv, report.error());
+    if (!o.push_now) {
+        Show(inv, o.common, report.value());
+        return kExitOk;
+    }
+    return PushNow(inv, o, config.value(), *service.value(), report.value());
+}
+
+int ReplayEvents(Invocation& inv, const ReplayOptions& o) {
+    auto loaded = LoadConfig(inv, o.common, Secrets::kNotNeeded);
+    if (!loaded) return Fail(inv, loaded.error());
+    std::shared_ptr<const config::Config> config = loaded.value();
+    const config::Destination* destination = nullptr;
+    if (!o.destination.empty()) {
+        destination = config->FindDestination(o.destination);
+        if (destination == nullptr) return Fail(inv, "no destination has the id " + o.destination);
+    } else if (config->destinations.size() == 1) {
+        destination = &config->destinations[0];
+    } else {
+        return UsageError(inv, "the config has several destinations: pass --destination ID");
+    }
+    std::ifstream file;
+    std::istream* input = &std::cin;
+    int64_t total_bytes = -1;
+    if (o.file != "-") {
+        file.open(o.file, std::ios::binary);
+        if (!file) return Fail(inv, "cannot read " + o.file);
+        input = &file;
+        struct stat st {};
+        if (stat(o.file.c_str(), &st) == 0 && S_ISREG(st.st_mode)) total_bytes = st.st_size;
+    }
+    if (Status s = app::RequireDatabase(config->database, ConfigPathOf(o.common)); !s) {
+        return Fail(inv, s.error());
+    }
+    std::unique_ptr<app::Runtime> runtime;
+    if (!o.dry_run) {
+        app::RuntimeOptions options;
+        options.config_path = ConfigPathOf(o.common);
+        auto started = app::Runtime::Start(config, options);
+        if (!started) return Fail(inv, started.error());
+        runtime = std::move(started).value();
+    }
+    app::EventReplayOptions options;
+    options.dry_run = o.dry_run;
+    options.progress = [total_bytes](int64_t bytes, size_t events) {
+        if (total_bytes > 0) {
+            Progress("replay " + Bar(static_cast<double>(bytes) / static_cast<double>(total_bytes)) +
+                     "  " + std::to_string(events) + " events");
+        } else {
+            Progress("replay: " + std::to_string(events) + " events");
+        }
+    };
+    auto report = app::ReplayEvents(*config, *destination, runtime.get(), *input, options);
+    ProgressDone();
+    if (runtime) runtime->Stop();
+    if (!report) return Fail(inv, report.error());
+    Show(inv, o.common, report.value());
+    if (report.value().stream_error) {
+        return Fail(inv, "the input stopped being JSON: " + *report.value().stream_error);
+    }
+    return kExitOk;
+}
+
+}  // namespace
+
+void AddReplayCommands(CLI::App& app, Invocation& inv) {
+    auto* replay = app.add_subcommand("replay", "re-push segments or replay captured events");
+    replay->require_subcommand(1);
+    {
+        auto o = std::make_shared<ReplayOptions>();
+        auto* c = replay->add_subcommand(
+            "segments", "mark segments' members for re-push (a running server pushes them)");
+        AddConfigOption(c, o->common);
+        AddJsonOption(c, o->common);
+        c->add_option("--destination", o->destination, "only this destination's segments");
+        c->add_option("--segment", o->segment, "only this segment")->check(CLI::PositiveNumber);
+        c->add_flag("--dry-run", o->dry_run, "print what would be re-pushed; change nothing");
+        c->add_flag("--push-now", o->push_now, "push from here (when no server runs)");
+        c->callback([&inv, o] { inv.action = [&inv, o] { return ReplaySegments(inv, *o); }; });
+    }
+    {
+        auto o = std::make_shared<ReplayOptions>();
+        auto* c = replay->add_subcommand(
+            "events", "feed captured events (NDJSON, arrays, batch objects) through ingest");
+        AddConfigOption(c, o->common);
+        AddJsonOption(c, o->common);
+        c->add_option("FILE", o->file, "the capture, or - for standard input")->required();
+        c->add_option("--destination", o->destination, "the destination they were sent to");
+        c->add_flag("--dry-run", o->dry_run,
+                    "classify every event against the stored state; write nothing");
+        c->callback([&inv, o] { inv.action = [&inv, o] { return ReplayEvents(inv, *o); }; });
+    }
+}
+
+}  // namespace audsync::cli

@@ -1,0 +1,196 @@
+// segments list|show|members|member|delete and contexts: reading (and forgetting) segments.
+#include <unistd.h>
+
+#include <iostream>
+
+#include "audsync/admin/render.hpp"
+#include "audsync/cli/cli.hpp"
+#include "common.hpp"
+#include "text.hpp"
+
+namespace audsync::cli {
+namespace {
+
+struct SegmentOptions {
+    CommonOptions common;
+    std::string destination;
+    std::string audience_key;
+    int64_t id = 0;
+    std::string key;
+    std::string state;
+    int64_t limit = -1;  // -1: every member
+    bool yes = false;
+    bool empty_on_platform = false;
+};
+
+// Loads the config without secrets and opens the operator core on its database.
+template <typename F>
+int WithService(Invocation& inv, const CommonOptions& o, F&& f) {
+    auto config = LoadConfig(inv, o, Secrets::kNotNeeded);
+    if (!config) return Fail(inv, config.error());
+    auto service = OpenDirect(inv, o, config.value());
+    if (!service) return Fail(inv, service.error());
+    return f(*service.value());
+}
+
+template <typename T>
+int Show(Invocation& inv, const CommonOptions& o, const Result<T>& r) {
+    if (!r) return Fail(inv, r.error());
+    if (o.json) {
+        inv.out << admin::ToJson(r.value()) << "\n";
+    } else {
+        text::Print(inv.out, r.value());
+    }
+    return kExitOk;
+}
+
+int List(Invocation& inv, const SegmentOptions& o) {
+    return WithService(inv, o.common, [&](admin::Service& s) {
+        store::SegmentFilter f;
+        if (!o.destination.empty()) f.destination = o.destination;
+        if (!o.audience_key.empty()) f.audience_key = o.audience_key;
+        return Show(inv, o.common, s.ListSegments(f));
+    });
+}
+
+int ShowSegment(Invocation& inv, const SegmentOptions& o) {
+    return WithService(inv, o.common,
+                       [&](admin::Service& s) { return Show(inv, o.common, s.GetSegment(o.id)); });
+}
+
+// Streams page by page: memory stays flat on millions of members. --json writes one
+// member object a line.
+int Members(Invocation& inv, const SegmentOptions& o) {
+    admin::MemberQuery query;
+    if (!o.state.empty()) {
+        auto parsed = admin::ParseMemberState(o.state);
+        if (!parsed) return UsageError(inv, "--state is included, excluded, pending or dead");
+        query.state = *parsed;
+    }
+    return WithService(inv, o.common, [&](admin::Service& s) {
+        query.limit = admin::kMaxLimit;
+        int64_t printed = 0;
+        bool header = false;
+        for (;;) {
+            auto page = s.ListMembers(o.id, query);
+            if (!page) return Fail(inv, page.error());
+            if (!o.common.json && !header) {
+                text::PrintMembersHeader(inv.out);
+                header = true;
+            }
+            for (const auto& m : page.value().members) {
+                if (o.limit >= 0 && printed >= o.limit) return kExitOk;
+                if (o.common.json) {
+                    inv.out << admin::ToJson(m) << "\n";
+                } else {
+                    text::PrintMemberRow(inv.out, m);
+                }
+                ++printed;
+            }
+            if (!page.value().next_cursor) return kExitOk;
+            query.cursor = page.value().next_cursor;
+        }
+    });
+}
+
+int Member(Invocation& inv, const SegmentOptions& o) {
+    return WithService(inv, o.common, [&](admin::Service& s) {
+        return Show(inv, o.common, s.GetMember(o.id, o.key));
+    });
+}
+
+int Contexts(Invocation& inv, const SegmentOptions& o) {
+    return WithService(inv, o.common,
+                       [&](admin::Service& s) { return Show(inv, o.common, s.Context(o.key)); });
+}
+
+int Delete(Invocation& inv, const SegmentOptions& o) {
+    return WithService(inv, o.common, [&](admin::Service& s) {
+        auto segment = s.GetSegment(o.id);
+        if (!segment) return Fail(inv, segment.error());
+        if (!o.yes) {
+            if (isatty(STDIN_FILENO) != 1) {
+                return UsageError(inv, "segments delete forgets segment " + std::to_string(o.id) +
+                                           " and its members: pass --yes to confirm");
+            }
+            const auto& seg = segment.value().segment;
+            inv.err << "Forget segment " << seg.id << " (" << text::Safe(seg.audience_key) << ", "
+                    << seg.included << " members) and its dead letters? [y/N] " << std::flush;
+            std::string answer;
+            std::getline(std::cin, answer);
+            if (answer != "y" && answer != "yes") {
+                inv.err << "nothing deleted\n";
+                return kExitUsage;
+            }
+        }
+        if (o.empty_on_platform) {
+            return Fail(inv,
+                        "--empty-on-platform needs the platform: run it against a running "
+                        "server with DELETE /v1/segments/{id}?empty_on_platform=true");
+        }
+        return Show(inv, o.common, s.DeleteSegment(o.id));
+    });
+}
+
+CLI::App* Leaf(CLI::App* parent, const char* name, const char* description, Invocation& inv,
+               std::shared_ptr<SegmentOptions> o, int (*run)(Invocation&, const SegmentOptions&)) {
+    auto* c = parent->add_subcommand(name, description);
+    AddConfigOption(c, o->common);
+    AddJsonOption(c, o->common);
+    c->callback([&inv, o, run] { inv.action = [&inv, o, run] { return run(inv, *o); }; });
+    return c;
+}
+
+void AddId(CLI::App* c, SegmentOptions& o) {
+    c->add_option("ID", o.id, "segment id")->required()->check(CLI::PositiveNumber);
+}
+
+}  // namespace
+
+void AddSegmentCommands(CLI::App& app, Invocation& inv) {
+    auto* segments = app.add_subcommand("segments", "inspect and forget synced segments");
+    segments->require_subcommand(1);
+    {
+        auto o = std::make_shared<SegmentOptions>();
+        auto* c = Leaf(segments, "list", "every segment with its counts and status", inv, o, List);
+        c->add_option("--destination", o->destination, "only this destination's segments");
+        c->add_option("--audience-key", o->audience_key, "only this audience key's segments");
+    }
+    {
+        auto o = std::make_shared<SegmentOptions>();
+        AddId(Leaf(segments, "show", "one segment with counts by state", inv, o, ShowSegment), *o);
+    }
+    {
+        auto o = std::make_shared<SegmentOptions>();
+        auto* c = Leaf(segments, "members", "a segment's members, in key order", inv, o, Members);
+        AddId(c, *o);
+        c->add_option("--state", o->state, "included, excluded, pending or dead");
+        c->add_option("--limit", o->limit, "print at most N members")
+            ->check(CLI::Range(int64_t{1}, int64_t{1} << 62));
+    }
+    {
+        auto o = std::make_shared<SegmentOptions>();
+        auto* c = Leaf(segments, "member",
+                       "why a key is (not) in a segment: state, deciding event, last push", inv, o,
+                       Member);
+        AddId(c, *o);
+        c->add_option("KEY", o->key, "context key")->required();
+    }
+    {
+        auto o = std::make_shared<SegmentOptions>();
+        auto* c = Leaf(segments, "delete", "forget a segment, its members and dead letters", inv,
+                       o, Delete);
+        AddId(c, *o);
+        c->add_flag("--yes", o->yes, "do not ask");
+        c->add_flag("--empty-on-platform", o->empty_on_platform,
+                    "first remove the included members on the platform");
+    }
+    {
+        auto o = std::make_shared<SegmentOptions>();
+        auto* c = Leaf(&app, "contexts", "every segment a context key is included in", inv, o,
+                       Contexts);
+        c->add_option("KEY", o->key, "context key")->required();
+    }
+}
+
+}  // namespace audsync::cli

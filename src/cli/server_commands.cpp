@@ -1,0 +1,163 @@
+// serve, migrate, check and backup: the commands that run or look after a server.
+#include <signal.h>
+
+#include <iostream>
+
+#include "audsync/app/runtime.hpp"
+#include "audsync/cli/cli.hpp"
+#include "audsync/common/log.hpp"
+#include "audsync/store/database.hpp"
+#include "audsync/store/store.hpp"
+#include "audsync/store/writer.hpp"
+#include "audsync/targets/launchdarkly.hpp"
+#include "common.hpp"
+
+namespace audsync::cli {
+namespace {
+
+std::string ConfigPathOf(const CommonOptions& o) {
+    if (!o.config_path.empty()) return o.config_path;
+    const char* env = std::getenv("AUDSYNC_CONFIG");
+    return env != nullptr ? env : "";
+}
+
+int Serve(Invocation& inv, const CommonOptions& o) {
+    auto loaded = LoadConfig(inv, o, Secrets::kNeeded);
+    if (!loaded) return Fail(inv, loaded.error());
+    std::shared_ptr<const config::Config> config = loaded.value();
+    log::SetLevel(config->log_level);
+
+    // Every thread started below inherits this mask, so the signals reach sigwait only.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+
+    app::RuntimeOptions options;
+    options.create_database = true;
+    options.exclusive = true;
+    options.sync = true;
+    options.http = true;
+    options.config_path = ConfigPathOf(o);
+    auto runtime = app::Runtime::Start(config, options);
+    if (!runtime) return Fail(inv, runtime.error());
+    app::Runtime& rt = *runtime.value();
+    const size_t n = config->destinations.size();
+    inv.out << "audsync " << AUDSYNC_VERSION << " listening on http://" << config->listen_host
+            << ":" << rt.port() << " (database " << config->database << ", " << n
+            << (n == 1 ? " destination)" : " destinations)") << std::endl;
+    for (;;) {
+        int sig = 0;
+        sigwait(&signals, &sig);
+        if (sig == SIGHUP) {
+            log::Warn("received SIGHUP: reloading is not supported yet; restart to apply changes");
+            continue;
+        }
+        log::Info(std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
+                  ", shutting down");
+        break;
+    }
+    rt.Stop();
+    return kExitOk;
+}
+
+int Migrate(Invocation& inv, const CommonOptions& o, const std::string& database_flag) {
+    std::string database = database_flag;
+    if (database.empty()) {
+        auto c = LoadConfig(inv, o, Secrets::kNotNeeded);
+        if (!c) return Fail(inv, c.error());
+        database = c.value()->database;
+    }
+    try {
+        store::Database db(database, true);
+        auto applied = store::Migrate(db, store::EmbeddedMigrations());
+        if (!applied) return Fail(inv, applied.error());
+        if (applied.value().empty()) {
+            inv.out << "database " << database << " is up to date (schema version "
+                    << db.SchemaVersion() << ")\n";
+        } else {
+            for (int v : applied.value()) inv.out << "applied migration " << v << "\n";
+        }
+    } catch (const store::SqliteError& e) {
+        return Fail(inv, e.what());
+    }
+    return kExitOk;
+}
+
+int Check(Invocation& inv, const CommonOptions& o, const std::string& only) {
+    auto loaded = LoadConfig(inv, o, Secrets::kNeeded);
+    if (!loaded) return Fail(inv, loaded.error());
+    const config::Config& config = *loaded.value();
+    std::vector<const config::Destination*> chosen;
+    for (const auto& d : config.destinations) {
+        if (only.empty() || only == d.id) chosen.push_back(&d);
+    }
+    if (chosen.empty()) {
+        return Fail(inv, only.empty() ? "the config has no destinations"
+                                      : "no destination has the id " + only);
+    }
+    bool all_ok = true;
+    for (const auto* d : chosen) {
+        auto target = targets::MakeTarget(*d);
+        targets::CheckResult r = target->Check();
+        inv.out << d->id << ": " << (r.ok ? "ok" : "FAILED") << "\n";
+        for (const auto& line : r.lines) inv.out << "  " << line << "\n";
+        all_ok = all_ok && r.ok;
+    }
+    return all_ok ? kExitOk : kExitFailed;
+}
+
+int Backup(Invocation& inv, const CommonOptions& o, const std::string& file) {
+    auto loaded = LoadConfig(inv, o, Secrets::kNotNeeded);
+    if (!loaded) return Fail(inv, loaded.error());
+    const config::Config& config = *loaded.value();
+    if (Status s = app::RequireDatabase(config.database, ConfigPathOf(o)); !s) {
+        return Fail(inv, s.error());
+    }
+    if (Status s = store::Backup(config.database, file); !s) return Fail(inv, s.error());
+    inv.out << "backed up " << config.database << " to " << file << " (mode 0600)\n";
+    return kExitOk;
+}
+
+}  // namespace
+
+void AddServerCommands(CLI::App& app, Invocation& inv) {
+    {
+        auto o = std::make_shared<CommonOptions>();
+        auto* c = app.add_subcommand("serve", "accept Segment events, sync, serve the API");
+        AddConfigOption(c, *o);
+        c->callback([&inv, o] { inv.action = [&inv, o] { return Serve(inv, *o); }; });
+    }
+    {
+        auto o = std::make_shared<CommonOptions>();
+        auto database = std::make_shared<std::string>();
+        auto* c = app.add_subcommand("migrate", "apply pending database migrations and exit");
+        AddConfigOption(c, *o);
+        c->add_option("--database", *database, "the database file (instead of the config's)");
+        c->callback([&inv, o, database] {
+            inv.action = [&inv, o, database] { return Migrate(inv, *o, *database); };
+        });
+    }
+    {
+        auto o = std::make_shared<CommonOptions>();
+        auto only = std::make_shared<std::string>();
+        auto* c = app.add_subcommand("check", "verify each destination's credentials");
+        AddConfigOption(c, *o);
+        c->add_option("--destination", *only, "check only this destination");
+        c->callback([&inv, o, only] { inv.action = [&inv, o, only] { return Check(inv, *o, *only); }; });
+    }
+    {
+        auto o = std::make_shared<CommonOptions>();
+        auto file = std::make_shared<std::string>();
+        auto* c = app.add_subcommand(
+            "backup", "write a consistent copy of the database (safe beside a running server)");
+        AddConfigOption(c, *o);
+        c->add_option("FILE", *file, "the copy to write (must not exist)")->required();
+        c->callback([&inv, o, file] { inv.action = [&inv, o, file] { return Backup(inv, *o, *file); }; });
+    }
+}
+
+}  // namespace audsync::cli

@@ -1,0 +1,242 @@
+// The CLI's text renderer: tables and key/value blocks for people.
+#include "text.hpp"
+
+#include <cstdio>
+
+#include "audsync/common/text.hpp"
+
+namespace audsync::cli::text {
+namespace {
+
+std::string Time(std::optional<int64_t> ms) {
+    return ms ? audsync::text::FormatIso8601(*ms) : "-";
+}
+
+const char* State(bool included) { return included ? "included" : "excluded"; }
+
+std::string Plural(int64_t n, const char* one, const char* many) {
+    return std::to_string(n) + " " + (n == 1 ? one : many);
+}
+
+}  // namespace
+
+std::string Safe(const std::string& s) {
+    std::string out;
+    out.reserve(s.size());
+    for (unsigned char c : s) {
+        if (c < 0x20 || c == 0x7f) {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\x%02x", c);
+            out += buf;
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    return out;
+}
+
+std::string Cell(const std::string& raw, size_t width) {
+    std::string s = Safe(raw);
+    if (s.size() > width) {
+        // Cut at a UTF-8 character boundary.
+        size_t cut = width - 1;
+        while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+        s = s.substr(0, cut) + "~";
+    }
+    return s + std::string(width > s.size() ? width - s.size() + 2 : 2, ' ');
+}
+
+void Print(std::ostream& out, const admin::SegmentList& list) {
+    out << Cell("ID", 6) << Cell("DESTINATION", 14) << Cell("AUDIENCE KEY", 28) << Cell("KIND", 10)
+        << Cell("MEMBERS", 9) << Cell("PENDING", 9) << Cell("DEAD", 6) << Cell("STATUS", 12)
+        << "LAST SYNCED\n";
+    for (const auto& s : list.segments) {
+        out << Cell(std::to_string(s.id), 6) << Cell(s.destination, 14) << Cell(s.audience_key, 28)
+            << Cell(s.context_kind, 10) << Cell(std::to_string(s.included), 9)
+            << Cell(std::to_string(s.pending), 9) << Cell(std::to_string(s.dead), 6)
+            << Cell(std::string(admin::ToString(admin::StatusOf(s))), 12) << Time(s.last_synced_ms)
+            << "\n";
+    }
+}
+
+void Print(std::ostream& out, const admin::SegmentDetail& detail) {
+    const auto& s = detail.segment;
+    out << "id:             " << s.id << "\n"
+        << "destination:    " << Safe(s.destination) << "\n"
+        << "audience:       " << Safe(s.audience_key) << " (" << Safe(s.audience_id) << ")\n"
+        << "context kind:   " << Safe(s.context_kind) << "\n"
+        << "status:         " << admin::ToString(admin::StatusOf(s)) << "\n"
+        << "included:       " << s.included << "\n"
+        << "excluded:       " << s.excluded << "\n"
+        << "pending:        " << s.pending << " (" << s.retrying << " retrying)\n"
+        << "dead letters:   " << s.dead << "\n"
+        << "last synced:    " << Time(s.last_synced_ms) << "\n"
+        << "next retry:     " << Time(s.next_retry_ms) << "\n"
+        << "last error:     " << Safe(s.last_error.value_or("-")) << "\n";
+}
+
+void PrintMembersHeader(std::ostream& out) {
+    out << Cell("CONTEXT KEY", 32) << Cell("STATE", 9) << Cell("ACKED", 9) << Cell("PENDING", 8)
+        << Cell("DEAD", 5) << Cell("DECIDED BY", 28) << "EVENT TIME\n";
+}
+
+void PrintMemberRow(std::ostream& out, const store::MemberRow& m) {
+    out << Cell(m.context_key, 32) << Cell(State(m.desired), 9)
+        << Cell(m.acked ? State(*m.acked) : "-", 9) << Cell(m.pending() ? "yes" : "no", 8)
+        << Cell(m.dead ? "yes" : "no", 5) << Cell(m.message_id, 28)
+        << audsync::text::FormatIso8601(m.event_ms) << "\n";
+}
+
+void Print(std::ostream& out, const admin::MemberDetail& detail) {
+    const auto& m = detail.member;
+    out << "segment:        " << m.segment_id << "\n"
+        << "context key:    " << Safe(m.context_key) << "\n"
+        << "state:          " << State(m.desired) << " (version " << m.version << ")\n"
+        << "acknowledged:   " << (m.acked ? State(*m.acked) : "never") << "\n"
+        << "pending:        " << (m.pending() ? "yes" : "no") << "\n"
+        << "dead letter:    " << (m.dead ? "yes" : "no") << "\n"
+        << "decided by:     " << Safe(m.message_id) << "\n"
+        << "  event time:   " << audsync::text::FormatIso8601(m.event_ms) << "\n"
+        << "  received at:  " << audsync::text::FormatIso8601(m.received_ms) << "\n"
+        << "  payload:      " << Safe(detail.event_payload.value_or("(pruned)")) << "\n"
+        << "attempts:       " << m.attempts << "\n"
+        << "last push:      ";
+    if (m.last_push_ms) {
+        out << Time(m.last_push_ms) << ", status "
+            << (m.last_status ? std::to_string(*m.last_status) : std::string("none"));
+        if (m.last_error) out << ", " << Safe(*m.last_error);
+        out << "\n";
+    } else {
+        out << "-\n";
+    }
+}
+
+void Print(std::ostream& out, const admin::ContextView& view) {
+    if (view.segments.empty()) {
+        out << "context key " << Safe(view.context_key) << " is in no segment\n";
+        return;
+    }
+    out << Cell("SEGMENT", 8) << Cell("DESTINATION", 14) << Cell("AUDIENCE KEY", 28)
+        << Cell("KIND", 10) << Cell("ACKED", 9) << "DECIDED BY\n";
+    for (const auto& [seg, m] : view.segments) {
+        out << Cell(std::to_string(seg.id), 8) << Cell(seg.destination, 14)
+            << Cell(seg.audience_key, 28) << Cell(seg.context_kind, 10)
+            << Cell(m.acked ? State(*m.acked) : "-", 9) << Safe(m.message_id) << "\n";
+    }
+}
+
+namespace {
+
+std::string PauseOf(const admin::DestinationView& v) {
+    if (!v.state || v.state->paused_until_ms <= audsync::text::NowMs()) return "-";
+    return audsync::text::FormatIso8601(v.state->paused_until_ms);
+}
+
+}  // namespace
+
+void Print(std::ostream& out, const admin::DestinationList& list) {
+    out << Cell("ID", 14) << Cell("PLATFORM", 13) << Cell("STATUS", 13)
+        << Cell("PAUSED UNTIL", 26) << Cell("LAST SUCCESS", 26) << "LAST ERROR\n";
+    for (const auto& v : list.destinations) {
+        out << Cell(v.destination.id, 14) << Cell(v.destination.platform, 13)
+            << Cell(v.state ? v.state->status : "ok", 13) << Cell(PauseOf(v), 26)
+            << Cell(Time(v.state ? v.state->last_success_ms : std::nullopt), 26)
+            << Safe(v.state && v.state->last_error ? *v.state->last_error : "-") << "\n";
+    }
+}
+
+void Print(std::ostream& out, const admin::DestinationView& v) {
+    const auto& d = v.destination;
+    out << "id:             " << Safe(d.id) << "\n"
+        << "platform:       " << Safe(d.platform) << "\n"
+        << "api base:       " << Safe(d.api_base) << "\n"
+        << "client-side id: " << Safe(d.client_side_id) << "\n"
+        << "context kind:   " << Safe(d.context_kind) << "\n"
+        << "context key:    " << config::ToString(d.context_key) << "\n"
+        << "write keys:     " << d.write_key_count << " (redacted)\n"
+        << "shared secret:  " << (d.has_shared_secret ? "set (redacted)" : "none") << "\n"
+        << "status:         " << (v.state ? v.state->status : "ok") << "\n"
+        << "paused until:   " << PauseOf(v) << "\n"
+        << "last success:   " << Time(v.state ? v.state->last_success_ms : std::nullopt) << "\n"
+        << "last error:     "
+        << Safe(v.state && v.state->last_error ? *v.state->last_error : "-") << "\n";
+}
+
+void PrintDeadLettersHeader(std::ostream& out) {
+    out << Cell("ID", 36) << Cell("STATE", 9) << Cell("STATUS", 7) << "ERROR\n";
+}
+
+void PrintDeadLetterRow(std::ostream& out, const store::MemberRow& m) {
+    out << Cell(std::to_string(m.segment_id) + ":" + m.context_key, 36) << Cell(State(m.desired), 9)
+        << Cell(m.last_status ? std::to_string(*m.last_status) : "-", 7)
+        << Safe(m.last_error.value_or("-")) << "\n";
+}
+
+void Print(std::ostream& out, const admin::DeadLetterChange& change) {
+    out << (change.retry ? "retried " : "discarded ")
+        << Plural(change.changed, "dead letter", "dead letters") << "\n";
+    for (const auto& id : change.not_found) out << "  not a dead letter: " << Safe(id) << "\n";
+}
+
+void Print(std::ostream& out, const admin::ReplayReport& report) {
+    for (const auto& e : report.segments) {
+        out << "segment " << e.segment.id << " (" << Safe(e.segment.destination) << ", "
+            << Safe(e.segment.audience_key) << ", " << Safe(e.segment.context_kind)
+            << "): " << e.adds << " adds, " << e.removes << " removes";
+        if (!e.sample.empty()) {
+            out << "; e.g.";
+            for (const auto& k : e.sample) out << " " << Safe(k);
+        }
+        out << "\n";
+    }
+    const int64_t n = static_cast<int64_t>(report.segments.size());
+    if (report.dry_run) {
+        out << "dry run: would re-push " << report.adds << " adds and " << report.removes
+            << " removes in " << Plural(n, "segment", "segments") << "; nothing changed\n";
+    } else {
+        out << "marked " << Plural(report.marked, "member", "members") << " of "
+            << Plural(n, "segment", "segments")
+            << " for re-push; a running audsync pushes them within seconds\n";
+    }
+}
+
+void Print(std::ostream& out, const admin::PushReport& report) {
+    out << "replayed " << Plural(report.segments, "segment", "segments") << ": "
+        << report.acknowledged << " acknowledged, " << report.pending << " still pending, "
+        << Plural(report.dead_letters, "new dead letter", "new dead letters") << "\n";
+    for (const auto& p : report.paused) out << p << "\n";
+}
+
+void Print(std::ostream& out, const admin::SegmentDeletion& deletion) {
+    out << "deleted segment " << deletion.segment_id << " and "
+        << Plural(deletion.members, "member", "members");
+    if (deletion.emptied_on_platform) out << " (emptied on the platform first)";
+    out << "\n";
+}
+
+void Print(std::ostream& out, const admin::Resumed& resumed) {
+    out << "resumed destination " << Safe(resumed.destination) << "; "
+        << Plural(resumed.pending, "member is", "members are") << " due now\n";
+}
+
+void Print(std::ostream& out, const admin::EventReplayReport& r) {
+    if (r.dry_run) out << "dry run: nothing was written\n";
+    out << "events:          " << r.events << "\n"
+        << "accepted:        " << r.accepted << "\n"
+        << "duplicates:      " << r.duplicates << "\n"
+        << "stale:           " << r.stale << "\n"
+        << "not applicable:  " << r.not_applicable << "\n"
+        << "rejected:        " << r.rejected << "\n";
+    for (const auto& [reason, n] : r.rejected_by_reason) out << "  " << reason << ": " << n << "\n";
+    for (const auto& x : r.first_rejections) {
+        out << "  line " << x.line << ": " << x.reason;
+        if (!x.message_id.empty()) out << " (messageId " << Safe(x.message_id) << ")";
+        if (!x.detail.empty()) out << ": " << Safe(x.detail);
+        out << "\n";
+    }
+    if (r.rejected > r.first_rejections.size()) {
+        out << "  (" << r.rejected - r.first_rejections.size() << " more rejections not listed)\n";
+    }
+}
+
+}  // namespace audsync::cli::text
