@@ -504,6 +504,9 @@ TEST_SUITE("store") {
         CHECK(open.exit_code == 0);
         CHECK(open.err.find("database " + db + " is readable by other users (mode 0644)") !=
               std::string::npos);
+        // Once per process, however many connections the command opens.
+        CHECK(open.err.find("readable by other users") ==
+              open.err.rfind("readable by other users"));
     }
 
     TEST_CASE("a backup is a consistent copy, mode 0600") {

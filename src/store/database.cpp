@@ -9,6 +9,8 @@
 
 #include <cstdio>
 #include <cstring>
+#include <mutex>
+#include <set>
 
 #include "access.hpp"
 #include "audsync/common/log.hpp"
@@ -36,6 +38,13 @@ void PrepareFile(const std::string& path, bool create) {
     }
     struct stat st;
     if (::stat(path.c_str(), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+        // Once per path and process: readers open a connection per request.
+        static std::mutex mu;
+        static std::set<std::string> warned;
+        {
+            std::lock_guard<std::mutex> lock(mu);
+            if (!warned.insert(path).second) return;
+        }
         char mode[8];
         std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
         log::Warn("database " + path + " is readable by other users (mode " + mode +
