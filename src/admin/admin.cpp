@@ -172,9 +172,36 @@ std::shared_ptr<const config::Config> Service::config() const {
     return config_;
 }
 
-Result<SegmentList> Service::ListSegments(const store::SegmentFilter& filter) {
+namespace {
+
+// The segment id after which a page starts, from its cursor.
+Result<std::optional<int64_t>> AfterId(const PageQuery& page) {
+    if (page.limit < 1 || page.limit > kMaxLimit) {
+        return BadRequest("limit must be a number from 1 to " + std::to_string(kMaxLimit));
+    }
+    if (!page.cursor) return std::optional<int64_t>();
+    auto raw = DecodeCursor(*page.cursor);
+    auto id = raw ? ParseId(*raw, "cursor") : Result<int64_t>(BadRequest("bad cursor"));
+    if (!id) return BadRequest("cursor is not one this API returned");
+    return std::optional<int64_t>(id.value());
+}
+
+}  // namespace
+
+Result<SegmentList> Service::ListSegments(const store::SegmentFilter& filter,
+                                          const PageQuery& page) {
+    auto after = AfterId(page);
+    if (!after) return after.error();
     return Read<SegmentList>(db_path_, [&](store::Database& db) -> Result<SegmentList> {
-        return SegmentList{store::ListSegments(db, filter)};
+        store::SegmentFilter f = filter;
+        f.after_id = after.value();
+        f.limit = page.limit + 1;  // one extra row tells whether another page exists
+        SegmentList list{store::ListSegments(db, f), std::nullopt};
+        if (list.segments.size() > static_cast<size_t>(page.limit)) {
+            list.segments.pop_back();
+            list.next_cursor = EncodeCursor(std::to_string(list.segments.back().id));
+        }
+        return list;
     });
 }
 
@@ -226,9 +253,17 @@ Result<MemberDetail> Service::GetMember(int64_t segment_id, const std::string& k
     });
 }
 
-Result<ContextView> Service::Context(const std::string& key) {
+Result<ContextView> Service::Context(const std::string& key, const PageQuery& page) {
+    auto after = AfterId(page);
+    if (!after) return after.error();
     return Read<ContextView>(db_path_, [&](store::Database& db) -> Result<ContextView> {
-        return ContextView{key, store::ContextMemberships(db, key)};
+        ContextView view{key, store::ContextMemberships(db, key, after.value(), page.limit + 1),
+                         std::nullopt};
+        if (view.segments.size() > static_cast<size_t>(page.limit)) {
+            view.segments.pop_back();
+            view.next_cursor = EncodeCursor(std::to_string(view.segments.back().first.id));
+        }
+        return view;
     });
 }
 
@@ -372,6 +407,20 @@ Result<SegmentDeletion> Service::DeleteSegment(int64_t id) {
     return deletion;
 }
 
+Result<int64_t> Service::ExcludeAllMembers(int64_t id) {
+    auto found = GetSegment(id);
+    if (!found) return found.error();
+    int64_t changed = 0;
+    Status s = write_(
+        [&](store::WriteStore& w) { changed = w.ExcludeAllMembers(id, text::NowMs()); });
+    if (!s) return s.error();
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (notify_) notify_();
+    }
+    return changed;
+}
+
 Result<Resumed> Service::ResumeDestination(const std::string& id) {
     auto cfg = config();
     if (cfg->FindDestination(id) == nullptr) {
@@ -383,13 +432,13 @@ Result<Resumed> Service::ResumeDestination(const std::string& id) {
         std::lock_guard<std::mutex> lock(mu_);
         if (notify_) notify_();
     }
-    store::SegmentFilter f;
-    f.destination = id;
-    auto segments = ListSegments(f);
-    if (!segments) return segments.error();
-    Resumed r{id, 0};
-    for (const auto& seg : segments.value().segments) r.pending += seg.pending;
-    return r;
+    return Read<Resumed>(db_path_, [&](store::Database& db) -> Result<Resumed> {
+        store::SegmentFilter f;
+        f.destination = id;
+        Resumed r{id, 0};
+        for (const auto& seg : store::ListSegments(db, f)) r.pending += seg.pending;
+        return r;
+    });
 }
 
 Result<std::string> Service::Metrics() {

@@ -247,6 +247,8 @@ std::string ToJson(const SegmentList& list) {
         w.StartArray();
         for (const auto& s : list.segments) WriteSegment(w, s, false);
         w.EndArray();
+        w.Key("next_cursor");
+        OptStr(w, list.next_cursor);
         w.EndObject();
     });
 }
@@ -284,6 +286,8 @@ std::string ToJson(const ContextView& view) {
             w.EndObject();
         }
         w.EndArray();
+        w.Key("next_cursor");
+        OptStr(w, view.next_cursor);
         w.EndObject();
     });
 }
@@ -397,6 +401,13 @@ std::string ToJson(const EventReplayReport& r) {
         Count(w, "duplicates", static_cast<int64_t>(r.duplicates));
         Count(w, "stale", static_cast<int64_t>(r.stale));
         Count(w, "not_applicable", static_cast<int64_t>(r.not_applicable));
+        w.Key("not_applicable_reasons");
+        w.StartObject();
+        for (const auto& [reason, n] : r.not_applicable_reasons) {
+            Str(w, reason);
+            w.Int64(static_cast<int64_t>(n));
+        }
+        w.EndObject();
         Count(w, "rejected", static_cast<int64_t>(r.rejected));
         w.Key("rejected_by_reason");
         w.StartObject();

@@ -42,6 +42,15 @@ Result<int> LimitOf(const Query& q) {
     return static_cast<int>(n.value());
 }
 
+Result<PageQuery> PageOf(const Query& q) {
+    PageQuery page;
+    auto limit = LimitOf(q);
+    if (!limit) return limit.error();
+    page.limit = limit.value();
+    page.cursor = Get(q, "cursor");
+    return page;
+}
+
 Result<DeadLetterSelection> SelectionOf(std::string_view body) {
     rapidjson::Document doc;
     AUDSYNC_TRY(json::Parse(body, doc, 8));
@@ -78,7 +87,9 @@ Result<std::string> Rest::ListSegments(const Query& q) {
     store::SegmentFilter f;
     f.destination = Get(q, "destination");
     f.audience_key = Get(q, "audience_key");
-    return Json(service_.ListSegments(f));
+    auto page = PageOf(q);
+    if (!page) return page.error();
+    return Json(service_.ListSegments(f, page.value()));
 }
 
 Result<std::string> Rest::GetSegment(const std::string& id) {
@@ -132,7 +143,11 @@ Result<std::string> Rest::Resync(const std::string& id, const Query& q) {
     return Json(r);
 }
 
-Result<std::string> Rest::Context(const std::string& key) { return Json(service_.Context(key)); }
+Result<std::string> Rest::Context(const std::string& key, const Query& q) {
+    auto page = PageOf(q);
+    if (!page) return page.error();
+    return Json(service_.Context(key, page.value()));
+}
 
 Result<std::string> Rest::ListDestinations() { return Json(service_.ListDestinations()); }
 

@@ -68,6 +68,9 @@ Result<admin::EventReplayReport> ReplayEvents(const config::Config& config,
         report.duplicates += s.duplicates;
         report.stale += s.stale;
         report.not_applicable += s.not_applicable;
+        for (const auto& [reason, n] : s.not_applicable_reasons) {
+            report.not_applicable_reasons[reason] += n;
+        }
         for (const auto& rej : s.rejected) {
             ++report.rejected;
             ++report.rejected_by_reason[rej.reason];

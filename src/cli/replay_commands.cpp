@@ -13,12 +13,11 @@
 #include "audsync/common/log.hpp"
 #include "audsync/common/text.hpp"
 #include "common.hpp"
+#include "push.hpp"
 #include "text.hpp"
 
 namespace audsync::cli {
 namespace {
-
-constexpr int64_t kGiveUpMs = 60000;  // --push-now: a minute without progress
 
 struct ReplayOptions {
     CommonOptions common;
@@ -44,85 +43,6 @@ void Show(Invocation& inv, const CommonOptions& o, const T& value) {
     }
 }
 
-// "destination ld is paused (auth_failed) until 23:38:29; audsync destinations resume ld",
-// for each chosen destination a push cannot get through now.
-std::vector<std::string> Pauses(admin::Service& service, const std::set<std::string>& ids,
-                                int64_t beyond_ms) {
-    std::vector<std::string> out;
-    auto list = service.ListDestinations();
-    if (!list) return out;
-    for (const auto& v : list.value().destinations) {
-        if (!ids.count(v.destination.id) || !v.state) continue;
-        const bool auth = v.state->status == "auth_failed";
-        if (!auth && v.state->paused_until_ms <= beyond_ms) continue;
-        out.push_back("destination " + v.destination.id + " is paused (" + v.state->status +
-                      ") until " + audsync::text::FormatIso8601(v.state->paused_until_ms) +
-                      "; audsync destinations resume " + v.destination.id);
-    }
-    return out;
-}
-
-int PushNow(Invocation& inv, const ReplayOptions& o, std::shared_ptr<const config::Config> config,
-            admin::Service& direct, const admin::ReplayReport& marked) {
-    app::RuntimeOptions options;
-    options.exclusive = true;
-    options.sync = true;
-    options.config_path = ConfigPathOf(o.common);
-    auto runtime = app::Runtime::Start(config, options);
-    if (!runtime) {
-        if (runtime.error().name == "database_locked") {
-            inv.err << "audsync: " << runtime.error().message
-                    << "\nthe members are marked: that server pushes them\n";
-            return kExitOk;
-        }
-        return Fail(inv, runtime.error());
-    }
-    app::Runtime& rt = *runtime.value();
-    std::set<std::string> destinations;
-    for (const auto& e : marked.segments) destinations.insert(e.segment.destination);
-    auto pending = [&]() -> int64_t {
-        int64_t n = 0;
-        for (const auto& e : marked.segments) {
-            auto s = direct.GetSegment(e.segment.id);
-            if (s) n += s.value().segment.pending;
-        }
-        return n;
-    };
-    admin::PushReport report;
-    report.segments = static_cast<int64_t>(marked.segments.size());
-    report.marked = marked.marked;
-    int64_t last = -1;
-    int64_t stalled_since = audsync::text::NowMs();
-    for (;;) {
-        report.pending = pending();
-        Progress("replay " +
-                 Bar(report.marked ? 1.0 - static_cast<double>(report.pending) /
-                                               static_cast<double>(report.marked)
-                                   : 1.0) +
-                 "  " + std::to_string(report.marked - report.pending) + "/" +
-                 std::to_string(report.marked) + " members");
-        if (report.pending == 0) break;
-        const int64_t now = audsync::text::NowMs();
-        // A refused token, or a pause longer than we would wait, will not end by waiting.
-        report.paused = Pauses(direct, destinations, now + kGiveUpMs);
-        if (!report.paused.empty()) break;
-        if (report.pending != last) {
-            last = report.pending;
-            stalled_since = now;
-        } else if (now - stalled_since > kGiveUpMs) {
-            report.paused = Pauses(direct, destinations, now);
-            break;
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(200));  // progress poll
-    }
-    ProgressDone();
-    rt.Stop();
-    report.acknowledged = static_cast<int64_t>(rt.engine()->counters().members_acknowledged.load());
-    report.dead_letters = static_cast<int64_t>(rt.engine()->counters().members_dead.load());
-    Show(inv, o.common, report);
-    return report.pending == 0 ? kExitOk : kExitFailed;
-}
-
 int ReplaySegments(Invocation& inv, const ReplayOptions& o) {
     if (o.dry_run && o.push_now) return UsageError(inv, "--dry-run and --push-now exclude each other");
     auto config = LoadConfig(inv, o.common, o.push_now ? Secrets::kNeeded : Secrets::kNotNeeded);
@@ -141,7 +61,16 @@ int ReplaySegments(Invocation& inv, const ReplayOptions& o) {
         Show(inv, o.common, report.value());
         return kExitOk;
     }
-    return PushNow(inv, o, config.value(), *service.value(), report.value());
+    PushWait wait;
+    for (const auto& e : report.value().segments) wait.segments.push_back(e.segment.id);
+    wait.marked = report.value().marked;
+    admin::PushReport pushed;
+    if (!PushAndWait(inv, o.common, config.value(), *service.value(), wait, &pushed)) {
+        return kExitFailed;
+    }
+    if (pushed.pending < 0) return kExitOk;  // a running server pushes them
+    Show(inv, o.common, pushed);
+    return pushed.pending == 0 ? kExitOk : kExitFailed;
 }
 
 int ReplayEvents(Invocation& inv, const ReplayOptions& o) {

@@ -6,6 +6,7 @@
 #include "audsync/admin/render.hpp"
 #include "audsync/cli/cli.hpp"
 #include "common.hpp"
+#include "push.hpp"
 #include "text.hpp"
 
 namespace audsync::cli {
@@ -49,7 +50,18 @@ int List(Invocation& inv, const SegmentOptions& o) {
         store::SegmentFilter f;
         if (!o.destination.empty()) f.destination = o.destination;
         if (!o.audience_key.empty()) f.audience_key = o.audience_key;
-        return Show(inv, o.common, s.ListSegments(f));
+        // Every page, as one list: a table or one JSON object with no next cursor.
+        admin::SegmentList all;
+        admin::PageQuery page;
+        page.limit = admin::kMaxLimit;
+        for (;;) {
+            auto r = s.ListSegments(f, page);
+            if (!r) return Fail(inv, r.error());
+            for (auto& seg : r.value().segments) all.segments.push_back(std::move(seg));
+            if (!r.value().next_cursor) break;
+            page.cursor = r.value().next_cursor;
+        }
+        return Show(inv, o.common, Result<admin::SegmentList>(std::move(all)));
     });
 }
 
@@ -101,11 +113,30 @@ int Member(Invocation& inv, const SegmentOptions& o) {
 
 int Contexts(Invocation& inv, const SegmentOptions& o) {
     return WithService(inv, o.common,
-                       [&](admin::Service& s) { return Show(inv, o.common, s.Context(o.key)); });
+                       [&](admin::Service& s) {
+                           admin::ContextView all{o.key, {}, std::nullopt};
+                           admin::PageQuery page;
+                           page.limit = admin::kMaxLimit;
+                           for (;;) {
+                               auto r = s.Context(o.key, page);
+                               if (!r) return Fail(inv, r.error());
+                               for (auto& e : r.value().segments) all.segments.push_back(e);
+                               if (!r.value().next_cursor) break;
+                               page.cursor = r.value().next_cursor;
+                           }
+                           return Show(inv, o.common, Result<admin::ContextView>(std::move(all)));
+                       });
 }
 
 int Delete(Invocation& inv, const SegmentOptions& o) {
-    return WithService(inv, o.common, [&](admin::Service& s) {
+    // Emptying the platform may push from here: that needs the platform's credentials.
+    auto loaded =
+        LoadConfig(inv, o.common, o.empty_on_platform ? Secrets::kNeeded : Secrets::kNotNeeded);
+    if (!loaded) return Fail(inv, loaded.error());
+    std::shared_ptr<const config::Config> config = loaded.value();
+    auto service = OpenDirect(inv, o.common, config);
+    if (!service) return Fail(inv, service.error());
+    return [&](admin::Service& s) {
         auto segment = s.GetSegment(o.id);
         if (!segment) return Fail(inv, segment.error());
         if (!o.yes) {
@@ -123,13 +154,35 @@ int Delete(Invocation& inv, const SegmentOptions& o) {
                 return kExitUsage;
             }
         }
+        bool emptied = false;
         if (o.empty_on_platform) {
-            return Fail(inv,
-                        "--empty-on-platform needs the platform: run it against a running "
-                        "server with DELETE /v1/segments/{id}?empty_on_platform=true");
+            auto excluded = s.ExcludeAllMembers(o.id);
+            if (!excluded) return Fail(inv, excluded.error());
+            PushWait wait;
+            wait.segments = {o.id};
+            wait.marked = excluded.value();
+            wait.wait_for_server = true;
+            admin::PushReport pushed;
+            if (!PushAndWait(inv, o.common, config, s, wait, &pushed)) return kExitFailed;
+            if (pushed.pending != 0) {
+                for (const auto& p : pushed.paused) inv.err << p << "\n";
+                return Fail(inv, std::to_string(pushed.pending) +
+                                     " removals are not acknowledged by the platform yet; the "
+                                     "segment is kept (its members are now excluded): run the "
+                                     "command again once the platform takes pushes");
+            }
+            auto seg = s.GetSegment(o.id);
+            if (seg && seg.value().segment.dead > 0) {
+                return Fail(inv, "the platform refused " + std::to_string(seg.value().segment.dead) +
+                                     " removals (audsync dead-letters list --segment " +
+                                     std::to_string(o.id) + "); the segment is kept");
+            }
+            emptied = true;
         }
-        return Show(inv, o.common, s.DeleteSegment(o.id));
-    });
+        auto deleted = s.DeleteSegment(o.id);
+        if (deleted) deleted.value().emptied_on_platform = emptied;
+        return Show(inv, o.common, deleted);
+    }(*service.value());
 }
 
 CLI::App* Leaf(CLI::App* parent, const char* name, const char* description, Invocation& inv,

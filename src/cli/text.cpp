@@ -225,8 +225,11 @@ void Print(std::ostream& out, const admin::EventReplayReport& r) {
         << "accepted:        " << r.accepted << "\n"
         << "duplicates:      " << r.duplicates << "\n"
         << "stale:           " << r.stale << "\n"
-        << "not applicable:  " << r.not_applicable << "\n"
-        << "rejected:        " << r.rejected << "\n";
+        << "not applicable:  " << r.not_applicable << "\n";
+    for (const auto& [reason, n] : r.not_applicable_reasons) {
+        out << "  " << reason << ": " << n << "\n";
+    }
+    out << "rejected:        " << r.rejected << "\n";
     for (const auto& [reason, n] : r.rejected_by_reason) out << "  " << reason << ": " << n << "\n";
     for (const auto& x : r.first_rejections) {
         out << "  line " << x.line << ": " << x.reason;

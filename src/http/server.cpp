@@ -130,7 +130,7 @@ Answer DispatchAdmin(const Shared& s, const Pistache::Http::Request& req, const 
         case RouteId::kResync:
             return FromResult(a.Resync(m.segment, QueryOf(req)));
         case RouteId::kContext:
-            return FromResult(a.Context(m.key));
+            return FromResult(a.Context(m.key, QueryOf(req)));
         case RouteId::kDestinations:
             return FromResult(a.ListDestinations());
         case RouteId::kDestination:

@@ -1,6 +1,8 @@
 // What the ingest path would do with events, read-only (semantics rules 1-7).
 #include "audsync/ingest/dry_run.hpp"
 
+#include <limits>
+
 #include "audsync/common/text.hpp"
 #include "audsync/mapping/mapping.hpp"
 #include "audsync/store/store.hpp"
@@ -28,8 +30,9 @@ Summary DryRun::Classify(const config::Destination& destination,
             continue;
         }
         mapping::Outcome outcome = mapping::Resolve(*item.event, rules, received_ms, kind_lookup);
-        if (std::holds_alternative<mapping::NotApplicable>(outcome)) {
+        if (const auto* na = std::get_if<mapping::NotApplicable>(&outcome)) {
             ++summary.not_applicable;
+            ++summary.not_applicable_reasons[na->reason];
             continue;
         }
         if (const auto* r = std::get_if<mapping::Rejection>(&outcome)) {
@@ -47,7 +50,7 @@ Summary DryRun::Classify(const config::Destination& destination,
         auto member = std::make_tuple(dest, change.audience_id, change.context_kind,
                                       change.context_key);
         auto it = decided_.find(member);
-        int64_t current = INT64_MIN;
+        int64_t current = std::numeric_limits<int64_t>::min();
         if (it != decided_.end()) {
             current = it->second;
         } else if (auto stored = store::FindMembership(reader_, dest, change.audience_id,

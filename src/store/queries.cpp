@@ -92,11 +92,14 @@ std::vector<SegmentSummary> ListSegments(Database& db, const SegmentFilter& f) {
                     "WHERE (?1 IS NULL OR s.destination = ?1) "
                     "AND (?2 IS NULL OR s.audience_key = ?2) "
                     "AND (?3 IS NULL OR s.id = ?3) "
-                    "AND (?4 IS NULL OR s.audience_id = ?4) ORDER BY s.id");
+                    "AND (?4 IS NULL OR s.audience_id = ?4) "
+                    "AND (?5 IS NULL OR s.id > ?5) ORDER BY s.id LIMIT coalesce(?6, -1)");
     f.destination ? s.Bind(1, *f.destination) : s.BindNull(1);
     f.audience_key ? s.Bind(2, *f.audience_key) : s.BindNull(2);
     f.id ? s.Bind(3, *f.id) : s.BindNull(3);
     f.audience_id ? s.Bind(4, *f.audience_id) : s.BindNull(4);
+    f.after_id ? s.Bind(5, *f.after_id) : s.BindNull(5);
+    f.limit ? s.Bind(6, *f.limit) : s.BindNull(6);
     std::vector<SegmentSummary> out;
     while (s.Step()) out.push_back(ReadSegment(s));
     return out;
@@ -127,12 +130,15 @@ std::optional<MemberRow> GetMember(Database& db, int64_t segment_id, const std::
     return ReadMember(s);
 }
 
-std::vector<std::pair<SegmentSummary, MemberRow>> ContextMemberships(Database& db,
-                                                                     const std::string& key) {
+std::vector<std::pair<SegmentSummary, MemberRow>> ContextMemberships(
+    Database& db, const std::string& key, std::optional<int64_t> after_segment,
+    std::optional<int64_t> limit) {
     Statement ids(detail::Access::Handle(db),
                   "SELECT segment_id FROM memberships WHERE context_key = ?1 AND desired = 1 "
-                  "ORDER BY segment_id");
+                  "AND (?2 IS NULL OR segment_id > ?2) ORDER BY segment_id LIMIT coalesce(?3, -1)");
     ids.Bind(1, key);
+    after_segment ? ids.Bind(2, *after_segment) : ids.BindNull(2);
+    limit ? ids.Bind(3, *limit) : ids.BindNull(3);
     std::vector<int64_t> segment_ids;
     while (ids.Step()) segment_ids.push_back(ids.Int(0));
     std::vector<std::pair<SegmentSummary, MemberRow>> out;

@@ -264,6 +264,18 @@ int64_t WriteStore::DeleteSegment(int64_t segment_id) {
     return members;
 }
 
+int64_t WriteStore::ExcludeAllMembers(int64_t segment_id, int64_t now_ms) {
+    // Prepared here, not in the constructor: an operator action, rare.
+    Statement s(detail::Access::Handle(db_),
+                "UPDATE memberships SET desired = 0, version = version + 1, "
+                "message_id = 'audsync:segments-delete', event_ms = max(event_ms, ?2), "
+                "received_ms = ?2, attempts = 0, next_attempt_ms = 0, dead = 0 "
+                "WHERE segment_id = ?1 AND desired = 1");
+    s.Bind(1, segment_id).Bind(2, now_ms);
+    s.Run();
+    return db_.Changes();
+}
+
 void WriteStore::ResumeDestination(const std::string& id, int64_t now_ms) {
     // Prepared here, not in the constructor: an operator action, rare.
     Statement destination(detail::Access::Handle(db_),

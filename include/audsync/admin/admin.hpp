@@ -46,6 +46,7 @@ inline constexpr size_t kMaxDeadLetterIds = 10000;
 
 struct SegmentList {
     std::vector<store::SegmentSummary> segments;
+    std::optional<std::string> next_cursor;  // nullopt on the last page
 };
 
 // One segment with its counts by state and next retry (the detail view).
@@ -68,6 +69,7 @@ struct MemberDetail {
 struct ContextView {
     std::string context_key;
     std::vector<std::pair<store::SegmentSummary, store::MemberRow>> segments;
+    std::optional<std::string> next_cursor;  // nullopt on the last page
 };
 
 struct DestinationView {
@@ -129,6 +131,12 @@ struct Resumed {
 
 // --- parameters ----------------------------------------------------------------------
 
+// One page of segments (or of a context's segments), in id order.
+struct PageQuery {
+    std::optional<std::string> cursor;
+    int limit = kDefaultLimit;
+};
+
 struct MemberQuery {
     store::MemberState state = store::MemberState::kAll;
     std::optional<std::string> cursor;
@@ -169,11 +177,11 @@ class Service {
     void SetConfig(std::shared_ptr<const config::Config> config);
     void SetNotify(Notify notify);
 
-    Result<SegmentList> ListSegments(const store::SegmentFilter& filter);
+    Result<SegmentList> ListSegments(const store::SegmentFilter& filter, const PageQuery& page);
     Result<SegmentDetail> GetSegment(int64_t id);
     Result<MemberPage> ListMembers(int64_t segment_id, const MemberQuery& query);
     Result<MemberDetail> GetMember(int64_t segment_id, const std::string& key);
-    Result<ContextView> Context(const std::string& key);
+    Result<ContextView> Context(const std::string& key, const PageQuery& page);
     Result<DestinationList> ListDestinations();
     Result<DestinationView> GetDestination(const std::string& id);
     Result<DeadLetterPage> ListDeadLetters(const DeadLetterQuery& query);
@@ -182,6 +190,9 @@ class Service {
     // Marks the chosen segments' members for re-push; a dry run only counts them.
     Result<ReplayReport> ReplaySegments(const store::SegmentFilter& filter, bool dry_run);
     Result<SegmentDeletion> DeleteSegment(int64_t id);
+    // The first step of a delete with --empty-on-platform: every included member becomes
+    // an exclusion due now. Returns the members changed.
+    Result<int64_t> ExcludeAllMembers(int64_t id);
     // Clears auth and rate-limit pauses and makes the destination's pending members due.
     Result<Resumed> ResumeDestination(const std::string& id);
     // Prometheus text format.

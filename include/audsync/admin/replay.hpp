@@ -23,6 +23,7 @@ struct EventReplayReport {
     size_t duplicates = 0;
     size_t stale = 0;
     size_t not_applicable = 0;
+    std::map<std::string, size_t> not_applicable_reasons;
     size_t rejected = 0;
     std::map<std::string, size_t> rejected_by_reason;
     std::vector<Rejection> first_rejections;  // the first kMaxListedRejections, in order

@@ -24,7 +24,7 @@ class Rest {
     Result<std::string> GetMember(const std::string& id, const std::string& key);
     // ?dry_run=true answers what would be re-pushed and changes nothing.
     Result<std::string> Resync(const std::string& id, const Query& q);
-    Result<std::string> Context(const std::string& key);
+    Result<std::string> Context(const std::string& key, const Query& q);
     Result<std::string> ListDestinations();
     Result<std::string> GetDestination(const std::string& id);
     Result<std::string> ResumeDestination(const std::string& id);

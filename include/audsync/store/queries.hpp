@@ -36,6 +36,8 @@ struct SegmentFilter {
     std::optional<std::string> audience_key;
     std::optional<int64_t> id;
     std::optional<std::string> audience_id;
+    std::optional<int64_t> after_id;  // keyset pagination: segments with a larger id
+    std::optional<int64_t> limit;     // at most this many
 };
 
 std::vector<SegmentSummary> ListSegments(Database& db, const SegmentFilter& filter);
@@ -67,8 +69,9 @@ std::vector<MemberRow> ListMembers(Database& db, int64_t segment_id, MemberState
 std::optional<MemberRow> GetMember(Database& db, int64_t segment_id, const std::string& key);
 
 // Every segment where `key` is a member (desired included), with its row.
-std::vector<std::pair<SegmentSummary, MemberRow>> ContextMemberships(Database& db,
-                                                                     const std::string& key);
+std::vector<std::pair<SegmentSummary, MemberRow>> ContextMemberships(
+    Database& db, const std::string& key, std::optional<int64_t> after_segment = std::nullopt,
+    std::optional<int64_t> limit = std::nullopt);
 
 // Dead letters in (segment, key) order after the given position.
 std::vector<MemberRow> ListDeadLetters(Database& db, std::optional<int64_t> segment_id,

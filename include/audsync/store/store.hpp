@@ -90,6 +90,10 @@ class WriteStore {
     // The de-duplication log keeps its entries (a resent event stays a duplicate); a
     // later event for the audience creates the segment anew.
     int64_t DeleteSegment(int64_t segment_id);
+    // Before a delete that empties the platform: every included member becomes excluded
+    // (a new version, decided at `now_ms` by the operator), due for a push at once.
+    // Returns the members changed.
+    int64_t ExcludeAllMembers(int64_t segment_id, int64_t now_ms);
     // An operator's resume: the destination back to "ok" with no pause, and its pending,
     // non-dead members due at `now_ms`. Unknown ids change nothing.
     void ResumeDestination(const std::string& id, int64_t now_ms);

@@ -1,0 +1,288 @@
+// The operator's traps: dry runs that are dry, one server per database, deletes, resumes,
+// reads without secrets, backups, and the why of a member on the CLI.
+#include <doctest/doctest.h>
+#include <rapidjson/document.h>
+#include <sys/stat.h>
+
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "audsync/common/json.hpp"
+#include "support/store_access.hpp"
+#include "support/sync_harness.hpp"
+
+using namespace audsync;
+using namespace audsync::testing;
+
+namespace {
+
+rapidjson::Document Parse(const std::string& body) {
+    rapidjson::Document doc;
+    REQUIRE_MESSAGE(json::Parse(body, doc, 64).ok(), body);
+    return doc;
+}
+
+std::string Replace(std::string s, const std::string& from, const std::string& to) {
+    size_t at = s.find(from);
+    REQUIRE(at != std::string::npos);
+    return s.replace(at, from.size(), to);
+}
+
+EngageEvent Event(const std::string& id, const std::string& user, const std::string& value,
+                  const std::string& timestamp) {
+    EngageEvent e;
+    e.message_id = id;
+    e.user_id = user;
+    e.value = value;
+    e.timestamp = timestamp;
+    return e;
+}
+
+int64_t Rows(const std::string& db, const std::string& sql) {
+    store::Database d(db, false);
+    return store::TestAccess::Int(d, sql);
+}
+
+}  // namespace
+
+TEST_SUITE("operator traps") {
+    TEST_CASE("replay events --dry-run classifies against the stored state and writes nothing") {
+        Harness h;
+        REQUIRE(h.Send({Event("d1", "dry-a", "true", "2024-05-06T10:00:00.000Z").Json()}).status ==
+                200);
+        TempDir dir;
+        std::string file = dir.File("capture.ndjson");
+        std::ofstream(file) << Event("d1", "dry-a", "true", "2024-05-06T10:00:00.000Z").Json()
+                            << "\n"  // line 1: duplicate of a stored event
+                            << Event("d2", "dry-a", "false", "2024-05-06T09:00:00.000Z").Json()
+                            << "\n"  // line 2: older than the stored decision
+                            << Event("d3", "dry-b", "true", "2024-05-06T10:00:00.000Z").Json()
+                            << "\n"         // line 3: new
+                            << "garbage\n"  // line 4: one rejected event
+                            << Event("d3", "dry-b", "true", "2024-05-06T10:00:00.000Z").Json()
+                            << "\n";  // line 5: duplicate within the file
+        const int64_t events_before = Rows(h.db, "SELECT count(*) FROM events");
+        const int64_t members_before = Rows(h.db, "SELECT count(*) FROM memberships");
+        for (int run = 0; run < 2; ++run) {
+            auto dry = RunAudsync({"replay", "events", file, "--dry-run", "--json", "--config",
+                                   h.config});
+            REQUIRE_MESSAGE(dry.exit_code == 0, dry.err);
+            auto doc = Parse(dry.out);
+            CHECK(doc["dry_run"].GetBool());
+            CHECK(doc["events"].GetInt() == 5);
+            CHECK(doc["accepted"].GetInt() == 1);
+            CHECK(doc["duplicates"].GetInt() == 2);
+            CHECK(doc["stale"].GetInt() == 1);
+            CHECK(doc["rejected"].GetInt() == 1);
+            REQUIRE(doc["rejections"].Size() == 1);
+            CHECK(doc["rejections"][0]["line"].GetInt() == 4);
+            CHECK(Rows(h.db, "SELECT count(*) FROM events") == events_before);
+            CHECK(Rows(h.db, "SELECT count(*) FROM memberships") == members_before);
+        }
+        auto text = RunAudsync({"replay", "events", file, "--dry-run", "--config", h.config});
+        CHECK(text.out.find("dry run: nothing was written") != std::string::npos);
+        CHECK(text.out.find("line 4: ") != std::string::npos);
+        // The real run does what the dry run said.
+        auto real = RunAudsync({"replay", "events", file, "--json", "--config", h.config});
+        REQUIRE(real.exit_code == 0);
+        CHECK(Parse(real.out)["accepted"].GetInt() == 1);
+        CHECK(Parse(real.out)["duplicates"].GetInt() == 2);
+        CHECK(Parse(real.out)["stale"].GetInt() == 1);
+        CHECK_FALSE(Parse(real.out)["dry_run"].GetBool());
+    }
+
+    TEST_CASE("a second serve on one database exits 1 naming it and the holder's pid") {
+        Harness h;
+        auto second = RunAudsync({"serve", "--config", h.config});
+        CHECK(second.exit_code == 1);
+        CHECK(second.err.find("pid " + std::to_string(h.server->pid())) != std::string::npos);
+        CHECK(second.err.find(h.db) != std::string::npos);
+        // Reads keep working beside the server.
+        CHECK(RunAudsync({"segments", "list", "--config", h.config}).exit_code == 0);
+        // And the lock goes with the server.
+        CHECK(h.server->Stop() == 0);
+        h.StartServer();
+    }
+
+    TEST_CASE("segments delete asks, refuses without a terminal, and forgets with --yes") {
+        Harness h;
+        REQUIRE(h.Send({Event("x1", "del-a", "true", "2024-05-06T10:00:00.000Z").Json(),
+                        Event("x2", "del-b", "true", "2024-05-06T10:00:00.000Z").Json()})
+                    .status == 200);
+        REQUIRE(Eventually([&] { return h.emulator.Included("aud_1").size() == 2; }));
+        auto refused = RunAudsync({"segments", "delete", "1", "--config", h.config});
+        CHECK(refused.exit_code == 2);
+        CHECK(refused.err.find("--yes") != std::string::npos);
+        CHECK(Rows(h.db, "SELECT count(*) FROM segments") == 1);
+        auto deleted = RunAudsync({"segments", "delete", "1", "--yes", "--empty-on-platform",
+                                   "--json", "--config", h.config});
+        REQUIRE_MESSAGE(deleted.exit_code == 0, deleted.err);
+        auto doc = Parse(deleted.out);
+        CHECK(doc["members_deleted"].GetInt() == 2);
+        CHECK(doc["emptied_on_platform"].GetBool());
+        // The running server pushed the removals before the segment was forgotten.
+        CHECK(h.emulator.Included("aud_1").empty());
+        CHECK(Rows(h.db, "SELECT count(*) FROM segments") == 0);
+        CHECK(Rows(h.db, "SELECT count(*) FROM memberships") == 0);
+        CHECK(RunAudsync({"segments", "show", "1", "--config", h.config}).exit_code == 1);
+    }
+
+    TEST_CASE("a refused token pauses; resume pushes at once; --push-now names the pause") {
+        Harness h;
+        // A slow auth retry, so that only a resume can make the push happen in time.
+        std::ofstream(h.config) << Replace(SyncConfig(h.db, h.emulator.base_url()),
+                                           "\"auth_retry_ms\":300", "\"auth_retry_ms\":600000");
+        CHECK(h.server->Stop() == 0);
+        h.StartServer();
+        h.emulator.SetRejectToken(true);
+        REQUIRE(h.Send({Event("p1", "paused-a", "true", "2024-05-06T10:00:00.000Z").Json()})
+                    .status == 200);
+        REQUIRE(Eventually([&] {
+            auto r = RunAudsync({"destinations", "show", "ld", "--json", "--config", h.config});
+            return r.exit_code == 0 && Parse(r.out)["status"].GetString() ==
+                                           std::string("auth_failed");
+        }));
+        auto list = RunAudsync({"destinations", "list", "--config", h.config});
+        CHECK(list.out.find("auth_failed") != std::string::npos);
+        h.emulator.SetRejectToken(false);
+        auto resumed = RunAudsync({"destinations", "resume", "ld", "--config", h.config});
+        CHECK_MESSAGE(resumed.exit_code == 0, resumed.err);
+        CHECK(resumed.out.find("resumed destination ld") != std::string::npos);
+        REQUIRE_MESSAGE(
+            Eventually([&] { return h.emulator.Included("aud_1").count("paused-a") == 1; }),
+            h.server->Log());
+        CHECK(RunAudsync({"destinations", "resume", "nope", "--config", h.config}).exit_code == 1);
+
+        // Without a server, --push-now stops at once on a refused token and says why.
+        CHECK(h.server->Stop() == 0);
+        h.server.reset();
+        h.emulator.Reset();
+        h.emulator.SetRejectToken(true);
+        auto push = RunAudsync({"replay", "segments", "--push-now", "--config", h.config});
+        CHECK(push.exit_code == 1);
+        CHECK_MESSAGE(push.out.find("destination ld is paused (auth_failed) until ") !=
+                          std::string::npos,
+                      push.out);
+        CHECK(push.out.find("audsync destinations resume ld") != std::string::npos);
+    }
+
+    TEST_CASE("reads need no secrets; serving does") {
+        TempDir dir;
+        std::string db = dir.File("s.db");
+        REQUIRE(RunAudsync({"migrate", "--database", db}).exit_code == 0);
+        std::string cfg = dir.File("c.json");
+        std::ofstream(cfg) << R"({"database":")" << db
+                           << R"(","admin_token":"${AUDSYNC_TEST_UNSET_ADMIN}",)"
+                           << R"("destinations":[{"id":"ld","service_token":"${AUDSYNC_TEST_UNSET_TOKEN}",)"
+                           << R"("client_side_id":"c","write_keys":["${AUDSYNC_TEST_UNSET_KEY}"]}]})";
+        for (const auto& args : std::vector<std::vector<std::string>>{
+                 {"segments", "list"},
+                 {"dead-letters", "list"},
+                 {"destinations", "list"},
+                 {"destinations", "show", "ld", "--json"},
+                 {"contexts", "u1"},
+                 {"replay", "segments", "--dry-run"}}) {
+            auto full = args;
+            full.insert(full.end(), {"--config", cfg});
+            CAPTURE(args[0]);
+            auto r = RunAudsync(full);
+            CHECK(r.err.find("AUDSYNC_TEST_UNSET") == std::string::npos);
+            CHECK(r.exit_code != 2);
+        }
+        auto show = RunAudsync({"destinations", "show", "ld", "--json", "--config", cfg});
+        CHECK(show.exit_code == 0);
+        CHECK(Parse(show.out)["write_keys"].Size() == 1);  // configured, shown redacted
+        auto serve = RunAudsync({"serve", "--config", cfg});
+        CHECK(serve.exit_code == 1);
+        CHECK(serve.err.find("AUDSYNC_TEST_UNSET") != std::string::npos);
+    }
+
+    TEST_CASE("backup writes a consistent 0600 copy beside a running server") {
+        Harness h;
+        REQUIRE(h.Send({Event("b1", "backup-a", "true", "2024-05-06T10:00:00.000Z").Json(),
+                        Event("b2", "backup-b", "true", "2024-05-06T10:00:00.000Z").Json()})
+                    .status == 200);
+        TempDir dir;
+        std::string copy = dir.File("copy.db");
+        auto r = RunAudsync({"backup", copy, "--config", h.config});
+        REQUIRE_MESSAGE(r.exit_code == 0, r.err);
+        struct stat st {};
+        REQUIRE(stat(copy.c_str(), &st) == 0);
+        CHECK((st.st_mode & 0777) == 0600);
+        CHECK(Rows(copy, "SELECT count(*) FROM memberships") == 2);
+        auto again = RunAudsync({"backup", copy, "--config", h.config});
+        CHECK(again.exit_code == 1);
+        CHECK(RunAudsync({"backup", "--config", h.config}).exit_code == 2);
+    }
+
+    TEST_CASE("the why on the CLI: a member's deciding event and the segments of a key") {
+        Harness h;
+        EngageEvent e = Event("w1", "why-a", "true", "2024-05-06T10:00:00.000Z");
+        e.extra_top = R"("writeKey":"wk-ld")";
+        REQUIRE(h.Send({e.Json()}).status == 200);
+        REQUIRE(Eventually([&] { return h.emulator.Included("aud_1").count("why-a") == 1; }));
+        auto member = RunAudsync({"segments", "member", "1", "why-a", "--config", h.config});
+        REQUIRE_MESSAGE(member.exit_code == 0, member.err);
+        CHECK(member.out.find("decided by:     w1") != std::string::npos);
+        CHECK(member.out.find("acknowledged:   included") != std::string::npos);
+        CHECK(member.out.find("\"messageId\":\"w1\"") != std::string::npos);  // the payload
+        CHECK(member.out.find("wk-ld") == std::string::npos);  // credentials removed
+        auto contexts = RunAudsync({"contexts", "why-a", "--config", h.config});
+        CHECK(contexts.exit_code == 0);
+        CHECK(contexts.out.find("high_value_users") != std::string::npos);
+        auto none = RunAudsync({"contexts", "nobody", "--config", h.config});
+        CHECK(none.out.find("is in no segment") != std::string::npos);
+        CHECK(RunAudsync({"segments", "member", "1", "nobody", "--config", h.config}).exit_code ==
+              1);
+    }
+
+    TEST_CASE("stored keys cannot drive the terminal") {
+        Harness h;
+        REQUIRE(h.Send({Event("t1", "evil\x1b[2Jkey", "true", "2024-05-06T10:00:00.000Z").Json()})
+                    .status == 200);
+        auto members = RunAudsync({"segments", "members", "1", "--config", h.config});
+        CHECK(members.out.find('\x1b') == std::string::npos);
+        CHECK(members.out.find("evil\\x1b[2Jkey") != std::string::npos);
+    }
+}
+
+TEST_SUITE("admin pagination") {
+    TEST_CASE("segments and a context's segments are keyset-paginated") {
+        Harness h;
+        std::vector<std::string> events;
+        for (int i = 0; i < 7; ++i) {
+            EngageEvent e = Event("pg" + std::to_string(i), "paged-user", "true",
+                                  "2024-05-06T10:00:00.000Z");
+            e.audience_id = "aud_p" + std::to_string(i);
+            e.audience_key = "paged_" + std::to_string(i);
+            events.push_back(e.Json());
+        }
+        REQUIRE(h.Send(events).status == 200);
+        for (const std::string base : {"/v1/segments", "/v1/contexts/paged-user"}) {
+            CAPTURE(base);
+            std::vector<int64_t> ids;
+            std::string cursor;
+            int pages = 0;
+            for (;;) {
+                auto r = h.Admin("GET", base + "?limit=3" + (cursor.empty() ? "" : "&cursor=" + cursor));
+                REQUIRE(r.status == 200);
+                auto doc = Parse(r.body);
+                for (const auto& s : doc["segments"].GetArray()) {
+                    ids.push_back(s.HasMember("segment") ? s["segment"]["id"].GetInt64()
+                                                         : s["id"].GetInt64());
+                }
+                ++pages;
+                if (doc["next_cursor"].IsNull()) break;
+                cursor = doc["next_cursor"].GetString();
+            }
+            CHECK(pages == 3);
+            REQUIRE(ids.size() == 7);
+            for (size_t i = 1; i < ids.size(); ++i) CHECK(ids[i - 1] < ids[i]);
+            CHECK(h.Admin("GET", base + "?limit=0").status == 400);
+            CHECK(h.Admin("GET", base + "?limit=1001").status == 400);
+            CHECK(h.Admin("GET", base + "?cursor=%21%21").status == 400);
+        }
+    }
+}
