@@ -2,6 +2,7 @@
 // reads without secrets, backups, and the why of a member on the CLI.
 #include <doctest/doctest.h>
 #include <rapidjson/document.h>
+#include <signal.h>
 #include <sys/stat.h>
 
 #include <fstream>
@@ -284,5 +285,51 @@ TEST_SUITE("admin pagination") {
             CHECK(h.Admin("GET", base + "?limit=1001").status == 400);
             CHECK(h.Admin("GET", base + "?cursor=%21%21").status == 400);
         }
+    }
+}
+
+TEST_SUITE("reload") {
+    TEST_CASE("SIGHUP rotates a write key in place; a broken config is refused and serving goes on") {
+        Harness h;
+        auto send = [&](const std::string& key, const std::string& id) {
+            EngageEvent e = Event(id, "hup-" + id, "true", "2024-05-06T10:00:00.000Z");
+            return h.http.Post(h.server->url("/v1/batch"),
+                               "{\"batch\":[" + e.Json() + "]}", {BasicAuth(key)});
+        };
+        REQUIRE(send("wk-ld", "h1").status == 200);
+        REQUIRE(send("wk-rotated", "h2").status == 401);
+        std::ofstream(h.config) << Replace(SyncConfig(h.db, h.emulator.base_url()),
+                                           "\"write_keys\":[\"wk-ld\"]",
+                                           "\"write_keys\":[\"wk-rotated\"]");
+        REQUIRE(kill(h.server->pid(), SIGHUP) == 0);
+        int n = 3;
+        REQUIRE_MESSAGE(Eventually([&] {
+                            return send("wk-rotated", "h" + std::to_string(n++)).status == 200;
+                        }),
+                        h.server->Log());
+        CHECK(send("wk-ld", "old-key").status == 401);
+        CHECK(h.server->Log().find("config reloaded") != std::string::npos);
+        CHECK(h.server->Log().find("wk-rotated") == std::string::npos);
+
+        // A change that needs a restart keeps its running value, with a warning.
+        std::ofstream(h.config) << Replace(
+            Replace(SyncConfig(h.db, h.emulator.base_url()), "\"write_keys\":[\"wk-ld\"]",
+                    "\"write_keys\":[\"wk-rotated\"]"),
+            "\"listen\":\"127.0.0.1:0\"", "\"listen\":\"127.0.0.1:1\"");
+        REQUIRE(kill(h.server->pid(), SIGHUP) == 0);
+        REQUIRE(Eventually([&] {
+            return h.server->Log().find("listen cannot change without a restart") !=
+                   std::string::npos;
+        }));
+
+        // A config that does not validate is refused; the last good one stays in force.
+        std::ofstream(h.config) << "{\"destinations\": [";
+        REQUIRE(kill(h.server->pid(), SIGHUP) == 0);
+        REQUIRE(Eventually([&] {
+            return h.server->Log().find("the config was not reloaded") != std::string::npos;
+        }));
+        CHECK(h.http.Get(h.server->url("/healthz")).status == 200);
+        CHECK(send("wk-rotated", "after-broken").status == 200);
+        CHECK(send("wk-ld", "after-broken-old").status == 401);
     }
 }

@@ -8,6 +8,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <tuple>
+
+#include "audsync/common/log.hpp"
 
 #include "audsync/http/server.hpp"
 #include "audsync/store/database.hpp"
@@ -19,6 +22,15 @@ namespace {
 
 Error Unavailable(const std::string& message) {
     return MakeError(ErrorCode::kUnavailable, "storage_unavailable", message);
+}
+
+bool SameLimits(const config::Limits& a, const config::Limits& b) {
+    auto tie = [](const config::Limits& l) {
+        return std::tie(l.tracking_max_request_bytes, l.tracking_max_events,
+                        l.webhook_max_request_bytes, l.webhook_max_events, l.max_event_bytes,
+                        l.max_json_depth, l.max_id_bytes, l.max_key_bytes, l.max_pending_events);
+    };
+    return tie(a) == tie(b);
 }
 
 }  // namespace
@@ -132,6 +144,44 @@ Status Runtime::Open(const RuntimeOptions& options) {
         }
     }
     return Ok();
+}
+
+std::vector<std::string> Runtime::Reload(std::shared_ptr<const config::Config> next) {
+    const config::Config& now = *config_;
+    auto effective = std::make_shared<config::Config>(*next);
+    std::vector<std::string> warnings;
+    auto keep = [&](const char* name, auto& field, const auto& running) {
+        if (field != running) {
+            warnings.push_back(std::string(name) + " cannot change without a restart; it stays " +
+                               "as it is until audsync restarts");
+            field = running;
+        }
+    };
+    keep("listen", effective->listen_host, now.listen_host);
+    keep("listen", effective->listen_port, now.listen_port);
+    keep("database", effective->database, now.database);
+    keep("http_threads", effective->http_threads, now.http_threads);
+    keep("keepalive_timeout_ms", effective->keepalive_timeout_ms, now.keepalive_timeout_ms);
+    keep("header_timeout_ms", effective->header_timeout_ms, now.header_timeout_ms);
+    keep("body_timeout_ms", effective->body_timeout_ms, now.body_timeout_ms);
+    keep("dedupe_window_hours", effective->dedupe_window_hours, now.dedupe_window_hours);
+    keep("sync.workers", effective->sync_workers, now.sync_workers);
+    if (!SameLimits(effective->limits, now.limits)) {
+        warnings.push_back("limits cannot change without a restart; they stay as they are");
+        effective->limits = now.limits;
+    }
+    std::shared_ptr<const config::Config> applied = effective;
+    for (const auto& d : applied->destinations) {
+        Status s = writer_->Run([&](store::WriteStore& w) { w.EnsureDestination(d.id, 0); }, 1);
+        if (!s) warnings.push_back("destination " + d.id + ": " + s.error().message);
+    }
+    log::SetLevel(applied->log_level);
+    ingest_->SetConfig(applied);
+    admin_->SetConfig(applied);
+    if (engine_) engine_->Reload(applied);
+    if (server_) server_->SetConfig(applied);
+    config_ = applied;
+    return warnings;
 }
 
 uint16_t Runtime::port() const { return server_ ? server_->port() : 0; }

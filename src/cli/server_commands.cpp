@@ -53,7 +53,15 @@ int Serve(Invocation& inv, const CommonOptions& o) {
         int sig = 0;
         sigwait(&signals, &sig);
         if (sig == SIGHUP) {
-            log::Warn("received SIGHUP: reloading is not supported yet; restart to apply changes");
+            // A config that does not load is refused; the running one stays in force.
+            auto next = LoadConfig(inv, o, Secrets::kNeeded);
+            if (!next) {
+                log::Error("SIGHUP: the config was not reloaded, the running one stays: " +
+                           next.error().message);
+                continue;
+            }
+            for (const auto& w : rt.Reload(next.value())) log::Warn("SIGHUP: " + w);
+            log::Info("SIGHUP: config reloaded (secrets, destinations, log level)");
             continue;
         }
         log::Info(std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +

@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "audsync/admin/admin.hpp"
 #include "audsync/admin/rest.hpp"
@@ -68,6 +69,12 @@ class Runtime {
     sync::Engine* engine() { return engine_.get(); }
     // The bound HTTP port (0 without HTTP).
     uint16_t port() const;
+
+    // Applies a re-read config (SIGHUP): secrets, destination settings and the log level
+    // take effect in place. Fields that need a restart (listen, database, threads,
+    // timeouts, limits, dedupe window) keep their running value; the returned warnings
+    // name each one.
+    std::vector<std::string> Reload(std::shared_ptr<const config::Config> next);
 
     void Stop();
 
