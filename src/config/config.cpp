@@ -333,6 +333,9 @@ Result<Config> LoadText(std::string_view text, const EnvLookup& env) {
         AUDSYNC_TRY(l.Size("max_id_bytes", &L.max_id_bytes, 16, 4096));
         AUDSYNC_TRY(l.Size("max_key_bytes", &L.max_key_bytes, 16, 65536));
         AUDSYNC_TRY(l.Size("max_pending_events", &L.max_pending_events, 1, 10000000));
+        AUDSYNC_TRY(l.Size("max_buffered_body_bytes", &L.max_buffered_body_bytes, 1024 * 1024,
+                           size_t{64} * 1024 * 1024 * 1024));
+        AUDSYNC_TRY(l.Size("max_connections", &L.max_connections, 0, 10000000));
         AUDSYNC_TRY(l.NoUnknown());
     }
     const rapidjson::Value* dests = r.Get("destinations");

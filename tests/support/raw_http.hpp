@@ -1,3 +1,4 @@
+// A raw TCP client for HTTP tests: requests curl would refuse to send, and what comes back.
 #pragma once
 
 #include <arpa/inet.h>
@@ -8,6 +9,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "audsync/common/text.hpp"
 
@@ -68,6 +70,62 @@ class RawConnection {
             }
         }
         return out;
+    }
+
+    // Reads until `count` complete responses (by Content-Length) are in, the peer closes,
+    // or the deadline passes; returns the responses found, in order.
+    std::vector<std::string> ReadResponses(size_t count, int deadline_ms = 10000) {
+        std::string in;
+        std::vector<std::string> out;
+        const int64_t deadline = text::NowMs() + deadline_ms;
+        auto split = [&] {
+            for (;;) {
+                size_t end = in.find("\r\n\r\n");
+                if (end == std::string::npos) return;
+                size_t cl = in.find("Content-Length: ");
+                size_t length =
+                    cl != std::string::npos && cl < end ? std::stoul(in.substr(cl + 16)) : 0;
+                if (in.size() < end + 4 + length) return;
+                out.push_back(in.substr(0, end + 4 + length));
+                in.erase(0, end + 4 + length);
+            }
+        };
+        while (out.size() < count && text::NowMs() < deadline) {
+            pollfd p{fd_, POLLIN, 0};
+            if (poll(&p, 1, 50) > 0) {
+                char buf[65536];
+                ssize_t n = recv(fd_, buf, sizeof buf, 0);
+                if (n <= 0) break;
+                in.append(buf, static_cast<size_t>(n));
+                split();
+            }
+        }
+        return out;
+    }
+
+    // Reads until `marker` has arrived, the peer closes, or the deadline passes.
+    std::string ReadUntil(const std::string& marker, int deadline_ms = 10000) {
+        std::string out;
+        const int64_t deadline = text::NowMs() + deadline_ms;
+        while (out.find(marker) == std::string::npos && text::NowMs() < deadline) {
+            pollfd p{fd_, POLLIN, 0};
+            if (poll(&p, 1, 50) > 0) {
+                char buf[65536];
+                ssize_t n = recv(fd_, buf, sizeof buf, 0);
+                if (n <= 0) break;
+                out.append(buf, static_cast<size_t>(n));
+            }
+        }
+        return out;
+    }
+
+    // The value of a response header (exact name), or "" when absent.
+    static std::string HeaderOf(const std::string& response, const std::string& name) {
+        size_t end = response.find("\r\n\r\n");
+        size_t at = response.find("\r\n" + name + ": ");
+        if (at == std::string::npos || at > end) return "";
+        at += name.size() + 4;
+        return response.substr(at, response.find("\r\n", at) - at);
     }
 
     // True once the peer has closed the connection (polls until the deadline).
