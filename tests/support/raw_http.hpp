@@ -48,55 +48,40 @@ class RawConnection {
     }
 
     // Reads until the peer closes, a full response (by Content-Length) is in, or the
-    // deadline passes.
+    // deadline passes. Bytes after that response are kept for the next read.
     std::string ReadResponse(int deadline_ms = 10000) {
-        std::string out;
-        const int64_t deadline = text::NowMs() + deadline_ms;
-        while (text::NowMs() < deadline) {
-            pollfd p{fd_, POLLIN, 0};
-            int ready = poll(&p, 1, 50);
-            if (ready > 0) {
-                char buf[65536];
-                ssize_t n = recv(fd_, buf, sizeof buf, 0);
-                if (n <= 0) break;
-                out.append(buf, static_cast<size_t>(n));
-                size_t end = out.find("\r\n\r\n");
-                if (end != std::string::npos) {
-                    size_t cl = out.find("Content-Length: ");
-                    size_t length =
-                        cl != std::string::npos && cl < end ? std::stoul(out.substr(cl + 16)) : 0;
-                    if (out.size() >= end + 4 + length) break;
-                }
-            }
-        }
-        return out;
+        auto one = ReadResponses(1, deadline_ms);
+        if (!one.empty()) return one[0];
+        std::string partial;
+        partial.swap(pending_);
+        return partial;
     }
 
     // Reads until `count` complete responses (by Content-Length) are in, the peer closes,
     // or the deadline passes; returns the responses found, in order.
     std::vector<std::string> ReadResponses(size_t count, int deadline_ms = 10000) {
-        std::string in;
         std::vector<std::string> out;
         const int64_t deadline = text::NowMs() + deadline_ms;
         auto split = [&] {
-            for (;;) {
-                size_t end = in.find("\r\n\r\n");
+            while (out.size() < count) {
+                size_t end = pending_.find("\r\n\r\n");
                 if (end == std::string::npos) return;
-                size_t cl = in.find("Content-Length: ");
+                size_t cl = pending_.find("Content-Length: ");
                 size_t length =
-                    cl != std::string::npos && cl < end ? std::stoul(in.substr(cl + 16)) : 0;
-                if (in.size() < end + 4 + length) return;
-                out.push_back(in.substr(0, end + 4 + length));
-                in.erase(0, end + 4 + length);
+                    cl != std::string::npos && cl < end ? std::stoul(pending_.substr(cl + 16)) : 0;
+                if (pending_.size() < end + 4 + length) return;
+                out.push_back(pending_.substr(0, end + 4 + length));
+                pending_.erase(0, end + 4 + length);
             }
         };
+        split();
         while (out.size() < count && text::NowMs() < deadline) {
             pollfd p{fd_, POLLIN, 0};
             if (poll(&p, 1, 50) > 0) {
                 char buf[65536];
                 ssize_t n = recv(fd_, buf, sizeof buf, 0);
                 if (n <= 0) break;
-                in.append(buf, static_cast<size_t>(n));
+                pending_.append(buf, static_cast<size_t>(n));
                 split();
             }
         }
@@ -106,6 +91,7 @@ class RawConnection {
     // Reads until `marker` has arrived, the peer closes, or the deadline passes.
     std::string ReadUntil(const std::string& marker, int deadline_ms = 10000) {
         std::string out;
+        out.swap(pending_);
         const int64_t deadline = text::NowMs() + deadline_ms;
         while (out.find(marker) == std::string::npos && text::NowMs() < deadline) {
             pollfd p{fd_, POLLIN, 0};
@@ -130,6 +116,7 @@ class RawConnection {
 
     // True once the peer has closed the connection (polls until the deadline).
     bool ClosedByPeer(int deadline_ms) {
+        pending_.clear();
         const int64_t deadline = text::NowMs() + deadline_ms;
         while (text::NowMs() < deadline) {
             pollfd p{fd_, POLLIN, 0};
@@ -154,6 +141,7 @@ class RawConnection {
 
   private:
     int fd_ = -1;
+    std::string pending_;  // received, not yet returned
 };
 
 }  // namespace audsync::testing
