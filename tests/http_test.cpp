@@ -3,6 +3,7 @@
 #include <rapidjson/document.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <fstream>
 #include <mutex>
 #include <set>
@@ -844,6 +845,76 @@ TEST_SUITE("http") {
             CHECK(statuses == row.statuses);
             CHECK(calls == row.calls);
         }
+    }
+
+    TEST_CASE("handlers that block do not hold the socket threads") {
+        http::TransportOptions o;
+        o.io_threads = 2;
+        o.handler_threads = 4;
+        std::mutex mu;
+        std::condition_variable cv;
+        bool release = false;
+        std::atomic<int> blocked{0};
+        http::Transport t(
+            o, [](const http::RequestHead&) -> size_t { return 1024; },
+            [&](const http::Request& req) {
+                if (req.Path() == "/block") {
+                    std::unique_lock<std::mutex> lock(mu);
+                    ++blocked;
+                    cv.wait(lock, [&] { return release; });
+                }
+                return http::Response{};
+            });
+        t.Start();
+        // As many blocked handlers as there are socket threads: were handlers run on the
+        // socket threads, nothing else could be served now.
+        testing::RawConnection a(t.port()), b(t.port());
+        a.Send("GET /block HTTP/1.1\r\nHost: x\r\n\r\n");
+        b.Send("GET /block HTTP/1.1\r\nHost: x\r\n\r\n");
+        const int64_t deadline = text::NowMs() + 10000;
+        while (blocked < 2 && text::NowMs() < deadline) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));  // poll interval
+        }
+        REQUIRE(blocked == 2);
+        testing::HttpClient http;
+        const int64_t t0 = text::NowMs();
+        auto r = http.Get("http://127.0.0.1:" + std::to_string(t.port()) + "/healthz");
+        CHECK(r.status == 200);
+        CHECK(text::NowMs() - t0 < 1000);
+        {
+            std::lock_guard<std::mutex> lock(mu);
+            release = true;
+        }
+        cv.notify_all();
+        CHECK(testing::RawConnection::Status(a.ReadResponse()) == 200);
+        CHECK(testing::RawConnection::Status(b.ReadResponse()) == 200);
+        t.Stop();
+    }
+
+    TEST_CASE("an answer that cannot be sent is counted, logged and its connection closed") {
+        http::TransportOptions o;
+        o.body_timeout_ms = 300;  // also the time allowed to write an answer
+        http::Transport t(
+            o, [](const http::RequestHead&) -> size_t { return 1024; },
+            [](const http::Request&) {
+                http::Response r;
+                r.body = std::string(64 * 1024 * 1024, 'x');  // far beyond socket buffers
+                return r;
+            });
+        t.Start();
+        testing::RawConnection c(t.port());
+        c.Send("GET /big HTTP/1.1\r\nHost: x\r\n\r\n");  // and never read the answer
+        const int64_t deadline = text::NowMs() + 10000;
+        while (t.stats().answers_failed == 0 && text::NowMs() < deadline) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));  // poll interval
+        }
+        CHECK(t.stats().answers_failed == 1);
+        CHECK(c.ClosedByPeer(10000));
+        while (t.stats().connections > 0 && text::NowMs() < deadline) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));  // poll interval
+        }
+        CHECK(t.stats().connections == 0);
+        t.Stop();
     }
 
     TEST_CASE("body limits by route") {

@@ -184,6 +184,8 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
 
     // --- reading
     void ReadHead(bool first) {
+        is_head_ = false;  // what an error answer before the next head needs
+        version_ = 11;
         parser_.emplace();
         parser_->header_limit(static_cast<uint32_t>(core_->options.max_header_bytes));
         // Unbounded while the head is read (boost::none compares as exceeded in 1.74): the
@@ -340,7 +342,8 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
         const unsigned status = response_->result_int();
         response_.reset();
         if (ec) {
-            if (!closed_ || timed_out_) {
+            core_->stats.answers_failed.fetch_add(1);
+            {
                 log::Warn("http: could not send a " + std::to_string(bytes) + "-byte answer (" +
                           std::to_string(status) +
                           "): " + (timed_out_ ? std::string("timed out") : ec.message()) +

@@ -77,6 +77,7 @@ struct TransportStats {
     std::atomic<uint64_t> refused{0};  // over the connection cap
     std::atomic<uint64_t> accept_errors{0};
     std::atomic<uint64_t> buffered_body_bytes{0};
+    std::atomic<uint64_t> answers_failed{0};  // answers that could not be sent (logged)
 };
 
 // An HTTP/1.1 server: keep-alive by default, pipelined requests answered in order, one
