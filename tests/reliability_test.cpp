@@ -448,7 +448,9 @@ TEST_SUITE("reliability") {
         held.clear();
         // Descriptors freed: the server serves again.
         HttpClient http;
-        CHECK(Eventually([&] { return http.Get(server.url("/healthz")).status == 200; }, 10000));
-        CHECK(server.Stop() == 0);
+        CHECK_MESSAGE(
+            Eventually([&] { return http.Get(server.url("/healthz")).status == 200; }, 10000),
+            server.Log());
+        CHECK_MESSAGE(server.Stop() == 0, server.Log());
     }
 }
