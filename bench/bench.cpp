@@ -2,10 +2,8 @@
 // machine, on realistic Engage traffic. Run through scripts/bench.
 //
 //   audsync-bench all --audsync PATH --out FILE.json [--seconds N] [--replay-members N]
-//   audsync-bench echo                (a Pistache handler that reads the body, answers 200)
+//   audsync-bench echo                (the HTTP transport with a handler that reads the body)
 #include <curl/curl.h>
-#include <pistache/endpoint.h>
-#include <pistache/http.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -29,6 +27,7 @@
 #include "audsync/common/json.hpp"
 #include "audsync/common/text.hpp"
 #include "audsync/config/config.hpp"
+#include "audsync/http/transport.hpp"
 #include "audsync/mapping/mapping.hpp"
 #include "audsync/segment/body.hpp"
 #include "audsync/store/database.hpp"
@@ -277,32 +276,28 @@ LoadResult Load(const std::string& url, int connections, int batch, bool trackin
 
 // --- ceilings ----------------------------------------------------------------------
 
-class EchoHandler : public Pistache::Http::Handler {
-  public:
-    HTTP_PROTOTYPE(EchoHandler)
-    void onRequest(const Pistache::Http::Request& req,
-                   Pistache::Http::ResponseWriter response) override {
-        volatile size_t n = req.body().size();
-        (void)n;
-        response.send(Pistache::Http::Code::Ok, "{}");
-    }
-};
-
 int Echo() {
     sigset_t signals;
     sigemptyset(&signals);
     sigaddset(&signals, SIGTERM);
     sigaddset(&signals, SIGINT);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-    Pistache::Http::Endpoint endpoint(Pistache::Address("127.0.0.1", Pistache::Port(0)));
-    endpoint.init(Pistache::Http::Endpoint::options().threads(8).maxRequestSize(8 << 20).flags(
-        Pistache::Tcp::Options::ReuseAddr));
-    endpoint.setHandler(Pistache::Http::make_handler<EchoHandler>());
-    endpoint.serveThreaded();
-    std::cout << "echo listening on http://127.0.0.1:" << endpoint.getPort() << " " << std::endl;
+    audsync::http::TransportOptions o;
+    o.handler_threads = 8;
+    audsync::http::Transport endpoint(
+        o, [](const audsync::http::RequestHead&) -> size_t { return 8 << 20; },
+        [](const audsync::http::Request& req) {
+            volatile size_t n = req.body.size();
+            (void)n;
+            audsync::http::Response r;
+            r.body = "{}";
+            return r;
+        });
+    endpoint.Start();
+    std::cout << "echo listening on http://127.0.0.1:" << endpoint.port() << " " << std::endl;
     int sig = 0;
     sigwait(&signals, &sig);
-    endpoint.shutdown();
+    endpoint.Stop();
     return 0;
 }
 

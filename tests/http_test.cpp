@@ -3,6 +3,7 @@
 #include <rapidjson/document.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <fstream>
 #include <mutex>
 #include <set>
@@ -13,10 +14,13 @@
 #include "audsync/common/crypto.hpp"
 #include "audsync/common/json.hpp"
 #include "audsync/common/text.hpp"
+#include "audsync/http/routes.hpp"
+#include "audsync/http/transport.hpp"
 #include "audsync/store/database.hpp"
 #include "audsync/store/store.hpp"
 #include "support/helpers.hpp"
 #include "support/process.hpp"
+#include "support/raw_http.hpp"
 #include "support/store_access.hpp"
 
 using namespace audsync;
@@ -60,6 +64,16 @@ struct Running {
         std::ofstream(config) << (config_json.empty() ? testing::TestConfigJson(db) : config_json);
         REQUIRE_MESSAGE(server.Start(), server.Log());
     }
+    // The test config with these members added to it, e.g. R"("limits":{...},)".
+    struct With {
+        std::string members;
+    };
+    explicit Running(With with) {
+        std::string cfg = testing::TestConfigJson(db);
+        cfg.insert(1, with.members);
+        std::ofstream(config) << cfg;
+        REQUIRE_MESSAGE(server.Start(), server.Log());
+    }
     ~Running() {
         int code = server.Stop();
         CHECK_MESSAGE(code == 0, server.Log());
@@ -78,6 +92,25 @@ struct Running {
         return store::TestAccess::CountEvents(d, destination);
     }
 };
+
+std::string RawPost(const std::string& path, const std::string& body,
+                    const std::string& headers = "") {
+    return "POST " + path + " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" + headers +
+           "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
+std::string RawBasic(const std::string& key) {
+    return "Authorization: Basic " + text::Base64Encode(key + ":") + "\r\n";
+}
+
+// The error code of a raw response's JSON body, or "" when there is none.
+std::string RawErrorCode(const std::string& response) {
+    rapidjson::Document doc;
+    if (!json::Parse(testing::RawConnection::Body(response), doc, 16).ok()) return "";
+    const auto* err = json::FindObject(doc, "error");
+    if (err == nullptr) return "";
+    return json::FindString(*err, "code").value_or("");
+}
 
 std::string TrackingBatch(const std::vector<std::string>& items, const std::string& extra = "") {
     std::string out = "{\"batch\":[";
@@ -517,5 +550,381 @@ TEST_SUITE("http") {
         CHECK(missing == 0);
         CHECK(acknowledged.size() >= 40 * 50);
         CHECK(restarted.Stop() == 0);
+    }
+}
+
+// The HTTP edge: framing, limits and connection handling (docs/security.md lists them).
+TEST_SUITE("http") {
+    TEST_CASE("a request smuggled in an oversized body is not executed and the connection closes") {
+        Running r(Running::With{R"("limits":{"tracking_max_request_bytes":20000},)"});
+        EngageEvent hidden;
+        hidden.user_id = "smuggled";
+        std::string chunk = hidden.Json();
+        char size_hex[16];
+        std::snprintf(size_hex, sizeof size_hex, "%zx", chunk.size());
+        std::string smuggled =
+            "POST /v1/identify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+            RawBasic("wk-ld") + "Transfer-Encoding: chunked\r\n\r\n" + size_hex + "\r\n" + chunk +
+            "\r\n0\r\n\r\n";
+        // The oversized body: padding, then the hidden request, up to 30,000 bytes.
+        std::string body = std::string(30000 - smuggled.size(), ' ') + smuggled;
+        testing::RawConnection c(r.server.port());
+        REQUIRE(c.ok());
+        c.Send(RawPost("/v1/batch", body, RawBasic("wk-ld")));
+        std::string answer = c.ReadResponse();
+        CHECK(testing::RawConnection::Status(answer) == 413);
+        CHECK(RawErrorCode(answer) == "payload_too_large");
+        CHECK(testing::RawConnection::HeaderOf(answer, "Connection") == "close");
+        CHECK(c.ClosedByPeer(5000));
+        // Had the hidden request run, its event would be stored before its answer.
+        CHECK(r.http.Get(r.url("/healthz")).status == 200);
+        CHECK_FALSE(r.Member("smuggled").has_value());
+        CHECK(r.Events() == 0);
+    }
+
+    TEST_CASE("a 1 MB request line is answered or closed within a second") {
+        Running r;
+        testing::RawConnection c(r.server.port());
+        REQUIRE(c.ok());
+        const int64_t t0 = text::NowMs();
+        c.Send("GET /" + std::string(1024 * 1024, 'a') + " HTTP/1.1\r\nHost: x\r\n\r\n");
+        std::string answer = c.ReadResponse(5000);
+        const int status = testing::RawConnection::Status(answer);
+        const bool closed = c.ClosedByPeer(5000);
+        const int64_t elapsed = text::NowMs() - t0;
+        MESSAGE("1 MB request line: status " << status << " in " << elapsed << " ms");
+        CHECK(status == 414);
+        CHECK(RawErrorCode(answer) == "request_line_too_long");
+        CHECK(closed);
+        CHECK(elapsed < 1000);
+        CHECK(r.http.Get(r.url("/healthz")).status == 200);
+    }
+
+    TEST_CASE("request line and headers are limited to 16 KiB: 414 and 431, then close") {
+        Running r;
+        struct Row {
+            std::string bytes;
+            int status;
+            const char* code;
+        };
+        Row rows[] = {
+            {"GET /healthz?" + std::string(16000, 'q') + " HTTP/1.1\r\nHost: x\r\n\r\n", 200, ""},
+            {"GET /healthz?" + std::string(17000, 'q') + " HTTP/1.1\r\nHost: x\r\n\r\n", 414,
+             "request_line_too_long"},
+            {"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(17000, 'h') + "\r\n\r\n",
+             431, "headers_too_large"},
+            {"GET /healthz HTTP/1.1\r\nHost: x\r\n" +
+                 [] {
+                     std::string many;
+                     for (int i = 0; i < 2000; ++i) many += "X-H" + std::to_string(i) + ": v\r\n";
+                     return many;
+                 }() +
+                 "\r\n",
+             431, "headers_too_large"},
+        };
+        for (const auto& row : rows) {
+            CAPTURE(row.status);
+            testing::RawConnection c(r.server.port());
+            REQUIRE(c.ok());
+            c.Send(row.bytes);
+            std::string answer = c.ReadResponse();
+            CHECK(testing::RawConnection::Status(answer) == row.status);
+            if (row.status != 200) {
+                CHECK(RawErrorCode(answer) == row.code);
+                CHECK(c.ClosedByPeer(5000));
+            }
+        }
+    }
+
+    TEST_CASE("two pipelined requests get two answers in order") {
+        Running r;
+        EngageEvent a, b;
+        b.message_id = "m2";
+        b.user_id = "u2";
+        testing::RawConnection c(r.server.port());
+        REQUIRE(c.ok());
+        c.Send(RawPost("/v1/identify", a.Json(), RawBasic("wk-ld")) +
+               RawPost("/v1/identify", b.Json(), RawBasic("wk-ld")) +
+               "GET /nope HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+        auto answers = c.ReadResponses(4);
+        REQUIRE(answers.size() == 4);
+        CHECK(testing::RawConnection::Status(answers[0]) == 200);
+        CHECK(testing::RawConnection::Status(answers[1]) == 200);
+        CHECK(testing::RawConnection::Status(answers[2]) == 404);
+        CHECK(testing::RawConnection::Status(answers[3]) == 200);
+        CHECK(testing::RawConnection::Body(answers[3]) == "{\"status\":\"ok\"}");
+        CHECK(r.Member("u1").has_value());
+        CHECK(r.Member("u2").has_value());
+        CHECK(r.Events() == 2);
+    }
+
+    TEST_CASE("HTTP/1.1 keeps the connection without a Connection header, and 1.0 closes it") {
+        Running r;
+        testing::RawConnection c(r.server.port());
+        REQUIRE(c.ok());
+        for (int i = 0; i < 3; ++i) {
+            c.Send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+            std::string answer = c.ReadResponse();
+            CHECK(testing::RawConnection::Status(answer) == 200);
+            CHECK(testing::RawConnection::HeaderOf(answer, "Connection") != "close");
+        }
+        testing::RawConnection old(r.server.port());
+        old.Send("GET /healthz HTTP/1.0\r\n\r\n");
+        CHECK(testing::RawConnection::Status(old.ReadResponse()) == 200);
+        CHECK(old.ClosedByPeer(5000));
+        testing::RawConnection asked(r.server.port());
+        asked.Send("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        CHECK(testing::RawConnection::Status(asked.ReadResponse()) == 200);
+        CHECK(asked.ClosedByPeer(5000));
+    }
+
+    TEST_CASE("negative, malformed or absurd Content-Length is a 400 and closes") {
+        Running r;
+        EngageEvent a;
+        const std::string event = a.Json();
+        struct Row {
+            std::string length;
+            int status;
+        };
+        Row rows[] = {
+            {"Content-Length: -1", 400},
+            {"Content-Length: -5000", 400},
+            {"Content-Length: 1x", 400},
+            {"Content-Length: 99999999999999999999999999", 400},
+            {"Content-Length: 5\r\nContent-Length: 6", 400},
+            {"Content-Length: 10000000000", 413},  // 10 GB: well-formed, over the limit
+        };
+        for (const auto& row : rows) {
+            CAPTURE(row.length);
+            testing::RawConnection c(r.server.port());
+            REQUIRE(c.ok());
+            c.Send("POST /v1/identify HTTP/1.1\r\nHost: x\r\n" + RawBasic("wk-ld") + row.length +
+                   "\r\n\r\n" + event);
+            std::string answer = c.ReadResponse();
+            CHECK(testing::RawConnection::Status(answer) == row.status);
+            CHECK_FALSE(RawErrorCode(answer).empty());
+            CHECK(c.ClosedByPeer(5000));
+        }
+        CHECK(r.Events() == 0);
+        CHECK(r.http.Get(r.url("/healthz")).status == 200);
+    }
+
+    TEST_CASE("the buffered body budget answers 503 beyond it and frees on close") {
+        Running r(Running::With{R"("limits":{"max_buffered_body_bytes":1048576},)"});
+        const std::string head = "POST /v1/destinations/ld/events HTTP/1.1\r\nHost: x\r\n" +
+                                 RawBasic("wk-ld") + "Content-Length: 600000\r\n\r\n[";
+        auto holder = std::make_unique<testing::RawConnection>(r.server.port());
+        holder->Send(head);  // 600,000 bytes reserved, body never finished
+        // The second declaration does not fit: the first one's reservation is polled for.
+        std::string refused;
+        const int64_t deadline = text::NowMs() + 10000;
+        while (text::NowMs() < deadline) {
+            testing::RawConnection c(r.server.port());
+            c.Send(head);
+            refused = c.ReadResponse(500);
+            if (testing::RawConnection::Status(refused) == 503) {
+                CHECK(c.ClosedByPeer(5000));
+                break;
+            }
+        }
+        CHECK(testing::RawConnection::Status(refused) == 503);
+        CHECK(RawErrorCode(refused) == "overloaded");
+        holder.reset();  // its reservation goes with the connection
+        bool fits = false;
+        const int64_t deadline2 = text::NowMs() + 10000;
+        while (!fits && text::NowMs() < deadline2) {
+            testing::RawConnection c(r.server.port());
+            c.Send(head + std::string(599998, ' ') + "]");
+            fits = testing::RawConnection::Status(c.ReadResponse(2000)) == 200;
+        }
+        CHECK(fits);
+    }
+
+    TEST_CASE("connections beyond the cap get a 503, and the cap frees on close") {
+        Running r(Running::With{R"("limits":{"max_connections":4},)"});
+        std::vector<std::unique_ptr<testing::RawConnection>> held;
+        for (int i = 0; i < 4; ++i) {
+            held.push_back(std::make_unique<testing::RawConnection>(r.server.port()));
+            held.back()->Send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+            CHECK(testing::RawConnection::Status(held.back()->ReadResponse()) == 200);
+        }
+        testing::RawConnection extra(r.server.port());
+        extra.Send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+        std::string refused = extra.ReadResponse();
+        CHECK(testing::RawConnection::Status(refused) == 503);
+        CHECK(RawErrorCode(refused) == "overloaded");
+        held.pop_back();
+        bool served = false;
+        const int64_t deadline = text::NowMs() + 10000;
+        while (!served && text::NowMs() < deadline) {
+            testing::RawConnection c(r.server.port());
+            c.Send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+            served = testing::RawConnection::Status(c.ReadResponse(1000)) == 200;
+        }
+        CHECK(served);
+    }
+
+    TEST_CASE("Expect 100-continue, HEAD and the Allow header") {
+        Running r;
+        EngageEvent a;
+        testing::RawConnection c(r.server.port());
+        c.Send("POST /v1/identify HTTP/1.1\r\nHost: x\r\n" + RawBasic("wk-ld") +
+               "Expect: 100-continue\r\nContent-Length: " + std::to_string(a.Json().size()) +
+               "\r\n\r\n");
+        std::string cont = c.ReadResponse(5000);
+        CHECK(cont.rfind("HTTP/1.1 100 Continue\r\n\r\n", 0) == 0);
+        c.Send(a.Json());
+        auto answers = c.ReadResponses(1);
+        REQUIRE(answers.size() == 1);
+        CHECK(testing::RawConnection::Status(answers[0]) == 200);
+        c.Send(
+            "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\nDELETE /v1/batch HTTP/1.1\r\nHost: "
+            "x\r\n\r\n");
+        std::string both = c.ReadUntil("}}");
+        // The HEAD answer has the GET's Content-Length and no body: the 405 follows at once.
+        size_t second = both.find("\r\n\r\nHTTP/1.1 405 ");
+        REQUIRE_MESSAGE(second != std::string::npos, both);
+        std::string head = both.substr(0, second + 4);
+        std::string next = both.substr(second + 4);
+        CHECK(testing::RawConnection::Status(head) == 200);
+        CHECK(testing::RawConnection::HeaderOf(head, "Content-Length") == "15");
+        CHECK(testing::RawConnection::HeaderOf(next, "Allow") == "POST");
+    }
+
+    TEST_CASE("framing in-process: the session code without a socket") {
+        http::TransportOptions o;
+        auto limit = [](const http::RequestHead&) -> size_t { return 100; };
+        int calls = 0;
+        auto echo = [&calls](const http::Request& req) {
+            ++calls;
+            http::Response res;
+            res.body = req.method + " " + req.target + " " + req.body;
+            res.content_type = "text/plain";
+            return res;
+        };
+        struct Row {
+            const char* name;
+            std::string input;
+            std::vector<int> statuses;
+            int calls;
+        };
+        std::vector<Row> rows = {
+            {"two pipelined",
+             "POST /a HTTP/1.1\r\nContent-Length: 2\r\n\r\nhiGET /b HTTP/1.1\r\n\r\n",
+             {200, 200},
+             2},
+            {"chunked",
+             "POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+             {200},
+             1},
+            {"chunked over the limit",
+             "POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n70\r\n" +
+                 std::string(112, 'x') + "\r\n0\r\n\r\n",
+             {413},
+             0},
+            {"declared over the limit, then a request",
+             "POST /a HTTP/1.1\r\nContent-Length: 101\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
+             {413},
+             0},
+            {"negative length", "POST /a HTTP/1.1\r\nContent-Length: -1\r\n\r\n", {400}, 0},
+            {"garbage", "GARBAGE\r\n\r\n", {400}, 0},
+            {"error closes: nothing after it runs",
+             "GET / HTTP/1.1\r\nBad Header\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
+             {400},
+             0},
+            {"partial request", "POST /a HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc", {}, 0},
+        };
+        for (const auto& row : rows) {
+            CAPTURE(row.name);
+            calls = 0;
+            std::string out = http::ServeBytesForTesting(o, limit, echo, row.input);
+            std::vector<int> statuses;
+            for (size_t at = out.find("HTTP/1.1 "); at != std::string::npos;
+                 at = out.find("HTTP/1.1 ", at + 1)) {
+                statuses.push_back(std::atoi(out.c_str() + at + 9));
+            }
+            CHECK(statuses == row.statuses);
+            CHECK(calls == row.calls);
+        }
+    }
+
+    TEST_CASE("handlers that block do not hold the socket threads") {
+        http::TransportOptions o;
+        o.io_threads = 2;
+        o.handler_threads = 4;
+        std::mutex mu;
+        std::condition_variable cv;
+        bool release = false;
+        std::atomic<int> blocked{0};
+        http::Transport t(
+            o, [](const http::RequestHead&) -> size_t { return 1024; },
+            [&](const http::Request& req) {
+                if (req.Path() == "/block") {
+                    std::unique_lock<std::mutex> lock(mu);
+                    ++blocked;
+                    cv.wait(lock, [&] { return release; });
+                }
+                return http::Response{};
+            });
+        t.Start();
+        // As many blocked handlers as there are socket threads: were handlers run on the
+        // socket threads, nothing else could be served now.
+        testing::RawConnection a(t.port()), b(t.port());
+        a.Send("GET /block HTTP/1.1\r\nHost: x\r\n\r\n");
+        b.Send("GET /block HTTP/1.1\r\nHost: x\r\n\r\n");
+        const int64_t deadline = text::NowMs() + 10000;
+        while (blocked < 2 && text::NowMs() < deadline) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));  // poll interval
+        }
+        REQUIRE(blocked == 2);
+        testing::HttpClient http;
+        const int64_t t0 = text::NowMs();
+        auto r = http.Get("http://127.0.0.1:" + std::to_string(t.port()) + "/healthz");
+        CHECK(r.status == 200);
+        CHECK(text::NowMs() - t0 < 1000);
+        {
+            std::lock_guard<std::mutex> lock(mu);
+            release = true;
+        }
+        cv.notify_all();
+        CHECK(testing::RawConnection::Status(a.ReadResponse()) == 200);
+        CHECK(testing::RawConnection::Status(b.ReadResponse()) == 200);
+        t.Stop();
+    }
+
+    TEST_CASE("an answer that cannot be sent is counted, logged and its connection closed") {
+        http::TransportOptions o;
+        o.body_timeout_ms = 300;  // also the time allowed to write an answer
+        http::Transport t(
+            o, [](const http::RequestHead&) -> size_t { return 1024; },
+            [](const http::Request&) {
+                http::Response r;
+                r.body = std::string(64 * 1024 * 1024, 'x');  // far beyond socket buffers
+                return r;
+            });
+        t.Start();
+        testing::RawConnection c(t.port());
+        c.Send("GET /big HTTP/1.1\r\nHost: x\r\n\r\n");  // and never read the answer
+        const int64_t deadline = text::NowMs() + 10000;
+        while (t.stats().answers_failed == 0 && text::NowMs() < deadline) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));  // poll interval
+        }
+        CHECK(t.stats().answers_failed == 1);
+        CHECK(c.ClosedByPeer(10000));
+        while (t.stats().connections > 0 && text::NowMs() < deadline) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));  // poll interval
+        }
+        CHECK(t.stats().connections == 0);
+        t.Stop();
+    }
+
+    TEST_CASE("body limits by route") {
+        config::Limits l;
+        CHECK(http::BodyLimit(l, http::RouteId::kWebhookEvents) == l.webhook_max_request_bytes);
+        CHECK(http::BodyLimit(l, http::RouteId::kBatch) == l.tracking_max_request_bytes);
+        CHECK(http::BodyLimit(l, http::RouteId::kIdentify) == l.tracking_max_request_bytes);
+        CHECK(http::BodyLimit(l, http::RouteId::kDeadLettersRetry) == 1024 * 1024);
+        CHECK(http::BodyLimit(l, http::RouteId::kHealthz) == 64 * 1024);
+        CHECK(http::BodyLimit(l, http::RouteId::kNotFound) == 64 * 1024);
     }
 }

@@ -522,7 +522,8 @@ Result<Config> Load(std::string_view text, const Context& context) {
         ObjectReader l(*limits, "limits", context,
                        {"tracking_max_request_bytes", "tracking_max_events",
                         "webhook_max_request_bytes", "webhook_max_events", "max_event_bytes",
-                        "max_json_depth", "max_id_bytes", "max_key_bytes", "max_pending_events"});
+                        "max_json_depth", "max_id_bytes", "max_key_bytes", "max_pending_events",
+                        "max_buffered_body_bytes", "max_connections"});
         AUDSYNC_TRY(l.CheckUnknown());
         Limits& L = c.limits;
         AUDSYNC_TRY(l.Size("tracking_max_request_bytes", &L.tracking_max_request_bytes, 1024,
@@ -536,6 +537,9 @@ Result<Config> Load(std::string_view text, const Context& context) {
         AUDSYNC_TRY(l.Size("max_id_bytes", &L.max_id_bytes, 16, 4096));
         AUDSYNC_TRY(l.Size("max_key_bytes", &L.max_key_bytes, 16, 65536));
         AUDSYNC_TRY(l.Size("max_pending_events", &L.max_pending_events, 1, 10000000));
+        AUDSYNC_TRY(l.Size("max_buffered_body_bytes", &L.max_buffered_body_bytes, 1024 * 1024,
+                           size_t{64} * 1024 * 1024 * 1024));
+        AUDSYNC_TRY(l.Size("max_connections", &L.max_connections, 0, 10000000));
     }
     const rapidjson::Value* dests = r.Get("destinations");
     if (dests == nullptr) return ConfigError("destinations", "required");

@@ -1,3 +1,4 @@
+// Pure routing: method and path to a RouteId, and the body limit of each route.
 #include "audsync/http/routes.hpp"
 
 #include <optional>
@@ -63,6 +64,26 @@ bool IsAdminRoute(RouteId id) {
             return true;
         default:
             return false;
+    }
+}
+
+size_t BodyLimit(const config::Limits& limits, RouteId id) {
+    switch (id) {
+        case RouteId::kBatch:
+        case RouteId::kIdentify:
+        case RouteId::kTrack:
+        case RouteId::kImport:
+        case RouteId::kAudienceCreate:
+        case RouteId::kAudienceLookup:
+            return limits.tracking_max_request_bytes;
+        case RouteId::kWebhookEvents:
+            return limits.webhook_max_request_bytes;
+        case RouteId::kResync:
+        case RouteId::kDeadLettersRetry:
+        case RouteId::kDeadLettersDiscard:
+            return 1024 * 1024;
+        default:
+            return 64 * 1024;
     }
 }
 

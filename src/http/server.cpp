@@ -1,7 +1,5 @@
+// The audsync HTTP API: dispatch of each route to ingest or admin, over http::Transport.
 #include "audsync/http/server.hpp"
-
-#include <pistache/endpoint.h>
-#include <pistache/http.h>
 
 #include <algorithm>
 #include <stdexcept>
@@ -11,6 +9,7 @@
 #include "audsync/common/log.hpp"
 #include "audsync/common/text.hpp"
 #include "audsync/http/routes.hpp"
+#include "audsync/http/transport.hpp"
 
 namespace audsync::http {
 
@@ -47,9 +46,6 @@ std::string ErrorBody(const Error& error) {
 
 namespace {
 
-using Pistache::Http::Code;
-using Pistache::Http::ResponseWriter;
-
 struct Shared {
     const config::Config* config;
     ingest::Service* ingest;
@@ -70,41 +66,55 @@ Answer FromResult(const Result<std::string>& r) {
 
 Answer FromError(const Error& e) { return {StatusFor(e.code), ErrorBody(e), ""}; }
 
-std::optional<std::string> Header(const Pistache::Http::Request& req, const std::string& name) {
-    if (auto raw = req.headers().tryGetRaw(name)) return raw->value();
+// The raw value of the first `name` parameter of a query, if any.
+std::optional<std::string> QueryRaw(std::string_view query, std::string_view name) {
+    while (!query.empty()) {
+        size_t amp = query.find('&');
+        std::string_view pair = query.substr(0, amp);
+        size_t eq = pair.find('=');
+        if (pair.substr(0, eq) == name) {
+            return std::string(eq == std::string_view::npos ? std::string_view()
+                                                            : pair.substr(eq + 1));
+        }
+        if (amp == std::string_view::npos) break;
+        query.remove_prefix(amp + 1);
+    }
     return std::nullopt;
 }
 
-std::optional<std::string> Authorization(const Pistache::Http::Request& req) {
-    auto h = req.headers().tryGet<Pistache::Http::Header::Authorization>();
-    if (h) return h->value();
-    return Header(req, "Authorization");
-}
-
-std::optional<std::string> QueryKey(const Pistache::Http::Request& req) {
-    auto v = req.query().get("key");
+std::optional<std::string> QueryKey(const Request& req) {
+    auto v = QueryRaw(req.Query(), "key");
     if (!v) return std::nullopt;
     auto decoded = text::PercentDecode(*v, true);
     return decoded ? decoded : std::optional<std::string>(std::string());
 }
 
-admin::Query QueryOf(const Pistache::Http::Request& req) {
+admin::Query QueryOf(const Request& req) {
     admin::Query q;
-    for (auto it = req.query().parameters_begin(); it != req.query().parameters_end(); ++it) {
-        auto name = text::PercentDecode(it->first, true);
-        auto value = text::PercentDecode(it->second, true);
-        if (name && value) q[*name] = *value;
+    std::string_view query = req.Query();
+    while (!query.empty()) {
+        size_t amp = query.find('&');
+        std::string_view pair = query.substr(0, amp);
+        size_t eq = pair.find('=');
+        if (!pair.empty()) {
+            auto name = text::PercentDecode(pair.substr(0, eq), true);
+            auto value = text::PercentDecode(
+                eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1), true);
+            if (name && value) q[*name] = *value;
+        }
+        if (amp == std::string_view::npos) break;
+        query.remove_prefix(amp + 1);
     }
     return q;
 }
 
-std::optional<Error> CheckAdmin(const Shared& s, const Pistache::Http::Request& req, RouteId id) {
+std::optional<Error> CheckAdmin(const Shared& s, const Request& req, RouteId id) {
     if (id == RouteId::kMetrics && s.config->metrics_public) return std::nullopt;
     if (s.config->admin_token.empty()) {
         return MakeError(ErrorCode::kUnauthorized, "unauthorized",
                          "the admin API is disabled: no admin_token is configured");
     }
-    auto auth = Authorization(req);
+    auto auth = req.Header("Authorization");
     std::string_view given = auth ? std::string_view(*auth) : std::string_view();
     bool bearer =
         given.size() > 7 && (given.substr(0, 7) == "Bearer " || given.substr(0, 7) == "bearer ");
@@ -115,7 +125,7 @@ std::optional<Error> CheckAdmin(const Shared& s, const Pistache::Http::Request& 
     return std::nullopt;
 }
 
-Answer DispatchAdmin(const Shared& s, const Pistache::Http::Request& req, const RouteMatch& m) {
+Answer DispatchAdmin(const Shared& s, const Request& req, const RouteMatch& m) {
     if (auto denied = CheckAdmin(s, req, m.id)) return FromError(*denied);
     admin::Rest& a = *s.admin;
     switch (m.id) {
@@ -138,9 +148,9 @@ Answer DispatchAdmin(const Shared& s, const Pistache::Http::Request& req, const 
         case RouteId::kDeadLetters:
             return FromResult(a.ListDeadLetters(QueryOf(req)));
         case RouteId::kDeadLettersRetry:
-            return FromResult(a.RetryDeadLetters(req.body()));
+            return FromResult(a.RetryDeadLetters(req.body));
         case RouteId::kDeadLettersDiscard:
-            return FromResult(a.DiscardDeadLetters(req.body()));
+            return FromResult(a.DiscardDeadLetters(req.body));
         case RouteId::kMetrics: {
             auto r = a.Metrics();
             if (!r) return FromError(r.error());
@@ -151,12 +161,9 @@ Answer DispatchAdmin(const Shared& s, const Pistache::Http::Request& req, const 
     }
 }
 
-Answer Dispatch(const Shared& s, const Pistache::Http::Request& req) {
-    const std::string method = Pistache::Http::methodString(req.method());
-    std::string_view path = req.resource();
-    size_t q = path.find('?');
-    if (q != std::string_view::npos) path = path.substr(0, q);
-    RouteMatch m = MatchRoute(method, path);
+// Route -> ingest or admin call -> answer. Knows nothing of the transport.
+Answer Dispatch(const Shared& s, const Request& req) {
+    RouteMatch m = MatchRoute(req.method, req.Path());
     if (IsAdminRoute(m.id)) return DispatchAdmin(s, req, m);
     ingest::Request in;
     switch (m.id) {
@@ -172,13 +179,12 @@ Answer Dispatch(const Shared& s, const Pistache::Http::Request& req) {
             return FromError(MakeError(ErrorCode::kInvalidBody, "invalid_path",
                                        "the path has a malformed percent escape"));
         case RouteId::kMethodNotAllowed:
-            // Pistache 0.0.5 does not write an Allow header; the message names the method.
             return FromError(MakeError(ErrorCode::kMethodNotAllowed, "method_not_allowed",
                                        "this route takes " + m.allow));
         case RouteId::kAudienceCreate:
-            return FromResult(s.ingest->CreateAudience(m.destination, QueryKey(req), req.body()));
+            return FromResult(s.ingest->CreateAudience(m.destination, QueryKey(req), req.body));
         case RouteId::kAudienceLookup:
-            return FromResult(s.ingest->LookupAudience(m.destination, QueryKey(req), req.body()));
+            return FromResult(s.ingest->LookupAudience(m.destination, QueryKey(req), req.body));
         case RouteId::kBatch:
             in.route = ingest::Route::kBatch;
             break;
@@ -198,47 +204,26 @@ Answer Dispatch(const Shared& s, const Pistache::Http::Request& req) {
         default:  // admin routes were dispatched above
             return FromError(MakeError(ErrorCode::kInternal, "internal", "internal error"));
     }
-    in.body = req.body();
-    in.authorization = Authorization(req);
-    in.signature = Header(req, "X-Signature");
+    in.body = req.body;
+    in.authorization = req.Header("Authorization");
+    in.signature = req.Header("X-Signature");
     return FromResult(s.ingest->Ingest(in));
 }
 
-class Handler : public Pistache::Http::Handler {
-  public:
-    HTTP_PROTOTYPE(Handler)
-
-    explicit Handler(std::shared_ptr<Shared> shared) : shared_(std::move(shared)) {}
-
-    void onRequest(const Pistache::Http::Request& req, ResponseWriter response) override {
-        Answer a;
-        try {
-            a = Dispatch(*shared_, req);
-        } catch (const std::exception& e) {
-            // The text of an exception never reaches the client.
-            log::Error(std::string("request failed: ") + e.what());
-            a = FromError(MakeError(ErrorCode::kInternal, "internal", "internal error"));
-        } catch (...) {
-            a = FromError(MakeError(ErrorCode::kInternal, "internal", "internal error"));
-        }
-        if (a.content_type.empty()) {
-            response.headers().add<Pistache::Http::Header::ContentType>(MIME(Application, Json));
-        } else {
-            response.headers().add<Pistache::Http::Header::ContentType>(
-                Pistache::Http::Mime::MediaType::fromString(a.content_type));
-        }
-        response.send(static_cast<Code>(a.status), a.body);
-    }
-
-  private:
-    std::shared_ptr<Shared> shared_;
-};
+Response ToResponse(Answer a, const RouteMatch& m) {
+    Response r;
+    r.status = a.status;
+    r.body = std::move(a.body);
+    if (!a.content_type.empty()) r.content_type = std::move(a.content_type);
+    if (m.id == RouteId::kMethodNotAllowed) r.headers.emplace_back("Allow", m.allow);
+    return r;
+}
 
 }  // namespace
 
 struct Server::Impl {
     std::shared_ptr<Shared> shared;
-    std::unique_ptr<Pistache::Http::Endpoint> endpoint;
+    std::unique_ptr<Transport> transport;
     const config::Config* config;
 };
 
@@ -253,34 +238,36 @@ Server::~Server() { Stop(); }
 
 void Server::Start() {
     const config::Config& c = *impl_->config;
-    Pistache::Address addr(c.listen_host, Pistache::Port(c.listen_port));
-    impl_->endpoint = std::make_unique<Pistache::Http::Endpoint>(addr);
-    // Pistache counts headers in maxRequestSize: leave room for them above the largest
-    // body a route accepts; bodies within it get our own JSON 413.
-    size_t max_body =
-        std::max(c.limits.webhook_max_request_bytes, c.limits.tracking_max_request_bytes);
-    auto opts = Pistache::Http::Endpoint::options()
-                    .threads(c.http_threads)
-                    .flags(Pistache::Tcp::Options::ReuseAddr)
-                    .maxRequestSize(max_body + 64 * 1024)
-                    .maxResponseSize(1024 * 1024)
-                    .headerTimeout(std::chrono::milliseconds(c.header_timeout_ms))
-                    .bodyTimeout(std::chrono::milliseconds(c.body_timeout_ms))
-                    .keepaliveTimeout(std::chrono::milliseconds(c.keepalive_timeout_ms));
-    impl_->endpoint->init(opts);
-    impl_->endpoint->setHandler(std::make_shared<Handler>(impl_->shared));
-    impl_->endpoint->serveThreaded();
+    TransportOptions o;
+    o.host = c.listen_host;
+    o.port = c.listen_port;
+    o.handler_threads = c.http_threads;
+    o.header_timeout_ms = c.header_timeout_ms;
+    o.body_timeout_ms = c.body_timeout_ms;
+    o.keepalive_timeout_ms = c.keepalive_timeout_ms;
+    o.max_buffered_body_bytes = c.limits.max_buffered_body_bytes;
+    o.max_connections = c.limits.max_connections;
+    const config::Limits limits = c.limits;
+    auto body_limit = [limits](const RequestHead& head) {
+        std::string_view path = head.target.substr(0, head.target.find('?'));
+        return BodyLimit(limits, MatchRoute(head.method, path).id);
+    };
+    std::shared_ptr<Shared> shared = impl_->shared;
+    auto handler = [shared](const Request& req) {
+        RouteMatch m = MatchRoute(req.method, req.Path());
+        return ToResponse(Dispatch(*shared, req), m);
+    };
+    impl_->transport = std::make_unique<Transport>(o, body_limit, handler);
+    impl_->transport->Start();
 }
 
-uint16_t Server::port() const {
-    return impl_->endpoint ? static_cast<uint16_t>(impl_->endpoint->getPort()) : 0;
-}
+uint16_t Server::port() const { return impl_->transport ? impl_->transport->port() : 0; }
 
 void Server::Stop() {
-    if (!impl_ || !impl_->endpoint) return;
-    impl_->endpoint->shutdown();
-    // Destroying the endpoint joins its workers before the objects they use go away.
-    impl_->endpoint.reset();
+    if (!impl_ || !impl_->transport) return;
+    impl_->transport->Stop();
+    // Destroying the transport joins its threads before the objects they use go away.
+    impl_->transport.reset();
 }
 
 }  // namespace audsync::http

@@ -1,8 +1,10 @@
+// Test helpers around processes: spawning audsync, reading its state, a libcurl client.
 #include "support/process.hpp"
 
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -35,7 +37,7 @@ std::string TempPath(const char* stem) {
 }
 
 pid_t Spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
-            const std::string& out_path, const std::string& err_path) {
+            const std::string& out_path, const std::string& err_path, long file_limit = 0) {
     pid_t pid = fork();
     if (pid < 0) throw std::runtime_error("fork failed");
     if (pid == 0) {
@@ -46,6 +48,10 @@ pid_t Spawn(const std::vector<std::string>& args, const std::map<std::string, st
         dup2(out, 1);
         dup2(err, 2);
         for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
+        if (file_limit > 0) {
+            rlimit lim{static_cast<rlim_t>(file_limit), static_cast<rlim_t>(file_limit)};
+            setrlimit(RLIMIT_NOFILE, &lim);
+        }
         std::vector<char*> argv;
         std::string binary = AUDSYNC_BINARY;
         argv.push_back(binary.data());
@@ -110,7 +116,7 @@ ServerProcess::~ServerProcess() {
 bool ServerProcess::Start(int deadline_ms) {
     std::string out = TempPath("serve-out");
     if (log_path_.empty()) log_path_ = TempPath("serve-log");
-    pid_ = Spawn({"serve", "--config", config_path_}, {}, out, log_path_);
+    pid_ = Spawn({"serve", "--config", config_path_}, {}, out, log_path_, file_limit_);
     const int64_t deadline = text::NowMs() + deadline_ms;
     bool ok = false;
     while (text::NowMs() < deadline) {
@@ -153,6 +159,29 @@ void ServerProcess::Kill() {
     pid_ = -1;
 }
 
+int64_t CpuTimeMs(pid_t pid) {
+    std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+    size_t paren = stat.rfind(')');
+    if (paren == std::string::npos) return -1;
+    std::istringstream fields(stat.substr(paren + 2));
+    std::string field;
+    int64_t utime = 0, stime = 0;
+    // After "pid (comm) ": state is field 3; utime and stime are fields 14 and 15.
+    for (int i = 3; i <= 15 && fields >> field; ++i) {
+        if (i == 14) utime = std::atoll(field.c_str());
+        if (i == 15) stime = std::atoll(field.c_str());
+    }
+    return (utime + stime) * 1000 / sysconf(_SC_CLK_TCK);
+}
+
+int64_t RssKb(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    for (std::string line; std::getline(in, line);) {
+        if (line.rfind("VmRSS:", 0) == 0) return std::atoll(line.c_str() + 6);
+    }
+    return 0;
+}
+
 std::string ServerProcess::Log() const { return log_path_.empty() ? "" : ReadFile(log_path_); }
 
 HttpClient::HttpClient() : curl_(curl_easy_init()) {
@@ -178,7 +207,7 @@ HttpResponse HttpClient::Request(const std::string& method, const std::string& u
     }
     struct curl_slist* list = nullptr;
     list = curl_slist_append(list, "Content-Type: application/json");
-    list = curl_slist_append(list, "Expect:");  // Pistache never answers 100-continue
+    list = curl_slist_append(list, "Expect:");  // one round trip per request
     for (const auto& h : headers) list = curl_slist_append(list, h.c_str());
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, Collect);

@@ -1,3 +1,4 @@
+// Test helpers around processes: the audsync binary as a child, and a keep-alive client.
 #pragma once
 
 #include <sys/types.h>
@@ -29,6 +30,8 @@ class ServerProcess {
 
     // Returns false when the server exited or did not listen within the deadline.
     bool Start(int deadline_ms = 20000);
+    // Before Start: the child's RLIMIT_NOFILE, soft and hard (for descriptor exhaustion).
+    void SetFileLimit(long limit) { file_limit_ = limit; }
     uint16_t port() const { return port_; }
     pid_t pid() const { return pid_; }
     std::string url(const std::string& path) const;
@@ -44,7 +47,13 @@ class ServerProcess {
     std::string log_path_;
     pid_t pid_ = -1;
     uint16_t port_ = 0;
+    long file_limit_ = 0;
 };
+
+// CPU time (user + system) the process has used, in milliseconds; -1 when it is gone.
+int64_t CpuTimeMs(pid_t pid);
+// Resident set size of the process in KiB; 0 when it is gone.
+int64_t RssKb(pid_t pid);
 
 // A keep-alive HTTP client over libcurl (one connection, reused).
 struct HttpResponse {

@@ -1,3 +1,4 @@
+// A raw TCP client for HTTP tests: requests curl would refuse to send, and what comes back.
 #pragma once
 
 #include <arpa/inet.h>
@@ -8,6 +9,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "audsync/common/text.hpp"
 
@@ -46,32 +48,75 @@ class RawConnection {
     }
 
     // Reads until the peer closes, a full response (by Content-Length) is in, or the
-    // deadline passes.
+    // deadline passes. Bytes after that response are kept for the next read.
     std::string ReadResponse(int deadline_ms = 10000) {
-        std::string out;
+        auto one = ReadResponses(1, deadline_ms);
+        if (!one.empty()) return one[0];
+        std::string partial;
+        partial.swap(pending_);
+        return partial;
+    }
+
+    // Reads until `count` complete responses (by Content-Length) are in, the peer closes,
+    // or the deadline passes; returns the responses found, in order.
+    std::vector<std::string> ReadResponses(size_t count, int deadline_ms = 10000) {
+        std::vector<std::string> out;
         const int64_t deadline = text::NowMs() + deadline_ms;
-        while (text::NowMs() < deadline) {
+        auto split = [&] {
+            while (out.size() < count) {
+                size_t end = pending_.find("\r\n\r\n");
+                if (end == std::string::npos) return;
+                size_t cl = pending_.find("Content-Length: ");
+                size_t length =
+                    cl != std::string::npos && cl < end ? std::stoul(pending_.substr(cl + 16)) : 0;
+                if (pending_.size() < end + 4 + length) return;
+                out.push_back(pending_.substr(0, end + 4 + length));
+                pending_.erase(0, end + 4 + length);
+            }
+        };
+        split();
+        while (out.size() < count && text::NowMs() < deadline) {
             pollfd p{fd_, POLLIN, 0};
-            int ready = poll(&p, 1, 50);
-            if (ready > 0) {
+            if (poll(&p, 1, 50) > 0) {
                 char buf[65536];
                 ssize_t n = recv(fd_, buf, sizeof buf, 0);
                 if (n <= 0) break;
-                out.append(buf, static_cast<size_t>(n));
-                size_t end = out.find("\r\n\r\n");
-                if (end != std::string::npos) {
-                    size_t cl = out.find("Content-Length: ");
-                    size_t length =
-                        cl != std::string::npos && cl < end ? std::stoul(out.substr(cl + 16)) : 0;
-                    if (out.size() >= end + 4 + length) break;
-                }
+                pending_.append(buf, static_cast<size_t>(n));
+                split();
             }
         }
         return out;
     }
 
+    // Reads until `marker` has arrived, the peer closes, or the deadline passes.
+    std::string ReadUntil(const std::string& marker, int deadline_ms = 10000) {
+        std::string out;
+        out.swap(pending_);
+        const int64_t deadline = text::NowMs() + deadline_ms;
+        while (out.find(marker) == std::string::npos && text::NowMs() < deadline) {
+            pollfd p{fd_, POLLIN, 0};
+            if (poll(&p, 1, 50) > 0) {
+                char buf[65536];
+                ssize_t n = recv(fd_, buf, sizeof buf, 0);
+                if (n <= 0) break;
+                out.append(buf, static_cast<size_t>(n));
+            }
+        }
+        return out;
+    }
+
+    // The value of a response header (exact name), or "" when absent.
+    static std::string HeaderOf(const std::string& response, const std::string& name) {
+        size_t end = response.find("\r\n\r\n");
+        size_t at = response.find("\r\n" + name + ": ");
+        if (at == std::string::npos || at > end) return "";
+        at += name.size() + 4;
+        return response.substr(at, response.find("\r\n", at) - at);
+    }
+
     // True once the peer has closed the connection (polls until the deadline).
     bool ClosedByPeer(int deadline_ms) {
+        pending_.clear();
         const int64_t deadline = text::NowMs() + deadline_ms;
         while (text::NowMs() < deadline) {
             pollfd p{fd_, POLLIN, 0};
@@ -96,6 +141,7 @@ class RawConnection {
 
   private:
     int fd_ = -1;
+    std::string pending_;  // received, not yet returned
 };
 
 }  // namespace audsync::testing

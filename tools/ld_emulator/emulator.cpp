@@ -1,17 +1,14 @@
+// The LaunchDarkly emulator: its behaviour, and its HTTP server on http::Transport.
 #include "emulator.hpp"
 
-#include <pistache/endpoint.h>
-#include <pistache/http.h>
-#include <pistache/peer.h>
 #include <rapidjson/document.h>
-#include <sys/socket.h>
 
-#include <chrono>
-#include <thread>
+#include <cctype>
 
 #include "audsync/common/json.hpp"
 #include "audsync/common/text.hpp"
 #include "audsync/config/config.hpp"
+#include "audsync/http/transport.hpp"
 
 namespace audsync::emulator {
 namespace {
@@ -41,90 +38,8 @@ std::string Header(const std::map<std::string, std::string>& h, const std::strin
 }  // namespace
 
 struct Emulator::Server {
-    std::unique_ptr<Pistache::Http::Endpoint> endpoint;
+    std::unique_ptr<http::Transport> transport;
 };
-
-namespace {
-
-// Pistache 0.0.5 writes only typed headers into a response: one type per header.
-class RetryAfterHeader : public Pistache::Http::Header::Header {
-  public:
-    NAME("Retry-After")
-    RetryAfterHeader() = default;
-    explicit RetryAfterHeader(std::string v) : value_(std::move(v)) {}
-    void parse(const std::string& data) override { value_ = data; }
-    void write(std::ostream& os) const override { os << value_; }
-
-  private:
-    std::string value_;
-};
-
-class RateLimitResetHeader : public Pistache::Http::Header::Header {
-  public:
-    NAME("X-Ratelimit-Reset")
-    RateLimitResetHeader() = default;
-    explicit RateLimitResetHeader(std::string v) : value_(std::move(v)) {}
-    void parse(const std::string& data) override { value_ = data; }
-    void write(std::ostream& os) const override { os << value_; }
-
-  private:
-    std::string value_;
-};
-
-class Handler : public Pistache::Http::Handler {
-  public:
-    HTTP_PROTOTYPE(Handler)
-    explicit Handler(Emulator* e) : e_(e) {}
-
-    void onRequest(const Pistache::Http::Request& req,
-                   Pistache::Http::ResponseWriter response) override {
-        std::map<std::string, std::string> headers;
-        for (const auto& [name, raw] : req.headers().rawList()) {
-            std::string lower = name;
-            for (char& c : lower)
-                c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-            headers[lower] = raw.value();
-        }
-        if (auto auth = req.headers().tryGet<Pistache::Http::Header::Authorization>()) {
-            headers["authorization"] = auth->value();
-        }
-        if (auto ct = req.headers().tryGet<Pistache::Http::Header::ContentType>()) {
-            headers["content-type"] = ct->mime().toString();
-        }
-        if (auto ua = req.headers().tryGet<Pistache::Http::Header::UserAgent>()) {
-            headers["user-agent"] = ua->agent();
-        }
-        std::string path = req.resource();
-        Answer a;
-        try {
-            a = e_->Handle(Pistache::Http::methodString(req.method()), path, headers, req.body());
-        } catch (const std::exception&) {
-            a = Problem(500, "internal", "emulator error");
-        }
-        if (a.delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(a.delay_ms));
-        if (a.drop) {
-            // Close the connection without an answer, as a crashed proxy would.
-            ::shutdown(response.peer()->fd(), SHUT_RDWR);
-            return;
-        }
-        for (const auto& [k, v] : a.headers) {
-            if (k == "Content-Type") {
-                response.headers().add<Pistache::Http::Header::ContentType>(
-                    Pistache::Http::Mime::MediaType::fromString(v));
-            } else if (k == "Retry-After") {
-                response.headers().add<RetryAfterHeader>(v);
-            } else if (k == "X-Ratelimit-Reset") {
-                response.headers().add<RateLimitResetHeader>(v);
-            }
-        }
-        response.send(static_cast<Pistache::Http::Code>(a.status), a.body);
-    }
-
-  private:
-    Emulator* e_;
-};
-
-}  // namespace
 
 Emulator::Emulator(Options options) : options_(std::move(options)) {}
 
@@ -132,20 +47,46 @@ Emulator::~Emulator() { Stop(); }
 
 void Emulator::Start() {
     server_ = std::make_unique<Server>();
-    Pistache::Address addr(options_.host, Pistache::Port(options_.port));
-    server_->endpoint = std::make_unique<Pistache::Http::Endpoint>(addr);
-    auto opts = Pistache::Http::Endpoint::options()
-                    .threads(options_.threads)
-                    .flags(Pistache::Tcp::Options::ReuseAddr)
-                    .maxRequestSize(16 * 1024 * 1024)
-                    .keepaliveTimeout(std::chrono::seconds(5));
-    server_->endpoint->init(opts);
-    server_->endpoint->setHandler(std::make_shared<Handler>(this));
-    server_->endpoint->serveThreaded();
+    http::TransportOptions o;
+    o.host = options_.host;
+    o.port = options_.port;
+    o.handler_threads = options_.threads;
+    o.keepalive_timeout_ms = 5000;
+    auto body_limit = [](const http::RequestHead&) -> size_t { return 16 * 1024 * 1024; };
+    auto handler = [this](const http::Request& req) {
+        std::map<std::string, std::string> headers;
+        for (const auto& [name, value] : req.headers) {
+            std::string lower = name;
+            for (char& c : lower)
+                c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            headers.emplace(lower, value);
+        }
+        Answer a;
+        try {
+            a = Handle(req.method, req.target, headers, req.body);
+        } catch (const std::exception&) {
+            a = Problem(500, "internal", "emulator error");
+        }
+        http::Response r;
+        r.status = a.status;
+        r.body = std::move(a.body);
+        r.drop = a.drop;  // close without an answer, as a crashed proxy would
+        r.delay_ms = a.delay_ms;
+        for (auto& [k, v] : a.headers) {
+            if (k == "Content-Type") {
+                r.content_type = v;
+            } else {
+                r.headers.emplace_back(k, v);
+            }
+        }
+        return r;
+    };
+    server_->transport = std::make_unique<http::Transport>(o, body_limit, handler);
+    server_->transport->Start();
 }
 
 uint16_t Emulator::port() const {
-    return server_ && server_->endpoint ? static_cast<uint16_t>(server_->endpoint->getPort()) : 0;
+    return server_ && server_->transport ? server_->transport->port() : 0;
 }
 
 std::string Emulator::base_url() const {
@@ -153,9 +94,9 @@ std::string Emulator::base_url() const {
 }
 
 void Emulator::Stop() {
-    if (server_ && server_->endpoint) {
-        server_->endpoint->shutdown();
-        server_->endpoint.reset();
+    if (server_ && server_->transport) {
+        server_->transport->Stop();
+        server_->transport.reset();
     }
 }
 

@@ -1,3 +1,4 @@
+// An in-memory LaunchDarkly for tests, benchmarks and the demo.
 #pragma once
 
 #include <cstdint>

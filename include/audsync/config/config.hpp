@@ -38,6 +38,8 @@ struct Limits {
     size_t max_id_bytes = 256;           // messageId, audience id and key, destination id
     size_t max_key_bytes = 1024;         // context keys
     size_t max_pending_events = 100000;  // events queued for the writer at once
+    size_t max_buffered_body_bytes = 128 * 1024 * 1024;  // request bodies held at once
+    size_t max_connections = 0;                          // 0: the file descriptor limit less 64
 };
 
 struct Destination {

@@ -1,8 +1,11 @@
+// Pure routing of audsync's HTTP API: path and method to a route, and each route's body limit.
 #pragma once
 
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "audsync/config/config.hpp"
 
 namespace audsync::http {
 
@@ -47,6 +50,11 @@ RouteMatch MatchRoute(std::string_view method, std::string_view path);
 
 // True for the routes that need the admin bearer token.
 bool IsAdminRoute(RouteId id);
+
+// The largest body a request may declare on that route, checked from the headers before
+// the body is read: the Tracking or webhook request limit for ingest, 1 MiB for admin
+// POSTs, 64 KiB for everything else (a body there is answered by the route's error).
+size_t BodyLimit(const config::Limits& limits, RouteId id);
 
 // Every route as "METHOD /path/{param}", for docs/api.md's test.
 const std::vector<std::string>& RouteTable();

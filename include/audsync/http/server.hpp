@@ -1,3 +1,4 @@
+// The audsync HTTP server: its routes served by http::Transport (Boost.Beast).
 #pragma once
 
 #include <cstdint>
@@ -17,9 +18,9 @@ namespace audsync::http {
 int StatusFor(ErrorCode code);
 std::string ErrorBody(const Error& error);
 
-// The Pistache endpoint serving ingest and health routes. Every request is answered
-// exactly once, on its own worker thread; exceptions become a generic 500.
-// Thread-safety: Start/Stop from one thread; handlers run on Pistache's workers.
+// The endpoint serving ingest, admin and health routes. Every request is answered exactly
+// once, on a handler thread (http_threads of them); exceptions become a generic 500.
+// Thread-safety: Start/Stop from one thread; handlers run on the transport's threads.
 class Server {
   public:
     Server(const config::Config& config, ingest::Service& ingest, admin::Rest& admin,
