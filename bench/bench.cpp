@@ -369,7 +369,7 @@ std::string WriteConfig(const std::string& dir, const std::string& db,
     std::string path = dir + "/bench-config.json";
     std::ofstream(path)
         << R"({"listen":"127.0.0.1:0","database":")" << db
-        << R"(","admin_token":"bench-admin","destinations":[{"id":"bench","service_token":")"
+        << R"(","admin_token":"bench-admin-token-0123","destinations":[{"id":"bench","service_token":")"
         << kToken << R"(","client_side_id":")" << kClientSideId << R"(","api_base":")"
         << emulator_url << R"(","clientsdk_base":")" << emulator_url << R"(","write_keys":[")"
         << kWriteKey << R"("],"max_batch":)" << max_batch << "}]}";

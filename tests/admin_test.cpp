@@ -86,12 +86,12 @@ TEST_SUITE("admin api") {
             {"GET", "/metrics"}};
         for (const auto& [method, path] : routes) {
             CAPTURE(path);
-            for (const auto& headers :
-                 std::vector<std::vector<std::string>>{{},
-                                                       {"Authorization: Bearer wrong"},
-                                                       {"Authorization: adm1n"},
-                                                       {"Authorization: Basic YWRtMW46"},
-                                                       {"Authorization: Bearer adm1n2"}}) {
+            for (const auto& headers : std::vector<std::vector<std::string>>{
+                     {},
+                     {"Authorization: Bearer wrong"},
+                     {std::string("Authorization: ") + testing::kAdminToken},
+                     {"Authorization: Basic YWRtMW4tdGVzdC10b2tlbi0wMTIzOg=="},
+                     {std::string("Authorization: Bearer ") + testing::kAdminToken + "2"}}) {
                 auto r = h.http.Request(method, h.server->url(path), "{}", headers);
                 CHECK(r.status == 401);
                 CHECK(ErrorNameOf(r) == "unauthorized");
@@ -239,7 +239,7 @@ TEST_SUITE("admin api") {
         REQUIRE(one.status == 200);
         for (const auto& body : {list.body, one.body, h.Admin("GET", "/metrics").body,
                                  h.Admin("GET", "/v1/segments").body, h.server->Log()}) {
-            for (const char* secret : {kToken, "wk-ld", "s3cret", "adm1n"}) {
+            for (const char* secret : {kToken, "wk-ld", "s3cret", testing::kAdminToken}) {
                 CHECK_MESSAGE(body.find(secret) == std::string::npos, secret);
             }
         }
@@ -495,8 +495,8 @@ TEST_SUITE("operator cli") {
         CHECK(RunAudsync({"dead-letters", "retry", "--config", h.config}).exit_code == 2);
         CHECK(RunAudsync({"dead-letters", "retry", "bad-id", "--config", h.config}).exit_code == 2);
         // A member that is no dead letter is named, and the command fails.
-        auto nope = RunAudsync({"dead-letters", "retry", std::to_string(seg) + ":nope",
-                                "--config", h.config});
+        auto nope = RunAudsync(
+            {"dead-letters", "retry", std::to_string(seg) + ":nope", "--config", h.config});
         CHECK(nope.exit_code == 1);
         CHECK(nope.out.find("retried 0 dead letters") != std::string::npos);
         CHECK(nope.out.find("not a dead letter: " + std::to_string(seg) + ":nope") !=

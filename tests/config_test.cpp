@@ -61,6 +61,11 @@ TEST_SUITE("config") {
         CHECK(d.context_key == config::ContextKeyChoice::kUserIdOnly);
         CHECK(d.max_batch == 1000);
         CHECK(d.shared_secret.empty());
+        CHECK(d.webhook_token.empty());
+        CHECK(d.audience_url_key.empty());
+        CHECK(d.webhook_signature == config::WebhookSignature::kRequireToken);
+        CHECK(cfg.limits.max_future_skew_seconds == 86400);
+        CHECK(cfg.admin_token.empty());  // absent: the admin API is off
     }
 
     TEST_CASE("the issue's example config loads with its environment") {
@@ -75,12 +80,12 @@ TEST_SUITE("config") {
             "context_kind": "user", "context_key": "user_id_only",
             "write_keys": ["${SEGMENT_WRITE_KEY}"],
             "shared_secret": "${SEGMENT_SHARED_SECRET}", "max_batch": 1000 }]})";
-        auto c = config::LoadText(text, Env({{"AUDSYNC_ADMIN_TOKEN", "adm"},
+        auto c = config::LoadText(text, Env({{"AUDSYNC_ADMIN_TOKEN", "adm-0123456789abcdef"},
                                              {"LD_SERVICE_TOKEN", "api-x"},
                                              {"SEGMENT_WRITE_KEY", "wk"},
                                              {"SEGMENT_SHARED_SECRET", "sh"}}));
         REQUIRE(c.ok());
-        CHECK(c.value().admin_token == "adm");
+        CHECK(c.value().admin_token == "adm-0123456789abcdef");
         const auto& d = c.value().destinations[0];
         CHECK(d.service_token == "api-x");
         CHECK(d.write_keys == std::vector<std::string>{"wk"});
@@ -118,7 +123,9 @@ TEST_SUITE("config") {
             {R"({"destinations":[{"id":"ld","service_token":"","client_side_id":"c","write_keys":["k"]}]})",
              "destinations[0].service_token: must not be empty"},
             {R"({"destinations":[{"id":"ld","service_token":"t","client_side_id":"c"}]})",
-             "destinations[0]: needs write_keys or a shared_secret, or no one could send to it"},
+             "destinations[0]: needs write_keys, a shared_secret or a webhook_token, or no one "
+             "could "
+             "send to it"},
             {WithDestination(R"("context_key":"userId")"),
              "destinations[0].context_key: must be one of user_id_only, user_id_then_email, "
              "user_id_then_anonymousId, user_id_then_email_then_anonymousId, email_only"},
@@ -361,13 +368,13 @@ TEST_SUITE("config") {
 
     TEST_CASE("secrets are resolved by default and a missing one is an error") {
         std::map<std::string, std::string> env = {
-            {"DB_DIR", "/d"},    {"AUDSYNC_ADMIN_TOKEN", "adm"},
+            {"DB_DIR", "/d"},    {"AUDSYNC_ADMIN_TOKEN", "adm-0123456789abcdef"},
             {"LD_TOKEN", "api"}, {"CLIENT_ID", "cid"},
             {"WRITE_KEY", "wk"}, {"SHARED", "sh"}};
         auto c = config::LoadText(kSecretConfig, Env(env));
         REQUIRE(c.ok());
         CHECK(c.value().secrets_resolved);
-        CHECK(c.value().admin_token == "adm");
+        CHECK(c.value().admin_token == "adm-0123456789abcdef");
         CHECK(c.value().destinations[0].write_keys ==
               std::vector<std::string>{"wk", "literal-key"});
         env.erase("AUDSYNC_ADMIN_TOKEN");
@@ -414,7 +421,9 @@ TEST_SUITE("config") {
                 {}) == "destinations[0].write_keys[0]: must not be empty");
         CHECK(
             err(R"({"destinations":[{"id":"ld","service_token":"t","client_side_id":"c"}]})", {}) ==
-            "destinations[0]: needs write_keys or a shared_secret, or no one could send to it");
+            "destinations[0]: needs write_keys, a shared_secret or a webhook_token, or no one "
+            "could "
+            "send to it");
         // A destination with only an unresolved shared secret is still addressable.
         CHECK(
             err(R"({"destinations":[{"id":"ld","service_token":"${T}","client_side_id":"c","shared_secret":"${S}"}]})",
@@ -439,5 +448,144 @@ TEST_SUITE("config") {
         REQUIRE_FALSE(strict.ok());
         CHECK(strict.error().message ==
               "admin_token: environment variable AUDSYNC_ADMIN_TOKEN is not set");
+    }
+
+    TEST_CASE("admin_token needs 16 characters, counted after expansion") {
+        const std::string sixteen(16, 'a');
+        CHECK(ErrorOf(R"({"admin_token":")" + sixteen + R"(","destinations":[]})") == "ok");
+        const char* short_error =
+            "admin_token: must be at least 16 characters (it is a credential)";
+        CHECK(ErrorOf(R"({"admin_token":")" + sixteen.substr(1) + R"(","destinations":[]})") ==
+              short_error);
+        CHECK(ErrorOf(R"({"admin_token":"adm1n","destinations":[]})") == short_error);
+        CHECK(ErrorOf(R"({"admin_token":"","destinations":[]})") == short_error);
+        CHECK(ErrorOf(R"({"admin_token":"${T}","destinations":[]})", {{"T", "short"}}) ==
+              short_error);
+        CHECK(ErrorOf(R"({"admin_token":"${T}","destinations":[]})", {{"T", sixteen}}) == "ok");
+        // The message never carries the value.
+        CHECK(ErrorOf(R"({"admin_token":"${T}","destinations":[]})", {{"T", "s3cr3t"}})
+                  .find("s3cr3t") == std::string::npos);
+        // Unresolved (commands that only read), the length is not known and not checked.
+        config::LoadOptions options;
+        options.resolve_secrets = false;
+        CHECK(
+            config::LoadText(R"({"admin_token":"${T}","destinations":[]})", Env({}), options).ok());
+    }
+
+    TEST_CASE("webhook_token and audience_url_key: secrets of 16 characters or more") {
+        const std::string key(16, 'k');
+        for (const char* field : {"webhook_token", "audience_url_key"}) {
+            CAPTURE(field);
+            CHECK(ErrorOf(WithDestination("\"" + std::string(field) + "\":\"" + key + "\"")) ==
+                  "ok");
+            CHECK(ErrorOf(WithDestination("\"" + std::string(field) + "\":\"" + key.substr(1) +
+                                          "\"")) ==
+                  "destinations[0]." + std::string(field) +
+                      ": must be at least 16 characters (it is a credential)");
+            CHECK(ErrorOf(WithDestination("\"" + std::string(field) + "\":5")) ==
+                  "destinations[0]." + std::string(field) + ": must be a string");
+        }
+        auto c = config::LoadText(
+            WithDestination(R"("webhook_token":"${TOKEN}","audience_url_key":"${URLKEY}")"),
+            Env({{"TOKEN", "token-0123456789ab"}, {"URLKEY", "urlkey-0123456789"}}));
+        REQUIRE(c.ok());
+        const auto& d = c.value().destinations[0];
+        CHECK(d.webhook_token == "token-0123456789ab");
+        CHECK(d.audience_url_key == "urlkey-0123456789");
+        CHECK(d.has_webhook_token);
+        CHECK(d.has_audience_url_key);
+        // Not needed for reads: unresolved, no variable is looked up and both stay empty.
+        config::LoadOptions options;
+        options.resolve_secrets = false;
+        auto unresolved = config::LoadText(
+            WithDestination(R"("webhook_token":"${TOKEN}","audience_url_key":"${URLKEY}")"),
+            Env({}), options);
+        REQUIRE(unresolved.ok());
+        const auto& u = unresolved.value().destinations[0];
+        CHECK(u.webhook_token.empty());
+        CHECK(u.audience_url_key.empty());
+        CHECK(u.has_webhook_token);
+        CHECK(u.has_audience_url_key);
+        // A webhook_token alone makes a destination addressable.
+        CHECK(ErrorOf(R"({"destinations":[{"id":"ld","service_token":"t","client_side_id":"c",)"
+                      R"("webhook_token":")" +
+                      key + R"("}]})") == "ok");
+    }
+
+    TEST_CASE("webhook_signature: require_token by default, first_element needs a secret") {
+        auto secret = [](const std::string& extra) {
+            return R"({"destinations":[{"id":"ld","service_token":"t","client_side_id":"c",)"
+                   R"("shared_secret":"0123456789abcdef")" +
+                   extra + "}]}";
+        };
+        auto c = config::LoadText(secret(R"(,"webhook_signature":"first_element")"), Env({}));
+        REQUIRE(c.ok());
+        CHECK(c.value().destinations[0].webhook_signature ==
+              config::WebhookSignature::kFirstElement);
+        CHECK(ErrorOf(secret(R"(,"webhook_signature":"require_token")")) == "ok");
+        CHECK(ErrorOf(secret(R"(,"webhook_signature":"all")")) ==
+              "destinations[0].webhook_signature: must be require_token or first_element");
+        CHECK(ErrorOf(WithDestination(R"("webhook_signature":"first_element")")) ==
+              "destinations[0].webhook_signature: first_element needs a shared_secret (it is "
+              "about X-Signature)");
+        CHECK(config::ParseWebhookSignature("first_element") ==
+              config::WebhookSignature::kFirstElement);
+        CHECK(config::ToString(config::WebhookSignature::kRequireToken) == "require_token");
+    }
+
+    TEST_CASE("limits.max_future_skew_seconds: from a minute to 366 days") {
+        auto with = [](const std::string& v) {
+            return R"({"limits":{"max_future_skew_seconds":)" + v + R"(},"destinations":[]})";
+        };
+        const char* range =
+            "limits.max_future_skew_seconds: must be an integer from 60 to 31622400";
+        CHECK(ErrorOf(with("60")) == "ok");
+        CHECK(ErrorOf(with("31622400")) == "ok");
+        CHECK(ErrorOf(with("59")) == range);
+        CHECK(ErrorOf(with("31622401")) == range);
+        CHECK(ErrorOf(with("\"1\"")) == range);
+        auto c = config::LoadText(with("3600"), Env({}));
+        REQUIRE(c.ok());
+        CHECK(c.value().limits.max_future_skew_seconds == 3600);
+    }
+
+    TEST_CASE("StartupWarnings: short shared secret, first_element, audience URLs on write keys") {
+        auto load = [](const std::string& members) {
+            auto c = config::LoadText(
+                R"({"destinations":[{"id":"ld","service_token":"t","client_side_id":"c",)" +
+                    members + "}]}",
+                Env({{"SECRET", "short-secret"}}));
+            REQUIRE(c.ok());
+            return c.value();
+        };
+        // Quiet: a long secret, a dedicated URL key.
+        CHECK(
+            config::StartupWarnings(load(R"("write_keys":["k"],"shared_secret":"0123456789abcdef",)"
+                                         R"("audience_url_key":"0123456789abcdef")"))
+                .empty());
+        CHECK(config::StartupWarnings(load(R"("shared_secret":"0123456789abcdef")")).empty());
+
+        auto short_secret = config::StartupWarnings(load(R"("shared_secret":"${SECRET}")"));
+        REQUIRE(short_secret.size() == 1);
+        CHECK(short_secret[0].rfind("destinations[0].shared_secret: shorter than 16", 0) == 0);
+        CHECK(short_secret[0].find("short-secret") == std::string::npos);
+
+        auto first = config::StartupWarnings(
+            load(R"("shared_secret":"0123456789abcdef","webhook_signature":"first_element")"));
+        REQUIRE(first.size() == 1);
+        CHECK(first[0].rfind("destinations[0].webhook_signature: first_element", 0) == 0);
+
+        auto url = config::StartupWarnings(load(R"("write_keys":["k"])"));
+        REQUIRE(url.size() == 1);
+        CHECK(url[0].rfind("destinations[0].audience_url_key: not set", 0) == 0);
+
+        // Unresolved secrets have no known length: no warning about it.
+        config::LoadOptions options;
+        options.resolve_secrets = false;
+        auto unresolved = config::LoadText(
+            R"({"destinations":[{"id":"ld","service_token":"t","client_side_id":"c","shared_secret":"${S}"}]})",
+            Env({}), options);
+        REQUIRE(unresolved.ok());
+        CHECK(config::StartupWarnings(unresolved.value()).empty());
     }
 }

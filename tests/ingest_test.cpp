@@ -2,16 +2,21 @@
 #include <doctest/doctest.h>
 #include <rapidjson/document.h>
 
+#include <functional>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include "audsync/common/crypto.hpp"
 #include "audsync/common/json.hpp"
 #include "audsync/common/log.hpp"
+#include "audsync/common/text.hpp"
 #include "audsync/ingest/ingest.hpp"
 #include "audsync/store/database.hpp"
 #include "audsync/store/migrations.hpp"
+#include "audsync/store/store.hpp"
 #include "support/helpers.hpp"
+#include "support/store_access.hpp"
 
 using namespace audsync;
 using testing::EngageEvent;
@@ -46,7 +51,10 @@ struct Fixture {
     std::unique_ptr<store::Writer> writer;
     std::unique_ptr<ingest::Service> service;
 
-    Fixture() : config(testing::TestConfig(dir.File("i.db"))) {
+    // `edit` changes the helpers' test config before the service starts.
+    explicit Fixture(const std::function<void(config::Config&)>& edit = {})
+        : config(testing::TestConfig(dir.File("i.db"))) {
+        if (edit) edit(config);
         {
             store::Database db(config.database, true);
             REQUIRE(store::Migrate(db, store::EmbeddedMigrations()).ok());
@@ -68,6 +76,33 @@ struct Fixture {
         return summary.value();
     }
 };
+
+constexpr const char* kWebhookToken = "webhook-token-0123456789";
+constexpr const char* kUrlKey = "audience-url-key-0123456789";
+
+// The number of events stored and of members, by reading the database.
+int64_t Count(const std::string& db_path, const std::string& table) {
+    store::Database db(db_path, false);
+    store::Statement s(store::TestAccess::Handle(db), "SELECT count(*) FROM " + table);
+    REQUIRE(s.Step());
+    return s.Int(0);
+}
+
+int64_t SummaryField(const std::string& summary, const char* name) {
+    rapidjson::Document doc;
+    REQUIRE(json::Parse(summary, doc, 16).ok());
+    return doc[name].GetInt64();
+}
+
+ingest::Request Webhook(std::string_view body) {
+    ingest::Request r;
+    r.route = ingest::Route::kWebhook;
+    r.destination_id = "ld";
+    r.body = body;
+    return r;
+}
+
+std::string Basic(const std::string& user) { return "Basic " + text::Base64Encode(user + ":"); }
 
 std::string Event(const std::string& id, void (*edit)(EngageEvent&) = nullptr) {
     EngageEvent e;
@@ -190,5 +225,213 @@ TEST_SUITE("ingest") {
         REQUIRE(w.has_value());
         CHECK(w->find('\n') == std::string::npos);
         CHECK(w->find("\"aud\\n1\"") != std::string::npos);
+    }
+}
+
+TEST_SUITE("ingest edge") {
+    TEST_CASE("a signed batch of several events needs X-Audsync-Token or a write key") {
+        Fixture f([](config::Config& c) { c.destinations[0].webhook_token = kWebhookToken; });
+        const std::string first = Event("m1");
+        const std::string forged = Event("m-forged", [](EngageEvent& e) { e.user_id = "mallory"; });
+        const std::string signature = crypto::HmacSha1Hex("s3cret", first);
+        const std::string batch = "[" + first + "," + forged + "]";
+
+        // Refused: the signature alone, or with a wrong token or write key. Nothing stored.
+        struct Refused {
+            std::optional<std::string> token;
+            std::optional<std::string> authorization;
+        };
+        for (const Refused& r :
+             {Refused{std::nullopt, std::nullopt},
+              Refused{std::string("wrong-token-0123456789"), std::nullopt},
+              Refused{std::string(""), std::nullopt}, Refused{std::nullopt, Basic("wk-other")},
+              Refused{std::nullopt, Basic("wk-wrong")}}) {
+            auto request = Webhook(batch);
+            request.signature = signature;
+            request.token = r.token;
+            request.authorization = r.authorization;
+            auto answer = f.service->Ingest(request);
+            REQUIRE_FALSE(answer.ok());
+            CHECK(answer.error().code == ErrorCode::kUnauthorized);
+            CHECK(answer.error().name == "unauthorized");
+            CHECK(answer.error().message.find("s3cret") == std::string::npos);
+            CHECK(answer.error().message.find(kWebhookToken) == std::string::npos);
+        }
+        CHECK(Count(f.config.database, "events") == 0);
+        CHECK(Count(f.config.database, "memberships") == 0);
+
+        // A single signed event, and a signed array of one, need nothing more.
+        auto single = Webhook(first);
+        single.signature = signature;
+        auto one = f.service->Ingest(single);
+        REQUIRE(one.ok());
+        CHECK(SummaryField(one.value(), "accepted") == 1);
+        const std::string array_of_one =
+            "[" + Event("m2", [](EngageEvent& e) { e.user_id = "u2"; }) + "]";
+        auto arr = Webhook(array_of_one);
+        arr.signature =
+            crypto::HmacSha1Hex("s3cret", array_of_one.substr(1, array_of_one.size() - 2));
+        auto arr_answer = f.service->Ingest(arr);
+        REQUIRE(arr_answer.ok());
+        CHECK(SummaryField(arr_answer.value(), "accepted") == 1);
+
+        // With the token beside the signature the batch goes in.
+        auto with_token = Webhook(batch);
+        with_token.signature = signature;
+        with_token.token = kWebhookToken;
+        auto accepted = f.service->Ingest(with_token);
+        REQUIRE(accepted.ok());
+        CHECK(SummaryField(accepted.value(), "accepted") == 1);  // m1 was in already
+        CHECK(SummaryField(accepted.value(), "duplicates") == 1);
+
+        // The token or a write key covers any body on its own.
+        const std::string other = "[" + Event("m3", [](EngageEvent& e) { e.user_id = "u3"; }) +
+                                  "," + Event("m4", [](EngageEvent& e) { e.user_id = "u4"; }) + "]";
+        auto token_only = Webhook(other);
+        token_only.token = kWebhookToken;
+        auto t = f.service->Ingest(token_only);
+        REQUIRE(t.ok());
+        CHECK(SummaryField(t.value(), "accepted") == 2);
+        const std::string more = "[" + Event("m5", [](EngageEvent& e) { e.user_id = "u5"; }) + "," +
+                                 Event("m6", [](EngageEvent& e) { e.user_id = "u6"; }) + "]";
+        auto key_and_signature = Webhook(more);
+        key_and_signature.authorization = Basic("wk-ld");
+        key_and_signature.signature = signature;  // not over this body: the key suffices
+        auto k = f.service->Ingest(key_and_signature);
+        REQUIRE(k.ok());
+        CHECK(SummaryField(k.value(), "accepted") == 2);
+    }
+
+    TEST_CASE("a token is worthless where no webhook_token is configured") {
+        Fixture f;  // "ld" has a shared secret and no webhook_token
+        const std::string first = Event("m1");
+        const std::string batch =
+            "[" + first + "," + Event("m2", [](EngageEvent& e) { e.user_id = "u2"; }) + "]";
+        for (const std::optional<std::string>& token :
+             {std::optional<std::string>(), std::optional<std::string>(""),
+              std::optional<std::string>(kWebhookToken)}) {
+            auto request = Webhook(batch);
+            request.signature = crypto::HmacSha1Hex("s3cret", first);
+            request.token = token;
+            auto answer = f.service->Ingest(request);
+            REQUIRE_FALSE(answer.ok());
+            CHECK(answer.error().code == ErrorCode::kUnauthorized);
+            auto alone = Webhook(first);
+            alone.token = token;
+            CHECK_FALSE(f.service->Ingest(alone).ok());
+        }
+        CHECK(Count(f.config.database, "events") == 0);
+    }
+
+    TEST_CASE("webhook_signature first_element admits the whole signed batch (opt-in)") {
+        Fixture f([](config::Config& c) {
+            c.destinations[0].webhook_signature = config::WebhookSignature::kFirstElement;
+        });
+        const std::string first = Event("m1");
+        const std::string batch =
+            "[" + first + "," + Event("m2", [](EngageEvent& e) { e.user_id = "u2"; }) + "]";
+        auto request = Webhook(batch);
+        request.signature = crypto::HmacSha1Hex("s3cret", first);
+        auto answer = f.service->Ingest(request);
+        REQUIRE(answer.ok());
+        CHECK(SummaryField(answer.value(), "accepted") == 2);
+        // A bad signature is still refused.
+        auto bad = Webhook(batch);
+        bad.signature = crypto::HmacSha1Hex("wrong", first);
+        CHECK_FALSE(f.service->Ingest(bad).ok());
+    }
+
+    TEST_CASE("an event dated beyond the skew is rejected invalid_timestamp and not stored") {
+        Fixture f([](config::Config& c) { c.limits.max_future_skew_seconds = 3600; });
+        const int64_t now = text::NowMs();
+        auto at = [](const std::string& id, const std::string& user, int64_t ms) {
+            EngageEvent e;
+            e.message_id = id;
+            e.user_id = user;
+            e.timestamp = text::FormatIso8601(ms);
+            return e.Json();
+        };
+        auto summary =
+            f.Apply({at("far", "u-far", now + 3600 * 1000 + 60 * 1000),
+                     at("y2999", "u-2999", text::ParseIso8601("2999-01-01T00:00:00Z").value()),
+                     at("near", "u-near", now + 3600 * 1000 - 60 * 1000),
+                     at("past", "u-past", now - 1000)});
+        CHECK(summary.accepted == 2);
+        REQUIRE(summary.rejected.size() == 2);
+        for (const auto& r : summary.rejected) {
+            CHECK(r.reason == "invalid_timestamp");
+            CHECK(r.detail == "timestamp is more than 3600 seconds after the event was received");
+        }
+        CHECK(summary.rejected[0].index == 0);
+        CHECK(summary.rejected[1].index == 1);
+        CHECK(Count(f.config.database, "events") == 2);
+        CHECK(Count(f.config.database, "memberships") == 2);
+        CHECK(f.service->counters().RejectedByReason().at("invalid_timestamp") == 2);
+    }
+
+    TEST_CASE("audience URLs take audience_url_key only, once it is set") {
+        Fixture f([](config::Config& c) { c.destinations[0].audience_url_key = kUrlKey; });
+        const std::string body = R"({"audienceName":"High value users"})";
+        auto created = f.service->CreateAudience("ld", std::string(kUrlKey), body);
+        REQUIRE(created.ok());
+        rapidjson::Document doc;
+        REQUIRE(json::Parse(created.value(), doc, 8).ok());
+        const std::string lookup =
+            "{\"externalId\":\"" + std::string(doc["externalId"].GetString()) + "\"}";
+        CHECK(f.service->LookupAudience("ld", std::string(kUrlKey), lookup).ok());
+        for (const std::optional<std::string>& key :
+             {std::optional<std::string>(), std::optional<std::string>(""),
+              std::optional<std::string>("wk-ld"), std::optional<std::string>("s3cret"),
+              std::optional<std::string>("wk-other"),
+              std::optional<std::string>(std::string(kUrlKey) + "x")}) {
+            CAPTURE(key.value_or("<none>"));
+            auto c = f.service->CreateAudience("ld", key, body);
+            REQUIRE_FALSE(c.ok());
+            CHECK(c.error().code == ErrorCode::kUnauthorized);
+            CHECK(c.error().message.find(kUrlKey) == std::string::npos);
+            auto l = f.service->LookupAudience("ld", key, lookup);
+            REQUIRE_FALSE(l.ok());
+            CHECK(l.error().code == ErrorCode::kUnauthorized);
+        }
+        // The key of one destination opens no other.
+        CHECK_FALSE(f.service->CreateAudience("other", std::string(kUrlKey), body).ok());
+    }
+
+    TEST_CASE("without audience_url_key, audience URLs take a write key but never the secret") {
+        Fixture f;
+        const std::string body = R"({"audienceName":"High value users"})";
+        CHECK(f.service->CreateAudience("ld", std::string("wk-ld"), body).ok());
+        auto by_secret = f.service->CreateAudience("ld", std::string("s3cret"), body);
+        REQUIRE_FALSE(by_secret.ok());
+        CHECK(by_secret.error().code == ErrorCode::kUnauthorized);
+        auto lookup =
+            f.service->LookupAudience("ld", std::string("s3cret"), R"({"externalId":"x"})");
+        REQUIRE_FALSE(lookup.ok());
+        CHECK(lookup.error().code == ErrorCode::kUnauthorized);
+        CHECK_FALSE(f.service->CreateAudience("ld", std::string("wk-other"), body).ok());
+    }
+
+    TEST_CASE("a writeKey nested anywhere in an event never reaches the stored log") {
+        Fixture f;
+        EngageEvent e;
+        e.extra_top =
+            R"("properties":{"writeKey":"wk-ld"},"integrations":{"x":[{"writeKey":"wk-ld"}]})";
+        std::string event = e.Json();
+        // Nest one in context as well.
+        event.replace(event.find("\"context\":{"), 11, R"("context":{"writeKey":"wk-ld",)");
+        const std::string body = R"({"writeKey":"wk-ld","batch":[)" + event + "]}";
+        ingest::Request request;
+        request.route = ingest::Route::kBatch;
+        request.body = body;
+        auto answer = f.service->Ingest(request);
+        REQUIRE(answer.ok());
+        CHECK(SummaryField(answer.value(), "accepted") == 1);
+        store::Database db(f.config.database, false);
+        store::Statement s(store::TestAccess::Handle(db), "SELECT raw FROM events");
+        REQUIRE(s.Step());
+        const std::string raw = s.Text(0);
+        CHECK(raw.find("wk-ld") == std::string::npos);
+        CHECK(raw.find("writeKey") == std::string::npos);
+        CHECK(raw.find("\"personas\"") != std::string::npos);  // the rest is kept
     }
 }

@@ -24,6 +24,9 @@ segment::Event Membership() {
     return e;
 }
 
+// When the events above were received: a second after their timestamp.
+constexpr int64_t kReceived = 1714987822829 + 1000;
+
 std::string ReasonOf(const mapping::Outcome& o) {
     if (auto* n = std::get_if<mapping::NotApplicable>(&o)) return "not_applicable:" + n->reason;
     if (auto* r = std::get_if<mapping::Rejection>(&o)) return r->reason;
@@ -69,7 +72,7 @@ TEST_SUITE("mapping") {
             CAPTURE(r.name);
             auto e = Membership();
             r.edit(e);
-            CHECK(ReasonOf(mapping::Resolve(e, mapping::Rules{}, 0)) == r.expected);
+            CHECK(ReasonOf(mapping::Resolve(e, mapping::Rules{}, kReceived)) == r.expected);
         }
     }
 
@@ -113,7 +116,7 @@ TEST_SUITE("mapping") {
             if (*r.event_name) e.event_name = r.event_name;
             e.computation_class = r.cls;
             CHECK(mapping::ResolveValue(e) == r.expected);
-            auto outcome = mapping::Resolve(e, mapping::Rules{}, 0);
+            auto outcome = mapping::Resolve(e, mapping::Rules{}, kReceived);
             if (r.expected) {
                 REQUIRE(std::holds_alternative<mapping::MembershipChange>(outcome));
                 CHECK(std::get<mapping::MembershipChange>(outcome).included == *r.expected);
@@ -159,7 +162,7 @@ TEST_SUITE("mapping") {
             CHECK(mapping::ResolveContextKey(e, r.choice) == r.expected);
             mapping::Rules rules;
             rules.key_choice = r.choice;
-            auto outcome = mapping::Resolve(e, rules, 0);
+            auto outcome = mapping::Resolve(e, rules, kReceived);
             if (r.expected) {
                 REQUIRE(std::holds_alternative<mapping::MembershipChange>(outcome));
                 CHECK(std::get<mapping::MembershipChange>(outcome).context_key == *r.expected);
@@ -169,7 +172,7 @@ TEST_SUITE("mapping") {
         }
         auto absent = Membership();
         absent.user_id.reset();
-        CHECK(ReasonOf(mapping::Resolve(absent, mapping::Rules{}, 0)) == "no_context_key");
+        CHECK(ReasonOf(mapping::Resolve(absent, mapping::Rules{}, kReceived)) == "no_context_key");
     }
 
     TEST_CASE("rule 4: context kind priority") {
@@ -206,7 +209,7 @@ TEST_SUITE("mapping") {
             mapping::Rules rules;
             rules.default_kind = "company";
             if (r.use_overrides) rules.kind_overrides = &overrides;
-            auto outcome = mapping::Resolve(e, rules, 0, lookup);
+            auto outcome = mapping::Resolve(e, rules, kReceived, lookup);
             REQUIRE(std::holds_alternative<mapping::MembershipChange>(outcome));
             CHECK(std::get<mapping::MembershipChange>(outcome).context_kind == r.expected);
         }
@@ -215,12 +218,12 @@ TEST_SUITE("mapping") {
         by_key.computation_key = "by_key";
         mapping::Rules rules;
         rules.kind_overrides = &overrides;
-        CHECK(
-            std::get<mapping::MembershipChange>(mapping::Resolve(by_key, rules, 0)).context_kind ==
-            "org");
+        CHECK(std::get<mapping::MembershipChange>(mapping::Resolve(by_key, rules, kReceived))
+                  .context_kind == "org");
         auto invalid = Membership();
         invalid.context_kind = "multi";
-        CHECK(ReasonOf(mapping::Resolve(invalid, mapping::Rules{}, 0)) == "invalid_context_kind");
+        CHECK(ReasonOf(mapping::Resolve(invalid, mapping::Rules{}, kReceived)) ==
+              "invalid_context_kind");
     }
 
     TEST_CASE("rule 6: the event time") {
@@ -245,18 +248,18 @@ TEST_SUITE("mapping") {
         rules.max_id_bytes = 16;
         auto e = Membership();
         e.user_id = std::string(16, 'k');
-        CHECK(ReasonOf(mapping::Resolve(e, rules, 0)) == "change");
+        CHECK(ReasonOf(mapping::Resolve(e, rules, kReceived)) == "change");
         e.user_id = std::string(17, 'k');
-        CHECK(ReasonOf(mapping::Resolve(e, rules, 0)) == "context_key_too_long");
+        CHECK(ReasonOf(mapping::Resolve(e, rules, kReceived)) == "context_key_too_long");
         e = Membership();
         e.computation_key = std::string(17, 'a');
-        CHECK(ReasonOf(mapping::Resolve(e, rules, 0)) == "invalid_audience");
+        CHECK(ReasonOf(mapping::Resolve(e, rules, kReceived)) == "invalid_audience");
     }
 
     TEST_CASE("a resolved change carries every field") {
         auto e = Membership();
         e.value = segment::BoolValue::kFalse;
-        auto outcome = mapping::Resolve(e, mapping::Rules{}, 0);
+        auto outcome = mapping::Resolve(e, mapping::Rules{}, kReceived);
         const auto& c = std::get<mapping::MembershipChange>(outcome);
         CHECK(c.audience_id == "aud_1");
         CHECK(c.audience_key == "high_value_users");
@@ -264,5 +267,43 @@ TEST_SUITE("mapping") {
         CHECK(c.context_key == "u1");
         CHECK_FALSE(c.included);
         CHECK(c.event_time_ms == 1714987822829);
+    }
+
+    TEST_CASE("rule 6 bound: an event dated beyond the skew after receipt is invalid") {
+        mapping::Rules rules;
+        CHECK(rules.max_future_skew_ms == 86400 * 1000);  // the default
+        rules.max_future_skew_ms = 60 * 1000;
+        auto e = Membership();
+        const int64_t event_ms = 1714987822829;
+        struct Row {
+            int64_t received_ms;
+            std::string expected;
+        };
+        for (const Row& r :
+             {Row{event_ms - 60 * 1000, "change"},  // exactly at the bound
+              Row{event_ms - 60 * 1000 - 1, "invalid_timestamp"}, Row{event_ms, "change"},
+              Row{event_ms + 86400 * 1000, "change"},  // the past is fine
+              Row{0, "invalid_timestamp"}}) {
+            CAPTURE(r.received_ms);
+            CHECK(ReasonOf(mapping::Resolve(e, rules, r.received_ms)) == r.expected);
+        }
+        // Every time field counts, not only timestamp.
+        e.timestamp.reset();
+        e.sent_at = "2999-01-01T00:00:00Z";
+        auto far = mapping::Resolve(e, rules, event_ms);
+        REQUIRE(ReasonOf(far) == "invalid_timestamp");
+        CHECK(std::get<mapping::Rejection>(far).detail ==
+              "timestamp is more than 60 seconds after the event was received");
+        // No time at all: the receive time, which is never in the future.
+        e.sent_at.reset();
+        CHECK(ReasonOf(mapping::Resolve(e, rules, event_ms)) == "change");
+    }
+
+    TEST_CASE("RulesFor takes the skew from the limits") {
+        config::Destination d;
+        config::Limits limits;
+        CHECK(mapping::RulesFor(d, limits).max_future_skew_ms == 86400LL * 1000);
+        limits.max_future_skew_seconds = 120;
+        CHECK(mapping::RulesFor(d, limits).max_future_skew_ms == 120 * 1000);
     }
 }

@@ -208,7 +208,8 @@ TEST_SUITE("reliability") {
         EngageEvent good;
         const std::string event = good.Json();
         const std::string signed_sig = crypto::HmacSha1Hex("s3cret", event);
-        const std::string admin = "Authorization: Bearer adm1n\r\n";
+        const std::string admin =
+            std::string("Authorization: Bearer ") + testing::kAdminToken + "\r\n";
         struct Case {
             std::string name;
             std::string bytes;

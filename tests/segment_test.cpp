@@ -316,6 +316,47 @@ TEST_SUITE("segment") {
     }
 }
 
+TEST_SUITE("segment") {
+    TEST_CASE("writeKey is removed at any depth, the rest kept in order") {
+        const std::string event =
+            R"({"type":"identify","userId":"u","writeKey":"wk-top",)"
+            R"("traits":{"a":1,"writeKey":"wk-traits","b":{"writeKey":"wk-deep","c":2}},)"
+            R"("properties":{"list":[{"writeKey":"wk-in-array"},[{"writeKey":{"x":"wk-obj"}}]]},)"
+            R"("context":{"writeKey":"wk-context","traits":{"email":"e@x"}}})";
+        auto check = [](const segment::ParsedBody& body, bool same_order = true) {
+            REQUIRE(body.items.size() == 1);
+            REQUIRE(body.items[0].event.has_value());
+            const std::string& raw = body.items[0].event->raw;
+            CHECK(raw.find("writeKey") == std::string::npos);
+            CHECK(raw.find("wk-") == std::string::npos);
+            if (same_order) {
+                CHECK(raw ==
+                      R"({"type":"identify","userId":"u","traits":{"a":1,"b":{"c":2}},)"
+                      R"("properties":{"list":[{},[{}]]},"context":{"traits":{"email":"e@x"}}})");
+            }
+            CHECK(body.items[0].event->email == std::optional<std::string>("e@x"));
+        };
+        auto webhook = segment::ParseWebhookBody(event, config::Limits{});
+        REQUIRE(webhook.ok());
+        check(webhook.value());
+        auto array = segment::ParseWebhookBody("[" + event + "]", config::Limits{});
+        REQUIRE(array.ok());
+        check(array.value());
+        auto single = segment::ParseTrackingBody(event, "identify", config::Limits{});
+        REQUIRE(single.ok());
+        CHECK(single.value().write_key == std::optional<std::string>("wk-top"));
+        check(single.value(), false);  // the route moves "type"
+        // A batch-level context is merged into the item: its writeKey goes too.
+        auto batch = segment::ParseTrackingBody(
+            R"({"writeKey":"wk-body","context":{"writeKey":"wk-batch-ctx"},"batch":[)" + event +
+                "]}",
+            "", config::Limits{});
+        REQUIRE(batch.ok());
+        CHECK(batch.value().write_key == std::optional<std::string>("wk-body"));
+        check(batch.value());
+    }
+}
+
 #include "audsync/segment/stream.hpp"
 
 TEST_SUITE("segment stream") {

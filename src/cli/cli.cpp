@@ -39,6 +39,7 @@ int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
     AddDestinationCommands(app, inv);
     AddDeadLetterCommands(app, inv);
     AddReplayCommands(app, inv);
+    AddRepairCommands(app, inv);
     app.add_subcommand("version", "print the version")->callback([&inv] {
         inv.action = [&inv] {
             inv.out << "audsync " << AUDSYNC_VERSION << "\n";

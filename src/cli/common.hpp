@@ -57,10 +57,11 @@ void ProgressDone();
 std::string Bar(double fraction, size_t width = 30);
 
 // Command families (one file each).
-void AddServerCommands(CLI::App& app, Invocation& inv);      // serve, migrate, check, backup
-void AddSegmentCommands(CLI::App& app, Invocation& inv);     // segments ..., contexts
+void AddServerCommands(CLI::App& app, Invocation& inv);       // serve, migrate, check, backup
+void AddSegmentCommands(CLI::App& app, Invocation& inv);      // segments ..., contexts
 void AddDestinationCommands(CLI::App& app, Invocation& inv);  // destinations ...
 void AddDeadLetterCommands(CLI::App& app, Invocation& inv);   // dead-letters ...
 void AddReplayCommands(CLI::App& app, Invocation& inv);       // replay segments|events
+void AddRepairCommands(CLI::App& app, Invocation& inv);       // repair future-times
 
 }  // namespace audsync::cli

@@ -212,6 +212,20 @@ class ObjectReader {
         return Ok();
     }
 
+    // An optional secret that must be at least kMinSecretLength characters once
+    // resolved (unresolved, only its syntax is checked). `present` (optional) tells
+    // whether the field is set, resolved or not.
+    Status LongSecret(const char* name, std::string* out, bool* present) {
+        const rapidjson::Value* m = Get(name);
+        if (present != nullptr) *present = m != nullptr;
+        AUDSYNC_TRY(Secret(name, out, false));
+        if (m != nullptr && context_.resolve_secrets && out->size() < kMinSecretLength) {
+            return ConfigError(Field(name), "must be at least " + std::to_string(kMinSecretLength) +
+                                                " characters (it is a credential)");
+        }
+        return Ok();
+    }
+
     // Checks one secret value that is not resolved: literal text must be non-empty
     // when required; a ${VAR} is not looked up.
     Status SecretText(std::string_view raw, const std::string& field, bool required) const {
@@ -293,10 +307,26 @@ Result<Destination> LoadDestination(const rapidjson::Value& v, const std::string
                                     std::vector<std::string>* raw_write_keys) {
     if (!v.IsObject()) return ConfigError(path, "must be an object");
     ObjectReader r(v, path, context,
-                   {"id", "platform", "service_token", "client_side_id", "api_base",
-                    "clientsdk_base", "context_kind", "context_key", "write_keys", "shared_secret",
-                    "max_batch", "max_in_flight", "request_timeout_ms", "retry_base_ms",
-                    "retry_max_ms", "auth_retry_ms", "audience_context_kinds"});
+                   {"id",
+                    "platform",
+                    "service_token",
+                    "client_side_id",
+                    "api_base",
+                    "clientsdk_base",
+                    "context_kind",
+                    "context_key",
+                    "write_keys",
+                    "shared_secret",
+                    "webhook_token",
+                    "audience_url_key",
+                    "webhook_signature",
+                    "max_batch",
+                    "max_in_flight",
+                    "request_timeout_ms",
+                    "retry_base_ms",
+                    "retry_max_ms",
+                    "auth_retry_ms",
+                    "audience_context_kinds"});
     AUDSYNC_TRY(r.CheckUnknown());
     Destination d;
     AUDSYNC_TRY(r.String("id", &d.id, true));
@@ -356,11 +386,30 @@ Result<Destination> LoadDestination(const rapidjson::Value& v, const std::string
     }
     AUDSYNC_TRY(r.Secret("shared_secret", &d.shared_secret, false));
     if (context.resolve_secrets) has_secret = !d.shared_secret.empty();
+    bool has_token = false;
+    AUDSYNC_TRY(r.LongSecret("webhook_token", &d.webhook_token, &has_token));
+    bool has_url_key = false;
+    AUDSYNC_TRY(r.LongSecret("audience_url_key", &d.audience_url_key, &has_url_key));
     // What is configured, whether or not the secrets were resolved (for redacted views).
     d.write_key_count = write_key_count;
     d.has_shared_secret = has_secret;
-    if (write_key_count == 0 && !has_secret) {
-        return ConfigError(path, "needs write_keys or a shared_secret, or no one could send to it");
+    d.has_webhook_token = has_token;
+    d.has_audience_url_key = has_url_key;
+    if (write_key_count == 0 && !has_secret && !has_token) {
+        return ConfigError(path,
+                           "needs write_keys, a shared_secret or a webhook_token, or no one could "
+                           "send to it");
+    }
+    std::string signature(ToString(d.webhook_signature));
+    AUDSYNC_TRY(r.String("webhook_signature", &signature, false));
+    auto mode = ParseWebhookSignature(signature);
+    if (!mode) {
+        return ConfigError(r.Field("webhook_signature"), "must be require_token or first_element");
+    }
+    d.webhook_signature = *mode;
+    if (d.webhook_signature == WebhookSignature::kFirstElement && !has_secret) {
+        return ConfigError(r.Field("webhook_signature"),
+                           "first_element needs a shared_secret (it is about X-Signature)");
     }
     AUDSYNC_TRY(r.Int("max_batch", &d.max_batch, 1, 10000));
     AUDSYNC_TRY(r.Int("max_in_flight", &d.max_in_flight, 1, 64));
@@ -409,6 +458,16 @@ std::string_view ToString(log::Level level) {
             return "debug";
     }
     return "info";
+}
+
+std::optional<WebhookSignature> ParseWebhookSignature(std::string_view name) {
+    if (name == "require_token") return WebhookSignature::kRequireToken;
+    if (name == "first_element") return WebhookSignature::kFirstElement;
+    return std::nullopt;
+}
+
+std::string_view ToString(WebhookSignature mode) {
+    return mode == WebhookSignature::kFirstElement ? "first_element" : "require_token";
 }
 
 std::optional<ContextKeyChoice> ParseContextKeyChoice(std::string_view name) {
@@ -503,7 +562,8 @@ Result<Config> Load(std::string_view text, const Context& context) {
         return ConfigError("log_level", "must be one of error, warn, info, debug");
     }
     c.log_level = *parsed_level;
-    AUDSYNC_TRY(r.Secret("admin_token", &c.admin_token, false));
+    // Absent, the admin API is off; present, it must be long enough to resist guessing.
+    AUDSYNC_TRY(r.LongSecret("admin_token", &c.admin_token, nullptr));
     AUDSYNC_TRY(r.Bool("metrics_public", &c.metrics_public));
     AUDSYNC_TRY(r.Int("http_threads", &c.http_threads, 1, 256));
     AUDSYNC_TRY(r.Int("keepalive_timeout_ms", &c.keepalive_timeout_ms, 100, 3600000));
@@ -519,11 +579,12 @@ Result<Config> Load(std::string_view text, const Context& context) {
     }
     if (const rapidjson::Value* limits = r.Get("limits")) {
         if (!limits->IsObject()) return ConfigError("limits", "must be an object");
-        ObjectReader l(*limits, "limits", context,
-                       {"tracking_max_request_bytes", "tracking_max_events",
-                        "webhook_max_request_bytes", "webhook_max_events", "max_event_bytes",
-                        "max_json_depth", "max_id_bytes", "max_key_bytes", "max_pending_events",
-                        "max_buffered_body_bytes", "max_connections"});
+        ObjectReader l(
+            *limits, "limits", context,
+            {"tracking_max_request_bytes", "tracking_max_events", "webhook_max_request_bytes",
+             "webhook_max_events", "max_event_bytes", "max_json_depth", "max_id_bytes",
+             "max_key_bytes", "max_pending_events", "max_future_skew_seconds",
+              "max_buffered_body_bytes", "max_connections"});
         AUDSYNC_TRY(l.CheckUnknown());
         Limits& L = c.limits;
         AUDSYNC_TRY(l.Size("tracking_max_request_bytes", &L.tracking_max_request_bytes, 1024,
@@ -540,6 +601,10 @@ Result<Config> Load(std::string_view text, const Context& context) {
         AUDSYNC_TRY(l.Size("max_buffered_body_bytes", &L.max_buffered_body_bytes, 1024 * 1024,
                            size_t{64} * 1024 * 1024 * 1024));
         AUDSYNC_TRY(l.Size("max_connections", &L.max_connections, 0, 10000000));
+        size_t skew = static_cast<size_t>(L.max_future_skew_seconds);
+        AUDSYNC_TRY(
+            l.Size("max_future_skew_seconds", &skew, kMinFutureSkewSeconds, kMaxFutureSkewSeconds));
+        L.max_future_skew_seconds = static_cast<int64_t>(skew);
     }
     const rapidjson::Value* dests = r.Get("destinations");
     if (dests == nullptr) return ConfigError("destinations", "required");
@@ -568,6 +633,36 @@ Result<Config> Load(std::string_view text, const Context& context) {
 }
 
 }  // namespace
+
+std::vector<std::string> StartupWarnings(const Config& config) {
+    std::vector<std::string> out;
+    for (size_t i = 0; i < config.destinations.size(); ++i) {
+        const Destination& d = config.destinations[i];
+        const std::string field = "destinations[" + std::to_string(i) + "]";
+        // Unresolved secrets are empty: their length is unknown, so nothing is said.
+        if (config.secrets_resolved && d.has_shared_secret &&
+            d.shared_secret.size() < kMinSecretLength) {
+            out.push_back(field + ".shared_secret: shorter than " +
+                          std::to_string(kMinSecretLength) +
+                          " characters; it is the HMAC key of X-Signature: use a long random "
+                          "value");
+        }
+        if (d.webhook_signature == WebhookSignature::kFirstElement) {
+            out.push_back(field +
+                          ".webhook_signature: first_element: Segment signs only the first "
+                          "event of a batch, so every other event of a signed batch is "
+                          "accepted unauthenticated; set a webhook_token and send it as "
+                          "X-Audsync-Token instead");
+        }
+        if (!d.has_audience_url_key && d.write_key_count > 0) {
+            out.push_back(field +
+                          ".audience_url_key: not set, so the Webhook Audiences URLs accept a "
+                          "write key as ?key=, where proxy logs keep it; set a dedicated "
+                          "audience_url_key and use it in those URLs");
+        }
+    }
+    return out;
+}
 
 Result<Config> LoadText(std::string_view text, const EnvLookup& env, const LoadOptions& options) {
     return Load(text, Context{env, options.resolve_secrets, ""});

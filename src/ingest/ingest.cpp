@@ -180,21 +180,37 @@ Result<std::string> Service::Ingest(const Request& request) {
         if (request.body.size() > limits.webhook_max_request_bytes) {
             return segment::ParseWebhookBody(request.body, limits).error();
         }
-        bool authenticated = false;
-        if (!destination->shared_secret.empty() && request.signature) {
-            authenticated = segment::VerifySignature(request.body, destination->shared_secret,
-                                                     *request.signature);
+        // A write key or the webhook token covers the whole body; a signature covers
+        // only what Segment signed: the body, or the first element of an array.
+        bool whole_body = false;
+        if (!destination->webhook_token.empty() && request.token) {
+            whole_body = crypto::SecretEquals(destination->webhook_token, *request.token);
         }
-        if (!authenticated && basic_user) {
-            authenticated = DestinationForWriteKey(*basic_user) == destination;
+        if (!whole_body && basic_user) {
+            whole_body = DestinationForWriteKey(*basic_user) == destination;
         }
-        if (!authenticated) {
+        bool signed_first = false;
+        if (!whole_body && !destination->shared_secret.empty() && request.signature) {
+            signed_first = segment::VerifySignature(request.body, destination->shared_secret,
+                                                    *request.signature);
+        }
+        if (!whole_body && !signed_first) {
             return Unauthorized(destination->shared_secret.empty()
-                                    ? "a valid write key (Basic auth) is required"
-                                    : "a valid X-Signature or write key is required");
+                                    ? "a valid write key (Basic auth) or X-Audsync-Token is "
+                                      "required"
+                                    : "a valid X-Signature, X-Audsync-Token or write key is "
+                                      "required");
         }
         parsed = segment::ParseWebhookBody(request.body, limits);
         if (!parsed) return parsed.error();
+        if (!whole_body && parsed.value().items.size() > 1 &&
+            destination->webhook_signature != config::WebhookSignature::kFirstElement) {
+            // Segment signs only the first element: the others could be anyone's.
+            return Unauthorized(
+                "X-Signature covers only the first event of a batch: a batch of several "
+                "events also needs X-Audsync-Token (the destination's webhook_token) or a "
+                "write key");
+        }
     } else {
         if (basic_user) {
             destination = DestinationForWriteKey(*basic_user);
@@ -221,12 +237,7 @@ Result<Summary> Service::Apply(const config::Destination& destination_ref,
     const config::Limits& limits = config_.limits;
     const config::Destination* destination = &destination_ref;
     const int64_t received_ms = text::NowMs();
-    mapping::Rules rules;
-    rules.key_choice = destination->context_key;
-    rules.default_kind = destination->context_kind;
-    rules.kind_overrides = &destination->audience_context_kinds;
-    rules.max_key_bytes = limits.max_key_bytes;
-    rules.max_id_bytes = limits.max_id_bytes;
+    const mapping::Rules rules = mapping::RulesFor(*destination, limits);
     const std::string& dest_id = destination->id;
     mapping::AudienceKindLookup kind_lookup = [&](const std::string& external_id) {
         return audiences_.ContextKind(dest_id, external_id);
@@ -312,16 +323,19 @@ Result<const config::Destination*> Service::AuthenticateUrlKey(
     const std::string& destination_id, const std::optional<std::string>& key) const {
     const config::Destination* destination = config_.FindDestination(destination_id);
     if (destination == nullptr) return UnknownDestination(destination_id);
+    const bool url_key = !destination->audience_url_key.empty();
     if (!key || key->empty()) {
-        return Unauthorized(
-            "the URL needs ?key=<write key>: Segment sends these calls without "
-            "any other credential");
+        return Unauthorized(url_key ? "the URL needs ?key=<audience_url_key>: Segment sends "
+                                      "these calls without any other credential"
+                                    : "the URL needs ?key=<write key> (or set an "
+                                      "audience_url_key): Segment sends these calls without "
+                                      "any other credential");
     }
-    bool ok = DestinationForWriteKey(*key) == destination;
-    if (!destination->shared_secret.empty() &&
-        crypto::SecretEquals(destination->shared_secret, *key)) {
-        ok = true;
-    }
+    // The shared secret is never accepted: it would sit in every proxy log, and with
+    // it anyone can sign events. Without a dedicated key, write keys still work so that
+    // URLs set up before audience_url_key existed keep working (warned at start).
+    bool ok = url_key ? crypto::SecretEquals(destination->audience_url_key, *key)
+                      : DestinationForWriteKey(*key) == destination;
     if (!ok) return Unauthorized("the key in the URL is not valid for this destination");
     return destination;
 }

@@ -19,6 +19,7 @@ Rules RulesFor(const config::Destination& destination, const config::Limits& lim
     rules.kind_overrides = &destination.audience_context_kinds;
     rules.max_key_bytes = limits.max_key_bytes;
     rules.max_id_bytes = limits.max_id_bytes;
+    rules.max_future_skew_ms = limits.max_future_skew_seconds * 1000;
     return rules;
 }
 
@@ -106,6 +107,11 @@ Outcome Resolve(const segment::Event& event, const Rules& rules, int64_t receive
     }
     auto time = ResolveEventTime(event, received_ms);
     if (!time) return Rejection{"invalid_timestamp", "timestamp is not an ISO-8601 date-time"};
+    if (*time > received_ms && *time - received_ms > rules.max_future_skew_ms) {
+        return Rejection{"invalid_timestamp", "timestamp is more than " +
+                                                  std::to_string(rules.max_future_skew_ms / 1000) +
+                                                  " seconds after the event was received"};
+    }
 
     // Rule 4: override, then the event's own kind, then the destination default.
     std::string kind = rules.default_kind;

@@ -3,6 +3,7 @@
 #include <rapidjson/document.h>
 
 #include <cctype>
+#include <vector>
 
 #include "audsync/common/crypto.hpp"
 #include "audsync/common/json.hpp"
@@ -21,11 +22,39 @@ Error BadShape(const std::string& message) {
     return MakeError(ErrorCode::kInvalidBody, "invalid_body", message);
 }
 
+// Erases every member named writeKey, at any depth, keeping the order of the rest.
+// Iterative: the depth is bounded by the parser, the stack by the document's size.
+void RemoveWriteKeys(rapidjson::Value& root) {
+    std::vector<rapidjson::Value*> stack{&root};
+    while (!stack.empty()) {
+        rapidjson::Value* v = stack.back();
+        stack.pop_back();
+        if (v->IsObject()) {
+            // Erase first: erasing moves later members, so pointers are taken after.
+            for (auto it = v->MemberBegin(); it != v->MemberEnd();) {
+                if (json::View(it->name) == "writeKey") {
+                    it = v->EraseMember(it);
+                } else {
+                    ++it;
+                }
+            }
+            for (auto it = v->MemberBegin(); it != v->MemberEnd(); ++it) {
+                if (it->value.IsObject() || it->value.IsArray()) stack.push_back(&it->value);
+            }
+        } else if (v->IsArray()) {
+            for (auto& e : v->GetArray()) {
+                if (e.IsObject() || e.IsArray()) stack.push_back(&e);
+            }
+        }
+    }
+}
+
 Item ReadItem(rapidjson::Value& value, const config::Limits& limits) {
     Item item;
     if (value.IsObject()) {
-        // A write key is a secret: it never reaches the stored log.
-        value.RemoveMember("writeKey");
+        // A write key is a secret: it never reaches the stored log, wherever it sits
+        // (a client may copy it into context or properties).
+        RemoveWriteKeys(value);
         if (auto id = json::FindString(value, "messageId")) item.message_id = *id;
     }
     std::string raw = value.IsObject() ? json::Serialize(value) : std::string();

@@ -404,4 +404,25 @@ bool HasEvent(Database& db, const std::string& destination, const std::string& m
     return s.Step();
 }
 
+namespace {
+// One predicate for the count and the repair, so they always agree.
+constexpr const char* kFutureDated = "event_ms - received_ms > ?1";
+}  // namespace
+
+int64_t CountFutureDated(Database& db, int64_t skew_ms) {
+    Statement s(detail::Access::Handle(db),
+                std::string("SELECT count(*) FROM memberships WHERE ") + kFutureDated);
+    s.Bind(1, skew_ms);
+    return s.Step() ? s.Int(0) : 0;
+}
+
+int64_t WriteStore::RepairFutureTimes(int64_t skew_ms) {
+    // Rare and operator-driven: prepared here rather than with every WriteStore.
+    Statement s(detail::Access::Handle(db_),
+                std::string("UPDATE memberships SET event_ms = received_ms WHERE ") + kFutureDated);
+    s.Bind(1, skew_ms);
+    s.Run();
+    return db_.Changes();
+}
+
 }  // namespace audsync::store

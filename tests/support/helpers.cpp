@@ -53,8 +53,9 @@ std::string EngageEvent::Json() const {
 }
 
 std::string TestConfigJson(const std::string& db_path, const std::string& listen) {
-    return R"({"listen":")" + listen + R"(","database":")" + db_path +
-           R"(","admin_token":"adm1n","destinations":[{"id":"ld","service_token":"api-tok",)"
+    return R"({"listen":")" + listen + R"(","database":")" + db_path + R"(","admin_token":")" +
+           kAdminToken +
+           R"(","destinations":[{"id":"ld","service_token":"api-tok",)"
            R"("client_side_id":"cs-1","write_keys":["wk-ld"],"shared_secret":"s3cret",)"
            R"("context_key":"user_id_then_email_then_anonymousId"},)"
            R"({"id":"other","service_token":"api-2","client_side_id":"cs-2","write_keys":["wk-other"]}]})";

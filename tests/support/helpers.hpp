@@ -39,6 +39,9 @@ struct EngageEvent {
     std::string Json() const;
 };
 
+// The admin token of the test configs (admin_token needs 16 characters or more).
+inline constexpr const char* kAdminToken = "adm1n-test-token-0123";
+
 // A config with one destination "ld" (write key "wk-ld", shared secret "s3cret"), and a
 // database in `dir`.
 config::Config TestConfig(const std::string& db_path);

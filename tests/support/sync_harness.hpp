@@ -39,8 +39,8 @@ inline bool Eventually(const std::function<bool()>& done, int64_t deadline_ms = 
 
 inline std::string SyncConfig(const std::string& db, const std::string& emulator_url,
                               const std::string& destination_extra = "") {
-    return R"({"listen":"127.0.0.1:0","database":")" + db +
-           R"(","admin_token":"adm1n","sync":{"linger_ms":10,"workers":4},"destinations":[{"id":"ld",)"
+    return R"({"listen":"127.0.0.1:0","database":")" + db + R"(","admin_token":")" + kAdminToken +
+           R"(","sync":{"linger_ms":10,"workers":4},"destinations":[{"id":"ld",)"
            R"("service_token":")" +
            kToken + R"(","client_side_id":")" + kClientSideId + R"(","api_base":")" + emulator_url +
            R"(","clientsdk_base":")" + emulator_url +
@@ -83,7 +83,8 @@ struct Harness {
     }
     testing::HttpResponse Admin(const std::string& method, const std::string& path,
                                 const std::string& body = "") {
-        return http.Request(method, server->url(path), body, {"Authorization: Bearer adm1n"});
+        return http.Request(method, server->url(path), body,
+                            {std::string("Authorization: Bearer ") + kAdminToken});
     }
     int64_t Count(const std::string& sql) {
         store::Database d(db, false);

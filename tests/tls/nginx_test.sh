@@ -18,7 +18,7 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 \
     -addext subjectAltName=IP:127.0.0.1 -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
 
 cat > "$dir/config.json" <<JSON
-{"listen":"127.0.0.1:0","database":"$dir/a.db","admin_token":"tls-admin",
+{"listen":"127.0.0.1:0","database":"$dir/a.db","admin_token":"tls-admin-token-0123",
  "destinations":[{"id":"ld","service_token":"t","client_side_id":"c",
    "api_base":"http://127.0.0.1:9","clientsdk_base":"http://127.0.0.1:9","write_keys":["wk-tls"]}]}
 JSON

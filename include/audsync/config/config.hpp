@@ -40,7 +40,30 @@ struct Limits {
     size_t max_pending_events = 100000;  // events queued for the writer at once
     size_t max_buffered_body_bytes = 128 * 1024 * 1024;  // request bodies held at once
     size_t max_connections = 0;                          // 0: the file descriptor limit less 64
+    // An event dated later than this after its receipt is rejected (invalid_timestamp):
+    // otherwise it would decide its member's state against every genuine event.
+    int64_t max_future_skew_seconds = 86400;
 };
+
+// Secrets shorter than this are refused (admin_token, webhook_token, audience_url_key)
+// or warned about (shared_secret, whose value Segment's UI may impose).
+inline constexpr size_t kMinSecretLength = 16;
+// limits.max_future_skew_seconds: from a minute to 366 days.
+inline constexpr size_t kMinFutureSkewSeconds = 60;
+inline constexpr size_t kMaxFutureSkewSeconds = 366 * 86400;
+
+// How a webhook batch (an array of several events) is authenticated when the
+// destination has a shared_secret. Segment signs only the first element of a batch.
+enum class WebhookSignature {
+    // X-Signature alone covers a single event or a one-element array; a larger array
+    // also needs X-Audsync-Token (webhook_token) or a write key.
+    kRequireToken,
+    // X-Signature of the first element admits the whole array (Segment's own rule):
+    // the rest of the array is unauthenticated. An explicit opt-in, warned at start.
+    kFirstElement,
+};
+std::optional<WebhookSignature> ParseWebhookSignature(std::string_view name);
+std::string_view ToString(WebhookSignature mode);
 
 struct Destination {
     std::string id;
@@ -53,10 +76,19 @@ struct Destination {
     ContextKeyChoice context_key = ContextKeyChoice::kUserIdOnly;
     std::vector<std::string> write_keys;
     std::string shared_secret;  // empty: no X-Signature check
+    // The value of the X-Audsync-Token header the operator adds in Segment's mapping
+    // headers: authenticates a webhook request on its own (any body). Empty: none.
+    std::string webhook_token;
+    // The ?key= of the Webhook Audiences URLs. Empty: those URLs fall back to the write
+    // keys (warned at start); the shared secret is never accepted there.
+    std::string audience_url_key;
+    WebhookSignature webhook_signature = WebhookSignature::kRequireToken;
     // How many write keys and whether a shared secret are configured: known even when the
     // secrets themselves were not resolved (LoadOptions), for redacted views.
     size_t write_key_count = 0;
     bool has_shared_secret = false;
+    bool has_webhook_token = false;
+    bool has_audience_url_key = false;
     int max_batch = 1000;
     // Sync: requests in flight at once, per-request timeout, retry schedule.
     int max_in_flight = 4;
@@ -90,7 +122,8 @@ struct Config {
     Limits limits;
     std::vector<Destination> destinations;
     // False when loaded with LoadOptions::resolve_secrets = false: every secret field
-    // (admin_token, service_token, write_keys, shared_secret) is then empty, and such
+    // (admin_token, service_token, write_keys, shared_secret, webhook_token,
+    // audience_url_key) is then empty, and such
     // a Config must not serve or push; it is for commands that only read the database.
     bool secrets_resolved = true;
 
@@ -119,5 +152,12 @@ Result<Config> LoadText(std::string_view text, const EnvLookup& env,
 // As LoadText, resolving relative paths (`database`) against the directory of `path`.
 Result<Config> LoadFile(const std::string& path, const EnvLookup& env,
                         const LoadOptions& options = {});
+
+// What an operator should hear about a valid config at start, one line each, naming
+// the field and never a secret's value: a shared_secret shorter than kMinSecretLength,
+// webhook_signature "first_element" (batches beyond their first element are then
+// unauthenticated), and Webhook Audiences URLs that fall back to write keys for want of
+// an audience_url_key. Pure; the runtime logs each line as a warning.
+std::vector<std::string> StartupWarnings(const Config& config);
 
 }  // namespace audsync::config

@@ -20,12 +20,23 @@ namespace audsync::ingest {
 
 enum class Route { kBatch, kIdentify, kTrack, kImport, kWebhook };
 
+// The header carrying a destination's webhook_token. The operator adds it in
+// Segment's mapping headers; it authenticates a webhook request whatever its body.
+inline constexpr const char* kTokenHeader = "X-Audsync-Token";
+
+// Webhook route authentication (destination with a shared_secret):
+// - a write key (Basic auth) or X-Audsync-Token = webhook_token admits any body;
+// - X-Signature alone admits one event or a one-element array (Segment signs only the
+//   first element of a batch); a longer array is refused 401 unless the destination
+//   opts in with webhook_signature "first_element".
+// A refused request stores nothing.
 struct Request {
     Route route = Route::kBatch;
     std::string destination_id;  // kWebhook only: from the path
     std::string_view body;
     std::optional<std::string> authorization;  // Authorization header
     std::optional<std::string> signature;      // X-Signature header
+    std::optional<std::string> token;          // X-Audsync-Token header (kTokenHeader)
 };
 
 // Context kinds of Webhook Audiences audiences by (destination, externalId), kept in
@@ -132,7 +143,9 @@ class Service {
     Result<Summary> Apply(const config::Destination& destination, std::vector<segment::Item>& items,
                           size_t index_base = 0);
 
-    // Webhook Audiences createAudienceUrl / getAudienceUrl. `key` is the ?key= value.
+    // Webhook Audiences createAudienceUrl / getAudienceUrl. `key` is the ?key= value:
+    // the destination's audience_url_key, or, when it has none, one of its write keys.
+    // Never the shared secret (a URL ends up in proxy logs; the secret signs events).
     Result<std::string> CreateAudience(const std::string& destination_id,
                                        const std::optional<std::string>& key,
                                        std::string_view body);

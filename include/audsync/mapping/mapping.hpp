@@ -46,6 +46,8 @@ struct Rules {
     const std::map<std::string, std::string>* kind_overrides = nullptr;
     size_t max_key_bytes = 1024;
     size_t max_id_bytes = 256;
+    // Rule 6 bound: an event time later than received + this is invalid_timestamp.
+    int64_t max_future_skew_ms = 86400 * 1000;
 };
 
 // The rules of one destination under the config's limits.
@@ -64,7 +66,9 @@ std::optional<bool> ResolveValue(const segment::Event& event);
 // Rule 6: the event time in Unix ms; nullopt when a present timestamp is not ISO-8601.
 std::optional<int64_t> ResolveEventTime(const segment::Event& event, int64_t received_ms);
 
-// Rules 1-4 for one event. Pure: no I/O beyond `audience_kind`.
+// Rules 1-4 and 6 for one event. Pure: no I/O beyond `audience_kind`. An event time
+// more than rules.max_future_skew_ms after `received_ms` is rejected invalid_timestamp:
+// it would otherwise win against every genuine event until that date.
 Outcome Resolve(const segment::Event& event, const Rules& rules, int64_t received_ms,
                 const AudienceKindLookup& audience_kind = {});
 

@@ -98,6 +98,13 @@ class WriteStore {
     // non-dead members due at `now_ms`. Unknown ids change nothing.
     void ResumeDestination(const std::string& id, int64_t now_ms);
 
+    // Repair of a poisoned database: every member whose deciding event is dated more
+    // than `skew_ms` after it was received gets its receive time as its ordering time
+    // (event_ms = received_ms), so that genuine events order against it again. The
+    // desired state, version and push bookkeeping are untouched. Returns the members
+    // changed. Scans every membership.
+    int64_t RepairFutureTimes(int64_t skew_ms);
+
     // Forgets cached ids after a rollback.
     void ForgetCache() { segment_ids_.clear(); }
 
@@ -173,5 +180,9 @@ std::optional<Membership> FindMembership(Database& db, const std::string& destin
                                          const std::string& context_kind,
                                          const std::string& context_key);
 bool HasEvent(Database& db, const std::string& destination, const std::string& message_id);
+// Members whose deciding event is dated more than `skew_ms` after it was received (such
+// an event wins against every genuine one until its date): the start-up check for a
+// database poisoned before event times were bounded. Scans every membership.
+int64_t CountFutureDated(Database& db, int64_t skew_ms);
 
 }  // namespace audsync::store
