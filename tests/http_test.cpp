@@ -137,16 +137,25 @@ TEST_SUITE("http") {
         auto nf = r.http.Get(r.url("/nope"));
         CHECK(nf.status == 404);
         CHECK(ErrorCodeOf(nf) == "not_found");
-        auto m = r.http.Get(r.url("/v1/batch"));
+        // Strangers learn nothing of the routes under /v1/: a wrong method, an unknown path
+        // or an unknown destination is a 401 until a credential is shown.
+        CHECK(r.http.Get(r.url("/v1/batch")).status == 401);
+        CHECK(r.http.Get(r.url("/v1/nope")).status == 401);
+        CHECK(r.http.Post(r.url("/v1/destinations/nope/events"), "{}").status == 401);
+        const std::vector<std::string> wk = {BasicAuth("wk-ld")};
+        CHECK(r.http.Get(r.url("/v1/nope"), wk).status == 404);
+        CHECK(r.http.Post(r.url("/v1/destinations/nope/events"), "{}", wk).status == 404);
+        auto m = r.http.Get(r.url("/v1/batch"), wk);
         CHECK(m.status == 405);
         CHECK(m.body.find("this route takes POST") != std::string::npos);
         CHECK(r.http.Post(r.url("/healthz"), "").status == 405);
         CHECK(ErrorCodeOf(m) == "method_not_allowed");
         for (const char* method : {"PUT", "DELETE", "PATCH", "OPTIONS"}) {
-            auto x = r.http.Request(method, r.url("/v1/destinations/ld/events"), "{}");
+            auto x = r.http.Request(method, r.url("/v1/destinations/ld/events"), "{}", wk);
             CHECK(x.status == 405);
         }
-        auto bad = r.http.Post(r.url("/v1/destinations/%zz/events"), "{}");
+        CHECK(r.http.Post(r.url("/v1/destinations/%zz/events"), "{}").status == 401);
+        auto bad = r.http.Post(r.url("/v1/destinations/%zz/events"), "{}", wk);
         CHECK(bad.status == 400);
         CHECK(ErrorCodeOf(bad) == "invalid_path");
     }
@@ -290,8 +299,13 @@ TEST_SUITE("http") {
         c.user_id = "u3";
         std::string first = b.Json();
         std::string batch = "[" + first + "," + c.Json() + "]";
-        auto signed_batch = r.http.Post(r.url("/v1/destinations/ld/events"), batch,
-                                        {"X-Signature: " + crypto::HmacSha1Hex("s3cret", first)});
+        // Segment signs only the first element: the signature alone does not admit the rest.
+        auto first_only = r.http.Post(r.url("/v1/destinations/ld/events"), batch,
+                                      {"X-Signature: " + crypto::HmacSha1Hex("s3cret", first)});
+        CHECK(first_only.status == 401);
+        auto signed_batch =
+            r.http.Post(r.url("/v1/destinations/ld/events"), batch,
+                        {"X-Signature: " + crypto::HmacSha1Hex("s3cret", first), BasicAuth("wk-ld")});
         REQUIRE(signed_batch.status == 200);
         CHECK(Field(Json(signed_batch.body), "accepted") == 2);
 
@@ -411,7 +425,11 @@ TEST_SUITE("http") {
         REQUIRE(create.status == 200);
         auto id = json::FindString(Json(create.body), "externalId");
         REQUIRE(id.has_value());
-        auto again = r.http.Post(r.url("/v1/destinations/ld/audiences?key=s3cret"),
+        // Never the shared secret (the HMAC key would sit in proxy logs).
+        auto secret = r.http.Post(r.url("/v1/destinations/ld/audiences?key=s3cret"),
+                                  R"({"audienceName":"High value users","contextKind":"account"})");
+        CHECK(secret.status == 401);
+        auto again = r.http.Post(r.url("/v1/destinations/ld/audiences?key=wk-ld"),
                                  R"({"audienceName":"High value users","contextKind":"account"})");
         REQUIRE(again.status == 200);
         CHECK(json::FindString(Json(again.body), "externalId") == id);
@@ -777,9 +795,9 @@ TEST_SUITE("http") {
         auto answers = c.ReadResponses(1);
         REQUIRE(answers.size() == 1);
         CHECK(testing::RawConnection::Status(answers[0]) == 200);
-        c.Send(
-            "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\nDELETE /v1/batch HTTP/1.1\r\nHost: "
-            "x\r\n\r\n");
+        c.Send("HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\nDELETE /v1/batch HTTP/1.1\r\nHost: "
+               "x\r\n" +
+               RawBasic("wk-ld") + "\r\n");
         std::string both = c.ReadUntil("}}");
         // The HEAD answer has the GET's Content-Length and no body: the 405 follows at once.
         size_t second = both.find("\r\n\r\nHTTP/1.1 405 ");

@@ -60,7 +60,8 @@ struct Fixture {
             REQUIRE(store::Migrate(db, store::EmbeddedMigrations()).ok());
         }
         writer = std::make_unique<store::Writer>(config.database, store::WriterOptions{});
-        service = std::make_unique<ingest::Service>(config, *writer, audiences);
+        service = std::make_unique<ingest::Service>(std::make_shared<const config::Config>(config),
+                                                    *writer, audiences);
     }
     ~Fixture() { writer->Stop(); }
 

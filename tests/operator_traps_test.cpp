@@ -130,7 +130,7 @@ TEST_SUITE("operator traps") {
         CHECK(RunAudsync({"segments", "show", "1", "--config", h.config}).exit_code == 1);
     }
 
-    TEST_CASE("a refused token pauses; resume pushes at once; --push-now names the pause") {
+    TEST_CASE("a refused token pauses, resume pushes at once, and --push-now names the pause") {
         Harness h;
         // A slow auth retry, so that only a resume can make the push happen in time.
         std::ofstream(h.config) << Replace(SyncConfig(h.db, h.emulator.base_url()),
@@ -169,7 +169,7 @@ TEST_SUITE("operator traps") {
         CHECK(push.out.find("audsync destinations resume ld") != std::string::npos);
     }
 
-    TEST_CASE("reads need no secrets; serving does") {
+    TEST_CASE("reads need no secrets but serving does") {
         TempDir dir;
         std::string db = dir.File("s.db");
         REQUIRE(RunAudsync({"migrate", "--database", db}).exit_code == 0);
@@ -289,7 +289,7 @@ TEST_SUITE("admin pagination") {
 }
 
 TEST_SUITE("reload") {
-    TEST_CASE("SIGHUP rotates a write key in place; a broken config is refused and serving goes on") {
+    TEST_CASE("SIGHUP rotates a write key in place, and a broken config is refused while serving goes on") {
         Harness h;
         auto send = [&](const std::string& key, const std::string& id) {
             EngageEvent e = Event(id, "hup-" + id, "true", "2024-05-06T10:00:00.000Z");
@@ -331,5 +331,29 @@ TEST_SUITE("reload") {
         CHECK(h.http.Get(h.server->url("/healthz")).status == 200);
         CHECK(send("wk-rotated", "after-broken").status == 200);
         CHECK(send("wk-ld", "after-broken-old").status == 401);
+    }
+}
+
+TEST_SUITE("admin authentication") {
+    TEST_CASE("repeated failed admin authentication is slowed per peer, a valid token is not") {
+        Harness h;
+        std::ofstream(h.config) << Replace(SyncConfig(h.db, h.emulator.base_url()),
+                                           "\"admin_auth_free_failures\":1000000",
+                                           "\"admin_auth_free_failures\":3");
+        CHECK(h.server->Stop() == 0);
+        h.StartServer();
+        auto timed = [&](const std::string& token) {
+            const int64_t start = text::NowMs();
+            auto r = h.http.Get(h.server->url("/v1/segments"), {"Authorization: Bearer " + token});
+            return std::make_pair(r.status, text::NowMs() - start);
+        };
+        for (int i = 0; i < 3; ++i) CHECK(timed("wrong-token-wrong-token").first == 401);
+        // The 4th, 5th and 6th refusals wait 100, 200 and 400 ms.
+        CHECK(timed("wrong-token-wrong-token").second >= 100);
+        CHECK(timed("wrong-token-wrong-token").second >= 200);
+        auto sixth = timed("wrong-token-wrong-token");
+        CHECK(sixth.first == 401);
+        CHECK(sixth.second >= 400);
+        CHECK(timed(kAdminToken).first == 200);
     }
 }

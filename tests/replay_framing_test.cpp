@@ -15,6 +15,7 @@ TEST_SUITE("replay framing") {
         testing::TempDir dir;
         std::string cfg = dir.File("c.json");
         std::ofstream(cfg) << testing::TestConfigJson(dir.File("a.db"));
+        REQUIRE(RunAudsync({"migrate", "--config", cfg}).exit_code == 0);
         testing::EngageEvent first;
         first.message_id = "m1";
         testing::EngageEvent second;

@@ -495,7 +495,7 @@ TEST_SUITE("store") {
         std::string cfg = dir.File("c.json");
         std::ofstream(cfg) << testing::TestConfigJson(db);
         ::chmod(cfg.c_str(), 0600);
-        auto created = testing::RunAudsync({"segments", "list", "--config", cfg});
+        auto created = testing::RunAudsync({"migrate", "--config", cfg});
         REQUIRE(created.exit_code == 0);
         CHECK(Mode(db) == 0600);
         CHECK(created.err.find("readable by other users") == std::string::npos);

@@ -188,6 +188,20 @@ void WriteDestination(JsonWriter& w, const DestinationView& v) {
     } else {
         Str(w, kRedacted);
     }
+    w.Key("webhook_token");
+    if (d.has_webhook_token) {
+        Str(w, kRedacted);
+    } else {
+        w.Null();
+    }
+    w.Key("audience_url_key");
+    if (d.has_audience_url_key) {
+        Str(w, kRedacted);
+    } else {
+        w.Null();
+    }
+    w.Key("webhook_signature");
+    Str(w, config::ToString(d.webhook_signature));
     w.Key("max_batch");
     w.Int(d.max_batch);
     w.Key("max_in_flight");

@@ -28,7 +28,8 @@ bool SameLimits(const config::Limits& a, const config::Limits& b) {
     auto tie = [](const config::Limits& l) {
         return std::tie(l.tracking_max_request_bytes, l.tracking_max_events,
                         l.webhook_max_request_bytes, l.webhook_max_events, l.max_event_bytes,
-                        l.max_json_depth, l.max_id_bytes, l.max_key_bytes, l.max_pending_events);
+                        l.max_json_depth, l.max_id_bytes, l.max_key_bytes, l.max_pending_events,
+                        l.max_buffered_body_bytes, l.max_connections, l.max_future_skew_seconds);
     };
     return tie(a) == tie(b);
 }
@@ -86,6 +87,10 @@ Result<std::unique_ptr<Runtime>> Runtime::Start(std::shared_ptr<const config::Co
 
 Status Runtime::Open(const RuntimeOptions& options) {
     const config::Config& c = *config_;
+    if (!c.secrets_resolved && (options.sync || options.http)) {
+        return MakeError(ErrorCode::kInternal, "secrets_unresolved",
+                         "a config loaded without its secrets cannot serve or push");
+    }
     if (!options.create_database) AUDSYNC_TRY(RequireDatabase(c.database, options.config_path));
     if (options.exclusive) {
         auto lock = DatabaseLock::Acquire(c.database);
@@ -96,6 +101,16 @@ Status Runtime::Open(const RuntimeOptions& options) {
         reader_ = std::make_unique<store::Database>(c.database, options.create_database);
         auto migrated = store::Migrate(*reader_, store::EmbeddedMigrations());
         if (!migrated) return migrated.error();
+        if (options.http) {
+            for (const auto& w : config::StartupWarnings(c)) log::Warn(w);
+            const int64_t skew_ms = c.limits.max_future_skew_seconds * 1000;
+            if (int64_t n = store::CountFutureDated(*reader_, skew_ms); n > 0) {
+                log::Warn(std::to_string(n) +
+                          " members were decided by events dated more than "
+                          "limits.max_future_skew_seconds after their receipt; they win over "
+                          "every genuine event: `audsync repair future-times` reorders them");
+            }
+        }
         for (const auto& a : store::LoadAudiences(*reader_)) {
             audiences_.Put(a.destination, a.external_id, a.context_kind);
         }
@@ -110,7 +125,7 @@ Status Runtime::Open(const RuntimeOptions& options) {
     for (const auto& d : c.destinations) {
         AUDSYNC_TRY(writer_->Run([&](store::WriteStore& w) { w.EnsureDestination(d.id, 0); }, 1));
     }
-    ingest_ = std::make_unique<ingest::Service>(c, *writer_, audiences_);
+    ingest_ = std::make_unique<ingest::Service>(config_, *writer_, audiences_);
     if (options.sync) {
         engine_ = std::make_unique<sync::Engine>(
             config_, c.database, *writer_,
@@ -127,7 +142,7 @@ Status Runtime::Open(const RuntimeOptions& options) {
     rest_ = std::make_unique<admin::Rest>(*admin_);
     if (options.http) {
         const int newest = store::EmbeddedMigrations().back().version;
-        server_ = std::make_unique<http::Server>(c, *ingest_, *rest_, [this, newest]() {
+        server_ = std::make_unique<http::Server>(config_, *ingest_, *rest_, [this, newest]() {
             std::lock_guard<std::mutex> lock(reader_mu_);
             try {
                 return reader_->SchemaVersion() == newest;

@@ -534,6 +534,7 @@ Result<Config> Load(std::string_view text, const Context& context) {
     c.secrets_resolved = context.resolve_secrets;
     ObjectReader r(doc, "", context,
                    {"listen", "database", "log_level", "admin_token", "metrics_public",
+                    "admin_auth_free_failures",
                     "http_threads", "keepalive_timeout_ms", "header_timeout_ms", "body_timeout_ms",
                     "dedupe_window_hours", "sync", "limits", "destinations"});
     AUDSYNC_TRY(r.CheckUnknown());
@@ -565,6 +566,7 @@ Result<Config> Load(std::string_view text, const Context& context) {
     // Absent, the admin API is off; present, it must be long enough to resist guessing.
     AUDSYNC_TRY(r.LongSecret("admin_token", &c.admin_token, nullptr));
     AUDSYNC_TRY(r.Bool("metrics_public", &c.metrics_public));
+    AUDSYNC_TRY(r.Int("admin_auth_free_failures", &c.admin_auth_free_failures, 1, 1000000));
     AUDSYNC_TRY(r.Int("http_threads", &c.http_threads, 1, 256));
     AUDSYNC_TRY(r.Int("keepalive_timeout_ms", &c.keepalive_timeout_ms, 100, 3600000));
     AUDSYNC_TRY(r.Int("header_timeout_ms", &c.header_timeout_ms, 100, 3600000));

@@ -33,6 +33,15 @@ RouteMatch Only(std::string_view method, std::string_view allowed, RouteId id) {
     return m;
 }
 
+// One path, two methods (GET and another): the Allow header names both.
+RouteMatch Either(std::string_view method, RouteId get, std::string_view other_method,
+                  RouteId other) {
+    if (method == other_method) return RouteMatch{other, "", "", "", ""};
+    RouteMatch m = Only(method, "GET", get);
+    if (m.id == RouteId::kMethodNotAllowed) m.allow = "GET, " + std::string(other_method);
+    return m;
+}
+
 // Decodes parts[from..] joined by '/': a context key may hold '/' sent raw or as %2F.
 std::optional<std::string> Tail(const std::vector<std::string_view>& parts, size_t from) {
     std::string out;
@@ -51,12 +60,14 @@ bool IsAdminRoute(RouteId id) {
     switch (id) {
         case RouteId::kSegments:
         case RouteId::kSegment:
+        case RouteId::kSegmentDelete:
         case RouteId::kMembers:
         case RouteId::kMember:
         case RouteId::kResync:
         case RouteId::kContext:
         case RouteId::kDestinations:
         case RouteId::kDestination:
+        case RouteId::kDestinationResume:
         case RouteId::kDeadLetters:
         case RouteId::kDeadLettersRetry:
         case RouteId::kDeadLettersDiscard:
@@ -100,12 +111,14 @@ const std::vector<std::string>& RouteTable() {
         "GET /readyz",
         "GET /v1/segments",
         "GET /v1/segments/{id}",
+        "DELETE /v1/segments/{id}",
         "GET /v1/segments/{id}/members",
         "GET /v1/segments/{id}/members/{contextKey}",
         "POST /v1/segments/{id}/resync",
         "GET /v1/contexts/{contextKey}",
         "GET /v1/destinations",
         "GET /v1/destinations/{id}",
+        "POST /v1/destinations/{id}/resume",
         "GET /v1/dead-letters",
         "POST /v1/dead-letters/retry",
         "POST /v1/dead-letters/discard",
@@ -126,7 +139,7 @@ RouteMatch MatchRoute(std::string_view method, std::string_view path) {
         RouteMatch m;
         if (parts.size() == 2) return Only(method, "GET", RouteId::kSegments);
         if (parts.size() == 3) {
-            m = Only(method, "GET", RouteId::kSegment);
+            m = Either(method, RouteId::kSegment, "DELETE", RouteId::kSegmentDelete);
         } else if (parts.size() == 4 && parts[3] == "members") {
             m = Only(method, "GET", RouteId::kMembers);
         } else if (parts.size() == 4 && parts[3] == "resync") {
@@ -177,7 +190,9 @@ RouteMatch MatchRoute(std::string_view method, std::string_view path) {
     }
     if (parts.size() >= 4 && parts[1] == "destinations") {
         RouteMatch m;
-        if (parts.size() == 4 && parts[3] == "events") {
+        if (parts.size() == 4 && parts[3] == "resume") {
+            m = Only(method, "POST", RouteId::kDestinationResume);
+        } else if (parts.size() == 4 && parts[3] == "events") {
             m = Only(method, "POST", RouteId::kWebhookEvents);
         } else if (parts.size() == 4 && parts[3] == "audiences") {
             m = Only(method, "POST", RouteId::kAudienceCreate);

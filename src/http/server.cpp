@@ -2,6 +2,8 @@
 #include "audsync/http/server.hpp"
 
 #include <algorithm>
+#include <map>
+#include <mutex>
 #include <stdexcept>
 
 #include "audsync/common/crypto.hpp"
@@ -10,6 +12,7 @@
 #include "audsync/common/text.hpp"
 #include "audsync/http/routes.hpp"
 #include "audsync/http/transport.hpp"
+#include "audsync/segment/body.hpp"
 
 namespace audsync::http {
 
@@ -46,17 +49,55 @@ std::string ErrorBody(const Error& error) {
 
 namespace {
 
+// Failed admin authentications per peer: after admin_auth_free_failures within a minute,
+// each further refusal is answered later (doubling, up to kMaxPenaltyMs), so a token
+// cannot be guessed at network speed. Thread-safe; bounded to kMaxPeers entries.
+class FailedAuth {
+  public:
+    static constexpr int64_t kFailureWindowMs = 60000;
+    static constexpr int64_t kMaxPenaltyMs = 5000;
+    static constexpr size_t kMaxPeers = 10000;
+
+    // Records a failure of `peer`; returns how long to hold its answer.
+    int64_t Fail(const std::string& peer, int64_t now_ms, int free_failures) {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (peers_.size() >= kMaxPeers && peers_.count(peer) == 0) peers_.clear();
+        Entry& e = peers_[peer];
+        if (now_ms - e.window_start > kFailureWindowMs) e = Entry{now_ms, 0};
+        ++e.failures;
+        if (e.failures <= free_failures) return 0;
+        const int doublings = std::min(e.failures - free_failures - 1, 16);
+        return std::min<int64_t>(kMaxPenaltyMs, int64_t{100} << doublings);
+    }
+
+  private:
+    struct Entry {
+        int64_t window_start = 0;
+        int failures = 0;
+    };
+    std::mutex mu_;
+    std::map<std::string, Entry> peers_;
+};
+
 struct Shared {
-    const config::Config* config;
+    mutable std::mutex config_mu;  // guards config (swapped by a reload)
+    std::shared_ptr<const config::Config> config;
     ingest::Service* ingest;
     admin::Rest* admin;
     std::function<bool()> ready;
+    mutable FailedAuth failed_auth;
+
+    std::shared_ptr<const config::Config> Config() const {
+        std::lock_guard<std::mutex> lock(config_mu);
+        return config;
+    }
 };
 
 struct Answer {
     int status = 200;
     std::string body;
     std::string content_type;  // empty: application/json
+    int delay_ms = 0;          // hold the answer (failed authentication)
 };
 
 Answer FromResult(const Result<std::string>& r) {
@@ -108,31 +149,68 @@ admin::Query QueryOf(const Request& req) {
     return q;
 }
 
-std::optional<Error> CheckAdmin(const Shared& s, const Request& req, RouteId id) {
-    if (id == RouteId::kMetrics && s.config->metrics_public) return std::nullopt;
-    if (s.config->admin_token.empty()) {
-        return MakeError(ErrorCode::kUnauthorized, "unauthorized",
-                         "the admin API is disabled: no admin_token is configured");
-    }
+bool ValidAdminToken(const config::Config& c, const Request& req) {
+    if (c.admin_token.empty()) return false;
     auto auth = req.Header("Authorization");
     std::string_view given = auth ? std::string_view(*auth) : std::string_view();
     bool bearer =
         given.size() > 7 && (given.substr(0, 7) == "Bearer " || given.substr(0, 7) == "bearer ");
-    if (!bearer || !crypto::SecretEquals(given.substr(7), s.config->admin_token)) {
+    return bearer && crypto::SecretEquals(given.substr(7), c.admin_token);
+}
+
+// A caller holding the admin token or any destination's write key (Basic auth): the only
+// callers told that a route or destination does not exist.
+bool KnownCaller(const config::Config& c, const Request& req, RouteId id) {
+    if (ValidAdminToken(c, req)) return true;
+    auto auth = req.Header("Authorization");
+    auto user = auth ? segment::BasicAuthUser(*auth) : std::nullopt;
+    // The Webhook Audiences calls carry their key in the URL.
+    if (id == RouteId::kAudienceCreate || id == RouteId::kAudienceLookup) user = QueryKey(req);
+    if (!user || user->empty()) return false;
+    bool found = false;
+    for (const auto& d : c.destinations) {
+        for (const auto& k : d.write_keys) found = crypto::SecretEquals(*user, k) || found;
+        if (d.has_audience_url_key) {
+            found = crypto::SecretEquals(*user, d.audience_url_key) || found;
+        }
+    }
+    return found;
+}
+
+Error Stranger() {
+    return MakeError(ErrorCode::kUnauthorized, "unauthorized",
+                     "credentials are required: an admin token (Bearer) or a write key");
+}
+
+std::optional<Error> CheckAdmin(const config::Config& c, const Request& req, RouteId id) {
+    if (id == RouteId::kMetrics && c.metrics_public) return std::nullopt;
+    if (c.admin_token.empty()) {
+        return MakeError(ErrorCode::kUnauthorized, "unauthorized",
+                         "the admin API is disabled: no admin_token is configured");
+    }
+    if (!ValidAdminToken(c, req)) {
         return MakeError(ErrorCode::kUnauthorized, "unauthorized",
                          "a valid admin token is required (Authorization: Bearer ...)");
     }
     return std::nullopt;
 }
 
-Answer DispatchAdmin(const Shared& s, const Request& req, const RouteMatch& m) {
-    if (auto denied = CheckAdmin(s, req, m.id)) return FromError(*denied);
+Answer DispatchAdmin(const Shared& s, const config::Config& c, const Request& req,
+                     const RouteMatch& m) {
+    if (auto denied = CheckAdmin(c, req, m.id)) {
+        Answer a = FromError(*denied);
+        a.delay_ms = static_cast<int>(
+            s.failed_auth.Fail(req.peer, text::NowMs(), c.admin_auth_free_failures));
+        return a;
+    }
     admin::Rest& a = *s.admin;
     switch (m.id) {
         case RouteId::kSegments:
             return FromResult(a.ListSegments(QueryOf(req)));
         case RouteId::kSegment:
             return FromResult(a.GetSegment(m.segment));
+        case RouteId::kSegmentDelete:
+            return FromResult(a.DeleteSegment(m.segment));
         case RouteId::kMembers:
             return FromResult(a.ListMembers(m.segment, QueryOf(req)));
         case RouteId::kMember:
@@ -145,6 +223,8 @@ Answer DispatchAdmin(const Shared& s, const Request& req, const RouteMatch& m) {
             return FromResult(a.ListDestinations());
         case RouteId::kDestination:
             return FromResult(a.GetDestination(m.destination));
+        case RouteId::kDestinationResume:
+            return FromResult(a.ResumeDestination(m.destination));
         case RouteId::kDeadLetters:
             return FromResult(a.ListDeadLetters(QueryOf(req)));
         case RouteId::kDeadLettersRetry:
@@ -164,7 +244,20 @@ Answer DispatchAdmin(const Shared& s, const Request& req, const RouteMatch& m) {
 // Route -> ingest or admin call -> answer. Knows nothing of the transport.
 Answer Dispatch(const Shared& s, const Request& req) {
     RouteMatch m = MatchRoute(req.method, req.Path());
-    if (IsAdminRoute(m.id)) return DispatchAdmin(s, req, m);
+    // One config for the whole request, however a reload swaps it meanwhile.
+    const auto snapshot = s.Config();
+    const config::Config& c = *snapshot;
+    // Authentication before routing: strangers learn nothing of the routes under /v1/ or
+    // of which destination ids exist.
+    const bool under_v1 = req.Path().substr(0, 4) == "/v1/";
+    const bool no_route = m.id == RouteId::kNotFound || m.id == RouteId::kMethodNotAllowed ||
+                          m.id == RouteId::kBadPath;
+    const bool unknown_destination = !m.destination.empty() && !IsAdminRoute(m.id) &&
+                                     c.FindDestination(m.destination) == nullptr;
+    if (under_v1 && (no_route || unknown_destination) && !KnownCaller(c, req, m.id)) {
+        return FromError(Stranger());
+    }
+    if (IsAdminRoute(m.id)) return DispatchAdmin(s, c, req, m);
     ingest::Request in;
     switch (m.id) {
         case RouteId::kHealthz:
@@ -207,6 +300,7 @@ Answer Dispatch(const Shared& s, const Request& req) {
     in.body = req.body;
     in.authorization = req.Header("Authorization");
     in.signature = req.Header("X-Signature");
+    in.token = req.Header(ingest::kTokenHeader);
     return FromResult(s.ingest->Ingest(in));
 }
 
@@ -215,6 +309,7 @@ Response ToResponse(Answer a, const RouteMatch& m) {
     r.status = a.status;
     r.body = std::move(a.body);
     if (!a.content_type.empty()) r.content_type = std::move(a.content_type);
+    r.delay_ms = a.delay_ms;
     if (m.id == RouteId::kMethodNotAllowed) r.headers.emplace_back("Allow", m.allow);
     return r;
 }
@@ -224,20 +319,28 @@ Response ToResponse(Answer a, const RouteMatch& m) {
 struct Server::Impl {
     std::shared_ptr<Shared> shared;
     std::unique_ptr<Transport> transport;
-    const config::Config* config;
 };
 
-Server::Server(const config::Config& config, ingest::Service& ingest, admin::Rest& admin,
-               std::function<bool()> ready)
+Server::Server(std::shared_ptr<const config::Config> config, ingest::Service& ingest,
+               admin::Rest& admin, std::function<bool()> ready)
     : impl_(std::make_unique<Impl>()) {
-    impl_->config = &config;
-    impl_->shared = std::make_shared<Shared>(Shared{&config, &ingest, &admin, std::move(ready)});
+    impl_->shared = std::make_shared<Shared>();
+    impl_->shared->config = std::move(config);
+    impl_->shared->ingest = &ingest;
+    impl_->shared->admin = &admin;
+    impl_->shared->ready = std::move(ready);
+}
+
+void Server::SetConfig(std::shared_ptr<const config::Config> config) {
+    std::lock_guard<std::mutex> lock(impl_->shared->config_mu);
+    impl_->shared->config = std::move(config);
 }
 
 Server::~Server() { Stop(); }
 
 void Server::Start() {
-    const config::Config& c = *impl_->config;
+    const auto snapshot = impl_->shared->Config();
+    const config::Config& c = *snapshot;
     TransportOptions o;
     o.host = c.listen_host;
     o.port = c.listen_port;

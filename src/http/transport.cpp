@@ -116,6 +116,13 @@ void CloseStream(tcp::socket& s) {
     s.close(ignored);
 }
 void CloseStream(beast::test::stream& s) { s.close(); }
+// The client's address, for per-peer decisions (failed-authentication slowdown).
+std::string PeerOf(tcp::socket& s) {
+    beast::error_code ec;
+    auto endpoint = s.remote_endpoint(ec);
+    return ec ? std::string() : endpoint.address().to_string();
+}
+std::string PeerOf(beast::test::stream&) { return "test"; }
 
 // One connection: read a head, choose the body limit, read the body, hand the request to
 // a handler thread, write the answer, repeat. All of it on the stream's strand; one
@@ -128,7 +135,8 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
           timer_(stream_.get_executor()),
           core_(std::move(core)),
           buffer_(kReadBufferBytes + core_->options.max_header_bytes),
-          counted_(counted) {}
+          counted_(counted),
+          peer_(PeerOf(stream_)) {}
 
     ~Session() {
         Release();
@@ -250,6 +258,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
         Request req;
         req.method = std::string(msg.method_string());
         req.target = std::string(msg.target());
+        req.peer = peer_;
         for (const auto& f : msg) {
             req.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
         }
@@ -396,6 +405,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     bool timed_out_ = false;
     bool closed_ = false;
     bool counted_;
+    std::string peer_;
 };
 
 size_t ConnectionCap(size_t configured) {

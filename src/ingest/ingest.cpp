@@ -151,13 +151,25 @@ std::optional<std::string> AudienceRegistry::ContextKind(const std::string& dest
     return it == kinds_.end() ? std::nullopt : it->second;
 }
 
-Service::Service(const config::Config& config, store::Writer& writer, AudienceRegistry& audiences)
-    : config_(config), writer_(writer), audiences_(audiences) {}
+Service::Service(std::shared_ptr<const config::Config> config, store::Writer& writer,
+                 AudienceRegistry& audiences)
+    : config_(std::move(config)), writer_(writer), audiences_(audiences) {}
 
-const config::Destination* Service::DestinationForWriteKey(std::string_view key) const {
+void Service::SetConfig(std::shared_ptr<const config::Config> config) {
+    std::lock_guard<std::mutex> lock(config_mu_);
+    config_ = std::move(config);
+}
+
+std::shared_ptr<const config::Config> Service::Snapshot() const {
+    std::lock_guard<std::mutex> lock(config_mu_);
+    return config_;
+}
+
+const config::Destination* Service::DestinationForWriteKey(const config::Config& config,
+                                                           std::string_view key) const {
     const config::Destination* found = nullptr;
     // Every key is compared, so the time taken does not tell which one matched.
-    for (const auto& d : config_.destinations) {
+    for (const auto& d : config.destinations) {
         for (const auto& k : d.write_keys) {
             if (crypto::SecretEquals(k, key) && found == nullptr) found = &d;
         }
@@ -166,15 +178,18 @@ const config::Destination* Service::DestinationForWriteKey(std::string_view key)
 }
 
 Result<std::string> Service::Ingest(const Request& request) {
+    // One config for the whole request, however a reload swaps it meanwhile.
+    const auto snapshot = Snapshot();
+    const config::Config& config = *snapshot;
     counters_.requests.fetch_add(1, std::memory_order_relaxed);
-    const config::Limits& limits = config_.limits;
+    const config::Limits& limits = config.limits;
     const config::Destination* destination = nullptr;
     std::optional<std::string> basic_user;
     if (request.authorization) basic_user = segment::BasicAuthUser(*request.authorization);
 
     Result<segment::ParsedBody> parsed = segment::ParsedBody{};
     if (request.route == Route::kWebhook) {
-        destination = config_.FindDestination(request.destination_id);
+        destination = config.FindDestination(request.destination_id);
         if (destination == nullptr) return UnknownDestination(request.destination_id);
         // Size first: an oversize body is refused before any work on it.
         if (request.body.size() > limits.webhook_max_request_bytes) {
@@ -187,7 +202,7 @@ Result<std::string> Service::Ingest(const Request& request) {
             whole_body = crypto::SecretEquals(destination->webhook_token, *request.token);
         }
         if (!whole_body && basic_user) {
-            whole_body = DestinationForWriteKey(*basic_user) == destination;
+            whole_body = DestinationForWriteKey(config, *basic_user) == destination;
         }
         bool signed_first = false;
         if (!whole_body && !destination->shared_secret.empty() && request.signature) {
@@ -213,7 +228,7 @@ Result<std::string> Service::Ingest(const Request& request) {
         }
     } else {
         if (basic_user) {
-            destination = DestinationForWriteKey(*basic_user);
+            destination = DestinationForWriteKey(config, *basic_user);
             if (destination == nullptr) return Unauthorized("the write key is not valid");
         }
         parsed = segment::ParseTrackingBody(request.body, TypeOf(request.route), limits);
@@ -222,7 +237,7 @@ Result<std::string> Service::Ingest(const Request& request) {
             if (!parsed.value().write_key) {
                 return Unauthorized("a write key is required (Basic auth or writeKey)");
             }
-            destination = DestinationForWriteKey(*parsed.value().write_key);
+            destination = DestinationForWriteKey(config, *parsed.value().write_key);
             if (destination == nullptr) return Unauthorized("the write key is not valid");
         }
     }
@@ -234,7 +249,9 @@ Result<std::string> Service::Ingest(const Request& request) {
 
 Result<Summary> Service::Apply(const config::Destination& destination_ref,
                                std::vector<segment::Item>& items, size_t index_base) {
-    const config::Limits& limits = config_.limits;
+    const auto snapshot = Snapshot();
+    const config::Config& config = *snapshot;
+    const config::Limits& limits = config.limits;
     const config::Destination* destination = &destination_ref;
     const int64_t received_ms = text::NowMs();
     const mapping::Rules rules = mapping::RulesFor(*destination, limits);
@@ -320,8 +337,8 @@ Result<Summary> Service::Apply(const config::Destination& destination_ref,
 }
 
 Result<const config::Destination*> Service::AuthenticateUrlKey(
-    const std::string& destination_id, const std::optional<std::string>& key) const {
-    const config::Destination* destination = config_.FindDestination(destination_id);
+    const config::Config& config,     const std::string& destination_id, const std::optional<std::string>& key) const {
+    const config::Destination* destination = config.FindDestination(destination_id);
     if (destination == nullptr) return UnknownDestination(destination_id);
     const bool url_key = !destination->audience_url_key.empty();
     if (!key || key->empty()) {
@@ -335,7 +352,7 @@ Result<const config::Destination*> Service::AuthenticateUrlKey(
     // it anyone can sign events. Without a dedicated key, write keys still work so that
     // URLs set up before audience_url_key existed keep working (warned at start).
     bool ok = url_key ? crypto::SecretEquals(destination->audience_url_key, *key)
-                      : DestinationForWriteKey(*key) == destination;
+                      : DestinationForWriteKey(config, *key) == destination;
     if (!ok) return Unauthorized("the key in the URL is not valid for this destination");
     return destination;
 }
@@ -343,25 +360,27 @@ Result<const config::Destination*> Service::AuthenticateUrlKey(
 Result<std::string> Service::CreateAudience(const std::string& destination_id,
                                             const std::optional<std::string>& key,
                                             std::string_view body) {
-    auto auth = AuthenticateUrlKey(destination_id, key);
+    const auto snapshot = Snapshot();
+    const config::Config& config = *snapshot;
+    auto auth = AuthenticateUrlKey(config, destination_id, key);
     if (!auth) return auth.error();
     const config::Destination* destination = auth.value();
-    if (body.size() > config_.limits.max_event_bytes) {
+    if (body.size() > config.limits.max_event_bytes) {
         return MakeError(ErrorCode::kPayloadTooLarge, "payload_too_large",
                          "body is over the limit of " +
-                             std::to_string(config_.limits.max_event_bytes) + " bytes");
+                             std::to_string(config.limits.max_event_bytes) + " bytes");
     }
     rapidjson::Document doc;
-    AUDSYNC_TRY(json::Parse(body, doc, config_.limits.max_json_depth));
+    AUDSYNC_TRY(json::Parse(body, doc, config.limits.max_json_depth));
     if (!doc.IsObject()) {
         return MakeError(ErrorCode::kInvalidBody, "invalid_body", "body must be a JSON object");
     }
     bool bad = false;
     auto name = json::FindString(doc, "audienceName", &bad);
-    if (bad || !name || name->empty() || name->size() > config_.limits.max_id_bytes) {
+    if (bad || !name || name->empty() || name->size() > config.limits.max_id_bytes) {
         return MakeError(ErrorCode::kInvalidBody, "invalid_body",
                          "audienceName must be a non-empty string of at most " +
-                             std::to_string(config_.limits.max_id_bytes) + " bytes");
+                             std::to_string(config.limits.max_id_bytes) + " bytes");
     }
     auto kind = json::FindString(doc, "contextKind", &bad);
     if (bad || (kind && !config::IsValidContextKind(*kind))) {
@@ -389,15 +408,17 @@ Result<std::string> Service::CreateAudience(const std::string& destination_id,
 Result<std::string> Service::LookupAudience(const std::string& destination_id,
                                             const std::optional<std::string>& key,
                                             std::string_view body) {
-    auto auth = AuthenticateUrlKey(destination_id, key);
+    const auto snapshot = Snapshot();
+    const config::Config& config = *snapshot;
+    auto auth = AuthenticateUrlKey(config, destination_id, key);
     if (!auth) return auth.error();
-    if (body.size() > config_.limits.max_event_bytes) {
+    if (body.size() > config.limits.max_event_bytes) {
         return MakeError(ErrorCode::kPayloadTooLarge, "payload_too_large",
                          "body is over the limit of " +
-                             std::to_string(config_.limits.max_event_bytes) + " bytes");
+                             std::to_string(config.limits.max_event_bytes) + " bytes");
     }
     rapidjson::Document doc;
-    AUDSYNC_TRY(json::Parse(body, doc, config_.limits.max_json_depth));
+    AUDSYNC_TRY(json::Parse(body, doc, config.limits.max_json_depth));
     bool bad = false;
     auto external_id = doc.IsObject() ? json::FindString(doc, "externalId", &bad) : std::nullopt;
     if (!doc.IsObject() || bad || !external_id || external_id->empty()) {

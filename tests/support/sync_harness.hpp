@@ -39,8 +39,10 @@ inline bool Eventually(const std::function<bool()>& done, int64_t deadline_ms = 
 
 inline std::string SyncConfig(const std::string& db, const std::string& emulator_url,
                               const std::string& destination_extra = "") {
+    // Tests refuse the admin token on purpose many times: no slowdown for them.
     return R"({"listen":"127.0.0.1:0","database":")" + db + R"(","admin_token":")" + kAdminToken +
-           R"(","sync":{"linger_ms":10,"workers":4},"destinations":[{"id":"ld",)"
+           R"(","admin_auth_free_failures":1000000,)"
+           R"("sync":{"linger_ms":10,"workers":4},"destinations":[{"id":"ld",)"
            R"("service_token":")" +
            kToken + R"(","client_side_id":")" + kClientSideId + R"(","api_base":")" + emulator_url +
            R"(","clientsdk_base":")" + emulator_url +

@@ -112,6 +112,9 @@ struct Config {
     log::Level log_level = log::Level::kInfo;
     std::string admin_token;      // empty: the admin API answers 401 to everything
     bool metrics_public = false;  // serve /metrics without the admin token
+    // Failed admin authentications a peer may make in a minute before each further
+    // refusal is answered later (doubling from 100 ms up to 5 s).
+    int admin_auth_free_failures = 10;
     int http_threads = 8;
     int keepalive_timeout_ms = 5000;
     int header_timeout_ms = 10000;

@@ -23,8 +23,8 @@ std::string ErrorBody(const Error& error);
 // Thread-safety: Start/Stop from one thread; handlers run on the transport's threads.
 class Server {
   public:
-    Server(const config::Config& config, ingest::Service& ingest, admin::Rest& admin,
-           std::function<bool()> ready);
+    Server(std::shared_ptr<const config::Config> config, ingest::Service& ingest,
+           admin::Rest& admin, std::function<bool()> ready);
     ~Server();
     Server(const Server&) = delete;
     Server& operator=(const Server&) = delete;
@@ -33,6 +33,9 @@ class Server {
     void Start();
     // The bound port (the real one when the config asked for port 0).
     uint16_t port() const;
+    // A reloaded config (SIGHUP): the admin token, write keys and destinations of every
+    // request from now on. Listening address, limits and timeouts stay as started.
+    void SetConfig(std::shared_ptr<const config::Config> config);
     // Stops accepting and waits for the workers. Idempotent.
     void Stop();
 

@@ -20,6 +20,7 @@ struct Request {
     std::string target;                                        // path and query, as sent
     std::vector<std::pair<std::string, std::string>> headers;  // names as sent
     std::string body;
+    std::string peer;  // the client's IP address (empty when unknown)
 
     // The first header of that name (case-insensitive), if any.
     std::optional<std::string> Header(std::string_view name) const;

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
@@ -130,7 +131,12 @@ struct Counters {
 // serialised by the Writer.
 class Service {
   public:
-    Service(const config::Config& config, store::Writer& writer, AudienceRegistry& audiences);
+    Service(std::shared_ptr<const config::Config> config, store::Writer& writer,
+            AudienceRegistry& audiences);
+
+    // A reloaded config (SIGHUP): requests already being handled keep the one they began
+    // with. Thread-safe.
+    void SetConfig(std::shared_ptr<const config::Config> config);
 
     // Returns the JSON summary of a request whose items are all committed, or the
     // error to answer with (nothing stored).
@@ -157,11 +163,15 @@ class Service {
 
   private:
     // The destination one of whose write keys equals `key` (constant-time compares).
-    const config::Destination* DestinationForWriteKey(std::string_view key) const;
+    std::shared_ptr<const config::Config> Snapshot() const;
+    const config::Destination* DestinationForWriteKey(const config::Config& config,
+                                                      std::string_view key) const;
     Result<const config::Destination*> AuthenticateUrlKey(
+        const config::Config& config,
         const std::string& destination_id, const std::optional<std::string>& key) const;
 
-    const config::Config& config_;
+    mutable std::mutex config_mu_;  // guards config_
+    std::shared_ptr<const config::Config> config_;
     store::Writer& writer_;
     AudienceRegistry& audiences_;
     Counters counters_;
