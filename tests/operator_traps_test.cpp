@@ -357,3 +357,22 @@ TEST_SUITE("admin authentication") {
         CHECK(timed(kAdminToken).first == 200);
     }
 }
+
+TEST_SUITE("operator output") {
+    TEST_CASE("the start line counts destinations in words and metrics print sane numbers") {
+        Harness h;
+        CHECK_MESSAGE(h.server->Startup().find("(database " + h.db + ", 1 destination)") !=
+                          std::string::npos,
+                      h.server->Startup());
+        REQUIRE(h.Send({Event("lag1", "lag-a", "true", "2024-05-06T10:00:00.000Z").Json()})
+                    .status == 200);
+        auto metrics = h.Admin("GET", "/metrics");
+        REQUIRE(metrics.status == 200);
+        size_t at = metrics.body.find("\naudsync_sync_lag_seconds ");
+        REQUIRE(at != std::string::npos);
+        std::string value = metrics.body.substr(at + 26, metrics.body.find('\n', at + 1) - at - 26);
+        size_t dot = value.find('.');
+        REQUIRE(dot != std::string::npos);
+        CHECK(value.size() - dot - 1 == 3);  // milliseconds, not 276.73200000000003
+    }
+}

@@ -17,6 +17,7 @@ namespace audsync::admin {
 namespace {
 
 constexpr int kSampleSize = 5;
+constexpr size_t kIdsPerTransaction = 1000;
 
 Error BadRequest(const std::string& message) {
     return MakeError(ErrorCode::kInvalidBody, "invalid_request", message);
@@ -332,20 +333,35 @@ Result<DeadLetterChange> Service::ChangeDeadLetters(const DeadLetterSelection& s
         if (!found) return found.error();
     }
     DeadLetterChange change{retry, 0, {}};
-    Status s = write_([&](store::WriteStore& w) {
-        change.changed = 0;  // a retried job starts again
-        if (selection.segment) {
-            change.changed = retry ? w.RetryDeadLetter(*selection.segment, std::nullopt)
-                                   : w.DiscardDeadLetter(*selection.segment, std::nullopt);
-        }
-        change.not_found.clear();
-        for (const auto& [sid, key] : selection.ids) {
-            int64_t n = retry ? w.RetryDeadLetter(sid, key) : w.DiscardDeadLetter(sid, key);
-            if (n == 0) change.not_found.push_back(std::to_string(sid) + ":" + key);
-            change.changed += n;
-        }
-    });
-    if (!s) return s.error();
+    if (selection.segment) {
+        int64_t n = 0;
+        Status s = write_([&](store::WriteStore& w) {
+            n = retry ? w.RetryDeadLetter(*selection.segment, std::nullopt)
+                      : w.DiscardDeadLetter(*selection.segment, std::nullopt);
+        });
+        if (!s) return s.error();
+        change.changed = n;
+    }
+    // At most kIdsPerTransaction ids a transaction: ingest, which shares the writer, never
+    // waits for more than one of them.
+    for (size_t at = 0; at < selection.ids.size(); at += kIdsPerTransaction) {
+        const size_t end = std::min(selection.ids.size(), at + kIdsPerTransaction);
+        int64_t changed = 0;
+        std::vector<std::string> not_found;
+        Status s = write_([&](store::WriteStore& w) {
+            changed = 0;  // a job may run again after a rollback
+            not_found.clear();
+            for (size_t i = at; i < end; ++i) {
+                const auto& [sid, key] = selection.ids[i];
+                int64_t n = retry ? w.RetryDeadLetter(sid, key) : w.DiscardDeadLetter(sid, key);
+                if (n == 0) not_found.push_back(std::to_string(sid) + ":" + key);
+                changed += n;
+            }
+        });
+        if (!s) return s.error();
+        change.changed += changed;
+        for (auto& id : not_found) change.not_found.push_back(std::move(id));
+    }
     if (retry && change.changed > 0) {
         std::lock_guard<std::mutex> lock(mu_);
         if (notify_) notify_();

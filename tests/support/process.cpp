@@ -126,6 +126,7 @@ bool ServerProcess::Start(int deadline_ms) {
         if (at != std::string::npos && end != std::string::npos) {
             std::string hostport = text.substr(at + 20, end - at - 20);
             port_ = static_cast<uint16_t>(std::stoi(hostport.substr(hostport.rfind(':') + 1)));
+            startup_ = text;
             ok = true;
             break;
         }

@@ -41,6 +41,8 @@ class ServerProcess {
     void Kill();
     // What the server wrote to stderr so far (its log).
     std::string Log() const;
+    // What it wrote to stdout until it listened (the "listening on" line).
+    const std::string& Startup() const { return startup_; }
 
   private:
     std::string config_path_;
@@ -48,6 +50,7 @@ class ServerProcess {
     pid_t pid_ = -1;
     uint16_t port_ = 0;
     long file_limit_ = 0;
+    std::string startup_;
 };
 
 // CPU time (user + system) the process has used, in milliseconds; -1 when it is gone.
