@@ -1,3 +1,4 @@
+// The audsync binary: malloc tuning, then the command line.
 #include <malloc.h>
 
 #include "audsync/cli/cli.hpp"

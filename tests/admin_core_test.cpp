@@ -74,7 +74,8 @@ TEST_SUITE("admin core") {
         CHECK(r.value().not_found[0] == std::to_string(segment) + ":not-a-dead-letter");
         // The API's own bound on one call.
         admin::DeadLetterSelection too_many;
-        for (size_t i = 0; i <= admin::kMaxDeadLetterIds; ++i) too_many.ids.emplace_back(segment, "x");
+        for (size_t i = 0; i <= admin::kMaxDeadLetterIds; ++i)
+            too_many.ids.emplace_back(segment, "x");
         CHECK_FALSE(service.DiscardDeadLetters(too_many).ok());
     }
 

@@ -1,3 +1,4 @@
+// docs/api.md against the router: every documented route exists and every route is documented.
 #include <doctest/doctest.h>
 
 #include <fstream>

@@ -1,3 +1,4 @@
+// The audsync binary's basic commands: usage, version, serve and migrate failures.
 #include <doctest/doctest.h>
 
 #include <sys/stat.h>

@@ -1,3 +1,4 @@
+// Tests of the common helpers: JSON, text, crypto and Result.
 #include <doctest/doctest.h>
 #include <rapidjson/document.h>
 

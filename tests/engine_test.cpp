@@ -16,8 +16,8 @@
 #include "audsync/store/store.hpp"
 #include "audsync/store/writer.hpp"
 #include "audsync/sync/engine.hpp"
-#include "support/store_access.hpp"
 #include "support/helpers.hpp"
+#include "support/store_access.hpp"
 #include "support/sync_harness.hpp"
 
 using namespace audsync;

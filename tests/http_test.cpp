@@ -303,9 +303,9 @@ TEST_SUITE("http") {
         auto first_only = r.http.Post(r.url("/v1/destinations/ld/events"), batch,
                                       {"X-Signature: " + crypto::HmacSha1Hex("s3cret", first)});
         CHECK(first_only.status == 401);
-        auto signed_batch =
-            r.http.Post(r.url("/v1/destinations/ld/events"), batch,
-                        {"X-Signature: " + crypto::HmacSha1Hex("s3cret", first), BasicAuth("wk-ld")});
+        auto signed_batch = r.http.Post(
+            r.url("/v1/destinations/ld/events"), batch,
+            {"X-Signature: " + crypto::HmacSha1Hex("s3cret", first), BasicAuth("wk-ld")});
         REQUIRE(signed_batch.status == 200);
         CHECK(Field(Json(signed_batch.body), "accepted") == 2);
 
@@ -795,9 +795,10 @@ TEST_SUITE("http") {
         auto answers = c.ReadResponses(1);
         REQUIRE(answers.size() == 1);
         CHECK(testing::RawConnection::Status(answers[0]) == 200);
-        c.Send("HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\nDELETE /v1/batch HTTP/1.1\r\nHost: "
-               "x\r\n" +
-               RawBasic("wk-ld") + "\r\n");
+        c.Send(
+            "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\nDELETE /v1/batch HTTP/1.1\r\nHost: "
+            "x\r\n" +
+            RawBasic("wk-ld") + "\r\n");
         std::string both = c.ReadUntil("}}");
         // The HEAD answer has the GET's Content-Length and no body: the 405 follows at once.
         size_t second = both.find("\r\n\r\nHTTP/1.1 405 ");

@@ -104,14 +104,14 @@ TEST_SUITE("cli parsing") {
     }
 
     TEST_CASE("every command answers --help with exit 0") {
-        for (const auto& args : std::vector<std::vector<std::string>>{
-                 {"--help"},
-                 {"segments", "--help"},
-                 {"segments", "members", "--help"},
-                 {"replay", "events", "--help"},
-                 {"dead-letters", "retry", "--help"},
-                 {"destinations", "resume", "--help"},
-                 {"backup", "--help"}}) {
+        for (const auto& args :
+             std::vector<std::vector<std::string>>{{"--help"},
+                                                   {"segments", "--help"},
+                                                   {"segments", "members", "--help"},
+                                                   {"replay", "events", "--help"},
+                                                   {"dead-letters", "retry", "--help"},
+                                                   {"destinations", "resume", "--help"},
+                                                   {"backup", "--help"}}) {
             CAPTURE(args.size());
             auto r = Cli(args);
             CHECK(r.code == 0);
@@ -137,15 +137,15 @@ TEST_SUITE("cli database") {
         std::string cfg = dir.File("c.json");
         std::string db = dir.File("missing.db");
         std::ofstream(cfg) << TestConfigJson(db);
-        for (const auto& args : std::vector<std::vector<std::string>>{
-                 {"segments", "list"},
-                 {"segments", "show", "1"},
-                 {"contexts", "u1"},
-                 {"dead-letters", "list"},
-                 {"destinations", "list"},
-                 {"replay", "segments"},
-                 {"replay", "events", "-", "--destination", "ld"},
-                 {"backup", dir.File("copy.db")}}) {
+        for (const auto& args :
+             std::vector<std::vector<std::string>>{{"segments", "list"},
+                                                   {"segments", "show", "1"},
+                                                   {"contexts", "u1"},
+                                                   {"dead-letters", "list"},
+                                                   {"destinations", "list"},
+                                                   {"replay", "segments"},
+                                                   {"replay", "events", "-", "--destination", "ld"},
+                                                   {"backup", dir.File("copy.db")}}) {
             auto full = args;
             full.insert(full.end(), {"--config", cfg});
             CAPTURE(args[0]);
@@ -188,8 +188,9 @@ TEST_SUITE("one renderer") {
         h.emulator.RefuseKeys({"json-user-2", "json-user-5"});
         REQUIRE(h.Send(events).status == 200);
         REQUIRE_MESSAGE(Eventually([&] {
-                            return h.Count("SELECT count(*) FROM memberships WHERE acked IS NOT "
-                                           "desired AND dead = 0") == 0 &&
+                            return h.Count(
+                                       "SELECT count(*) FROM memberships WHERE acked IS NOT "
+                                       "desired AND dead = 0") == 0 &&
                                    h.Count("SELECT count(*) FROM memberships WHERE dead = 1") == 2;
                         }),
                         h.server->Log());
@@ -211,8 +212,7 @@ TEST_SUITE("one renderer") {
 
         // Members and dead letters: the CLI streams one object a line, REST pages them.
         auto rest_members = h.Admin("GET", "/v1/segments/1/members?limit=1000");
-        auto cli_members =
-            RunAudsync({"segments", "members", "1", "--json", "--config", h.config});
+        auto cli_members = RunAudsync({"segments", "members", "1", "--json", "--config", h.config});
         rapidjson::Document page;
         REQUIRE(json::Parse(rest_members.body, page, 64).ok());
         std::istringstream lines(cli_members.out);
@@ -235,7 +235,8 @@ TEST_SUITE("one renderer") {
         i = 0;
         while (std::getline(dead_lines, line)) {
             REQUIRE(i < 2);
-            CHECK(Canonical(line) == json::Serialize(dead["dead_letters"][static_cast<unsigned>(i)]));
+            CHECK(Canonical(line) ==
+                  json::Serialize(dead["dead_letters"][static_cast<unsigned>(i)]));
             ++i;
         }
         CHECK(i == 2);

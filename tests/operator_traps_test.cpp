@@ -67,8 +67,8 @@ TEST_SUITE("operator traps") {
         const int64_t events_before = Rows(h.db, "SELECT count(*) FROM events");
         const int64_t members_before = Rows(h.db, "SELECT count(*) FROM memberships");
         for (int run = 0; run < 2; ++run) {
-            auto dry = RunAudsync({"replay", "events", file, "--dry-run", "--json", "--config",
-                                   h.config});
+            auto dry =
+                RunAudsync({"replay", "events", file, "--dry-run", "--json", "--config", h.config});
             REQUIRE_MESSAGE(dry.exit_code == 0, dry.err);
             auto doc = Parse(dry.out);
             CHECK(doc["dry_run"].GetBool());
@@ -138,12 +138,13 @@ TEST_SUITE("operator traps") {
         CHECK(h.server->Stop() == 0);
         h.StartServer();
         h.emulator.SetRejectToken(true);
-        REQUIRE(h.Send({Event("p1", "paused-a", "true", "2024-05-06T10:00:00.000Z").Json()})
-                    .status == 200);
+        REQUIRE(
+            h.Send({Event("p1", "paused-a", "true", "2024-05-06T10:00:00.000Z").Json()}).status ==
+            200);
         REQUIRE(Eventually([&] {
             auto r = RunAudsync({"destinations", "show", "ld", "--json", "--config", h.config});
-            return r.exit_code == 0 && Parse(r.out)["status"].GetString() ==
-                                           std::string("auth_failed");
+            return r.exit_code == 0 &&
+                   Parse(r.out)["status"].GetString() == std::string("auth_failed");
         }));
         auto list = RunAudsync({"destinations", "list", "--config", h.config});
         CHECK(list.out.find("auth_failed") != std::string::npos);
@@ -163,9 +164,9 @@ TEST_SUITE("operator traps") {
         h.emulator.SetRejectToken(true);
         auto push = RunAudsync({"replay", "segments", "--push-now", "--config", h.config});
         CHECK(push.exit_code == 1);
-        CHECK_MESSAGE(push.out.find("destination ld is paused (auth_failed) until ") !=
-                          std::string::npos,
-                      push.out);
+        CHECK_MESSAGE(
+            push.out.find("destination ld is paused (auth_failed) until ") != std::string::npos,
+            push.out);
         CHECK(push.out.find("audsync destinations resume ld") != std::string::npos);
     }
 
@@ -174,17 +175,17 @@ TEST_SUITE("operator traps") {
         std::string db = dir.File("s.db");
         REQUIRE(RunAudsync({"migrate", "--database", db}).exit_code == 0);
         std::string cfg = dir.File("c.json");
-        std::ofstream(cfg) << R"({"database":")" << db
-                           << R"(","admin_token":"${AUDSYNC_TEST_UNSET_ADMIN}",)"
-                           << R"("destinations":[{"id":"ld","service_token":"${AUDSYNC_TEST_UNSET_TOKEN}",)"
-                           << R"("client_side_id":"c","write_keys":["${AUDSYNC_TEST_UNSET_KEY}"]}]})";
-        for (const auto& args : std::vector<std::vector<std::string>>{
-                 {"segments", "list"},
-                 {"dead-letters", "list"},
-                 {"destinations", "list"},
-                 {"destinations", "show", "ld", "--json"},
-                 {"contexts", "u1"},
-                 {"replay", "segments", "--dry-run"}}) {
+        std::ofstream(cfg)
+            << R"({"database":")" << db << R"(","admin_token":"${AUDSYNC_TEST_UNSET_ADMIN}",)"
+            << R"("destinations":[{"id":"ld","service_token":"${AUDSYNC_TEST_UNSET_TOKEN}",)"
+            << R"("client_side_id":"c","write_keys":["${AUDSYNC_TEST_UNSET_KEY}"]}]})";
+        for (const auto& args :
+             std::vector<std::vector<std::string>>{{"segments", "list"},
+                                                   {"dead-letters", "list"},
+                                                   {"destinations", "list"},
+                                                   {"destinations", "show", "ld", "--json"},
+                                                   {"contexts", "u1"},
+                                                   {"replay", "segments", "--dry-run"}}) {
             auto full = args;
             full.insert(full.end(), {"--config", cfg});
             CAPTURE(args[0]);
@@ -229,7 +230,7 @@ TEST_SUITE("operator traps") {
         CHECK(member.out.find("decided by:     w1") != std::string::npos);
         CHECK(member.out.find("acknowledged:   included") != std::string::npos);
         CHECK(member.out.find("\"messageId\":\"w1\"") != std::string::npos);  // the payload
-        CHECK(member.out.find("wk-ld") == std::string::npos);  // credentials removed
+        CHECK(member.out.find("wk-ld") == std::string::npos);                 // credentials removed
         auto contexts = RunAudsync({"contexts", "why-a", "--config", h.config});
         CHECK(contexts.exit_code == 0);
         CHECK(contexts.out.find("high_value_users") != std::string::npos);
@@ -254,8 +255,8 @@ TEST_SUITE("admin pagination") {
         Harness h;
         std::vector<std::string> events;
         for (int i = 0; i < 7; ++i) {
-            EngageEvent e = Event("pg" + std::to_string(i), "paged-user", "true",
-                                  "2024-05-06T10:00:00.000Z");
+            EngageEvent e =
+                Event("pg" + std::to_string(i), "paged-user", "true", "2024-05-06T10:00:00.000Z");
             e.audience_id = "aud_p" + std::to_string(i);
             e.audience_key = "paged_" + std::to_string(i);
             events.push_back(e.Json());
@@ -267,7 +268,8 @@ TEST_SUITE("admin pagination") {
             std::string cursor;
             int pages = 0;
             for (;;) {
-                auto r = h.Admin("GET", base + "?limit=3" + (cursor.empty() ? "" : "&cursor=" + cursor));
+                auto r =
+                    h.Admin("GET", base + "?limit=3" + (cursor.empty() ? "" : "&cursor=" + cursor));
                 REQUIRE(r.status == 200);
                 auto doc = Parse(r.body);
                 for (const auto& s : doc["segments"].GetArray()) {
@@ -289,12 +291,14 @@ TEST_SUITE("admin pagination") {
 }
 
 TEST_SUITE("reload") {
-    TEST_CASE("SIGHUP rotates a write key in place, and a broken config is refused while serving goes on") {
+    TEST_CASE(
+        "SIGHUP rotates a write key in place, and a broken config is refused while serving goes "
+        "on") {
         Harness h;
         auto send = [&](const std::string& key, const std::string& id) {
             EngageEvent e = Event(id, "hup-" + id, "true", "2024-05-06T10:00:00.000Z");
-            return h.http.Post(h.server->url("/v1/batch"),
-                               "{\"batch\":[" + e.Json() + "]}", {BasicAuth(key)});
+            return h.http.Post(h.server->url("/v1/batch"), "{\"batch\":[" + e.Json() + "]}",
+                               {BasicAuth(key)});
         };
         REQUIRE(send("wk-ld", "h1").status == 200);
         REQUIRE(send("wk-rotated", "h2").status == 401);
@@ -303,10 +307,9 @@ TEST_SUITE("reload") {
                                            "\"write_keys\":[\"wk-rotated\"]");
         REQUIRE(kill(h.server->pid(), SIGHUP) == 0);
         int n = 3;
-        REQUIRE_MESSAGE(Eventually([&] {
-                            return send("wk-rotated", "h" + std::to_string(n++)).status == 200;
-                        }),
-                        h.server->Log());
+        REQUIRE_MESSAGE(
+            Eventually([&] { return send("wk-rotated", "h" + std::to_string(n++)).status == 200; }),
+            h.server->Log());
         CHECK(send("wk-ld", "old-key").status == 401);
         CHECK(h.server->Log().find("config reloaded") != std::string::npos);
         CHECK(h.server->Log().find("wk-rotated") == std::string::npos);
@@ -361,11 +364,12 @@ TEST_SUITE("admin authentication") {
 TEST_SUITE("operator output") {
     TEST_CASE("the start line counts destinations in words and metrics print sane numbers") {
         Harness h;
-        CHECK_MESSAGE(h.server->Startup().find("(database " + h.db + ", 1 destination)") !=
-                          std::string::npos,
-                      h.server->Startup());
-        REQUIRE(h.Send({Event("lag1", "lag-a", "true", "2024-05-06T10:00:00.000Z").Json()})
-                    .status == 200);
+        CHECK_MESSAGE(
+            h.server->Startup().find("(database " + h.db + ", 1 destination)") != std::string::npos,
+            h.server->Startup());
+        REQUIRE(
+            h.Send({Event("lag1", "lag-a", "true", "2024-05-06T10:00:00.000Z").Json()}).status ==
+            200);
         auto metrics = h.Admin("GET", "/metrics");
         REQUIRE(metrics.status == 200);
         size_t at = metrics.body.find("\naudsync_sync_lag_seconds ");

@@ -127,8 +127,7 @@ Result<int64_t> ParseId(std::string_view text, std::string_view what) {
     char* end = nullptr;
     errno = 0;
     long long v = s.empty() ? 0 : std::strtoll(s.c_str(), &end, 10);
-    if (s.empty() || *end != '\0' || errno == ERANGE || v <= 0 || s[0] == '+' ||
-        s[0] == ' ') {
+    if (s.empty() || *end != '\0' || errno == ERANGE || v <= 0 || s[0] == '+' || s[0] == ' ') {
         return BadRequest(std::string(what) + " must be a positive whole number, not \"" +
                           s.substr(0, 64) + "\"");
     }
@@ -300,8 +299,8 @@ Result<DeadLetterPage> Service::ListDeadLetters(const DeadLetterQuery& query) {
     std::optional<std::pair<int64_t, std::string>> after;
     if (query.cursor) {
         auto raw = DecodeCursor(*query.cursor);
-        auto parsed = raw ? ParseDeadLetterId(*raw) : Result<std::pair<int64_t, std::string>>(
-                                                          BadRequest("bad cursor"));
+        auto parsed = raw ? ParseDeadLetterId(*raw)
+                          : Result<std::pair<int64_t, std::string>>(BadRequest("bad cursor"));
         if (!parsed) return BadRequest("cursor is not one this API returned");
         after = parsed.value();
     }
@@ -427,8 +426,8 @@ Result<int64_t> Service::ExcludeAllMembers(int64_t id) {
     auto found = GetSegment(id);
     if (!found) return found.error();
     int64_t changed = 0;
-    Status s = write_(
-        [&](store::WriteStore& w) { changed = w.ExcludeAllMembers(id, text::NowMs()); });
+    Status s =
+        write_([&](store::WriteStore& w) { changed = w.ExcludeAllMembers(id, text::NowMs()); });
     if (!s) return s.error();
     {
         std::lock_guard<std::mutex> lock(mu_);

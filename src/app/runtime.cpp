@@ -119,17 +119,17 @@ Status Runtime::Open(const RuntimeOptions& options) {
         wopts.dedupe_window_ms = int64_t{c.dedupe_window_hours} * 3600 * 1000;
         writer_ = std::make_unique<store::Writer>(c.database, wopts);
     } catch (const store::SqliteError& e) {
-        return Unavailable(std::string("cannot open the database ") + c.database + ": " +
-                           e.what());
+        return Unavailable(std::string("cannot open the database ") + c.database + ": " + e.what());
     }
     for (const auto& d : c.destinations) {
         AUDSYNC_TRY(writer_->Run([&](store::WriteStore& w) { w.EnsureDestination(d.id, 0); }, 1));
     }
     ingest_ = std::make_unique<ingest::Service>(config_, *writer_, audiences_);
     if (options.sync) {
-        engine_ = std::make_unique<sync::Engine>(
-            config_, c.database, *writer_,
-            options.target_factory ? options.target_factory : sync::TargetFactory(targets::MakeTarget));
+        engine_ = std::make_unique<sync::Engine>(config_, c.database, *writer_,
+                                                 options.target_factory
+                                                     ? options.target_factory
+                                                     : sync::TargetFactory(targets::MakeTarget));
         writer_->SetAfterCommit([this] { engine_->Wake(); });
         engine_->Start();
     }

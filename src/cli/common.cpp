@@ -16,8 +16,7 @@
 namespace audsync::cli {
 
 void AddConfigOption(CLI::App* command, CommonOptions& options) {
-    command->add_option("--config", options.config_path,
-                        "config file (default: $AUDSYNC_CONFIG)");
+    command->add_option("--config", options.config_path, "config file (default: $AUDSYNC_CONFIG)");
 }
 
 void AddJsonOption(CLI::App* command, CommonOptions& options) {
@@ -77,7 +76,9 @@ Result<std::unique_ptr<admin::Service>> OpenDirect(Invocation& inv, const Common
     const std::string db = config->database;
     return std::make_unique<admin::Service>(
         std::move(config), db,
-        [db](const std::function<void(store::WriteStore&)>& f) { return store::WriteDirect(db, f); },
+        [db](const std::function<void(store::WriteStore&)>& f) {
+            return store::WriteDirect(db, f);
+        },
         nullptr, nullptr);
 }
 

@@ -96,9 +96,8 @@ void AddDeadLetterCommands(CLI::App& app, Invocation& inv) {
         c->add_option("--segment", o->segment, "every dead letter of this segment")
             ->check(CLI::PositiveNumber);
         c->add_option("IDS", o->ids, "dead-letter ids, SEGMENT:KEY");
-        c->callback([&inv, o, retry] {
-            inv.action = [&inv, o, retry] { return Change(inv, *o, retry); };
-        });
+        c->callback(
+            [&inv, o, retry] { inv.action = [&inv, o, retry] { return Change(inv, *o, retry); }; });
     }
 }
 

@@ -44,7 +44,8 @@ void Show(Invocation& inv, const CommonOptions& o, const T& value) {
 }
 
 int ReplaySegments(Invocation& inv, const ReplayOptions& o) {
-    if (o.dry_run && o.push_now) return UsageError(inv, "--dry-run and --push-now exclude each other");
+    if (o.dry_run && o.push_now)
+        return UsageError(inv, "--dry-run and --push-now exclude each other");
     auto config = LoadConfig(inv, o.common, o.push_now ? Secrets::kNeeded : Secrets::kNotNeeded);
     if (!config) return Fail(inv, config.error());
     if (!o.destination.empty() && config.value()->FindDestination(o.destination) == nullptr) {
@@ -111,8 +112,9 @@ int ReplayEvents(Invocation& inv, const ReplayOptions& o) {
     options.dry_run = o.dry_run;
     options.progress = [total_bytes](int64_t bytes, size_t events) {
         if (total_bytes > 0) {
-            Progress("replay " + Bar(static_cast<double>(bytes) / static_cast<double>(total_bytes)) +
-                     "  " + std::to_string(events) + " events");
+            Progress("replay " +
+                     Bar(static_cast<double>(bytes) / static_cast<double>(total_bytes)) + "  " +
+                     std::to_string(events) + " events");
         } else {
             Progress("replay: " + std::to_string(events) + " events");
         }

@@ -112,20 +112,19 @@ int Member(Invocation& inv, const SegmentOptions& o) {
 }
 
 int Contexts(Invocation& inv, const SegmentOptions& o) {
-    return WithService(inv, o.common,
-                       [&](admin::Service& s) {
-                           admin::ContextView all{o.key, {}, std::nullopt};
-                           admin::PageQuery page;
-                           page.limit = admin::kMaxLimit;
-                           for (;;) {
-                               auto r = s.Context(o.key, page);
-                               if (!r) return Fail(inv, r.error());
-                               for (auto& e : r.value().segments) all.segments.push_back(e);
-                               if (!r.value().next_cursor) break;
-                               page.cursor = r.value().next_cursor;
-                           }
-                           return Show(inv, o.common, Result<admin::ContextView>(std::move(all)));
-                       });
+    return WithService(inv, o.common, [&](admin::Service& s) {
+        admin::ContextView all{o.key, {}, std::nullopt};
+        admin::PageQuery page;
+        page.limit = admin::kMaxLimit;
+        for (;;) {
+            auto r = s.Context(o.key, page);
+            if (!r) return Fail(inv, r.error());
+            for (auto& e : r.value().segments) all.segments.push_back(e);
+            if (!r.value().next_cursor) break;
+            page.cursor = r.value().next_cursor;
+        }
+        return Show(inv, o.common, Result<admin::ContextView>(std::move(all)));
+    });
 }
 
 int Delete(Invocation& inv, const SegmentOptions& o) {
@@ -173,7 +172,8 @@ int Delete(Invocation& inv, const SegmentOptions& o) {
             }
             auto seg = s.GetSegment(o.id);
             if (seg && seg.value().segment.dead > 0) {
-                return Fail(inv, "the platform refused " + std::to_string(seg.value().segment.dead) +
+                return Fail(inv, "the platform refused " +
+                                     std::to_string(seg.value().segment.dead) +
                                      " removals (audsync dead-letters list --segment " +
                                      std::to_string(o.id) + "); the segment is kept");
             }
@@ -231,8 +231,8 @@ void AddSegmentCommands(CLI::App& app, Invocation& inv) {
     }
     {
         auto o = std::make_shared<SegmentOptions>();
-        auto* c = Leaf(segments, "delete", "forget a segment, its members and dead letters", inv,
-                       o, Delete);
+        auto* c = Leaf(segments, "delete", "forget a segment, its members and dead letters", inv, o,
+                       Delete);
         AddId(c, *o);
         c->add_flag("--yes", o->yes, "do not ask");
         c->add_flag("--empty-on-platform", o->empty_on_platform,
@@ -240,8 +240,8 @@ void AddSegmentCommands(CLI::App& app, Invocation& inv) {
     }
     {
         auto o = std::make_shared<SegmentOptions>();
-        auto* c = Leaf(&app, "contexts", "every segment a context key is included in", inv, o,
-                       Contexts);
+        auto* c =
+            Leaf(&app, "contexts", "every segment a context key is included in", inv, o, Contexts);
         c->add_option("KEY", o->key, "context key")->required();
     }
 }

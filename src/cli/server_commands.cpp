@@ -155,7 +155,8 @@ void AddServerCommands(CLI::App& app, Invocation& inv) {
         auto* c = app.add_subcommand("check", "verify each destination's credentials");
         AddConfigOption(c, *o);
         c->add_option("--destination", *only, "check only this destination");
-        c->callback([&inv, o, only] { inv.action = [&inv, o, only] { return Check(inv, *o, *only); }; });
+        c->callback(
+            [&inv, o, only] { inv.action = [&inv, o, only] { return Check(inv, *o, *only); }; });
     }
     {
         auto o = std::make_shared<CommonOptions>();
@@ -164,7 +165,8 @@ void AddServerCommands(CLI::App& app, Invocation& inv) {
             "backup", "write a consistent copy of the database (safe beside a running server)");
         AddConfigOption(c, *o);
         c->add_option("FILE", *file, "the copy to write (must not exist)")->required();
-        c->callback([&inv, o, file] { inv.action = [&inv, o, file] { return Backup(inv, *o, *file); }; });
+        c->callback(
+            [&inv, o, file] { inv.action = [&inv, o, file] { return Backup(inv, *o, *file); }; });
     }
 }
 

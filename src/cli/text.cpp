@@ -8,9 +8,7 @@
 namespace audsync::cli::text {
 namespace {
 
-std::string Time(std::optional<int64_t> ms) {
-    return ms ? audsync::text::FormatIso8601(*ms) : "-";
-}
+std::string Time(std::optional<int64_t> ms) { return ms ? audsync::text::FormatIso8601(*ms) : "-"; }
 
 const char* State(bool included) { return included ? "included" : "excluded"; }
 
@@ -135,8 +133,8 @@ std::string PauseOf(const admin::DestinationView& v) {
 }  // namespace
 
 void Print(std::ostream& out, const admin::DestinationList& list) {
-    out << Cell("ID", 14) << Cell("PLATFORM", 13) << Cell("STATUS", 13)
-        << Cell("PAUSED UNTIL", 26) << Cell("LAST SUCCESS", 26) << "LAST ERROR\n";
+    out << Cell("ID", 14) << Cell("PLATFORM", 13) << Cell("STATUS", 13) << Cell("PAUSED UNTIL", 26)
+        << Cell("LAST SUCCESS", 26) << "LAST ERROR\n";
     for (const auto& v : list.destinations) {
         out << Cell(v.destination.id, 14) << Cell(v.destination.platform, 13)
             << Cell(v.state ? v.state->status : "ok", 13) << Cell(PauseOf(v), 26)
@@ -158,8 +156,8 @@ void Print(std::ostream& out, const admin::DestinationView& v) {
         << "status:         " << (v.state ? v.state->status : "ok") << "\n"
         << "paused until:   " << PauseOf(v) << "\n"
         << "last success:   " << Time(v.state ? v.state->last_success_ms : std::nullopt) << "\n"
-        << "last error:     "
-        << Safe(v.state && v.state->last_error ? *v.state->last_error : "-") << "\n";
+        << "last error:     " << Safe(v.state && v.state->last_error ? *v.state->last_error : "-")
+        << "\n";
 }
 
 void PrintDeadLettersHeader(std::ostream& out) {

@@ -1,3 +1,4 @@
+// HMAC-SHA1, SHA-1, random ids and constant-time comparison of secrets, over OpenSSL.
 #include "audsync/common/crypto.hpp"
 
 #include <openssl/crypto.h>

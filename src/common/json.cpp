@@ -1,3 +1,4 @@
+// JSON helpers over RapidJSON: iterative, depth-limited, UTF-8-validating parsing and safe access.
 #include "audsync/common/json.hpp"
 
 #include <rapidjson/error/en.h>

@@ -532,11 +532,11 @@ Result<Config> Load(std::string_view text, const Context& context) {
     if (!doc.IsObject()) return ConfigError("", "must be a JSON object");
     Config c;
     c.secrets_resolved = context.resolve_secrets;
-    ObjectReader r(doc, "", context,
-                   {"listen", "database", "log_level", "admin_token", "metrics_public",
-                    "admin_auth_free_failures",
-                    "http_threads", "keepalive_timeout_ms", "header_timeout_ms", "body_timeout_ms",
-                    "dedupe_window_hours", "sync", "limits", "destinations"});
+    ObjectReader r(
+        doc, "", context,
+        {"listen", "database", "log_level", "admin_token", "metrics_public",
+         "admin_auth_free_failures", "http_threads", "keepalive_timeout_ms", "header_timeout_ms",
+         "body_timeout_ms", "dedupe_window_hours", "sync", "limits", "destinations"});
     AUDSYNC_TRY(r.CheckUnknown());
     std::string listen = c.listen_host + ":" + std::to_string(c.listen_port);
     AUDSYNC_TRY(r.String("listen", &listen, false));
@@ -581,12 +581,11 @@ Result<Config> Load(std::string_view text, const Context& context) {
     }
     if (const rapidjson::Value* limits = r.Get("limits")) {
         if (!limits->IsObject()) return ConfigError("limits", "must be an object");
-        ObjectReader l(
-            *limits, "limits", context,
-            {"tracking_max_request_bytes", "tracking_max_events", "webhook_max_request_bytes",
-             "webhook_max_events", "max_event_bytes", "max_json_depth", "max_id_bytes",
-             "max_key_bytes", "max_pending_events", "max_future_skew_seconds",
-              "max_buffered_body_bytes", "max_connections"});
+        ObjectReader l(*limits, "limits", context,
+                       {"tracking_max_request_bytes", "tracking_max_events",
+                        "webhook_max_request_bytes", "webhook_max_events", "max_event_bytes",
+                        "max_json_depth", "max_id_bytes", "max_key_bytes", "max_pending_events",
+                        "max_future_skew_seconds", "max_buffered_body_bytes", "max_connections"});
         AUDSYNC_TRY(l.CheckUnknown());
         Limits& L = c.limits;
         AUDSYNC_TRY(l.Size("tracking_max_request_bytes", &L.tracking_max_request_bytes, 1024,

@@ -13,8 +13,8 @@ DryRun::DryRun(const config::Config& config, store::Database& reader,
                const AudienceRegistry& audiences)
     : config_(config), reader_(reader), audiences_(audiences) {}
 
-Summary DryRun::Classify(const config::Destination& destination,
-                         std::vector<segment::Item>& items, size_t index_base) {
+Summary DryRun::Classify(const config::Destination& destination, std::vector<segment::Item>& items,
+                         size_t index_base) {
     const int64_t received_ms = text::NowMs();
     const mapping::Rules rules = mapping::RulesFor(destination, config_.limits);
     const std::string& dest = destination.id;
@@ -47,8 +47,8 @@ Summary DryRun::Classify(const config::Destination& destination,
             continue;
         }
         // Rule 6: the newest event time wins; on equal times the later arrival.
-        auto member = std::make_tuple(dest, change.audience_id, change.context_kind,
-                                      change.context_key);
+        auto member =
+            std::make_tuple(dest, change.audience_id, change.context_kind, change.context_key);
         auto it = decided_.find(member);
         int64_t current = std::numeric_limits<int64_t>::min();
         if (it != decided_.end()) {

@@ -337,7 +337,8 @@ Result<Summary> Service::Apply(const config::Destination& destination_ref,
 }
 
 Result<const config::Destination*> Service::AuthenticateUrlKey(
-    const config::Config& config,     const std::string& destination_id, const std::optional<std::string>& key) const {
+    const config::Config& config, const std::string& destination_id,
+    const std::optional<std::string>& key) const {
     const config::Destination* destination = config.FindDestination(destination_id);
     if (destination == nullptr) return UnknownDestination(destination_id);
     const bool url_key = !destination->audience_url_key.empty();

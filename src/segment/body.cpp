@@ -1,3 +1,4 @@
+// The three body shapes Segment sends, their signatures and write keys.
 #include "audsync/segment/body.hpp"
 
 #include <rapidjson/document.h>

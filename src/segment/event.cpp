@@ -1,3 +1,4 @@
+// Reading one Segment event (identify or track) from its JSON.
 #include "audsync/segment/event.hpp"
 
 #include "audsync/common/crypto.hpp"

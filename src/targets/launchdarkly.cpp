@@ -1,3 +1,4 @@
+// The LaunchDarkly target: synced-segment pushes and credential checks over libcurl.
 #include "audsync/targets/launchdarkly.hpp"
 
 #include <curl/curl.h>

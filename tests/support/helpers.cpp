@@ -1,3 +1,4 @@
+// Test helpers: temporary folders, Engage events and the test config.
 #include "support/helpers.hpp"
 
 #include <stdlib.h>

@@ -1,3 +1,4 @@
+// The integration harness: the LaunchDarkly emulator in process and `audsync serve` as a child.
 #pragma once
 // Shared by the integration tests: the LaunchDarkly emulator in this process and
 // `audsync serve` as a child process pointed at it.

@@ -73,7 +73,7 @@ struct ContextView {
 };
 
 struct DestinationView {
-    config::Destination destination;            // rendered with every secret redacted
+    config::Destination destination;             // rendered with every secret redacted
     std::optional<store::DestinationRow> state;  // nullopt: never pushed
 };
 

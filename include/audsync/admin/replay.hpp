@@ -11,7 +11,7 @@ namespace audsync::admin {
 
 struct EventReplayReport {
     struct Rejection {
-        size_t line = 0;  // where the value started in the input (1-based)
+        size_t line = 0;   // where the value started in the input (1-based)
         size_t index = 0;  // of the event in the whole input
         std::string message_id;
         std::string reason;
@@ -27,7 +27,7 @@ struct EventReplayReport {
     size_t rejected = 0;
     std::map<std::string, size_t> rejected_by_reason;
     std::vector<Rejection> first_rejections;  // the first kMaxListedRejections, in order
-    std::optional<std::string> stream_error;   // the input stopped being JSON
+    std::optional<std::string> stream_error;  // the input stopped being JSON
 
     static constexpr size_t kMaxListedRejections = 100;
 };

@@ -41,11 +41,11 @@ class DatabaseLock {
 };
 
 struct RuntimeOptions {
-    bool create_database = false;  // serve: create and migrate a missing database
-    bool exclusive = false;        // hold the database's server lock (serve, pushes)
-    bool sync = false;             // run the sync engine
-    bool http = false;             // serve HTTP
-    std::string config_path;       // named in messages
+    bool create_database = false;        // serve: create and migrate a missing database
+    bool exclusive = false;              // hold the database's server lock (serve, pushes)
+    bool sync = false;                   // run the sync engine
+    bool http = false;                   // serve HTTP
+    std::string config_path;             // named in messages
     sync::TargetFactory target_factory;  // default: the platforms' own targets
 };
 

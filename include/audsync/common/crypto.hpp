@@ -1,3 +1,4 @@
+// HMAC-SHA1, SHA-1, random ids and constant-time comparison of secrets (OpenSSL stays in common).
 #pragma once
 
 #include <string>

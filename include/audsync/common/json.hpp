@@ -1,3 +1,4 @@
+// JSON helpers over RapidJSON: iterative, depth-limited, UTF-8-validating parsing and safe access.
 #pragma once
 
 #include <rapidjson/document.h>

@@ -1,3 +1,4 @@
+// Result<T>: a value or an Error with a stable code, for every expected failure.
 #pragma once
 
 #include <string>
@@ -6,7 +7,8 @@
 
 namespace audsync {
 
-// Stable error codes. Each one maps to exactly one HTTP status in http/errors.cpp.
+// Stable error codes. Each one maps to exactly one HTTP status in http::StatusFor
+// (src/http/server.cpp).
 enum class ErrorCode {
     kMalformedJson,     // 400 body is not JSON (syntax, depth, encoding)
     kInvalidBody,       // 400 JSON of the wrong shape

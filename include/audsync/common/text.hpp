@@ -1,3 +1,4 @@
+// Text helpers: base64, percent-encoding, ISO-8601 times and the clock.
 #pragma once
 
 #include <cstdint>

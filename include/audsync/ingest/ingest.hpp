@@ -105,7 +105,7 @@ class KindConflictWatch {
 // count},"rejected":[{"index","messageId","reason","detail"}]}
 std::string SummaryJson(const Summary& summary);
 
-// Counters since start (exported as metrics later).
+// Counters since start, exported by GET /metrics.
 struct Counters {
     std::atomic<uint64_t> requests{0};
     std::atomic<uint64_t> events_received{0};
@@ -167,8 +167,8 @@ class Service {
     const config::Destination* DestinationForWriteKey(const config::Config& config,
                                                       std::string_view key) const;
     Result<const config::Destination*> AuthenticateUrlKey(
-        const config::Config& config,
-        const std::string& destination_id, const std::optional<std::string>& key) const;
+        const config::Config& config, const std::string& destination_id,
+        const std::optional<std::string>& key) const;
 
     mutable std::mutex config_mu_;  // guards config_
     std::shared_ptr<const config::Config> config_;

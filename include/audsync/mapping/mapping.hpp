@@ -1,3 +1,5 @@
+// Semantics rules 1-4 (and 6's bounds): a Segment event to a membership change, not applicable, or
+// a rejection.
 #pragma once
 
 #include <cstdint>

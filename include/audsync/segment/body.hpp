@@ -1,3 +1,4 @@
+// The three body shapes Segment sends, their signatures and write keys.
 #pragma once
 
 #include <cstddef>

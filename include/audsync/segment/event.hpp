@@ -1,3 +1,4 @@
+// The Segment event model: what audsync reads of one identify or track call.
 #pragma once
 
 #include <rapidjson/document.h>

@@ -1,3 +1,4 @@
+// The numbered SQL migrations embedded in the binary.
 #pragma once
 
 #include <string>

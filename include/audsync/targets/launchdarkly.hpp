@@ -1,3 +1,4 @@
+// The LaunchDarkly target: synced-segment pushes and credential checks over libcurl.
 #pragma once
 
 #include <memory>

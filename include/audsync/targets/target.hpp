@@ -1,3 +1,4 @@
+// The Target interface every flag platform implements, and its HTTP results.
 #pragma once
 
 #include <cstdint>
