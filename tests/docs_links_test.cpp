@@ -1,4 +1,4 @@
-// The documentation in docs/ links only to files (and headings) that the repository has.
+// The documentation in docs/ and the README link only to files (and headings) that the repository has.
 #include <doctest/doctest.h>
 
 #include <cctype>
@@ -72,6 +72,7 @@ std::vector<fs::path> DocFiles() {
     for (const auto& e : fs::directory_iterator(fs::path(AUDSYNC_SOURCE_DIR) / "docs")) {
         if (e.path().extension() == ".md") files.push_back(e.path());
     }
+    files.push_back(fs::path(AUDSYNC_SOURCE_DIR) / "README.md");  // what a clone shows first
     return files;
 }
 
