@@ -380,3 +380,35 @@ TEST_SUITE("operator output") {
         CHECK(value.size() - dot - 1 == 3);  // milliseconds, not 276.73200000000003
     }
 }
+
+TEST_SUITE("admin listener") {
+    TEST_CASE("admin_listen serves the admin API apart, and the public side no longer does") {
+        Harness h;
+        std::ofstream(h.config) << Replace(
+            SyncConfig(h.db, h.emulator.base_url()), "\"listen\":\"127.0.0.1:0\"",
+            "\"listen\":\"127.0.0.1:0\",\"admin_listen\":\"127.0.0.1:0\"");
+        CHECK(h.server->Stop() == 0);
+        h.StartServer();
+        const std::string& startup = h.server->Startup();
+        size_t at = startup.find("admin API and metrics on http://127.0.0.1:");
+        REQUIRE_MESSAGE(at != std::string::npos, startup);
+        const int admin_port = std::stoi(startup.substr(at + 42));
+        const std::string admin = "http://127.0.0.1:" + std::to_string(admin_port);
+        const std::vector<std::string> token = {std::string("Authorization: Bearer ") +
+                                                kAdminToken};
+        // Public side: ingest and health; the admin routes are not there, even with the token.
+        REQUIRE(h.Send({Event("al1", "admin-side", "true", "2024-05-06T10:00:00.000Z").Json()})
+                    .status == 200);
+        CHECK(h.http.Get(h.server->url("/healthz")).status == 200);
+        CHECK(h.http.Get(h.server->url("/v1/segments"), token).status == 404);
+        CHECK(h.http.Get(h.server->url("/v1/segments")).status == 401);
+        CHECK(h.http.Get(h.server->url("/metrics"), token).status == 404);
+        // Admin side: the admin API and metrics; no ingest.
+        CHECK(h.http.Get(admin + "/v1/segments", token).status == 200);
+        CHECK(h.http.Get(admin + "/metrics", token).status == 200);
+        CHECK(h.http.Get(admin + "/v1/segments").status == 401);
+        CHECK(h.http.Post(admin + "/v1/batch", "{\"batch\":[]}", {BasicAuth("wk-ld")}).status ==
+              404);
+        CHECK(h.http.Get(admin + "/healthz").status == 200);
+    }
+}

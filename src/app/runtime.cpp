@@ -174,6 +174,7 @@ std::vector<std::string> Runtime::Reload(std::shared_ptr<const config::Config> n
     };
     keep("listen", effective->listen_host, now.listen_host);
     keep("listen", effective->listen_port, now.listen_port);
+    keep("admin_listen", effective->admin_listen, now.admin_listen);
     keep("database", effective->database, now.database);
     keep("http_threads", effective->http_threads, now.http_threads);
     keep("keepalive_timeout_ms", effective->keepalive_timeout_ms, now.keepalive_timeout_ms);
@@ -200,6 +201,8 @@ std::vector<std::string> Runtime::Reload(std::shared_ptr<const config::Config> n
 }
 
 uint16_t Runtime::port() const { return server_ ? server_->port() : 0; }
+
+uint16_t Runtime::admin_port() const { return server_ ? server_->admin_port() : 0; }
 
 void Runtime::Stop() {
     if (stopped_) return;

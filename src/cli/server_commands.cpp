@@ -46,6 +46,11 @@ int Serve(Invocation& inv, const CommonOptions& o) {
     if (!runtime) return Fail(inv, runtime.error());
     app::Runtime& rt = *runtime.value();
     const size_t n = config->destinations.size();
+    // Before the "listening on" line, which tells a supervisor that everything is up.
+    if (config->admin_listen) {
+        inv.out << "admin API and metrics on http://" << config->admin_listen->first << ":"
+                << rt.admin_port() << std::endl;
+    }
     inv.out << "audsync " << AUDSYNC_VERSION << " listening on http://" << config->listen_host
             << ":" << rt.port() << " (database " << config->database << ", " << n
             << (n == 1 ? " destination)" : " destinations)") << std::endl;

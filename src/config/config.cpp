@@ -524,6 +524,26 @@ EnvLookup ProcessEnv() {
 
 namespace {
 
+// "HOST:PORT" (an IPv6 host in brackets) for the field `name`.
+Status ParseHostPort(const char* name, const std::string& text, std::string* host, uint16_t* port) {
+    size_t colon = text.rfind(':');
+    if (colon == std::string::npos || colon == 0) {
+        return ConfigError(name, "must be HOST:PORT, e.g. 127.0.0.1:8080");
+    }
+    *host = text.substr(0, colon);
+    if (host->size() > 2 && host->front() == '[' && host->back() == ']') {
+        *host = host->substr(1, host->size() - 2);
+    }
+    std::string digits = text.substr(colon + 1);
+    char* end = nullptr;
+    long p = std::strtol(digits.c_str(), &end, 10);
+    if (digits.empty() || *end != '\0' || p < 0 || p > 65535) {
+        return ConfigError(name, "port must be a number from 0 to 65535");
+    }
+    *port = static_cast<uint16_t>(p);
+    return Ok();
+}
+
 Result<Config> Load(std::string_view text, const Context& context) {
     if (auto syntax = SyntaxError(text)) return ConfigError("", "not valid JSON at " + *syntax);
     rapidjson::Document doc;
@@ -534,27 +554,21 @@ Result<Config> Load(std::string_view text, const Context& context) {
     c.secrets_resolved = context.resolve_secrets;
     ObjectReader r(
         doc, "", context,
-        {"listen", "database", "log_level", "admin_token", "metrics_public",
+        {"listen", "admin_listen", "database", "log_level", "admin_token", "metrics_public",
          "admin_auth_free_failures", "http_threads", "keepalive_timeout_ms", "header_timeout_ms",
          "body_timeout_ms", "dedupe_window_hours", "sync", "limits", "destinations"});
     AUDSYNC_TRY(r.CheckUnknown());
     std::string listen = c.listen_host + ":" + std::to_string(c.listen_port);
     AUDSYNC_TRY(r.String("listen", &listen, false));
-    size_t colon = listen.rfind(':');
-    if (colon == std::string::npos || colon == 0) {
-        return ConfigError("listen", "must be HOST:PORT, e.g. 127.0.0.1:8080");
+    AUDSYNC_TRY(ParseHostPort("listen", listen, &c.listen_host, &c.listen_port));
+    std::string admin_listen;
+    AUDSYNC_TRY(r.String("admin_listen", &admin_listen, false));
+    if (!admin_listen.empty()) {
+        std::string host;
+        uint16_t port = 0;
+        AUDSYNC_TRY(ParseHostPort("admin_listen", admin_listen, &host, &port));
+        c.admin_listen = std::make_pair(host, port);
     }
-    c.listen_host = listen.substr(0, colon);
-    if (c.listen_host.size() > 2 && c.listen_host.front() == '[' && c.listen_host.back() == ']') {
-        c.listen_host = c.listen_host.substr(1, c.listen_host.size() - 2);
-    }
-    std::string port = listen.substr(colon + 1);
-    char* end = nullptr;
-    long p = std::strtol(port.c_str(), &end, 10);
-    if (port.empty() || *end != '\0' || p < 0 || p > 65535) {
-        return ConfigError("listen", "port must be a number from 0 to 65535");
-    }
-    c.listen_port = static_cast<uint16_t>(p);
     AUDSYNC_TRY(r.Path("database", &c.database));
     std::string level(ToString(c.log_level));
     AUDSYNC_TRY(r.String("log_level", &level, false));

@@ -242,8 +242,28 @@ Answer DispatchAdmin(const Shared& s, const config::Config& c, const Request& re
 }
 
 // Route -> ingest or admin call -> answer. Knows nothing of the transport.
-Answer Dispatch(const Shared& s, const Request& req) {
+// Which routes a listener serves: all of them, or (with admin_listen) the public side's
+// ingest and health, and the admin side's admin routes and health.
+enum class Side { kAll, kPublic, kAdmin };
+
+bool Serves(Side side, RouteId id) {
+    if (side == Side::kAll) return true;
+    const bool health = id == RouteId::kHealthz || id == RouteId::kReadyz;
+    const bool admin = IsAdminRoute(id);
+    const bool no_route =
+        id == RouteId::kNotFound || id == RouteId::kMethodNotAllowed || id == RouteId::kBadPath;
+    if (health || no_route) return true;
+    return side == Side::kAdmin ? admin : !admin;
+}
+
+RouteMatch MatchOn(Side side, const Request& req) {
     RouteMatch m = MatchRoute(req.method, req.Path());
+    if (!Serves(side, m.id)) return RouteMatch{};  // as if it did not exist here
+    return m;
+}
+
+Answer Dispatch(const Shared& s, Side side, const Request& req) {
+    RouteMatch m = MatchOn(side, req);
     // One config for the whole request, however a reload swaps it meanwhile.
     const auto snapshot = s.Config();
     const config::Config& c = *snapshot;
@@ -319,6 +339,7 @@ Response ToResponse(Answer a, const RouteMatch& m) {
 struct Server::Impl {
     std::shared_ptr<Shared> shared;
     std::unique_ptr<Transport> transport;
+    std::unique_ptr<Transport> admin_transport;  // admin_listen
 };
 
 Server::Server(std::shared_ptr<const config::Config> config, ingest::Service& ingest,
@@ -356,21 +377,40 @@ void Server::Start() {
         return BodyLimit(limits, MatchRoute(head.method, path).id);
     };
     std::shared_ptr<Shared> shared = impl_->shared;
-    auto handler = [shared](const Request& req) {
-        RouteMatch m = MatchRoute(req.method, req.Path());
-        return ToResponse(Dispatch(*shared, req), m);
+    auto handler_for = [shared](Side side) {
+        return [shared, side](const Request& req) {
+            return ToResponse(Dispatch(*shared, side, req), MatchOn(side, req));
+        };
     };
-    impl_->transport = std::make_unique<Transport>(o, body_limit, handler);
+    const Side public_side = c.admin_listen ? Side::kPublic : Side::kAll;
+    impl_->transport = std::make_unique<Transport>(o, body_limit, handler_for(public_side));
     impl_->transport->Start();
+    if (c.admin_listen) {
+        TransportOptions a = o;
+        a.host = c.admin_listen->first;
+        a.port = c.admin_listen->second;
+        a.handler_threads = 2;  // operators, not Segment
+        impl_->admin_transport =
+            std::make_unique<Transport>(a, body_limit, handler_for(Side::kAdmin));
+        impl_->admin_transport->Start();
+    }
 }
 
 uint16_t Server::port() const { return impl_->transport ? impl_->transport->port() : 0; }
 
+uint16_t Server::admin_port() const {
+    return impl_->admin_transport ? impl_->admin_transport->port() : 0;
+}
+
 void Server::Stop() {
-    if (!impl_ || !impl_->transport) return;
-    impl_->transport->Stop();
-    // Destroying the transport joins its threads before the objects they use go away.
-    impl_->transport.reset();
+    if (!impl_) return;
+    // Destroying a transport joins its threads before the objects they use go away.
+    for (auto* t : {&impl_->transport, &impl_->admin_transport}) {
+        if (*t) {
+            (*t)->Stop();
+            t->reset();
+        }
+    }
 }
 
 }  // namespace audsync::http

@@ -82,5 +82,13 @@ for cl in -5 99999999999999999999; do
         *) fail "Content-Length $cl through nginx answered '$status'" ;;
     esac
 done
+# Only the ingest routes and the health check are public: the admin API is not forwarded,
+# whatever the caller holds.
+admin=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$dir/cert.pem" \
+    -H 'Authorization: Bearer tls-admin-token-0123' "https://127.0.0.1:$port/v1/segments")
+[ "$admin" = 404 ] || fail "the admin API through nginx answered $admin"
+metrics=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$dir/cert.pem" \
+    -H 'Authorization: Bearer tls-admin-token-0123' "https://127.0.0.1:$port/metrics")
+[ "$metrics" = 404 ] || fail "/metrics through nginx answered $metrics"
 curl -s --cacert "$dir/cert.pem" "https://127.0.0.1:$port/healthz" | grep -q ok || fail "audsync stopped answering"
 echo "1 passed, 0 failed"

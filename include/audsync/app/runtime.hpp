@@ -69,6 +69,8 @@ class Runtime {
     sync::Engine* engine() { return engine_.get(); }
     // The bound HTTP port (0 without HTTP).
     uint16_t port() const;
+    // The admin listener's port (0 without admin_listen or HTTP).
+    uint16_t admin_port() const;
 
     // Applies a re-read config (SIGHUP): secrets, destination settings and the log level
     // take effect in place. Fields that need a restart (listen, database, threads,

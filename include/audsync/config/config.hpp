@@ -107,6 +107,9 @@ std::string_view ToString(log::Level level);
 struct Config {
     std::string listen_host = "127.0.0.1";
     uint16_t listen_port = 8080;
+    // Where the admin API and /metrics are served instead, when set: the public listener
+    // then serves ingest and health only (keep this one on loopback).
+    std::optional<std::pair<std::string, uint16_t>> admin_listen;
     // Relative paths in a config file are resolved against the file's directory.
     std::string database = "audsync.db";
     log::Level log_level = log::Level::kInfo;

@@ -33,6 +33,8 @@ class Server {
     void Start();
     // The bound port (the real one when the config asked for port 0).
     uint16_t port() const;
+    // The admin listener's bound port (0 without admin_listen).
+    uint16_t admin_port() const;
     // A reloaded config (SIGHUP): the admin token, write keys and destinations of every
     // request from now on. Listening address, limits and timeouts stay as started.
     void SetConfig(std::shared_ptr<const config::Config> config);
