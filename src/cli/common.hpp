@@ -10,8 +10,10 @@
 #include <string>
 
 #include "audsync/admin/admin.hpp"
+#include "audsync/admin/render.hpp"
 #include "audsync/common/result.hpp"
 #include "audsync/config/config.hpp"
+#include "text.hpp"
 
 namespace audsync::cli {
 
@@ -49,6 +51,35 @@ int UsageError(Invocation& inv, const std::string& message);
 // (safe beside a running server). Refuses a missing database (nothing is created).
 Result<std::unique_ptr<admin::Service>> OpenDirect(Invocation& inv, const CommonOptions& options,
                                                    std::shared_ptr<const config::Config> config);
+
+// Loads the config without secrets and runs `f` on the operator core over its database
+// (refusing a missing one); returns f's exit code, or 1 with the error printed.
+template <typename F>
+int WithService(Invocation& inv, const CommonOptions& o, F&& f) {
+    auto config = LoadConfig(inv, o, Secrets::kNotNeeded);
+    if (!config) return Fail(inv, config.error());
+    auto service = OpenDirect(inv, o, config.value());
+    if (!service) return Fail(inv, service.error());
+    return f(*service.value());
+}
+
+// A result of the operator core, as JSON (--json, the REST rendering) or as text.
+template <typename T>
+void Print(Invocation& inv, const CommonOptions& o, const T& value) {
+    if (o.json) {
+        inv.out << admin::ToJson(value) << "\n";
+    } else {
+        text::Print(inv.out, value);
+    }
+}
+
+// The same for a Result: an error exits 1.
+template <typename T>
+int Show(Invocation& inv, const CommonOptions& o, const Result<T>& r) {
+    if (!r) return Fail(inv, r.error());
+    Print(inv, o, r.value());
+    return 0;
+}
 
 // A terminal on stderr gets progress lines; anything else gets none.
 bool Terminal();

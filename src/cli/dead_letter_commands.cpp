@@ -14,15 +14,6 @@ struct DeadLetterOptions {
     std::vector<std::string> ids;
 };
 
-template <typename F>
-int WithService(Invocation& inv, const CommonOptions& o, F&& f) {
-    auto config = LoadConfig(inv, o, Secrets::kNotNeeded);
-    if (!config) return Fail(inv, config.error());
-    auto service = OpenDirect(inv, o, config.value());
-    if (!service) return Fail(inv, service.error());
-    return f(*service.value());
-}
-
 int List(Invocation& inv, const DeadLetterOptions& o) {
     return WithService(inv, o.common, [&](admin::Service& s) {
         admin::DeadLetterQuery query;

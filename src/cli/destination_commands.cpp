@@ -12,26 +12,6 @@ struct DestinationOptions {
     std::string id;
 };
 
-template <typename T>
-int Show(Invocation& inv, const CommonOptions& o, const Result<T>& r) {
-    if (!r) return Fail(inv, r.error());
-    if (o.json) {
-        inv.out << admin::ToJson(r.value()) << "\n";
-    } else {
-        text::Print(inv.out, r.value());
-    }
-    return kExitOk;
-}
-
-template <typename F>
-int WithService(Invocation& inv, const CommonOptions& o, F&& f) {
-    auto config = LoadConfig(inv, o, Secrets::kNotNeeded);
-    if (!config) return Fail(inv, config.error());
-    auto service = OpenDirect(inv, o, config.value());
-    if (!service) return Fail(inv, service.error());
-    return f(*service.value());
-}
-
 }  // namespace
 
 void AddDestinationCommands(CLI::App& app, Invocation& inv) {

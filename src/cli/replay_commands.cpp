@@ -34,15 +34,6 @@ std::string ConfigPathOf(const CommonOptions& o) {
     return env != nullptr ? env : "";
 }
 
-template <typename T>
-void Show(Invocation& inv, const CommonOptions& o, const T& value) {
-    if (o.json) {
-        inv.out << admin::ToJson(value) << "\n";
-    } else {
-        text::Print(inv.out, value);
-    }
-}
-
 int ReplaySegments(Invocation& inv, const ReplayOptions& o) {
     if (o.dry_run && o.push_now)
         return UsageError(inv, "--dry-run and --push-now exclude each other");
@@ -59,7 +50,7 @@ int ReplaySegments(Invocation& inv, const ReplayOptions& o) {
     auto report = service.value()->ReplaySegments(f, o.dry_run);
     if (!report) return Fail(inv, report.error());
     if (!o.push_now) {
-        Show(inv, o.common, report.value());
+        Print(inv, o.common, report.value());
         return kExitOk;
     }
     PushWait wait;
@@ -70,7 +61,7 @@ int ReplaySegments(Invocation& inv, const ReplayOptions& o) {
         return kExitFailed;
     }
     if (pushed.pending < 0) return kExitOk;  // a running server pushes them
-    Show(inv, o.common, pushed);
+    Print(inv, o.common, pushed);
     return pushed.pending == 0 ? kExitOk : kExitFailed;
 }
 
@@ -123,7 +114,7 @@ int ReplayEvents(Invocation& inv, const ReplayOptions& o) {
     ProgressDone();
     if (runtime) runtime->Stop();
     if (!report) return Fail(inv, report.error());
-    Show(inv, o.common, report.value());
+    Print(inv, o.common, report.value());
     if (report.value().stream_error) {
         return Fail(inv, "the input stopped being JSON: " + *report.value().stream_error);
     }
