@@ -412,3 +412,40 @@ TEST_SUITE("admin listener") {
         CHECK(h.http.Get(admin + "/healthz").status == 200);
     }
 }
+
+TEST_SUITE("operator routes") {
+    TEST_CASE("DELETE /v1/segments/{id} forgets a segment and resume answers for a destination") {
+        Harness h;
+        REQUIRE(
+            h.Send({Event("rd1", "rest-del", "true", "2024-05-06T10:00:00.000Z").Json()}).status ==
+            200);
+        REQUIRE(Eventually([&] { return h.emulator.Included("aud_1").count("rest-del") == 1; }));
+        auto deleted = h.Admin("DELETE", "/v1/segments/1");
+        REQUIRE(deleted.status == 200);
+        CHECK(Parse(deleted.body)["members_deleted"].GetInt() == 1);
+        CHECK_FALSE(Parse(deleted.body)["emptied_on_platform"].GetBool());
+        CHECK(h.Admin("GET", "/v1/segments/1").status == 404);
+        CHECK(h.Admin("DELETE", "/v1/segments/1").status == 404);
+        CHECK(h.Admin("PUT", "/v1/segments/1").status == 405);
+        auto resumed = h.Admin("POST", "/v1/destinations/ld/resume");
+        REQUIRE(resumed.status == 200);
+        CHECK(Parse(resumed.body)["destination"].GetString() == std::string("ld"));
+        CHECK(h.Admin("POST", "/v1/destinations/nope/resume").status == 404);
+        // Without the token: 401, like every admin route.
+        CHECK(h.http.Request("DELETE", h.server->url("/v1/segments/2")).status == 401);
+        CHECK(h.http.Post(h.server->url("/v1/destinations/ld/resume"), "").status == 401);
+    }
+
+    TEST_CASE("log_level quiets the server's log") {
+        Harness h;
+        std::ofstream(h.config) << Replace(SyncConfig(h.db, h.emulator.base_url()),
+                                           "\"listen\":\"127.0.0.1:0\"",
+                                           "\"listen\":\"127.0.0.1:0\",\"log_level\":\"warn\"");
+        CHECK(h.server->Stop() == 0);
+        CHECK(h.server->Log().find(" info received SIGTERM") != std::string::npos);
+        h.StartServer();
+        CHECK(h.server->Stop() == 0);
+        CHECK_MESSAGE(h.server->Log().find(" info ") == std::string::npos, h.server->Log());
+        h.StartServer();
+    }
+}
