@@ -103,6 +103,18 @@ TEST_SUITE("cli parsing") {
         }
     }
 
+    TEST_CASE("usage errors name what was wrong") {
+        auto unknown = Cli({"segments", "lst"});
+        CHECK(unknown.code == 2);
+        CHECK(unknown.err.find("unknown command lst") != std::string::npos);
+        auto missing = Cli({"segments"});
+        CHECK(missing.err.find("segments needs one of: list show members member delete") !=
+              std::string::npos);
+        auto flag = Cli({"segments", "list", "--bogus"});
+        CHECK(flag.err.find("--bogus") != std::string::npos);
+        CHECK(flag.err.find("run `audsync segments list --help` for usage") != std::string::npos);
+    }
+
     TEST_CASE("every command answers --help with exit 0") {
         for (const auto& args :
              std::vector<std::vector<std::string>>{{"--help"},

@@ -73,7 +73,20 @@ int Run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
         out << e.what() << "\n";
         return kExitOk;
     } catch (const CLI::ParseError& e) {
-        err << "audsync: " << e.what() << "\n"
+        // "A subcommand is required" hides the word the user typed: name it instead.
+        std::string what = e.what();
+        const CLI::App* at = &app;
+        while (!at->get_subcommands().empty()) at = at->get_subcommands().front();
+        if (at->get_require_subcommand_min() > 0 && !at->remaining().empty() &&
+            at->remaining().front().rfind("-", 0) != 0) {
+            what = "unknown command " + at->remaining().front();
+        } else if (at->get_require_subcommand_min() > 0 && at->remaining().empty()) {
+            what = CommandPath(app).substr(8) + " needs one of:";  // after "audsync "
+            for (const CLI::App* sub : at->get_subcommands([](const CLI::App*) { return true; })) {
+                what += " " + sub->get_name();
+            }
+        }
+        err << "audsync: " << what << "\n"
             << "run `" << CommandPath(app) << " --help` for usage\n";
         return kExitUsage;
     }
