@@ -2,7 +2,13 @@
 // machine, on realistic Engage traffic. Run through scripts/bench.
 //
 //   audsync-bench all --audsync PATH --out FILE.json [--seconds N] [--replay-members N]
+//                     [--baseline-audsync PATH --baseline-bench PATH]
 //   audsync-bench echo                (the HTTP transport with a handler that reads the body)
+//
+// With the baseline flags (an audsync and an audsync-bench built from an older revision,
+// e.g. the last one served by Pistache), the same run also measures the HTTP echo ceiling
+// with the baseline bench's `echo` and durable ingest against the baseline `audsync serve`,
+// and reports them beside the current ones ("before" / "after"; JSON keys `baseline_`).
 #include <curl/curl.h>
 #include <signal.h>
 #include <sys/resource.h>
@@ -364,9 +370,12 @@ double StorageCeiling(int batch, double seconds, const std::string& dir) {
 
 // --- the audsync runs ----------------------------------------------------------------
 
+// Accepted by the Pistache revision too (it refuses unknown fields; the admin token is
+// long enough for the current one).
 std::string WriteConfig(const std::string& dir, const std::string& db,
-                        const std::string& emulator_url, int max_batch = 1000) {
-    std::string path = dir + "/bench-config.json";
+                        const std::string& emulator_url, int max_batch = 1000,
+                        const std::string& name = "bench-config.json") {
+    std::string path = dir + "/" + name;
     std::ofstream(path)
         << R"({"listen":"127.0.0.1:0","database":")" << db
         << R"(","admin_token":"bench-admin-token-0123","destinations":[{"id":"bench","service_token":")"
@@ -382,12 +391,33 @@ std::string Fmt(double v, int decimals = 0) {
     return buf;
 }
 
+using Runs = std::map<std::pair<int, int>, LoadResult>;  // (batch, connections) -> result
+
+// Durable ingest against a running `audsync serve`: batches of 100 as Tracking API bodies
+// to /v1/batch, of 1,000 as webhook arrays, at 1, 8 and 32 connections.
+Runs IngestRuns(uint16_t port, double seconds, const std::string& prefix) {
+    Runs runs;
+    for (int batch : {100, 1000}) {
+        std::string url = "http://127.0.0.1:" + std::to_string(port) +
+                          (batch == 100 ? "/v1/batch" : "/v1/destinations/bench/events");
+        for (int conns : {1, 8, 32}) {
+            runs[{batch, conns}] =
+                Load(url, conns, batch, batch == 100, seconds,
+                     prefix + std::to_string(batch) + "-" + std::to_string(conns) + "-");
+        }
+    }
+    return runs;
+}
+
 int All(const std::map<std::string, std::string>& flags) {
     const std::string audsync = flags.at("--audsync");
     const std::string self = flags.at("--self");
     const double seconds = flags.count("--seconds") ? std::stod(flags.at("--seconds")) : 5.0;
     const int replay_members =
         flags.count("--replay-members") ? std::stoi(flags.at("--replay-members")) : 1000000;
+    const bool baseline = flags.count("--baseline-audsync") > 0;
+    const std::string baseline_audsync = baseline ? flags.at("--baseline-audsync") : "";
+    const std::string baseline_bench = baseline ? flags.at("--baseline-bench") : "";
     char tmpl[] = "/tmp/audsync-bench-XXXXXX";
     std::string dir = mkdtemp(tmpl);
     std::string json = "{";
@@ -398,10 +428,10 @@ int All(const std::map<std::string, std::string>& flags) {
 
     // --only replay skips everything before the replay (for profiling it alone).
     const bool only_replay = flags.count("--only") && flags.at("--only") == "replay";
-    std::map<std::pair<int, int>, LoadResult> http;
-    std::map<std::pair<int, int>, LoadResult> ingest;
+    Runs http, ingest;
+    Runs baseline_http, baseline_ingest;  // with --baseline-*
     double parse100 = 0, parse1000 = 0, storage100 = 0, storage1000 = 0, server_rss = 0,
-           coalescing = 0;
+           coalescing = 0, baseline_server_rss = 0;
     double sync_p50 = 0, sync_p99 = 0;
     uint64_t sync_sent = 0;
     emulator::Emulator::Options eo;
@@ -416,13 +446,28 @@ int All(const std::map<std::string, std::string>& flags) {
         storage1000 = StorageCeiling(1000, seconds, dir);
         Child echo = Spawn({self, "echo"});
         uint16_t echo_port = WaitPort(echo);
+        // The baseline's echo (its own HTTP server) runs beside it, idle in turn; each load
+        // is measured on one, then the same load on the other, so that a change in the
+        // machine's load between the two is as small as it can be.
+        Child baseline_echo;
+        uint16_t baseline_echo_port = 0;
+        if (baseline) {
+            baseline_echo = Spawn({baseline_bench, "echo"});
+            baseline_echo_port = WaitPort(baseline_echo);
+        }
         for (int batch : {100, 1000}) {
             for (int conns : {1, 8, 32}) {
                 http[{batch, conns}] = Load("http://127.0.0.1:" + std::to_string(echo_port) + "/",
                                             conns, batch, batch == 100, seconds, "echo");
+                if (baseline) {
+                    baseline_http[{batch, conns}] =
+                        Load("http://127.0.0.1:" + std::to_string(baseline_echo_port) + "/", conns,
+                             batch, batch == 100, seconds, "echo");
+                }
             }
         }
         StopChild(echo);
+        if (baseline) StopChild(baseline_echo);
 
         // Ingest, with the sync engine pushing to the emulator as in production.
         std::cerr << "measuring ingest...\n";
@@ -436,15 +481,7 @@ int All(const std::map<std::string, std::string>& flags) {
             std::string cfg = WriteConfig(dir, db, emu.base_url());
             Child server = Spawn({audsync, "serve", "--config", cfg});
             uint16_t port = WaitPort(server);
-            for (int batch : {100, 1000}) {
-                std::string url = "http://127.0.0.1:" + std::to_string(port) +
-                                  (batch == 100 ? "/v1/batch" : "/v1/destinations/bench/events");
-                for (int conns : {1, 8, 32}) {
-                    ingest[{batch, conns}] =
-                        Load(url, conns, batch, batch == 100, seconds,
-                             "ingest-" + std::to_string(batch) + "-" + std::to_string(conns) + "-");
-                }
-            }
+            ingest = IngestRuns(port, seconds, "ingest-");
             // Let the engine drain, then read what it pushed per accepted event.
             store::Database d(db, false);
             for (int i = 0; i < 600; ++i) {
@@ -464,6 +501,24 @@ int All(const std::map<std::string, std::string>& flags) {
         coalescing = accepted_total ? static_cast<double>(emu.stats().members) /
                                           static_cast<double>(accepted_total)
                                     : 0;
+
+        // The same ingest against the baseline audsync: a fresh database and emulator, its
+        // sync engine pushing meanwhile, started once this one has drained and stopped.
+        if (baseline) {
+            std::cerr << "measuring ingest against the baseline...\n";
+            emulator::Emulator::Options bo = eo;
+            bo.on_apply = nullptr;
+            emulator::Emulator baseline_emu(bo);
+            baseline_emu.Start();
+            std::string db = dir + "/baseline-ingest.db";
+            std::string cfg =
+                WriteConfig(dir, db, baseline_emu.base_url(), 1000, "baseline-config.json");
+            Child server = Spawn({baseline_audsync, "serve", "--config", cfg});
+            uint16_t port = WaitPort(server);
+            baseline_ingest = IngestRuns(port, seconds, "baseline-ingest-");
+            baseline_server_rss = StopChild(server);
+            baseline_emu.Stop();
+        }
 
         // Sync latency at a steady 5,000 events/s: commit (ingest answered) to acknowledged.
         std::cerr << "measuring sync latency...\n";
@@ -642,6 +697,53 @@ int All(const std::map<std::string, std::string>& flags) {
     std::printf("%-44s %14s\n", "replay: members/s (push-now)", Fmt(replay_rate).c_str());
     std::printf("%-44s %14s\n", "RSS MB: server under ingest (peak)", Fmt(server_rss, 1).c_str());
     std::printf("%-44s %14s\n", "RSS MB: replay (peak)", Fmt(replay_rss, 1).c_str());
+    if (baseline) {
+        // Before / after: the HTTP echo ceiling and durable ingest of both builds, measured
+        // in this run. "change" is after over before.
+        std::printf("\n%-50s %14s %10s %10s %10s %8s\n", "HTTP server: before / after", "events/s",
+                    "p50 ms", "p99 ms", "max ms", "change");
+        auto row = [](const std::string& name, const LoadResult& r, const std::string& change) {
+            std::printf("%-50s %14s %10s %10s %10s %8s\n", name.c_str(),
+                        Fmt(r.events_per_s).c_str(), Fmt(r.p50_ms, 2).c_str(),
+                        Fmt(r.p99_ms, 2).c_str(), Fmt(r.max_ms, 2).c_str(), change.c_str());
+        };
+        for (const char* what : {"HTTP echo", "ingest"}) {
+            bool echo = std::string(what) == "HTTP echo";
+            for (int batch : {100, 1000}) {
+                for (int conns : {1, 8, 32}) {
+                    const auto& before = (echo ? baseline_http : baseline_ingest)[{batch, conns}];
+                    const auto& after = (echo ? http : ingest)[{batch, conns}];
+                    std::string cell = std::string(what) + ", batch " + std::to_string(batch) +
+                                       ", " + std::to_string(conns) + " conn";
+                    row("before (Pistache): " + cell, before, "");
+                    row("after (Beast):     " + cell, after,
+                        before.events_per_s > 0
+                            ? Fmt(after.events_per_s / before.events_per_s, 2) + "x"
+                            : "");
+                    std::string key = std::to_string(batch) + "_" + std::to_string(conns);
+                    if (echo) {
+                        add("baseline_http_ceiling_" + key, before.events_per_s);
+                        add("baseline_http_ceiling_" + key + "_p50_ms", before.p50_ms);
+                        add("baseline_http_ceiling_" + key + "_p99_ms", before.p99_ms);
+                        add("http_ceiling_" + key + "_p50_ms", after.p50_ms);
+                        add("http_ceiling_" + key + "_p99_ms", after.p99_ms);
+                    } else {
+                        add("baseline_ingest_" + key + "_events_per_s", before.events_per_s);
+                        add("baseline_ingest_" + key + "_p50_ms", before.p50_ms);
+                        add("baseline_ingest_" + key + "_p99_ms", before.p99_ms);
+                        add("baseline_ingest_" + key + "_max_ms", before.max_ms);
+                        add("baseline_ingest_" + key + "_errors",
+                            static_cast<double>(before.errors));
+                    }
+                }
+            }
+        }
+        std::printf("%-50s %14s\n", "before (Pistache): RSS MB, server under ingest",
+                    Fmt(baseline_server_rss, 1).c_str());
+        std::printf("%-50s %14s\n", "after (Beast):     RSS MB, server under ingest",
+                    Fmt(server_rss, 1).c_str());
+        add("baseline_server_peak_rss_mb", baseline_server_rss);
+    }
     add("sync_p50_ms", sync_p50);
     add("sync_p99_ms", sync_p99);
     add("sync_entries_per_accepted_event", coalescing);
@@ -670,8 +772,9 @@ int main(int argc, char** argv) {
         return 0;
     }
     if (argc < 2 || std::string(argv[1]) != "all") {
-        std::cerr << "usage: audsync-bench all --audsync PATH [--out FILE] [--seconds N] "
-                     "[--replay-members N] | echo\n";
+        std::cerr
+            << "usage: audsync-bench all --audsync PATH [--out FILE] [--seconds N] "
+               "[--replay-members N] [--baseline-audsync PATH --baseline-bench PATH] | echo\n";
         return 2;
     }
     std::map<std::string, std::string> flags;
@@ -679,6 +782,10 @@ int main(int argc, char** argv) {
     flags["--self"] = argv[0];
     if (!flags.count("--audsync")) {
         std::cerr << "--audsync PATH is required\n";
+        return 2;
+    }
+    if (flags.count("--baseline-audsync") != flags.count("--baseline-bench")) {
+        std::cerr << "--baseline-audsync and --baseline-bench go together\n";
         return 2;
     }
     try {
