@@ -1,4 +1,5 @@
-// The documentation in docs/ and the README link only to files (and headings) that the repository has.
+// The documentation in docs/ and the README link only to files (and headings) that the repository
+// has.
 #include <doctest/doctest.h>
 
 #include <cctype>

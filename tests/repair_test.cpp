@@ -125,7 +125,7 @@ TEST_SUITE("repair") {
 
         auto dry = testing::RunAudsync({"repair", "future-times", "--dry-run", "--config", cfg});
         CHECK_MESSAGE(dry.exit_code == 0, dry.err);
-        CHECK(dry.out.find("1 member(s) decided by events dated more than 86400 s") !=
+        CHECK(dry.out.find("1 member decided by events dated more than 86400 s") !=
               std::string::npos);
         CHECK(dry.out.find("nothing changed") != std::string::npos);
         CHECK(CountFuture(db, kDayMs) == 1);
@@ -133,17 +133,17 @@ TEST_SUITE("repair") {
         auto dry_json =
             testing::RunAudsync({"repair", "future-times", "--dry-run", "--json", "--config", cfg});
         CHECK(dry_json.exit_code == 0);
-        CHECK(dry_json.out == "{\"dry_run\":true,\"members\":1}\n");
+        CHECK(dry_json.out == "{\"dry_run\":true,\"members\":1,\"skew_seconds\":86400}\n");
 
         auto run = testing::RunAudsync({"repair", "future-times", "--config", cfg});
         CHECK_MESSAGE(run.exit_code == 0, run.err);
-        CHECK(run.out.find("repaired 1 member(s)") != std::string::npos);
+        CHECK(run.out.find("repaired 1 member decided") != std::string::npos);
         CHECK(CountFuture(db, kDayMs) == 0);
         CHECK(Member(db, "poisoned").event_ms == kReceived);
 
         auto again = testing::RunAudsync({"repair", "future-times", "--json", "--config", cfg});
         CHECK(again.exit_code == 0);
-        CHECK(again.out == "{\"dry_run\":false,\"members\":0}\n");
+        CHECK(again.out == "{\"dry_run\":false,\"members\":0,\"skew_seconds\":86400}\n");
     }
 
     TEST_CASE("audsync repair future-times uses the configured skew") {
@@ -157,7 +157,7 @@ TEST_SUITE("repair") {
         auto dry =
             testing::RunAudsync({"repair", "future-times", "--dry-run", "--json", "--config", cfg});
         CHECK_MESSAGE(dry.exit_code == 0, dry.err);
-        CHECK(dry.out == "{\"dry_run\":true,\"members\":2}\n");
+        CHECK(dry.out == "{\"dry_run\":true,\"members\":2,\"skew_seconds\":3600}\n");
     }
 
     TEST_CASE("audsync repair future-times refuses a missing database and bad usage") {

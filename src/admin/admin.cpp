@@ -456,6 +456,23 @@ Result<Resumed> Service::ResumeDestination(const std::string& id) {
     });
 }
 
+Result<FutureTimesRepair> Service::RepairFutureTimes(bool dry_run) {
+    FutureTimesRepair r;
+    r.dry_run = dry_run;
+    r.skew_seconds = config()->limits.max_future_skew_seconds;
+    const int64_t skew_ms = r.skew_seconds * 1000;
+    if (dry_run) {
+        return Read<FutureTimesRepair>(db_path_,
+                                       [&](store::Database& db) -> Result<FutureTimesRepair> {
+                                           r.members = store::CountFutureDated(db, skew_ms);
+                                           return r;
+                                       });
+    }
+    Status s = write_([&](store::WriteStore& w) { r.members = w.RepairFutureTimes(skew_ms); });
+    if (!s) return s.error();
+    return r;
+}
+
 Result<std::string> Service::Metrics() {
     return Read<std::string>(db_path_, [&](store::Database& db) -> Result<std::string> {
         store::SyncGauges g = store::ReadSyncGauges(db);

@@ -405,6 +405,17 @@ std::string ToJson(const Resumed& resumed) {
     });
 }
 
+std::string ToJson(const FutureTimesRepair& repair) {
+    return Render([&](JsonWriter& w) {
+        w.StartObject();
+        w.Key("dry_run");
+        w.Bool(repair.dry_run);
+        Count(w, "members", repair.members);
+        Count(w, "skew_seconds", repair.skew_seconds);
+        w.EndObject();
+    });
+}
+
 std::string ToJson(const EventReplayReport& r) {
     return Render([&](JsonWriter& w) {
         w.StartObject();

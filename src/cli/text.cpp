@@ -217,6 +217,19 @@ void Print(std::ostream& out, const admin::Resumed& resumed) {
         << Plural(resumed.pending, "member is", "members are") << " due now\n";
 }
 
+void Print(std::ostream& out, const admin::FutureTimesRepair& repair) {
+    const std::string what = " decided by events dated more than " +
+                             std::to_string(repair.skew_seconds) +
+                             " s (limits.max_future_skew_seconds) after they were received";
+    if (repair.dry_run) {
+        out << Plural(repair.members, "member", "members") << what
+            << "; nothing changed (--dry-run)\n";
+    } else {
+        out << "repaired " << Plural(repair.members, "member", "members") << what
+            << ": their ordering time is now their receive time\n";
+    }
+}
+
 void Print(std::ostream& out, const admin::EventReplayReport& r) {
     if (r.dry_run) out << "dry run: nothing was written\n";
     out << "events:          " << r.events << "\n"

@@ -29,6 +29,7 @@ void Print(std::ostream& out, const admin::ReplayReport& report);
 void Print(std::ostream& out, const admin::PushReport& report);
 void Print(std::ostream& out, const admin::SegmentDeletion& deletion);
 void Print(std::ostream& out, const admin::Resumed& resumed);
+void Print(std::ostream& out, const admin::FutureTimesRepair& repair);
 void Print(std::ostream& out, const admin::EventReplayReport& report);
 
 }  // namespace audsync::cli::text

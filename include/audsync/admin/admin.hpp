@@ -124,6 +124,13 @@ struct SegmentDeletion {
     bool emptied_on_platform = false;
 };
 
+// Members decided by events dated beyond limits.max_future_skew_seconds after receipt.
+struct FutureTimesRepair {
+    bool dry_run = false;
+    int64_t skew_seconds = 0;
+    int64_t members = 0;  // found (dry run) or reordered by their receive time
+};
+
 struct Resumed {
     std::string destination;
     int64_t pending = 0;  // members now due at once
@@ -195,6 +202,9 @@ class Service {
     Result<int64_t> ExcludeAllMembers(int64_t id);
     // Clears auth and rate-limit pauses and makes the destination's pending members due.
     Result<Resumed> ResumeDestination(const std::string& id);
+    // Orders members decided by future-dated events by their receive time; a dry run
+    // only counts them.
+    Result<FutureTimesRepair> RepairFutureTimes(bool dry_run);
     // Prometheus text format.
     Result<std::string> Metrics();
 

@@ -24,6 +24,7 @@ std::string ToJson(const ReplayReport& report);
 std::string ToJson(const PushReport& report);
 std::string ToJson(const SegmentDeletion& deletion);
 std::string ToJson(const Resumed& resumed);
+std::string ToJson(const FutureTimesRepair& repair);
 std::string ToJson(const EventReplayReport& report);
 
 }  // namespace audsync::admin
