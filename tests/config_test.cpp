@@ -134,7 +134,8 @@ TEST_SUITE("config") {
             {WithDestination(R"("max_batch":0)"),
              "destinations[0].max_batch: must be an integer from 1 to 10000"},
             {WithDestination(R"("platform":"optimizely")"),
-             "destinations[0].platform: unsupported platform (supported: launchdarkly)"},
+             "destinations[0].platform: the flat fields are LaunchDarkly's; list other platforms "
+             "under targets"},
             {WithDestination(R"("api_base":"ftp://x")"),
              "destinations[0].api_base: must be an http(s) URL"},
             {WithDestination(R"("sevice_token":"x")"),
@@ -593,5 +594,134 @@ TEST_SUITE("config") {
             Env({}), options);
         REQUIRE(unresolved.ok());
         CHECK(config::StartupWarnings(unresolved.value()).empty());
+    }
+}
+
+namespace {
+
+std::string WithTargets(const std::string& targets) {
+    return R"({"destinations":[{"id":"engage","write_keys":["k"],"targets":[)" + targets + "]}]}";
+}
+
+}  // namespace
+
+TEST_SUITE("config targets") {
+    TEST_CASE("the issue's example: one destination, four targets on three platforms") {
+        auto c = config::LoadText(
+            R"({"destinations":[{"id": "engage", "write_keys": ["${SEGMENT_WRITE_KEY}"],
+                "context_key": "user_id_only", "max_in_flight": 2, "targets": [
+   {"id": "ld-prod", "platform": "launchdarkly", "service_token": "${LD_TOKEN}", "client_side_id": "p"},
+   {"id": "ld-staging", "platform": "launchdarkly", "service_token": "${LD_TOKEN}", "client_side_id": "s", "max_in_flight": 1},
+   {"id": "fs", "platform": "flagsmith", "environment_key": "${FLAGSMITH_SERVER_KEY}", "api_base": "https://edge.api.flagsmith.com"},
+   {"id": "cc", "platform": "configcat", "api_user": "${CONFIGCAT_USER}", "api_password": "${CONFIGCAT_PASSWORD}", "product_id": "prod-1"}]}]})",
+            Env({{"SEGMENT_WRITE_KEY", "wk"},
+                 {"LD_TOKEN", "api-1"},
+                 {"FLAGSMITH_SERVER_KEY", "ser.abc"},
+                 {"CONFIGCAT_USER", "u"},
+                 {"CONFIGCAT_PASSWORD", "p"}}));
+        REQUIRE_MESSAGE(c.ok(), c.error().message);
+        const auto& d = c.value().destinations.at(0);
+        REQUIRE(d.targets.size() == 4);
+        CHECK(d.targets[0].id == "ld-prod");
+        CHECK(d.targets[0].service_token == "api-1");
+        CHECK(d.targets[0].api_base == "https://app.launchdarkly.com");
+        CHECK(d.targets[0].max_batch == 1000);
+        CHECK(d.targets[0].max_in_flight == 2);  // the destination's, as a default
+        CHECK(d.targets[1].max_in_flight == 1);  // the target's own
+        CHECK(d.targets[2].platform == "flagsmith");
+        CHECK(d.targets[2].environment_key == "ser.abc");
+        CHECK(d.targets[2].flagsmith_api == "edge");
+        CHECK(d.targets[2].max_batch == 100);
+        CHECK(d.targets[3].platform == "configcat");
+        CHECK(d.targets[3].api_base == "https://api.configcat.com");
+        CHECK(d.targets[3].max_list_items == 1000);
+        CHECK(d.FindTarget("cc") == &d.targets[3]);
+        CHECK(d.FindTarget("nope") == nullptr);
+    }
+
+    TEST_CASE("the flat LaunchDarkly fields are one target named launchdarkly") {
+        auto c = config::LoadText(WithDestination(R"("max_batch":50)"), Env({}));
+        REQUIRE(c.ok());
+        const auto& d = c.value().destinations.at(0);
+        REQUIRE(d.targets.size() == 1);
+        CHECK(d.targets[0].id == "launchdarkly");
+        CHECK(d.targets[0].platform == "launchdarkly");
+        CHECK(d.targets[0].service_token == "t");
+        CHECK(d.targets[0].client_side_id == "c");
+        CHECK(d.targets[0].max_batch == 50);
+    }
+
+    TEST_CASE("a self-hosted Flagsmith uses the Core API unless told otherwise") {
+        auto c = config::LoadText(
+            WithTargets(R"({"id":"fs","platform":"flagsmith","environment_key":"ser.x",)"
+                        R"("api_base":"https://flags.example.com/","trait_prefix":"seg_"})"),
+            Env({}));
+        REQUIRE(c.ok());
+        const auto& t = c.value().destinations[0].targets[0];
+        CHECK(t.flagsmith_api == "core");
+        CHECK(t.api_base == "https://flags.example.com");
+        CHECK(t.trait_prefix == "seg_");
+    }
+
+    TEST_CASE("every target error names its field") {
+        struct Row {
+            std::string text;
+            std::string error;
+        };
+        const std::string ld = R"({"id":"a","platform":"launchdarkly","service_token":"t",)"
+                               R"("client_side_id":"c"})";
+        std::vector<Row> rows = {
+            {WithTargets(""), "destinations[0].targets: must be a non-empty array"},
+            {WithTargets(R"({"id":"a"})"), "destinations[0].targets[0].platform: required"},
+            {WithTargets(R"({"id":"a","platform":"optimizely"})"),
+             "destinations[0].targets[0].platform: unsupported platform \"optimizely\" "
+             "(supported: launchdarkly, flagsmith, configcat)"},
+            {WithTargets(R"({"platform":"launchdarkly","service_token":"t","client_side_id":"c"})"),
+             "destinations[0].targets[0].id: required"},
+            {WithTargets(ld + "," + ld), "destinations[0].targets[1].id: duplicate target id a"},
+            {WithTargets(R"({"id":"f","platform":"flagsmith","environment_key":"ser.x",)"
+                         R"("service_token":"t"})"),
+             "destinations[0].targets[0].service_token: unknown field"},
+            {WithTargets(R"({"id":"f","platform":"flagsmith","environment_key":"x"})"),
+             "destinations[0].targets[0].environment_key: must be a server-side environment key "
+             "(it starts with \"ser.\"); a client-side key cannot store traits"},
+            {WithTargets(R"({"id":"f","platform":"flagsmith","environment_key":"ser.x",)"
+                         R"("api_base":"https://edge.api.flagsmith.com/api/v1"})"),
+             "destinations[0].targets[0].api_base: give the host only (e.g. "
+             "https://edge.api.flagsmith.com); audsync adds /api/v1"},
+            {WithTargets(R"({"id":"f","platform":"flagsmith","environment_key":"ser.x",)"
+                         R"("max_batch":101})"),
+             "destinations[0].targets[0].max_batch: Flagsmith's Edge API takes at most 100 "
+             "identities per request"},
+            {WithTargets(R"({"id":"f","platform":"flagsmith","environment_key":"ser.x",)"
+                         R"("flagsmith_api":"v2"})"),
+             "destinations[0].targets[0].flagsmith_api: must be edge or core"},
+            {WithTargets(R"({"id":"c","platform":"configcat","api_user":"u","api_password":"p"})"),
+             "destinations[0].targets[0].product_id: required"},
+            {WithTargets(R"({"id":"c","platform":"configcat","api_user":"u","api_password":"p",)"
+                         R"("product_id":"x","max_list_items":0})"),
+             "destinations[0].targets[0].max_list_items: must be an integer from 1 to 100000"},
+            {R"({"destinations":[{"id":"d","write_keys":["k"],"service_token":"t","targets":[)" +
+                 ld + "]}]}",
+             "destinations[0].service_token: set on a target when the destination lists targets "
+             "(the flat LaunchDarkly fields are shorthand for a destination without targets)"},
+        };
+        for (const auto& r : rows) {
+            CAPTURE(r.text);
+            CHECK(ErrorOf(r.text) == r.error);
+        }
+    }
+
+    TEST_CASE("target secrets stay unresolved for commands that only read") {
+        config::LoadOptions o;
+        o.resolve_secrets = false;
+        auto c = config::LoadText(
+            WithTargets(R"({"id":"f","platform":"flagsmith","environment_key":"${FS_KEY}"},)"
+                        R"({"id":"c","platform":"configcat","api_user":"${U}",)"
+                        R"("api_password":"${P}","product_id":"x"})"),
+            Env({}), o);
+        REQUIRE_MESSAGE(c.ok(), c.error().message);
+        CHECK(c.value().destinations[0].targets[0].environment_key.empty());
+        CHECK(c.value().destinations[0].targets[1].api_password.empty());
     }
 }

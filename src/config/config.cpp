@@ -300,6 +300,123 @@ bool IsHttpUrl(std::string_view s) {
     return s.rfind("http://", 0) == 0 || s.rfind("https://", 0) == 0;
 }
 
+// The fields each platform's targets take, beside id, platform and the delivery ones.
+const std::map<std::string, std::vector<std::string_view>>& PlatformFields() {
+    static const std::map<std::string, std::vector<std::string_view>> fields = {
+        {"launchdarkly", {"service_token", "client_side_id", "api_base", "clientsdk_base"}},
+        {"flagsmith", {"environment_key", "api_base", "trait_prefix", "flagsmith_api"}},
+        {"configcat", {"api_user", "api_password", "product_id", "api_base", "max_list_items"}},
+    };
+    return fields;
+}
+
+Status Url(ObjectReader& r, const char* name, std::string* out) {
+    AUDSYNC_TRY(r.String(name, out, false));
+    if (!IsHttpUrl(*out)) return ConfigError(r.Field(name), "must be an http(s) URL");
+    while (!out->empty() && out->back() == '/') out->pop_back();
+    return Ok();
+}
+
+// The delivery settings a target shares with its destination's defaults.
+Status LoadDelivery(ObjectReader& r, Target* t) {
+    AUDSYNC_TRY(r.Int("max_batch", &t->max_batch, 1, 10000));
+    AUDSYNC_TRY(r.Int("max_in_flight", &t->max_in_flight, 1, 64));
+    AUDSYNC_TRY(r.Int("request_timeout_ms", &t->request_timeout_ms, 100, 600000));
+    AUDSYNC_TRY(r.Int("retry_base_ms", &t->retry_base_ms, 1, 3600000));
+    AUDSYNC_TRY(r.Int("retry_max_ms", &t->retry_max_ms, 1, 24 * 3600000));
+    AUDSYNC_TRY(r.Int("auth_retry_ms", &t->auth_retry_ms, 1, 24 * 3600000));
+    if (t->retry_max_ms < t->retry_base_ms) {
+        return ConfigError(r.Field("retry_max_ms"), "must be at least retry_base_ms");
+    }
+    return Ok();
+}
+
+// The platform's own fields of a target (or of a destination's flat LaunchDarkly
+// shorthand, where `r` reads the destination).
+Status LoadPlatformFields(ObjectReader& r, Target* t) {
+    if (t->platform == "launchdarkly") {
+        t->api_base = "https://app.launchdarkly.com";
+        AUDSYNC_TRY(r.Secret("service_token", &t->service_token, true));
+        AUDSYNC_TRY(r.String("client_side_id", &t->client_side_id, true));
+        AUDSYNC_TRY(Url(r, "api_base", &t->api_base));
+        AUDSYNC_TRY(Url(r, "clientsdk_base", &t->clientsdk_base));
+        if (t->max_batch == 0) t->max_batch = 1000;
+    } else if (t->platform == "flagsmith") {
+        t->api_base = "https://edge.api.flagsmith.com";
+        AUDSYNC_TRY(r.Secret("environment_key", &t->environment_key, true));
+        if (r.context().resolve_secrets && t->environment_key.rfind("ser.", 0) != 0) {
+            return ConfigError(r.Field("environment_key"),
+                               "must be a server-side environment key (it starts with \"ser.\"); "
+                               "a client-side key cannot store traits");
+        }
+        AUDSYNC_TRY(Url(r, "api_base", &t->api_base));
+        if (t->api_base.size() >= 7 &&
+            t->api_base.compare(t->api_base.size() - 7, 7, "/api/v1") == 0) {
+            return ConfigError(r.Field("api_base"),
+                               "give the host only (e.g. https://edge.api.flagsmith.com); "
+                               "audsync adds /api/v1");
+        }
+        AUDSYNC_TRY(r.String("trait_prefix", &t->trait_prefix, false));
+        t->flagsmith_api = t->api_base == "https://edge.api.flagsmith.com" ? "edge" : "core";
+        AUDSYNC_TRY(r.String("flagsmith_api", &t->flagsmith_api, false));
+        if (t->flagsmith_api != "edge" && t->flagsmith_api != "core") {
+            return ConfigError(r.Field("flagsmith_api"), "must be edge or core");
+        }
+        // Flagsmith's Edge bulk call takes at most 100 identities.
+        if (t->max_batch == 0) t->max_batch = 100;
+        if (t->flagsmith_api == "edge" && t->max_batch > 100) {
+            return ConfigError(r.Field("max_batch"),
+                               "Flagsmith's Edge API takes at most 100 identities per request");
+        }
+    } else if (t->platform == "configcat") {
+        t->api_base = "https://api.configcat.com";
+        AUDSYNC_TRY(r.Secret("api_user", &t->api_user, true));
+        AUDSYNC_TRY(r.Secret("api_password", &t->api_password, true));
+        AUDSYNC_TRY(r.String("product_id", &t->product_id, true));
+        AUDSYNC_TRY(Url(r, "api_base", &t->api_base));
+        AUDSYNC_TRY(r.Int("max_list_items", &t->max_list_items, 1, 100000));
+        if (t->max_batch == 0) t->max_batch = 1000;
+    }
+    return Ok();
+}
+
+Result<Target> LoadTarget(const rapidjson::Value& v, const std::string& path,
+                          const Context& context, const Target& defaults) {
+    if (!v.IsObject()) return ConfigError(path, "must be an object");
+    std::string platform;
+    if (const auto* p = json::Find(v, "platform"); p != nullptr && p->IsString()) {
+        platform = std::string(json::View(*p));
+    }
+    std::vector<std::string_view> known = {"id",
+                                           "platform",
+                                           "max_batch",
+                                           "max_in_flight",
+                                           "request_timeout_ms",
+                                           "retry_base_ms",
+                                           "retry_max_ms",
+                                           "auth_retry_ms"};
+    auto fields = PlatformFields().find(platform);
+    if (fields != PlatformFields().end()) {
+        known.insert(known.end(), fields->second.begin(), fields->second.end());
+    }
+    ObjectReader r(v, path, context, known);
+    Target t = defaults;
+    AUDSYNC_TRY(r.String("platform", &t.platform, true));
+    if (!IsKnownPlatform(t.platform)) {
+        return ConfigError(r.Field("platform"),
+                           "unsupported platform \"" + t.platform +
+                               "\" (supported: launchdarkly, flagsmith, configcat)");
+    }
+    AUDSYNC_TRY(r.CheckUnknown());
+    AUDSYNC_TRY(r.String("id", &t.id, true));
+    if (!IsValidId(t.id)) {
+        return ConfigError(r.Field("id"), "must be 1-64 characters of A-Z a-z 0-9 . _ -");
+    }
+    AUDSYNC_TRY(LoadDelivery(r, &t));
+    AUDSYNC_TRY(LoadPlatformFields(r, &t));
+    return t;
+}
+
 // `raw_write_keys` receives the write keys as written, for the uniqueness check when
 // secrets are not resolved.
 Result<Destination> LoadDestination(const rapidjson::Value& v, const std::string& path,
@@ -326,27 +443,14 @@ Result<Destination> LoadDestination(const rapidjson::Value& v, const std::string
                     "retry_base_ms",
                     "retry_max_ms",
                     "auth_retry_ms",
-                    "audience_context_kinds"});
+                    "audience_context_kinds",
+                    "targets"});
     AUDSYNC_TRY(r.CheckUnknown());
     Destination d;
     AUDSYNC_TRY(r.String("id", &d.id, true));
     if (!IsValidId(d.id)) {
         return ConfigError(r.Field("id"), "must be 1-64 characters of A-Z a-z 0-9 . _ -");
     }
-    AUDSYNC_TRY(r.String("platform", &d.platform, false));
-    if (d.platform != "launchdarkly") {
-        return ConfigError(r.Field("platform"), "unsupported platform (supported: launchdarkly)");
-    }
-    AUDSYNC_TRY(r.Secret("service_token", &d.service_token, true));
-    AUDSYNC_TRY(r.String("client_side_id", &d.client_side_id, true));
-    AUDSYNC_TRY(r.String("api_base", &d.api_base, false));
-    if (!IsHttpUrl(d.api_base)) return ConfigError(r.Field("api_base"), "must be an http(s) URL");
-    AUDSYNC_TRY(r.String("clientsdk_base", &d.clientsdk_base, false));
-    if (!IsHttpUrl(d.clientsdk_base)) {
-        return ConfigError(r.Field("clientsdk_base"), "must be an http(s) URL");
-    }
-    while (!d.api_base.empty() && d.api_base.back() == '/') d.api_base.pop_back();
-    while (!d.clientsdk_base.empty() && d.clientsdk_base.back() == '/') d.clientsdk_base.pop_back();
     AUDSYNC_TRY(r.String("context_kind", &d.context_kind, false));
     if (!IsValidContextKind(d.context_kind)) {
         return ConfigError(r.Field("context_kind"), "not a valid context kind");
@@ -411,14 +515,54 @@ Result<Destination> LoadDestination(const rapidjson::Value& v, const std::string
         return ConfigError(r.Field("webhook_signature"),
                            "first_element needs a shared_secret (it is about X-Signature)");
     }
-    AUDSYNC_TRY(r.Int("max_batch", &d.max_batch, 1, 10000));
-    AUDSYNC_TRY(r.Int("max_in_flight", &d.max_in_flight, 1, 64));
-    AUDSYNC_TRY(r.Int("request_timeout_ms", &d.request_timeout_ms, 100, 600000));
-    AUDSYNC_TRY(r.Int("retry_base_ms", &d.retry_base_ms, 1, 3600000));
-    AUDSYNC_TRY(r.Int("retry_max_ms", &d.retry_max_ms, 1, 24 * 3600000));
-    AUDSYNC_TRY(r.Int("auth_retry_ms", &d.auth_retry_ms, 1, 24 * 3600000));
-    if (d.retry_max_ms < d.retry_base_ms) {
-        return ConfigError(r.Field("retry_max_ms"), "must be at least retry_base_ms");
+    // The destination's delivery settings are its targets' defaults.
+    Target defaults;
+    defaults.max_batch = 0;
+    AUDSYNC_TRY(LoadDelivery(r, &defaults));
+    d.max_batch = defaults.max_batch == 0 ? d.max_batch : defaults.max_batch;
+    d.max_in_flight = defaults.max_in_flight;
+    d.request_timeout_ms = defaults.request_timeout_ms;
+    d.retry_base_ms = defaults.retry_base_ms;
+    d.retry_max_ms = defaults.retry_max_ms;
+    d.auth_retry_ms = defaults.auth_retry_ms;
+    if (const rapidjson::Value* list = r.Get("targets")) {
+        for (const char* flat :
+             {"platform", "service_token", "client_side_id", "api_base", "clientsdk_base"}) {
+            if (r.Get(flat) != nullptr) {
+                return ConfigError(r.Field(flat),
+                                   "set on a target when the destination lists targets (the flat "
+                                   "LaunchDarkly fields are shorthand for a destination without "
+                                   "targets)");
+            }
+        }
+        if (!list->IsArray() || list->Empty()) {
+            return ConfigError(r.Field("targets"), "must be a non-empty array");
+        }
+        std::set<std::string> target_ids;
+        for (rapidjson::SizeType i = 0; i < list->Size(); ++i) {
+            std::string tpath = r.Field("targets") + "[" + std::to_string(i) + "]";
+            auto t = LoadTarget((*list)[i], tpath, context, defaults);
+            if (!t) return t.error();
+            if (!target_ids.insert(t.value().id).second) {
+                return ConfigError(tpath + ".id", "duplicate target id " + t.value().id);
+            }
+            d.targets.push_back(std::move(t).value());
+        }
+    } else {
+        // Shorthand: the flat fields make one LaunchDarkly target named "launchdarkly".
+        AUDSYNC_TRY(r.String("platform", &d.platform, false));
+        if (d.platform != "launchdarkly") {
+            return ConfigError(r.Field("platform"),
+                               "the flat fields are LaunchDarkly's; list other platforms under "
+                               "targets");
+        }
+        Target t = defaults;
+        AUDSYNC_TRY(LoadPlatformFields(r, &t));
+        d.service_token = t.service_token;
+        d.client_side_id = t.client_side_id;
+        d.api_base = t.api_base;
+        d.clientsdk_base = t.clientsdk_base;
+        d.targets.push_back(std::move(t));
     }
     if (const rapidjson::Value* kinds = r.Get("audience_context_kinds")) {
         if (!kinds->IsObject()) {
@@ -505,6 +649,32 @@ bool IsValidContextKind(std::string_view kind) {
         if (!ok) return false;
     }
     return true;
+}
+
+bool IsKnownPlatform(std::string_view platform) {
+    return platform == "launchdarkly" || platform == "flagsmith" || platform == "configcat";
+}
+
+Target ImplicitTarget(const Destination& d) {
+    Target t;
+    t.service_token = d.service_token;
+    t.client_side_id = d.client_side_id;
+    t.api_base = d.api_base;
+    t.clientsdk_base = d.clientsdk_base;
+    t.max_batch = d.max_batch;
+    t.max_in_flight = d.max_in_flight;
+    t.request_timeout_ms = d.request_timeout_ms;
+    t.retry_base_ms = d.retry_base_ms;
+    t.retry_max_ms = d.retry_max_ms;
+    t.auth_retry_ms = d.auth_retry_ms;
+    return t;
+}
+
+const Target* Destination::FindTarget(std::string_view target_id) const {
+    for (const auto& t : targets) {
+        if (t.id == target_id) return &t;
+    }
+    return nullptr;
 }
 
 const Destination* Config::FindDestination(std::string_view id) const {

@@ -65,6 +65,54 @@ enum class WebhookSignature {
 std::optional<WebhookSignature> ParseWebhookSignature(std::string_view name);
 std::string_view ToString(WebhookSignature mode);
 
+// One platform account/environment a destination's audiences are pushed to. The
+// fields a platform does not use stay empty. Secrets: service_token, environment_key,
+// api_password (empty when secrets are not resolved).
+struct Target {
+    std::string id = "launchdarkly";        // unique within its destination; names its state
+    std::string platform = "launchdarkly";  // launchdarkly | flagsmith | configcat
+    // The platform's API base, without a trailing '/':
+    //   launchdarkly https://app.launchdarkly.com, flagsmith https://edge.api.flagsmith.com
+    //   (requests go to <api_base>/api/v1/...), configcat https://api.configcat.com.
+    std::string api_base;
+    // launchdarkly
+    std::string service_token;
+    std::string client_side_id;
+    std::string clientsdk_base = "https://clientsdk.launchdarkly.com";
+    // flagsmith: the server-side environment key (ser.…), the trait name's prefix, and
+    // which bulk call: "edge" (PUT /bulk-identities/, Edge API) or "core"
+    // (PUT /traits/bulk/, Core API and self-hosted). Default: edge when api_base is
+    // Flagsmith's Edge host, else core.
+    std::string environment_key;
+    std::string trait_prefix;
+    std::string flagsmith_api;
+    // configcat: Public Management API credentials and the product owning the segments.
+    std::string api_user;
+    std::string api_password;
+    std::string product_id;
+    // Full-list platforms (configcat): the most members one list may hold (the plan's
+    // limit on comparison values: 100 Free, 1,000 Pro, 15,000 Smart and up). An
+    // audience over it is refused visibly, never truncated.
+    int max_list_items = 1000;
+    // Delivery, defaulting to the destination's values (max_batch: the platform's
+    // largest batch when the destination does not set one).
+    int max_batch = 0;
+    int max_in_flight = 4;
+    int request_timeout_ms = 10000;
+    int retry_base_ms = 500;
+    int retry_max_ms = 300000;
+    int auth_retry_ms = 120000;
+};
+
+// The platforms a target may name.
+bool IsKnownPlatform(std::string_view platform);
+
+struct Destination;
+// The LaunchDarkly target the flat fields of `d` stand for (id "launchdarkly"), with
+// the destination's delivery settings: what LoadText makes of a destination without
+// `targets`, for configs built in code.
+Target ImplicitTarget(const Destination& d);
+
 struct Destination {
     std::string id;
     std::string platform = "launchdarkly";
@@ -98,6 +146,12 @@ struct Destination {
     int auth_retry_ms = 120000;  // retry period while the platform refuses the token
     // Per-audience context kind overrides, keyed by audience id (aud_...) or key.
     std::map<std::string, std::string> audience_context_kinds;
+    // Where its audiences are pushed. The flat LaunchDarkly fields above are shorthand
+    // for one LaunchDarkly target with the id "launchdarkly" (the id that a database
+    // made before targets existed holds its delivery state under).
+    std::vector<Target> targets;
+
+    const Target* FindTarget(std::string_view target_id) const;
 };
 
 // The level names of the log_level field: error, warn, info, debug.
