@@ -19,27 +19,25 @@ std::string CohortName(std::string_view audience_key);
 // The synced-segment request body, byte for byte as LaunchDarkly documents it.
 std::string SyncedSegmentBody(std::string_view client_side_id, const PushRequest& request);
 
+class CurlClient;
+
 // LaunchDarkly's synced-segment API over libcurl, with a kept-alive connection.
 // Not thread-safe: one instance per thread.
 class LaunchDarklyTarget : public Target {
   public:
-    explicit LaunchDarklyTarget(const config::Destination& destination);
+    explicit LaunchDarklyTarget(const config::Target& target);
     ~LaunchDarklyTarget() override;
     LaunchDarklyTarget(const LaunchDarklyTarget&) = delete;
     LaunchDarklyTarget& operator=(const LaunchDarklyTarget&) = delete;
 
+    PushShape shape() const override { return PushShape::kDeltas; }
     HttpResult Push(const PushRequest& request) override;
     // Segment's "test connection": HEAD clientsdk/sdk/goals/{id}, GET api/v2/versions.
     CheckResult Check() override;
 
   private:
-    HttpResult Send(const std::string& method, const std::string& url, const std::string& body,
-                    bool with_token);
-
-    const config::Destination destination_;
-    void* curl_;
+    const config::Target target_;
+    std::unique_ptr<CurlClient> client_;
 };
-
-std::unique_ptr<Target> MakeTarget(const config::Destination& destination);
 
 }  // namespace audsync::targets

@@ -1,0 +1,76 @@
+// audsync-flagsmith-emulator: a local Flagsmith for the demo and manual tests.
+#include <signal.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <optional>
+#include <string>
+
+#include "emulator.hpp"
+
+namespace {
+
+int UsageError(const std::string& problem) {
+    std::cerr << "audsync-flagsmith-emulator: " << problem << "\n"
+              << "usage: audsync-flagsmith-emulator [--listen HOST:PORT] "
+                 "[--environment-key KEY] (--help for more)\n";
+    return 2;
+}
+
+// A port number from 0 to 65535, or nullopt.
+std::optional<uint16_t> ParsePort(const std::string& s) {
+    if (s.empty() || s.size() > 5 || s.find_first_not_of("0123456789") != std::string::npos) {
+        return std::nullopt;
+    }
+    long p = std::strtol(s.c_str(), nullptr, 10);
+    if (p > 65535) return std::nullopt;
+    return static_cast<uint16_t>(p);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    audsync::flagsmith_emulator::Emulator::Options o;
+    o.port = 8766;
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        if (a == "--help" || a == "-h") {
+            std::cout << audsync::flagsmith_emulator::Usage();
+            return 0;
+        }
+        if (a != "--listen" && a != "--environment-key") return UsageError("unknown option " + a);
+        if (i + 1 >= argc) return UsageError(a + " needs a value");
+        std::string v = argv[++i];
+        if (a == "--listen") {
+            auto colon = v.rfind(':');
+            auto port = colon == std::string::npos ? std::nullopt : ParsePort(v.substr(colon + 1));
+            if (colon == std::string::npos || colon == 0 || !port) {
+                return UsageError("--listen takes HOST:PORT with a port from 0 to 65535");
+            }
+            o.host = v.substr(0, colon);
+            o.port = *port;
+        } else {
+            if (v.empty()) return UsageError("--environment-key must not be empty");
+            o.environment_key = v;
+        }
+    }
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    audsync::flagsmith_emulator::Emulator e(o);
+    try {
+        e.Start();
+    } catch (const std::exception& ex) {
+        std::cerr << "audsync-flagsmith-emulator: cannot listen on " << o.host << ":" << o.port
+                  << ": " << ex.what() << "\n";
+        return 1;
+    }
+    std::cout << "audsync-flagsmith-emulator listening on " << e.base_url()
+              << " (GET /_emulator/identities shows the identities and their traits)" << std::endl;
+    int sig = 0;
+    sigwait(&signals, &sig);
+    e.Stop();
+    return 0;
+}
