@@ -24,17 +24,28 @@ WriteStore::WriteStore(Database& db)
                       "ON CONFLICT (destination, audience_id, context_kind) "
                       "DO UPDATE SET audience_key = excluded.audience_key RETURNING id"),
       // The WHERE makes the upsert a no-op for an older event (last writer wins by
-      // event time); version moves only when the desired state changes.
+      // event time), which then returns no row; version moves only when the desired
+      // state changes.
       upsert_membership_(detail::Access::Handle(db),
                          "INSERT INTO memberships (segment_id, context_key, desired, version, "
                          "message_id, event_ms, received_ms) VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6) "
                          "ON CONFLICT (segment_id, context_key) DO UPDATE SET "
                          "version = version + (desired IS NOT excluded.desired), "
                          "desired = excluded.desired, message_id = excluded.message_id, "
-                         "event_ms = excluded.event_ms, received_ms = excluded.received_ms, "
-                         // A dead letter is about one refused state: a new state retries.
-                         "dead = CASE WHEN desired IS NOT excluded.desired THEN 0 ELSE dead END "
-                         "WHERE excluded.event_ms >= memberships.event_ms"),
+                         "event_ms = excluded.event_ms, received_ms = excluded.received_ms "
+                         "WHERE excluded.event_ms >= memberships.event_ms RETURNING version"),
+      // The target holds the new state already, or it is due; a dead letter is about
+      // one refused version: a new version is pushed again.
+      upsert_delivery_(detail::Access::Handle(db),
+                       "INSERT INTO deliveries (segment_id, context_key, target, pending) "
+                       "VALUES (?1, ?2, ?3, 1) ON CONFLICT (segment_id, context_key, target) "
+                       "DO UPDATE SET pending = (acked IS NOT ?4), "
+                       "dead = CASE WHEN dead_version IS ?5 THEN dead ELSE 0 END, "
+                       // Held without a failed attempt (a list over the platform's
+                       // limit): a change may make it fit, so it is due at once.
+                       "next_attempt_ms = CASE WHEN attempts = 0 THEN 0 ELSE next_attempt_ms END"),
+      active_targets_(detail::Access::Handle(db),
+                      "SELECT id FROM targets WHERE destination = ?1 AND active = 1 ORDER BY id"),
       find_audience_by_name_(detail::Access::Handle(db),
                              "SELECT external_id FROM audiences WHERE destination = ?1 AND "
                              "name = ?2"),
@@ -46,53 +57,139 @@ WriteStore::WriteStore(Database& db)
                        "context_kind, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
       prune_events_(detail::Access::Handle(db), "DELETE FROM events WHERE received_ms < ?1"),
       record_ack_(detail::Access::Handle(db),
-                  "UPDATE memberships SET acked = ?3, acked_version = ?4, last_status = ?5, "
-                  "last_push_ms = ?6, last_error = NULL, "
-                  "attempts = CASE WHEN version = ?4 THEN 0 ELSE attempts END, "
-                  "next_attempt_ms = CASE WHEN version = ?4 THEN 0 ELSE next_attempt_ms END "
-                  "WHERE segment_id = ?1 AND context_key = ?2 "
-                  "AND (acked_version IS NULL OR acked_version <= ?4)"),
+                  "UPDATE deliveries AS d SET acked = ?4, acked_version = ?5, last_status = ?6, "
+                  "last_push_ms = ?7, last_error = NULL, pending = (m.desired IS NOT ?4), "
+                  "attempts = CASE WHEN m.version = ?5 THEN 0 ELSE d.attempts END, "
+                  "next_attempt_ms = CASE WHEN m.version = ?5 THEN 0 ELSE d.next_attempt_ms END "
+                  "FROM memberships AS m WHERE m.segment_id = d.segment_id "
+                  "AND m.context_key = d.context_key AND d.segment_id = ?1 "
+                  "AND d.context_key = ?2 AND d.target = ?3 "
+                  "AND (d.acked_version IS NULL OR d.acked_version <= ?5)"),
       record_retry_(detail::Access::Handle(db),
-                    "UPDATE memberships SET attempts = attempts + 1, next_attempt_ms = ?3, "
-                    "last_status = ?4, last_error = ?5, last_push_ms = ?6 "
-                    "WHERE segment_id = ?1 AND context_key = ?2"),
+                    "UPDATE deliveries SET attempts = attempts + 1, next_attempt_ms = ?4, "
+                    "last_status = ?5, last_error = ?6, last_push_ms = ?7 "
+                    "WHERE segment_id = ?1 AND context_key = ?2 AND target = ?3"),
       record_dead_(detail::Access::Handle(db),
-                   "UPDATE memberships SET dead = (version = ?3), attempts = attempts + 1, "
-                   "last_status = ?4, last_error = ?5, last_push_ms = ?6 "
-                   "WHERE segment_id = ?1 AND context_key = ?2"),
-      destination_ok_(detail::Access::Handle(db),
-                      "UPDATE destinations SET status = 'ok', paused_until_ms = ?2, "
-                      "last_error = NULL, last_success_ms = ?3 WHERE id = ?1"),
-      destination_failed_(detail::Access::Handle(db),
-                          "UPDATE destinations SET status = ?2, paused_until_ms = ?3, "
-                          "last_error = ?4 WHERE id = ?1"),
-      // Operator writes: by primary key for one member, on the dead-letter index for
-      // a whole segment.
+                   "UPDATE deliveries AS d SET dead = (m.version = ?4), dead_version = ?4, "
+                   "attempts = d.attempts + 1, last_status = ?5, last_error = ?6, "
+                   "last_push_ms = ?7 FROM memberships AS m WHERE m.segment_id = d.segment_id "
+                   "AND m.context_key = d.context_key AND d.segment_id = ?1 "
+                   "AND d.context_key = ?2 AND d.target = ?3"),
+      target_ok_(detail::Access::Handle(db),
+                 "UPDATE targets SET status = 'ok', paused_until_ms = ?3, last_error = NULL, "
+                 "last_success_ms = coalesce(?4, last_success_ms) "
+                 "WHERE destination = ?1 AND id = ?2"),
+      target_failed_(detail::Access::Handle(db),
+                     "UPDATE targets SET status = ?3, paused_until_ms = ?4, last_error = ?5, "
+                     "last_success_ms = coalesce(?6, last_success_ms) "
+                     "WHERE destination = ?1 AND id = ?2"),
+      segment_target_(detail::Access::Handle(db),
+                      "INSERT INTO segment_targets (segment_id, target, status, error, "
+                      "limit_name, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
+                      "ON CONFLICT (segment_id, target) DO UPDATE SET status = excluded.status, "
+                      "error = excluded.error, limit_name = excluded.limit_name, "
+                      "updated_ms = excluded.updated_ms"),
+      // Operator writes, on the dead-letter index: one member or a whole segment, at
+      // one target or all.
+      // One member by primary key, or a segment on the dead-letter index.
       retry_dead_key_(detail::Access::Handle(db),
-                      "UPDATE memberships SET dead = 0, attempts = 0, next_attempt_ms = 0 "
-                      "WHERE segment_id = ?1 AND context_key = ?2 AND dead = 1"),
+                      "UPDATE deliveries SET dead = 0, attempts = 0, next_attempt_ms = 0 "
+                      "WHERE segment_id = ?1 AND context_key = ?2 "
+                      "AND (?3 IS NULL OR target = ?3) AND dead = 1"),
       retry_dead_segment_(detail::Access::Handle(db),
-                          "UPDATE memberships SET dead = 0, attempts = 0, next_attempt_ms = 0 "
-                          "WHERE segment_id = ?1 AND dead = 1"),
+                          "UPDATE deliveries INDEXED BY deliveries_dead SET dead = 0, "
+                          "attempts = 0, next_attempt_ms = 0 WHERE segment_id = ?1 "
+                          "AND (?3 IS NULL OR target = ?3) AND dead = 1"),
       discard_dead_key_(detail::Access::Handle(db),
-                        "UPDATE memberships SET dead = 0, acked = desired, "
-                        "acked_version = version, attempts = 0, next_attempt_ms = 0, "
-                        "last_error = 'discarded by an operator: ' || coalesce(last_error, '') "
-                        "WHERE segment_id = ?1 AND context_key = ?2 AND dead = 1"),
+                        "UPDATE deliveries AS d SET dead = 0, acked = m.desired, "
+                        "acked_version = m.version, pending = 0, attempts = 0, "
+                        "next_attempt_ms = 0, last_error = 'discarded by an operator: ' || "
+                        "coalesce(d.last_error, '') FROM memberships AS m "
+                        "WHERE m.segment_id = d.segment_id AND m.context_key = d.context_key "
+                        "AND d.segment_id = ?1 AND d.context_key = ?2 "
+                        "AND (?3 IS NULL OR d.target = ?3) AND d.dead = 1"),
       discard_dead_segment_(detail::Access::Handle(db),
-                            "UPDATE memberships SET dead = 0, acked = desired, "
-                            "acked_version = version, attempts = 0, next_attempt_ms = 0, "
-                            "last_error = 'discarded by an operator: ' || "
-                            "coalesce(last_error, '') WHERE segment_id = ?1 AND dead = 1"),
+                            "UPDATE deliveries AS d SET dead = 0, acked = m.desired, "
+                            "acked_version = m.version, pending = 0, attempts = 0, "
+                            "next_attempt_ms = 0, last_error = 'discarded by an operator: ' || "
+                            "coalesce(d.last_error, '') FROM memberships AS m "
+                            "WHERE m.segment_id = d.segment_id AND m.context_key = d.context_key "
+                            "AND d.segment_id = ?1 AND (?3 IS NULL OR d.target = ?3) "
+                            "AND d.dead = 1"),
       mark_resync_(detail::Access::Handle(db),
-                   "UPDATE memberships SET acked = NULL, acked_version = NULL, attempts = 0, "
-                   "next_attempt_ms = 0, dead = 0 WHERE segment_id = ?1"),
-      delete_members_(detail::Access::Handle(db), "DELETE FROM memberships WHERE segment_id = ?1"),
-      delete_segment_(detail::Access::Handle(db), "DELETE FROM segments WHERE id = ?1") {}
+                   "UPDATE deliveries SET acked = NULL, acked_version = NULL, attempts = 0, "
+                   "next_attempt_ms = 0, dead = 0, pending = 1 "
+                   "WHERE segment_id = ?1 AND (?2 IS NULL OR target = ?2)") {}
 
 void WriteStore::EnsureDestination(const std::string& id, int64_t now_ms) {
     ensure_destination_.Bind(1, id).Bind(2, now_ms);
     ensure_destination_.Run();
+}
+
+int64_t WriteStore::EnsureTargets(const std::string& destination,
+                                  const std::vector<TargetRef>& targets, int64_t now_ms) {
+    // Rare (start and reload): prepared here.
+    EnsureDestination(destination, now_ms);
+    Statement upsert(detail::Access::Handle(db_),
+                     "INSERT INTO targets (destination, id, platform, created_ms) "
+                     "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (destination, id) DO UPDATE SET "
+                     "active = 1, platform = excluded.platform "
+                     "WHERE targets.active = 0 OR targets.platform IS NOT excluded.platform");
+    // A new target holds nothing: its included members are due. One configured again
+    // missed the changes made meanwhile: each row's pending is computed anew.
+    Statement backfill(detail::Access::Handle(db_),
+                       "INSERT INTO deliveries (segment_id, context_key, target, pending) "
+                       "SELECT m.segment_id, m.context_key, ?2, m.desired FROM memberships m "
+                       "JOIN segments s ON s.id = m.segment_id WHERE s.destination = ?1 "
+                       "ON CONFLICT (segment_id, context_key, target) DO UPDATE SET "
+                       "pending = (deliveries.acked IS NOT (SELECT desired FROM memberships "
+                       "WHERE segment_id = deliveries.segment_id AND "
+                       "context_key = deliveries.context_key))");
+    int64_t made_pending = 0;
+    std::string keep;
+    for (const auto& t : targets) {
+        upsert.Bind(1, destination).Bind(2, t.id).Bind(3, t.platform).Bind(4, now_ms);
+        upsert.Run();
+        if (db_.Changes() > 0) {
+            backfill.Bind(1, destination).Bind(2, t.id);
+            backfill.Run();
+            made_pending += db_.Changes();
+        }
+    }
+    Statement active(detail::Access::Handle(db_),
+                     "SELECT id FROM targets WHERE destination = ?1 AND active = 1");
+    Statement retire(detail::Access::Handle(db_),
+                     "UPDATE targets SET active = 0 WHERE destination = ?1 AND id = ?2");
+    active.Bind(1, destination);
+    std::vector<std::string> retired;
+    while (active.Step()) {
+        std::string id = active.Text(0);
+        bool listed = false;
+        for (const auto& t : targets) listed = listed || t.id == id;
+        if (!listed) retired.push_back(id);
+    }
+    active.Reset();
+    for (const auto& id : retired) {
+        retire.Bind(1, destination).Bind(2, id);
+        retire.Run();
+    }
+    targets_.erase(destination);
+    return made_pending;
+}
+
+const std::vector<std::string>& WriteStore::ActiveTargets(const std::string& destination) {
+    auto it = targets_.find(destination);
+    if (it != targets_.end()) return it->second;
+    std::vector<std::string> ids;
+    active_targets_.Bind(1, destination);
+    try {
+        while (active_targets_.Step()) ids.push_back(active_targets_.Text(0));
+    } catch (...) {
+        active_targets_.Reset();
+        throw;
+    }
+    active_targets_.Reset();
+    return targets_.emplace(destination, std::move(ids)).first->second;
 }
 
 int64_t WriteStore::SegmentId(const std::string& destination,
@@ -135,11 +232,26 @@ ApplyOutcome WriteStore::Apply(const std::string& destination, const std::string
         .Bind(4, message_id)
         .Bind(5, change.event_time_ms)
         .Bind(6, received_ms);
-    upsert_membership_.Run();
-    if (db_.Changes() == 0) {
+    std::optional<int64_t> version;
+    try {
+        if (upsert_membership_.Step()) version = upsert_membership_.Int(0);
+    } catch (...) {
+        upsert_membership_.Reset();
+        throw;
+    }
+    upsert_membership_.Reset();
+    if (!version) {
         mark_stale_.Bind(1, event_row);
         mark_stale_.Run();
         return ApplyOutcome::kStale;
+    }
+    for (const auto& target : ActiveTargets(destination)) {
+        upsert_delivery_.Bind(1, segment_id)
+            .Bind(2, change.context_key)
+            .Bind(3, target)
+            .Bind(4, static_cast<int64_t>(change.included ? 1 : 0))
+            .Bind(5, *version);
+        upsert_delivery_.Run();
     }
     return ApplyOutcome::kAccepted;
 }
@@ -172,146 +284,205 @@ int64_t WriteStore::PruneEvents(int64_t before_ms) {
     return db_.Changes();
 }
 
-void WriteStore::RecordAck(int64_t segment_id, const std::string& key, bool pushed, int64_t version,
-                           int status, int64_t now_ms) {
+void WriteStore::RecordAck(int64_t segment_id, const std::string& key, const std::string& target,
+                           bool pushed, int64_t version, int status, int64_t now_ms) {
     record_ack_.Bind(1, segment_id)
         .Bind(2, key)
-        .Bind(3, int64_t{pushed ? 1 : 0})
-        .Bind(4, version)
-        .Bind(5, int64_t{status})
-        .Bind(6, now_ms);
+        .Bind(3, target)
+        .Bind(4, int64_t{pushed ? 1 : 0})
+        .Bind(5, version)
+        .Bind(6, int64_t{status})
+        .Bind(7, now_ms);
     record_ack_.Run();
 }
 
-void WriteStore::RecordRetry(int64_t segment_id, const std::string& key, int64_t next_attempt_ms,
-                             int status, const std::string& error, int64_t now_ms) {
+void WriteStore::RecordRetry(int64_t segment_id, const std::string& key, const std::string& target,
+                             int64_t next_attempt_ms, int status, const std::string& error,
+                             int64_t now_ms) {
     record_retry_.Bind(1, segment_id)
         .Bind(2, key)
-        .Bind(3, next_attempt_ms)
-        .Bind(4, int64_t{status})
-        .Bind(5, error)
-        .Bind(6, now_ms);
+        .Bind(3, target)
+        .Bind(4, next_attempt_ms)
+        .Bind(5, int64_t{status})
+        .Bind(6, error)
+        .Bind(7, now_ms);
     record_retry_.Run();
 }
 
-void WriteStore::RecordDead(int64_t segment_id, const std::string& key, int64_t version, int status,
-                            const std::string& error, int64_t now_ms) {
+void WriteStore::RecordDead(int64_t segment_id, const std::string& key, const std::string& target,
+                            int64_t version, int status, const std::string& error, int64_t now_ms) {
     record_dead_.Bind(1, segment_id)
         .Bind(2, key)
-        .Bind(3, version)
-        .Bind(4, int64_t{status})
-        .Bind(5, error)
-        .Bind(6, now_ms);
+        .Bind(3, target)
+        .Bind(4, version)
+        .Bind(5, int64_t{status})
+        .Bind(6, error)
+        .Bind(7, now_ms);
     record_dead_.Run();
 }
 
-void WriteStore::SetDestinationState(const std::string& id, const std::string& status,
-                                     int64_t paused_until_ms,
-                                     const std::optional<std::string>& error,
-                                     std::optional<int64_t> success_ms) {
+void WriteStore::RecordHeld(int64_t segment_id, const std::string& key, const std::string& target,
+                            int64_t next_attempt_ms, const std::string& error, int64_t now_ms) {
+    // Rare (lists over a platform's limit): prepared here.
+    Statement s(detail::Access::Handle(db_),
+                "UPDATE deliveries SET next_attempt_ms = ?4, last_error = ?5, last_status = 0, "
+                "last_push_ms = ?6 WHERE segment_id = ?1 AND context_key = ?2 AND target = ?3");
+    s.Bind(1, segment_id).Bind(2, key).Bind(3, target).Bind(4, next_attempt_ms).Bind(5, error);
+    s.Bind(6, now_ms);
+    s.Run();
+}
+
+void WriteStore::SetTargetState(const std::string& destination, const std::string& target,
+                                const std::string& status, int64_t paused_until_ms,
+                                const std::optional<std::string>& error,
+                                std::optional<int64_t> success_ms) {
+    Statement& s = status == "ok" ? target_ok_ : target_failed_;
+    s.Bind(1, destination).Bind(2, target);
     if (status == "ok") {
-        destination_ok_.Bind(1, id).Bind(2, paused_until_ms);
-        success_ms ? destination_ok_.Bind(3, *success_ms) : destination_ok_.BindNull(3);
-        destination_ok_.Run();
-        return;
+        s.Bind(3, paused_until_ms);
+        success_ms ? s.Bind(4, *success_ms) : s.BindNull(4);
+    } else {
+        s.Bind(3, status).Bind(4, paused_until_ms);
+        error ? s.Bind(5, *error) : s.BindNull(5);
+        success_ms ? s.Bind(6, *success_ms) : s.BindNull(6);
     }
-    destination_failed_.Bind(1, id).Bind(2, status).Bind(3, paused_until_ms);
-    error ? destination_failed_.Bind(4, *error) : destination_failed_.BindNull(4);
-    destination_failed_.Run();
+    s.Run();
+}
+
+void WriteStore::SetSegmentTargetState(int64_t segment_id, const std::string& target,
+                                       const std::string& status,
+                                       const std::optional<std::string>& error,
+                                       const std::optional<std::string>& limit_name,
+                                       int64_t now_ms) {
+    segment_target_.Bind(1, segment_id).Bind(2, target).Bind(3, status);
+    error ? segment_target_.Bind(4, *error) : segment_target_.BindNull(4);
+    limit_name ? segment_target_.Bind(5, *limit_name) : segment_target_.BindNull(5);
+    segment_target_.Bind(6, now_ms);
+    segment_target_.Run();
 }
 
 namespace {
 
-// Runs `keyed` (?1 segment, ?2 key) for one member, or `whole` (?1 segment) for all.
+// Runs `keyed` (?1 segment, ?2 key) for one member or `whole` (?1 segment) for all,
+// with ?3 the target (NULL: all).
 int64_t RunForMembers(Database& db, Statement& keyed, Statement& whole, int64_t segment_id,
-                      const std::optional<std::string>& key) {
-    if (key) {
-        keyed.Bind(1, segment_id).Bind(2, *key);
-        keyed.Run();
-    } else {
-        whole.Bind(1, segment_id);
-        whole.Run();
-    }
+                      const std::optional<std::string>& key,
+                      const std::optional<std::string>& target) {
+    Statement& s = key ? keyed : whole;
+    s.Bind(1, segment_id);
+    if (key) s.Bind(2, *key);
+    target ? s.Bind(3, *target) : s.BindNull(3);
+    s.Run();
     return db.Changes();
 }
 
 }  // namespace
 
-int64_t WriteStore::RetryDeadLetter(int64_t segment_id, const std::optional<std::string>& key) {
-    return RunForMembers(db_, retry_dead_key_, retry_dead_segment_, segment_id, key);
+int64_t WriteStore::RetryDeadLetter(int64_t segment_id, const std::optional<std::string>& key,
+                                    const std::optional<std::string>& target) {
+    return RunForMembers(db_, retry_dead_key_, retry_dead_segment_, segment_id, key, target);
 }
 
-int64_t WriteStore::DiscardDeadLetter(int64_t segment_id, const std::optional<std::string>& key) {
-    return RunForMembers(db_, discard_dead_key_, discard_dead_segment_, segment_id, key);
+int64_t WriteStore::DiscardDeadLetter(int64_t segment_id, const std::optional<std::string>& key,
+                                      const std::optional<std::string>& target) {
+    return RunForMembers(db_, discard_dead_key_, discard_dead_segment_, segment_id, key, target);
 }
 
-int64_t WriteStore::MarkForResync(int64_t segment_id) {
+int64_t WriteStore::MarkForResync(int64_t segment_id, const std::optional<std::string>& target) {
     mark_resync_.Bind(1, segment_id);
+    target ? mark_resync_.Bind(2, *target) : mark_resync_.BindNull(2);
     mark_resync_.Run();
     return db_.Changes();
 }
 
 int64_t WriteStore::DeleteSegment(int64_t segment_id) {
-    delete_members_.Bind(1, segment_id);
-    delete_members_.Run();
-    int64_t members = db_.Changes();
-    delete_segment_.Bind(1, segment_id);
-    delete_segment_.Run();
+    // Rare and operator-driven: prepared here.
+    for (const char* sql : {"DELETE FROM deliveries WHERE segment_id = ?1",
+                            "DELETE FROM segment_targets WHERE segment_id = ?1"}) {
+        Statement s(detail::Access::Handle(db_), sql);
+        s.Bind(1, segment_id);
+        s.Run();
+    }
+    Statement members(detail::Access::Handle(db_), "DELETE FROM memberships WHERE segment_id = ?1");
+    members.Bind(1, segment_id);
+    members.Run();
+    int64_t deleted = db_.Changes();
+    Statement segment(detail::Access::Handle(db_), "DELETE FROM segments WHERE id = ?1");
+    segment.Bind(1, segment_id);
+    segment.Run();
     // A cached id must not outlive its segment: the next event creates a new one.
     for (auto it = segment_ids_.begin(); it != segment_ids_.end();) {
         it = it->second == segment_id ? segment_ids_.erase(it) : std::next(it);
     }
-    return members;
+    return deleted;
 }
 
 int64_t WriteStore::ExcludeAllMembers(int64_t segment_id, int64_t now_ms) {
     // Prepared here, not in the constructor: an operator action, rare.
+    Statement deliveries(detail::Access::Handle(db_),
+                         "UPDATE deliveries SET pending = (acked IS NOT 0), attempts = 0, "
+                         "next_attempt_ms = 0, dead = 0 WHERE segment_id = ?1 AND context_key IN "
+                         "(SELECT context_key FROM memberships WHERE segment_id = ?1 "
+                         "AND desired = 1)");
+    deliveries.Bind(1, segment_id);
+    deliveries.Run();
     Statement s(detail::Access::Handle(db_),
                 "UPDATE memberships SET desired = 0, version = version + 1, "
                 "message_id = 'audsync:segments-delete', event_ms = max(event_ms, ?2), "
-                "received_ms = ?2, attempts = 0, next_attempt_ms = 0, dead = 0 "
-                "WHERE segment_id = ?1 AND desired = 1");
+                "received_ms = ?2 WHERE segment_id = ?1 AND desired = 1");
     s.Bind(1, segment_id).Bind(2, now_ms);
     s.Run();
     return db_.Changes();
 }
 
-void WriteStore::ResumeDestination(const std::string& id, int64_t now_ms) {
+void WriteStore::ResumeDestination(const std::string& id, int64_t now_ms,
+                                   const std::optional<std::string>& target) {
     // Prepared here, not in the constructor: an operator action, rare.
-    Statement destination(detail::Access::Handle(db_),
-                          "UPDATE destinations SET status = 'ok', paused_until_ms = 0, "
-                          "last_error = NULL WHERE id = ?1");
-    destination.Bind(1, id);
-    destination.Run();
+    Statement targets(detail::Access::Handle(db_),
+                      "UPDATE targets SET status = 'ok', paused_until_ms = 0, last_error = NULL "
+                      "WHERE destination = ?1 AND (?2 IS NULL OR id = ?2)");
+    targets.Bind(1, id);
+    target ? targets.Bind(2, *target) : targets.BindNull(2);
+    targets.Run();
     Statement members(detail::Access::Handle(db_),
-                      "UPDATE memberships SET next_attempt_ms = ?2 WHERE acked IS NOT desired "
-                      "AND dead = 0 AND next_attempt_ms > ?2 AND segment_id IN "
-                      "(SELECT id FROM segments WHERE destination = ?1)");
+                      "UPDATE deliveries SET next_attempt_ms = ?2 WHERE pending = 1 "
+                      "AND dead = 0 AND next_attempt_ms > ?2 AND (?3 IS NULL OR target = ?3) "
+                      "AND segment_id IN (SELECT id FROM segments WHERE destination = ?1)");
     members.Bind(1, id).Bind(2, now_ms);
+    target ? members.Bind(3, *target) : members.BindNull(3);
     members.Run();
 }
 
 SyncReader::SyncReader(Database& db)
     : due_(detail::Access::Handle(db),
-           "SELECT s.id, s.destination, s.audience_id, s.audience_key, s.context_kind "
-           "FROM segments s WHERE EXISTS (SELECT 1 FROM memberships m WHERE m.segment_id = s.id "
-           "AND m.acked IS NOT m.desired AND m.dead = 0 AND m.next_attempt_ms <= ?1) "
-           "ORDER BY s.id"),
+           "SELECT s.id, s.destination, s.audience_id, s.audience_key, s.context_kind, t.id "
+           "FROM targets t JOIN segments s ON s.destination = t.destination "
+           "WHERE t.active = 1 AND EXISTS (SELECT 1 FROM deliveries d INDEXED BY deliveries_due "
+           "WHERE d.target = t.id AND d.segment_id = s.id AND d.pending = 1 AND d.dead = 0 "
+           "AND d.next_attempt_ms <= ?1) ORDER BY s.id, t.id"),
       dirty_(detail::Access::Handle(db),
-             "SELECT context_key, desired, version, attempts FROM memberships "
-             "WHERE segment_id = ?1 AND acked IS NOT desired AND dead = 0 "
-             "AND next_attempt_ms <= ?2 LIMIT ?3"),
+             "SELECT d.context_key, m.desired, m.version, d.attempts FROM deliveries d "
+             "INDEXED BY deliveries_due JOIN memberships m ON m.segment_id = d.segment_id "
+             "AND m.context_key = d.context_key WHERE d.target = ?2 AND d.segment_id = ?1 "
+             "AND d.pending = 1 AND d.dead = 0 AND d.next_attempt_ms <= ?3 LIMIT ?4"),
+      included_(detail::Access::Handle(db),
+                "SELECT context_key FROM memberships WHERE segment_id = ?1 AND desired = 1 "
+                "ORDER BY context_key LIMIT ?2"),
+      count_included_(detail::Access::Handle(db),
+                      "SELECT count(*) FROM memberships WHERE segment_id = ?1 AND desired = 1"),
       next_(detail::Access::Handle(db),
-            "SELECT min(next_attempt_ms) FROM memberships INDEXED BY memberships_next_attempt "
-            "WHERE acked IS NOT desired AND dead = 0 AND next_attempt_ms > ?1"),
-      pauses_(detail::Access::Handle(db), "SELECT id, paused_until_ms FROM destinations") {}
+            "SELECT min(next_attempt_ms) FROM deliveries INDEXED BY deliveries_next "
+            "WHERE pending = 1 AND dead = 0 AND next_attempt_ms > ?1"),
+      pauses_(detail::Access::Handle(db),
+              "SELECT destination, id, paused_until_ms FROM targets WHERE active = 1") {}
 
 std::vector<DueSegment> SyncReader::DueSegments(int64_t now_ms) {
     std::vector<DueSegment> out;
     due_.Bind(1, now_ms);
     try {
         while (due_.Step()) {
-            out.push_back({due_.Int(0), due_.Text(1), due_.Text(2), due_.Text(3), due_.Text(4)});
+            out.push_back({due_.Int(0), due_.Text(1), due_.Text(2), due_.Text(3), due_.Text(4),
+                           due_.Text(5)});
         }
     } catch (...) {
         due_.Reset();
@@ -321,9 +492,10 @@ std::vector<DueSegment> SyncReader::DueSegments(int64_t now_ms) {
     return out;
 }
 
-std::vector<DirtyMember> SyncReader::Dirty(int64_t segment_id, int64_t now_ms, int limit) {
+std::vector<DirtyMember> SyncReader::Dirty(int64_t segment_id, const std::string& target,
+                                           int64_t now_ms, int limit) {
     std::vector<DirtyMember> out;
-    dirty_.Bind(1, segment_id).Bind(2, now_ms).Bind(3, int64_t{limit});
+    dirty_.Bind(1, segment_id).Bind(2, target).Bind(3, now_ms).Bind(4, int64_t{limit});
     try {
         while (dirty_.Step()) {
             out.push_back({dirty_.Text(0), dirty_.Int(1) != 0, dirty_.Int(2),
@@ -345,9 +517,29 @@ std::optional<int64_t> SyncReader::NextAttemptAfter(int64_t now_ms) {
     return out;
 }
 
-std::map<std::string, int64_t> SyncReader::DestinationPauses() {
+std::vector<std::string> SyncReader::Included(int64_t segment_id, int limit) {
+    std::vector<std::string> out;
+    included_.Bind(1, segment_id).Bind(2, int64_t{limit});
+    try {
+        while (included_.Step()) out.push_back(included_.Text(0));
+    } catch (...) {
+        included_.Reset();
+        throw;
+    }
+    included_.Reset();
+    return out;
+}
+
+int64_t SyncReader::CountIncluded(int64_t segment_id) {
+    count_included_.Bind(1, segment_id);
+    int64_t n = count_included_.Step() ? count_included_.Int(0) : 0;
+    count_included_.Reset();
+    return n;
+}
+
+std::map<std::string, int64_t> SyncReader::TargetPauses() {
     std::map<std::string, int64_t> out;
-    while (pauses_.Step()) out[pauses_.Text(0)] = pauses_.Int(1);
+    while (pauses_.Step()) out[TargetKey(pauses_.Text(0), pauses_.Text(1))] = pauses_.Int(2);
     pauses_.Reset();
     return out;
 }
@@ -380,7 +572,7 @@ std::optional<Membership> FindMembership(Database& db, const std::string& destin
                                          const std::string& context_key) {
     Statement s(detail::Access::Handle(db),
                 "SELECT m.segment_id, m.context_key, m.desired, m.version, m.message_id, "
-                "m.event_ms, m.received_ms, m.acked FROM memberships m JOIN segments s ON "
+                "m.event_ms, m.received_ms FROM memberships m JOIN segments s ON "
                 "s.id = m.segment_id WHERE s.destination = ?1 AND s.audience_id = ?2 AND "
                 "s.context_kind = ?3 AND m.context_key = ?4");
     s.Bind(1, destination).Bind(2, audience_id).Bind(3, context_kind).Bind(4, context_key);
@@ -393,7 +585,26 @@ std::optional<Membership> FindMembership(Database& db, const std::string& destin
     m.message_id = s.Text(4);
     m.event_ms = s.Int(5);
     m.received_ms = s.Int(6);
-    if (!s.IsNull(7)) m.acked = s.Int(7) != 0;
+    Statement acks(detail::Access::Handle(db),
+                   "SELECT d.target, d.acked FROM deliveries d JOIN targets t ON t.id = d.target "
+                   "AND t.destination = ?1 AND t.active = 1 WHERE d.segment_id = ?2 "
+                   "AND d.context_key = ?3");
+    acks.Bind(1, destination).Bind(2, m.segment_id).Bind(3, context_key);
+    bool all_same = true;
+    std::optional<bool> common;
+    bool first = true;
+    while (acks.Step()) {
+        std::optional<bool> a;
+        if (!acks.IsNull(1)) a = acks.Int(1) != 0;
+        m.acked_by_target[acks.Text(0)] = a;
+        if (first) {
+            common = a;
+            first = false;
+        } else if (a != common) {
+            all_same = false;
+        }
+    }
+    if (all_same) m.acked = common;
     return m;
 }
 

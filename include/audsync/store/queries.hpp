@@ -14,21 +14,39 @@ namespace audsync::store {
 // Read side for operators (REST and CLI). Each function runs on the caller's own
 // connection; WAL lets it read while the writer writes. Throw SqliteError.
 
+// A segment at one of its destination's active targets.
+struct SegmentTargetSummary {
+    std::string target;
+    std::string platform;
+    std::string target_status;   // the target's health: ok | rate_limited | auth_failed
+    std::string segment_status;  // ok | over_limit | refused (about the segment as a whole)
+    std::optional<std::string> segment_error;
+    std::optional<std::string> limit_name;  // the platform limit of an over_limit list
+    int64_t pending = 0;
+    int64_t retrying = 0;
+    int64_t dead = 0;
+    std::optional<int64_t> last_synced_ms;
+    std::optional<std::string> last_error;
+    std::optional<int64_t> next_retry_ms;
+};
+
 struct SegmentSummary {
     int64_t id = 0;
     std::string destination;
     std::string audience_id;
     std::string audience_key;
     std::string context_kind;
-    std::string destination_status;  // ok | auth_failed
+    std::string destination_status;  // ok, or the first target's that is not
     int64_t included = 0;
     int64_t excluded = 0;
-    int64_t pending = 0;   // acked IS NOT desired, not dead
+    // Summed over the targets (a member pending at two targets counts twice).
+    int64_t pending = 0;   // the target does not hold the desired state, not dead
     int64_t retrying = 0;  // pending after at least one failed attempt
     int64_t dead = 0;
-    std::optional<int64_t> last_synced_ms;  // newest acknowledged push
+    std::optional<int64_t> last_synced_ms;  // newest acknowledged push, any target
     std::optional<std::string> last_error;
     std::optional<int64_t> next_retry_ms;
+    std::vector<SegmentTargetSummary> targets;
 };
 
 struct SegmentFilter {
@@ -42,6 +60,23 @@ struct SegmentFilter {
 
 std::vector<SegmentSummary> ListSegments(Database& db, const SegmentFilter& filter);
 
+// A member at one target.
+struct DeliveryRow {
+    std::string target;
+    std::optional<bool> acked;
+    bool pending = false;
+    bool dead = false;
+    int64_t attempts = 0;
+    int64_t next_attempt_ms = 0;
+    std::optional<int64_t> last_status;
+    std::optional<int64_t> last_push_ms;
+    std::optional<std::string> last_error;
+};
+
+// A member, with its state at each active target and, in the fields after `version`
+// and `received_ms`, that state folded: acked when every target holds the same,
+// pending / dead when any target is, the most attempts, the earliest next attempt, and
+// the newest push's answer.
 struct MemberRow {
     int64_t segment_id = 0;
     std::string context_key;
@@ -57,8 +92,10 @@ struct MemberRow {
     std::optional<int64_t> last_status;
     std::optional<int64_t> last_push_ms;
     std::optional<std::string> last_error;
+    bool any_pending = false;
+    std::vector<DeliveryRow> deliveries;
 
-    bool pending() const { return !dead && (!acked || *acked != desired); }
+    bool pending() const { return any_pending; }
 };
 
 enum class MemberState { kAll, kIncluded, kExcluded, kPending, kDead };
@@ -78,12 +115,29 @@ std::vector<MemberRow> ListDeadLetters(Database& db, std::optional<int64_t> segm
                                        std::optional<std::pair<int64_t, std::string>> after,
                                        int limit);
 
+struct TargetRow {
+    std::string destination;
+    std::string id;
+    std::string platform;
+    bool active = true;
+    std::string status;
+    std::optional<int64_t> last_success_ms;
+    std::optional<std::string> last_error;
+    int64_t paused_until_ms = 0;
+    int64_t pending = 0;  // pending deliveries, not dead
+    int64_t dead = 0;
+    int64_t over_limit_segments = 0;
+};
+
+// A destination folds its targets: the first status that is not ok, the newest
+// success, the error of the target not ok, the longest pause.
 struct DestinationRow {
     std::string id;
     std::string status;
     std::optional<int64_t> last_success_ms;
     std::optional<std::string> last_error;
     int64_t paused_until_ms = 0;
+    std::vector<TargetRow> targets;  // active ones
 };
 std::vector<DestinationRow> ListDestinations(Database& db);
 
@@ -96,6 +150,7 @@ struct SyncGauges {
     int64_t pending = 0;
     int64_t dead = 0;
     std::optional<int64_t> oldest_pending_received_ms;
+    std::vector<TargetRow> targets;  // active ones, with their counts
 };
 SyncGauges ReadSyncGauges(Database& db);
 

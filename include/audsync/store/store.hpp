@@ -25,7 +25,20 @@ struct Audience {
     std::optional<std::string> context_kind;
 };
 
-// One membership row, as stored.
+// A target as the store knows it: its id (unique within its destination) and platform.
+struct TargetRef {
+    std::string id;
+    std::string platform;
+};
+
+// The implicit target of a destination made before targets existed, and of the flat
+// LaunchDarkly fields.
+inline const std::vector<TargetRef>& ImplicitTargets() {
+    static const std::vector<TargetRef> targets = {{"launchdarkly", "launchdarkly"}};
+    return targets;
+}
+
+// One membership row, as stored, with what its targets acknowledged.
 struct Membership {
     int64_t segment_id = 0;
     std::string context_key;
@@ -34,7 +47,10 @@ struct Membership {
     std::string message_id;
     int64_t event_ms = 0;
     int64_t received_ms = 0;
+    // The state every active target acknowledged, when they all hold the same one;
+    // nullopt when one has acknowledged nothing or they differ.
     std::optional<bool> acked;
+    std::map<std::string, std::optional<bool>> acked_by_target;
 };
 
 // Every write statement, prepared once on the writer's connection. Used only by the
@@ -47,10 +63,18 @@ class WriteStore {
     WriteStore& operator=(const WriteStore&) = delete;
 
     void EnsureDestination(const std::string& id, int64_t now_ms);
+    // Makes `targets` the destination's active targets. A target new to the database
+    // (or configured again after a while without) gets a delivery row per member: the
+    // included ones pending, so it receives the whole current membership. Targets of the
+    // destination not listed become inactive: their state is kept, nothing is pushed.
+    // Returns the members made pending.
+    int64_t EnsureTargets(const std::string& destination, const std::vector<TargetRef>& targets,
+                          int64_t now_ms);
 
     // Semantics rules 5-7: de-duplicates on (destination, message_id), records the
     // event, and applies the change unless an event with a later time decided the
-    // current state (equal times: this later arrival wins).
+    // current state (equal times: this later arrival wins). An applied change is due
+    // at every active target that does not hold it.
     ApplyOutcome Apply(const std::string& destination, const std::string& message_id,
                        const mapping::MembershipChange& change, const std::string& raw,
                        int64_t received_ms);
@@ -63,40 +87,57 @@ class WriteStore {
     // Deletes de-duplication entries received before `before_ms`; returns how many.
     int64_t PruneEvents(int64_t before_ms);
 
-    // Sync outcomes (semantics rules 11-13). `acked` records what the platform now
-    // holds: the pushed state. A member whose desired state moved on meanwhile keeps
-    // desired != acked and so stays due; attempts reset only if `version` is current.
-    void RecordAck(int64_t segment_id, const std::string& key, bool pushed, int64_t version,
-                   int status, int64_t now_ms);
-    void RecordRetry(int64_t segment_id, const std::string& key, int64_t next_attempt_ms,
-                     int status, const std::string& error, int64_t now_ms);
-    // Dead-letters the member if its state is still the refused `version`.
-    void RecordDead(int64_t segment_id, const std::string& key, int64_t version, int status,
-                    const std::string& error, int64_t now_ms);
-    // status "ok" or "auth_failed"; `success_ms` set on a successful push.
-    void SetDestinationState(const std::string& id, const std::string& status,
-                             int64_t paused_until_ms, const std::optional<std::string>& error,
-                             std::optional<int64_t> success_ms);
+    // Sync outcomes at one target (semantics rules 11-13). `acked` records what the
+    // platform now holds: the pushed state. A member whose desired state moved on
+    // meanwhile stays pending; attempts reset only if `version` is current.
+    void RecordAck(int64_t segment_id, const std::string& key, const std::string& target,
+                   bool pushed, int64_t version, int status, int64_t now_ms);
+    void RecordRetry(int64_t segment_id, const std::string& key, const std::string& target,
+                     int64_t next_attempt_ms, int status, const std::string& error, int64_t now_ms);
+    // Dead-letters the member at the target if its state is still the refused `version`.
+    void RecordDead(int64_t segment_id, const std::string& key, const std::string& target,
+                    int64_t version, int status, const std::string& error, int64_t now_ms);
+    // Not sent, without counting as a failed attempt (a list over the platform's limit):
+    // due again at `next_attempt_ms`, or at once when the member changes.
+    void RecordHeld(int64_t segment_id, const std::string& key, const std::string& target,
+                    int64_t next_attempt_ms, const std::string& error, int64_t now_ms);
+    // A target's health: status "ok", "rate_limited" or "auth_failed"; `success_ms` set
+    // on a successful push.
+    void SetTargetState(const std::string& destination, const std::string& target,
+                        const std::string& status, int64_t paused_until_ms,
+                        const std::optional<std::string>& error, std::optional<int64_t> success_ms);
+    // A segment's state at a target: "ok", or "over_limit" / "refused" with the error
+    // (and, for over_limit, the platform limit's name).
+    void SetSegmentTargetState(int64_t segment_id, const std::string& target,
+                               const std::string& status, const std::optional<std::string>& error,
+                               const std::optional<std::string>& limit_name, int64_t now_ms);
 
     // Operator writes; each returns the rows changed. With a key, one member by primary
-    // key; without, every dead letter of the segment.
+    // key; without, every dead letter of the segment. With a target, at that target
+    // only; without, at every target.
     // Retry: the dead letter becomes due again with its attempts reset.
-    int64_t RetryDeadLetter(int64_t segment_id, const std::optional<std::string>& key);
+    int64_t RetryDeadLetter(int64_t segment_id, const std::optional<std::string>& key,
+                            const std::optional<std::string>& target = std::nullopt);
     // Discard: recorded as if the platform held the desired state, so it is not pushed.
-    int64_t DiscardDeadLetter(int64_t segment_id, const std::optional<std::string>& key);
-    // Marks every member of the segment as never acknowledged, so all are pushed again.
-    int64_t MarkForResync(int64_t segment_id);
-    // Forgets the segment, its members and its dead letters; returns the members deleted.
-    // The de-duplication log keeps its entries (a resent event stays a duplicate); a
-    // later event for the audience creates the segment anew.
+    int64_t DiscardDeadLetter(int64_t segment_id, const std::optional<std::string>& key,
+                              const std::optional<std::string>& target = std::nullopt);
+    // Marks every member of the segment as never acknowledged (at one target or all),
+    // so all are pushed again. Returns the delivery rows changed.
+    int64_t MarkForResync(int64_t segment_id,
+                          const std::optional<std::string>& target = std::nullopt);
+    // Forgets the segment, its members, their delivery state and dead letters; returns
+    // the members deleted. The de-duplication log keeps its entries (a resent event
+    // stays a duplicate); a later event for the audience creates the segment anew.
     int64_t DeleteSegment(int64_t segment_id);
-    // Before a delete that empties the platform: every included member becomes excluded
-    // (a new version, decided at `now_ms` by the operator), due for a push at once.
-    // Returns the members changed.
+    // Before a delete that empties the platforms: every included member becomes
+    // excluded (a new version, decided at `now_ms` by the operator), due at every target
+    // at once. Returns the members changed.
     int64_t ExcludeAllMembers(int64_t segment_id, int64_t now_ms);
-    // An operator's resume: the destination back to "ok" with no pause, and its pending,
-    // non-dead members due at `now_ms`. Unknown ids change nothing.
-    void ResumeDestination(const std::string& id, int64_t now_ms);
+    // An operator's resume: the destination's targets (or one) back to "ok" with no
+    // pause, and their pending, non-dead members due at `now_ms`. Unknown ids change
+    // nothing.
+    void ResumeDestination(const std::string& id, int64_t now_ms,
+                           const std::optional<std::string>& target = std::nullopt);
 
     // Repair of a poisoned database: every member whose deciding event is dated more
     // than `skew_ms` after it was received gets its receive time as its ordering time
@@ -106,11 +147,15 @@ class WriteStore {
     int64_t RepairFutureTimes(int64_t skew_ms);
 
     // Forgets cached ids after a rollback.
-    void ForgetCache() { segment_ids_.clear(); }
+    void ForgetCache() {
+        segment_ids_.clear();
+        targets_.clear();
+    }
 
   private:
     int64_t SegmentId(const std::string& destination, const mapping::MembershipChange& change,
                       int64_t now_ms);
+    const std::vector<std::string>& ActiveTargets(const std::string& destination);
 
     Database& db_;
     Statement ensure_destination_;
@@ -118,6 +163,8 @@ class WriteStore {
     Statement mark_stale_;
     Statement upsert_segment_;
     Statement upsert_membership_;
+    Statement upsert_delivery_;
+    Statement active_targets_;
     Statement find_audience_by_name_;
     Statement update_audience_;
     Statement insert_audience_;
@@ -125,28 +172,29 @@ class WriteStore {
     Statement record_ack_;
     Statement record_retry_;
     Statement record_dead_;
-    Statement destination_ok_;
-    Statement destination_failed_;
+    Statement target_ok_;
+    Statement target_failed_;
+    Statement segment_target_;
     Statement retry_dead_key_;
     Statement retry_dead_segment_;
     Statement discard_dead_key_;
     Statement discard_dead_segment_;
     Statement mark_resync_;
-    Statement delete_members_;
-    Statement delete_segment_;
     std::map<std::tuple<std::string, std::string, std::string>, int64_t> segment_ids_;
+    std::map<std::string, std::vector<std::string>> targets_;  // active, per destination
 };
 
-// A segment with members due for a push.
+// A segment with members due for a push at one target.
 struct DueSegment {
     int64_t id = 0;
     std::string destination;
     std::string audience_id;
     std::string audience_key;
     std::string context_kind;
+    std::string target;
 };
 
-// A member whose desired state differs from the acknowledged one.
+// A member whose desired state the target does not hold.
 struct DirtyMember {
     std::string context_key;
     bool desired = false;
@@ -159,18 +207,32 @@ struct DirtyMember {
 class SyncReader {
   public:
     explicit SyncReader(Database& db);
+    // (segment, active target) pairs with a member due at `now_ms`, in segment order.
     std::vector<DueSegment> DueSegments(int64_t now_ms);
-    std::vector<DirtyMember> Dirty(int64_t segment_id, int64_t now_ms, int limit);
+    std::vector<DirtyMember> Dirty(int64_t segment_id, const std::string& target, int64_t now_ms,
+                                   int limit);
+    // The included members of a segment in key order, at most `limit` (for full-list
+    // platforms), and how many there are in all.
+    std::vector<std::string> Included(int64_t segment_id, int limit);
+    int64_t CountIncluded(int64_t segment_id);
     // The earliest next attempt of a pending member after `now_ms`, if any.
     std::optional<int64_t> NextAttemptAfter(int64_t now_ms);
-    std::map<std::string, int64_t> DestinationPauses();
+    // Every target's pause, keyed "<destination>/<target>".
+    std::map<std::string, int64_t> TargetPauses();
 
   private:
     Statement due_;
     Statement dirty_;
+    Statement included_;
+    Statement count_included_;
     Statement next_;
     Statement pauses_;
 };
+
+// "<destination>/<target>": how the engine and the metrics name a target (ids hold no '/').
+inline std::string TargetKey(const std::string& destination, const std::string& target) {
+    return destination + "/" + target;
+}
 
 // Read helpers on a connection of the caller's own (WAL lets them run beside the
 // writer). Throw SqliteError.
