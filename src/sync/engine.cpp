@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 
 #include "audsync/common/log.hpp"
 #include "audsync/common/text.hpp"
@@ -15,23 +16,35 @@ constexpr int64_t kMaxIdleMs = 5000;
 constexpr size_t kMaxLogDetailBytes = 300;
 
 // "HTTP 409: <the platform's message>" or "no answer: <why>", clipped, with the
-// destination's token removed should the platform ever echo it.
-std::string Detail(const Decision& d, const config::Destination& dest) {
+// target's secrets removed should the platform ever echo them.
+std::string Detail(const Decision& d, const config::Target& target) {
     std::string out = d.status == 0 ? "no answer" : "HTTP " + std::to_string(d.status);
     if (!d.message.empty()) out += ": " + d.message;
-    if (dest.service_token.size() >= 4) {
-        for (size_t at = out.find(dest.service_token); at != std::string::npos;
-             at = out.find(dest.service_token, at)) {
-            out.replace(at, dest.service_token.size(), "[redacted]");
+    for (const std::string* secret :
+         {&target.service_token, &target.environment_key, &target.api_password}) {
+        if (secret->size() < 4) continue;
+        for (size_t at = out.find(*secret); at != std::string::npos; at = out.find(*secret, at)) {
+            out.replace(at, secret->size(), "[redacted]");
         }
     }
     return log::Clip(out, kMaxLogDetailBytes);
 }
 
+// A list over the platform's limit is checked again this often (a change of the
+// membership makes it due at once).
+constexpr int64_t kOverLimitRecheckMs = 60000;
+// Pending members read for one full-list push; more are acknowledged by later pushes.
+constexpr int kMaxListPending = 100000;
+
 std::string Seconds(int64_t ms) { return std::to_string((ms + 999) / 1000) + " s"; }
 
 std::string SegmentName(const store::DueSegment& s) {
-    return "segment " + s.audience_id + " (" + s.context_kind + ") of destination " + s.destination;
+    return "segment " + s.audience_id + " (" + s.context_kind + ") at target " + s.target +
+           " of destination " + s.destination;
+}
+
+std::string TargetName(const store::DueSegment& s) {
+    return "target " + s.target + " of destination " + s.destination;
 }
 
 }  // namespace
@@ -56,6 +69,21 @@ std::vector<uint64_t> Histogram::Cumulative() const {
 
 double Histogram::Sum() const {
     return static_cast<double>(sum_micros_.load(std::memory_order_relaxed)) / 1e6;
+}
+
+std::map<std::string, SyncCounters::PerTarget> SyncCounters::ByTarget() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return by_target_;
+}
+
+void SyncCounters::Add(const std::string& target_key, const PerTarget& delta) {
+    std::lock_guard<std::mutex> lock(mu_);
+    PerTarget& t = by_target_[target_key];
+    t.pushes_ok += delta.pushes_ok;
+    t.pushes_failed += delta.pushes_failed;
+    t.members_acknowledged += delta.members_acknowledged;
+    t.members_dead += delta.members_dead;
+    t.lists_over_limit += delta.lists_over_limit;
 }
 
 Engine::Engine(std::shared_ptr<const config::Config> config, const std::string& db_path,
@@ -100,26 +128,36 @@ void Engine::Wake() {
     scheduler_cv_.notify_one();
 }
 
-Status Engine::Resume(const std::string& destination_id) {
+Status Engine::Resume(const std::string& destination_id, const std::optional<std::string>& target) {
+    std::vector<std::string> keys;
     {
         std::lock_guard<std::mutex> lock(mu_);
-        if (config_->FindDestination(destination_id) == nullptr) {
+        const config::Destination* dest = config_->FindDestination(destination_id);
+        if (dest == nullptr) {
             return MakeError(ErrorCode::kNotFound, "unknown_destination",
                              "no destination with this id is configured");
         }
+        if (target && dest->FindTarget(*target) == nullptr) {
+            return MakeError(ErrorCode::kNotFound, "unknown_target",
+                             "destination " + destination_id + " has no target " + *target);
+        }
+        for (const auto& t : dest->targets) {
+            if (!target || *target == t.id) keys.push_back(store::TargetKey(dest->id, t.id));
+        }
     }
     const int64_t now = text::NowMs();
-    Status stored =
-        writer_.Run([&](store::WriteStore& w) { w.ResumeDestination(destination_id, now); }, 1);
+    Status stored = writer_.Run(
+        [&](store::WriteStore& w) { w.ResumeDestination(destination_id, now, target); }, 1);
     if (!stored) return stored;
     {
         std::lock_guard<std::mutex> lock(mu_);
         // The status stays until a push answers: then "accepts pushes again" or, for a
         // refusal, a new warning (a pause of 0 marks the resume).
-        state_.destinations[destination_id].paused_until_ms = 0;
+        for (const auto& key : keys) state_.destinations[key].paused_until_ms = 0;
         immediate_ = true;
     }
-    log::Info("sync: destination " + destination_id + " resumed by an operator");
+    log::Info("sync: " + (target ? "target " + *target + " of destination " : "destination ") +
+              destination_id + " resumed by an operator");
     scheduler_cv_.notify_one();
     return Ok();
 }
@@ -168,7 +206,7 @@ void Engine::Schedule() {
                 reader = std::make_unique<store::SyncReader>(*db);
             }
             // A tiny table: re-read each scan so that a resume by another process counts.
-            std::map<std::string, int64_t> pauses = reader->DestinationPauses();
+            std::map<std::string, int64_t> pauses = reader->TargetPauses();
             std::vector<store::DueSegment> due = reader->DueSegments(now);
             std::vector<std::string> resumed;
             {
@@ -179,22 +217,25 @@ void Engine::Schedule() {
                 state_ = std::move(admission.state);
                 if (admission.wake_at_ms > 0) next_wake = std::min(next_wake, admission.wake_at_ms);
                 for (size_t i : admission.start) {
-                    const config::Destination* dest = config->FindDestination(due[i].destination);
-                    ready.push_back(Task{std::move(due[i]), {}, config, dest});
+                    Task task;
+                    task.config = config;
+                    task.destination = config->FindDestination(due[i].destination);
+                    task.target = task.destination->FindTarget(due[i].target);
+                    task.key = store::TargetKey(due[i].destination, due[i].target);
+                    task.segment = std::move(due[i]);
+                    ready.push_back(std::move(task));
                 }
             }
-            for (const auto& id : resumed) {
-                log::Info("sync: destination " + id + " resumed (its pause was cleared)");
+            for (const auto& key : resumed) {
+                log::Info("sync: target " + key + " resumed (its pause was cleared)");
             }
-            for (auto& task : ready) {
-                task.members = reader->Dirty(task.segment.id, now, task.destination->max_batch);
-            }
+            for (auto& task : ready) Prepare(task, *reader, now);
             if (auto next = reader->NextAttemptAfter(now)) next_wake = std::min(next_wake, *next);
             {
                 std::lock_guard<std::mutex> lock(mu_);
                 for (auto& task : ready) {
                     if (task.members.empty()) {
-                        state_ = Release(std::move(state_), task.segment.id, task.destination->id);
+                        state_ = Release(std::move(state_), task.segment.id, task.key);
                         continue;
                     }
                     tasks_.push_back(std::move(task));
@@ -208,7 +249,7 @@ void Engine::Schedule() {
                 // Whatever was admitted goes back: it is still pending in the database.
                 std::lock_guard<std::mutex> lock(mu_);
                 for (const auto& task : ready) {
-                    state_ = Release(std::move(state_), task.segment.id, task.destination->id);
+                    state_ = Release(std::move(state_), task.segment.id, task.key);
                 }
             }
             reader.reset();
@@ -234,22 +275,36 @@ void Engine::Work() {
     }
 }
 
-void Engine::Execute(Task& task, std::map<std::string, WorkerTarget>& targets,
-                     std::mt19937_64& rng) {
-    const config::Destination& dest = *task.destination;
-    WorkerTarget& built = targets[dest.id];
-    if (!built.target ||
-        (built.config != task.config && !SameTargetSettings(*built.destination, dest))) {
-        built.target = factory_(dest);
+void Engine::Prepare(Task& task, store::SyncReader& reader, int64_t now) {
+    const config::Target& t = *task.target;
+    task.full_list = t.platform == "configcat";
+    if (!task.full_list) {
+        task.members = reader.Dirty(task.segment.id, t.id, now, t.max_batch);
+        return;
     }
-    built.config = task.config;
-    built.destination = task.destination;
-    targets::Target& target = *built.target;
-    RetrySchedule schedule{dest.retry_base_ms, dest.retry_max_ms, dest.auth_retry_ms};
+    // The pending members first, then the list: a member changed in between is then
+    // acknowledged at its older version and pushed again, never the reverse.
+    // Every pending member, due or not: the list carries them all.
+    task.members =
+        reader.Dirty(task.segment.id, t.id, std::numeric_limits<int64_t>::max(), kMaxListPending);
+    if (task.members.empty()) return;
+    const int64_t count = reader.CountIncluded(task.segment.id);
+    if (count > t.max_list_items) {
+        task.over_limit = "audience has " + std::to_string(count) + " members; " + t.platform +
+                          " target " + t.id + " takes at most " + std::to_string(t.max_list_items) +
+                          " in one list (max_list_items, the plan's limit); nothing was sent";
+        return;
+    }
+    task.included = reader.Included(task.segment.id, t.max_list_items);
+}
+
+std::vector<Decision> Engine::PushDeltas(Task& task, targets::Target& target,
+                                         std::mt19937_64& rng) {
+    const config::Target& t = *task.target;
+    RetrySchedule schedule{t.retry_base_ms, t.retry_max_ms, t.auth_retry_ms};
     int attempts = 0;
     for (const auto& m : task.members) attempts = std::max(attempts, m.attempts);
     std::uniform_real_distribution<double> uniform(0.0, 1.0);
-
     std::vector<targets::PushMember> members;
     members.reserve(task.members.size());
     for (const auto& m : task.members) members.push_back({m.context_key, m.desired});
@@ -264,48 +319,120 @@ void Engine::Execute(Task& task, std::map<std::string, WorkerTarget>& targets,
     };
     auto decide = [&](const targets::HttpResult& r, size_t size) {
         Decision d = Decide(r, attempts, size, text::NowMs(), schedule, uniform(rng));
-        switch (d.action) {
-            case Action::kAcknowledge:
-                ++counters_.pushes_ok;
-                break;
-            case Action::kRetry:
-                ++counters_.pushes_retry;
-                break;
-            case Action::kRateLimited:
-                ++counters_.pushes_rate_limited;
-                break;
-            case Action::kAuthFailed:
-                ++counters_.pushes_auth_failed;
-                break;
-            case Action::kSplit:
-            case Action::kDeadLetter:
-                ++counters_.pushes_refused;
-                break;
-        }
         if (d.action != Action::kAcknowledge) {
-            log::Debug("sync: " + SegmentName(task.segment) + ": " + Detail(d, dest));
+            log::Debug("sync: " + SegmentName(task.segment) + ": " + Detail(d, t));
         }
         return d;
     };
-    std::vector<Decision> decisions = PushWithBisection(members, push, decide);
+    return PushWithBisection(members, push, decide);
+}
+
+std::vector<Decision> Engine::PushList(Task& task, targets::Target& target, std::mt19937_64& rng) {
+    const config::Target& t = *task.target;
+    RetrySchedule schedule{t.retry_base_ms, t.retry_max_ms, t.auth_retry_ms};
+    int attempts = 0;
+    for (const auto& m : task.members) attempts = std::max(attempts, m.attempts);
+    if (!task.over_limit) {
+        targets::PushRequest request{
+            task.segment.audience_id, task.segment.audience_key, task.segment.context_kind, {}};
+        request.members.reserve(task.included.size());
+        for (auto& key : task.included) request.members.push_back({std::move(key), true});
+        task.included.clear();
+        auto started = std::chrono::steady_clock::now();
+        targets::HttpResult r = target.Push(request);
+        counters_.push_seconds.Observe(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+        if (!r.over_limit) {
+            std::uniform_real_distribution<double> uniform(0.0, 1.0);
+            // One list, one answer: a refusal cannot be narrowed down by bisection.
+            Decision d = Decide(r, attempts, 1, text::NowMs(), schedule, uniform(rng));
+            if (d.action != Action::kAcknowledge) {
+                log::Debug("sync: " + SegmentName(task.segment) + ": " + Detail(d, t));
+            }
+            return std::vector<Decision>(task.members.size(), d);
+        }
+        task.over_limit = *r.over_limit;
+    }
+    // Held, not dead: the list is sent once it fits (a change makes it due at once).
+    Decision held;
+    held.action = Action::kRetry;
+    held.delay_ms = kOverLimitRecheckMs;
+    held.error = *task.over_limit;
+    held.message = *task.over_limit;
+    return std::vector<Decision>(task.members.size(), held);
+}
+
+void Engine::Execute(Task& task, std::map<std::string, WorkerTarget>& targets,
+                     std::mt19937_64& rng) {
+    const config::Target& t = *task.target;
+    WorkerTarget& built = targets[task.key];
+    if (!built.built || (built.config != task.config && !SameTargetSettings(*built.target, t))) {
+        built.built = factory_(t);
+    }
+    built.config = task.config;
+    built.target = task.target;
+    std::vector<Decision> decisions =
+        task.full_list ? PushList(task, *built.built, rng) : PushDeltas(task, *built.built, rng);
+    SyncCounters::PerTarget delta;
+    const bool over_limit = task.over_limit.has_value();
+    if (over_limit) {
+        ++counters_.lists_over_limit;
+        delta.lists_over_limit = 1;
+    } else if (!decisions.empty()) {
+        // Counted once per request for a list; per decision group for deltas.
+        for (const auto& d : decisions) {
+            switch (d.action) {
+                case Action::kAcknowledge:
+                    ++counters_.pushes_ok;
+                    break;
+                case Action::kRetry:
+                    ++counters_.pushes_retry;
+                    break;
+                case Action::kRateLimited:
+                    ++counters_.pushes_rate_limited;
+                    break;
+                case Action::kAuthFailed:
+                    ++counters_.pushes_auth_failed;
+                    break;
+                case Action::kSplit:
+                case Action::kDeadLetter:
+                    ++counters_.pushes_refused;
+                    break;
+            }
+            (d.action == Action::kAcknowledge ? delta.pushes_ok : delta.pushes_failed) += 1;
+            if (task.full_list) break;
+        }
+    }
 
     const int64_t now = text::NowMs();
     Fold fold;
+    bool over_limit_changed = false;
     {
         // Decided and applied under the lock, so that of two workers meeting the same
         // refusal only one reports the transition.
         std::lock_guard<std::mutex> lock(mu_);
-        const bool retrying = state_.retrying_segments.count(task.segment.id) > 0;
-        fold = FoldOutcome(state_.destinations[dest.id], retrying, decisions, now);
-        DestinationState& d = state_.destinations[dest.id];
+        const SegmentAtTarget at{task.segment.id, task.key};
+        const bool retrying = state_.retrying_segments.count(at) > 0;
+        if (over_limit) {
+            fold.destination = state_.destinations[task.key];
+            fold.segment_retrying = retrying;
+            over_limit_changed = state_.over_limit_segments.insert(at).second;
+        } else {
+            fold = FoldOutcome(state_.destinations[task.key], retrying, decisions, now);
+            over_limit_changed = state_.over_limit_segments.erase(at) > 0;
+        }
+        DestinationState& d = state_.destinations[task.key];
         d.status = fold.destination.status;
         d.paused_until_ms = fold.destination.paused_until_ms;
         if (fold.segment_retrying) {
-            state_.retrying_segments.insert(task.segment.id);
+            state_.retrying_segments.insert(at);
         } else {
-            state_.retrying_segments.erase(task.segment.id);
+            state_.retrying_segments.erase(at);
         }
     }
+    const bool list_refused =
+        task.full_list && !over_limit && !decisions.empty() &&
+        (decisions[0].action == Action::kDeadLetter || decisions[0].action == Action::kSplit);
     Status stored = writer_.Run(
         [&](store::WriteStore& w) {
             for (size_t i = 0; i < decisions.size(); ++i) {
@@ -313,28 +440,42 @@ void Engine::Execute(Task& task, std::map<std::string, WorkerTarget>& targets,
                 const auto& d = decisions[i];
                 switch (d.action) {
                     case Action::kAcknowledge:
-                        w.RecordAck(task.segment.id, m.context_key, m.desired, m.version, d.status,
-                                    now);
+                        w.RecordAck(task.segment.id, m.context_key, t.id, m.desired, m.version,
+                                    d.status, now);
                         break;
                     case Action::kDeadLetter:
                     case Action::kSplit:
-                        w.RecordDead(task.segment.id, m.context_key, m.version, d.status, d.error,
-                                     now);
+                        w.RecordDead(task.segment.id, m.context_key, t.id, m.version, d.status,
+                                     d.error, now);
                         break;
                     default:
-                        w.RecordRetry(task.segment.id, m.context_key, now + d.delay_ms, d.status,
-                                      d.error, now);
+                        if (over_limit) {
+                            w.RecordHeld(task.segment.id, m.context_key, t.id, now + d.delay_ms,
+                                         d.error, now);
+                        } else {
+                            w.RecordRetry(task.segment.id, m.context_key, t.id, now + d.delay_ms,
+                                          d.status, d.error, now);
+                        }
+                }
+            }
+            if (task.full_list) {
+                if (over_limit) {
+                    w.SetSegmentTargetState(task.segment.id, t.id, "over_limit", *task.over_limit,
+                                            "max_list_items", now);
+                } else if (list_refused) {
+                    w.SetSegmentTargetState(task.segment.id, t.id, "refused", decisions[0].error,
+                                            std::nullopt, now);
+                } else if (!decisions.empty() && decisions[0].action == Action::kAcknowledge) {
+                    w.SetSegmentTargetState(task.segment.id, t.id, "ok", std::nullopt, std::nullopt,
+                                            now);
                 }
             }
             if (fold.write) {
                 const DestinationWrite& dw = *fold.write;
-                if (dw.status == DestinationStatus::kOk) {
-                    w.SetDestinationState(dest.id, std::string(ToString(dw.status)),
-                                          dw.paused_until_ms, std::nullopt, dw.success_ms);
-                } else {
-                    w.SetDestinationState(dest.id, std::string(ToString(dw.status)),
-                                          dw.paused_until_ms, dw.error, std::nullopt);
-                }
+                w.SetTargetState(task.segment.destination, t.id, std::string(ToString(dw.status)),
+                                 dw.paused_until_ms,
+                                 dw.status == DestinationStatus::kOk ? std::nullopt : dw.error,
+                                 dw.success_ms);
             }
         },
         decisions.size());
@@ -344,29 +485,41 @@ void Engine::Execute(Task& task, std::map<std::string, WorkerTarget>& targets,
     } else {
         counters_.members_acknowledged += fold.acknowledged;
         counters_.members_dead += fold.dead_letters;
+        delta.members_acknowledged = fold.acknowledged;
+        delta.members_dead = fold.dead_letters;
+        counters_.Add(task.key, delta);
+        if (over_limit_changed && over_limit) {
+            log::Warn("sync: " + SegmentName(task.segment) + " is over the platform's limit: " +
+                      *task.over_limit + "; its members stay pending (see `audsync segments show " +
+                      std::to_string(task.segment.id) + "`)");
+        } else if (over_limit_changed) {
+            log::Info("sync: " + SegmentName(task.segment) + " fits the platform's limit again");
+        }
         Report(task, fold);
     }
     Finish(task);
 }
 
 void Engine::Report(const Task& task, const Fold& fold) {
-    const config::Destination& dest = *task.destination;
+    const config::Target& dest = *task.target;
     for (Note note : fold.notes) {
         switch (note) {
             case Note::kDestinationPaused:
                 if (fold.pause->action == Action::kAuthFailed) {
-                    log::Warn(
-                        "sync: destination " + dest.id + " refused the service token (" +
-                        Detail(*fold.pause, dest) + "); its members stay pending, next try in " +
-                        Seconds(fold.pause->delay_ms) + " (or at once after `audsync resume`)");
+                    log::Warn("sync: " + TargetName(task.segment) + " refused its credentials (" +
+                              Detail(*fold.pause, dest) +
+                              "); its members stay pending, next try in " +
+                              Seconds(fold.pause->delay_ms) +
+                              " (or at once after `audsync destinations resume " +
+                              task.segment.destination + " --target " + dest.id + "`)");
                 } else {
-                    log::Warn("sync: destination " + dest.id + " is rate limited (" +
+                    log::Warn("sync: " + TargetName(task.segment) + " is rate limited (" +
                               Detail(*fold.pause, dest) + "); pushes wait " +
                               Seconds(fold.pause->delay_ms));
                 }
                 break;
             case Note::kDestinationRecovered:
-                log::Info("sync: destination " + dest.id + " accepts pushes again");
+                log::Info("sync: " + TargetName(task.segment) + " accepts pushes again");
                 break;
             case Note::kSegmentRetrying:
                 log::Warn("sync: " + SegmentName(task.segment) + " is retrying (" +
@@ -389,7 +542,7 @@ void Engine::Report(const Task& task, const Fold& fold) {
 void Engine::Finish(const Task& task) {
     {
         std::lock_guard<std::mutex> lock(mu_);
-        state_ = Release(std::move(state_), task.segment.id, task.destination->id);
+        state_ = Release(std::move(state_), task.segment.id, task.key);
         immediate_ = true;
     }
     scheduler_cv_.notify_one();

@@ -157,6 +157,14 @@ Decision Decide(const targets::HttpResult& result, int attempts, size_t batch_si
     d.status = s;
     d.error = Describe(result);
     d.message = s == 0 ? result.transport_error : PlatformMessage(result.body);
+    if (result.over_limit) {
+        // Refused by the target itself: about the whole request, so no bisection; the
+        // same request would be refused again.
+        d.action = Action::kDeadLetter;
+        d.error = "not sent: " + *result.over_limit;
+        d.message = *result.over_limit;
+        return d;
+    }
     if (s >= 200 && s < 300) {
         d.action = Action::kAcknowledge;
         d.error.clear();
@@ -177,7 +185,7 @@ Decision Decide(const targets::HttpResult& result, int attempts, size_t batch_si
         d.delay_ms = std::clamp(d.delay_ms, kRateLimitFloorMs, cap);
         return d;
     }
-    if (s == 401 || s == 403) {
+    if (s == 401 || s == 403 || result.credentials_refused) {
         d.action = Action::kAuthFailed;
         d.delay_ms = schedule.auth_ms +
                      static_cast<int64_t>(jitter * static_cast<double>(schedule.auth_ms / 10));

@@ -30,27 +30,30 @@ Admission Admit(SchedulerState state, const std::vector<store::DueSegment>& due,
     Admission out;
     for (size_t i = 0; i < due.size(); ++i) {
         const store::DueSegment& seg = due[i];
-        if (state.in_flight_segments.count(seg.id) > 0) continue;
+        const std::string key = store::TargetKey(seg.destination, seg.target);
+        if (state.in_flight_segments.count({seg.id, key}) > 0) continue;
         const config::Destination* dest = config.FindDestination(seg.destination);
         if (dest == nullptr) continue;  // no longer configured: stays pending
-        DestinationState& d = state.destinations[dest->id];
+        const config::Target* target = dest->FindTarget(seg.target);
+        if (target == nullptr) continue;
+        DestinationState& d = state.destinations[key];
         if (d.paused_until_ms > now_ms) {
             out.wake_at_ms = out.wake_at_ms == 0 ? d.paused_until_ms
                                                  : std::min(out.wake_at_ms, d.paused_until_ms);
             continue;
         }
-        if (d.in_flight >= std::max(1, dest->max_in_flight)) continue;  // a finish wakes us
+        if (d.in_flight >= std::max(1, target->max_in_flight)) continue;  // a finish wakes us
         ++d.in_flight;
-        state.in_flight_segments.insert(seg.id);
+        state.in_flight_segments.insert({seg.id, key});
         out.start.push_back(i);
     }
     out.state = std::move(state);
     return out;
 }
 
-SchedulerState Release(SchedulerState state, int64_t segment_id, const std::string& destination) {
-    state.in_flight_segments.erase(segment_id);
-    auto it = state.destinations.find(destination);
+SchedulerState Release(SchedulerState state, int64_t segment_id, const std::string& target_key) {
+    state.in_flight_segments.erase({segment_id, target_key});
+    auto it = state.destinations.find(target_key);
     if (it != state.destinations.end() && it->second.in_flight > 0) --it->second.in_flight;
     return state;
 }
@@ -139,10 +142,14 @@ Fold FoldOutcome(const DestinationState& destination, bool segment_retrying,
     return f;
 }
 
-bool SameTargetSettings(const config::Destination& a, const config::Destination& b) {
-    return a.id == b.id && a.platform == b.platform && a.service_token == b.service_token &&
-           a.client_side_id == b.client_side_id && a.api_base == b.api_base &&
-           a.clientsdk_base == b.clientsdk_base && a.request_timeout_ms == b.request_timeout_ms;
+bool SameTargetSettings(const config::Target& a, const config::Target& b) {
+    return a.id == b.id && a.platform == b.platform && a.api_base == b.api_base &&
+           a.service_token == b.service_token && a.client_side_id == b.client_side_id &&
+           a.clientsdk_base == b.clientsdk_base && a.environment_key == b.environment_key &&
+           a.trait_prefix == b.trait_prefix && a.flagsmith_api == b.flagsmith_api &&
+           a.api_user == b.api_user && a.api_password == b.api_password &&
+           a.product_id == b.product_id && a.max_list_items == b.max_list_items &&
+           a.request_timeout_ms == b.request_timeout_ms;
 }
 
 }  // namespace audsync::sync

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <string>
@@ -25,7 +26,7 @@
 
 namespace audsync::sync {
 
-using TargetFactory = std::function<std::unique_ptr<targets::Target>(const config::Destination&)>;
+using TargetFactory = std::function<std::unique_ptr<targets::Target>(const config::Target&)>;
 
 // A latency histogram with fixed buckets (seconds), lock-free.
 class Histogram {
@@ -52,11 +53,31 @@ struct SyncCounters {
     std::atomic<uint64_t> pushes_refused{0};  // 4xx answers that led to a split or dead letter
     std::atomic<uint64_t> members_acknowledged{0};
     std::atomic<uint64_t> members_dead{0};
+    std::atomic<uint64_t> lists_over_limit{0};  // full-list pushes refused before sending
+
+    // The same, per target ("<destination>/<target>"), for metrics labelled by target.
+    struct PerTarget {
+        uint64_t pushes_ok = 0;
+        uint64_t pushes_failed = 0;  // retry, rate limited, auth failed, refused
+        uint64_t members_acknowledged = 0;
+        uint64_t members_dead = 0;
+        uint64_t lists_over_limit = 0;
+    };
+    std::map<std::string, PerTarget> ByTarget() const;
+    void Add(const std::string& target_key, const PerTarget& delta);
+
+  private:
+    mutable std::mutex mu_;
+    std::map<std::string, PerTarget> by_target_;
 };
 
-// The reconciler: pushes every member whose desired state differs from the
-// acknowledged one, one segment (audience + context kind) per request, at most
-// max_batch members, and records each outcome through the Writer. Pending work and
+// The reconciler: for each target of each destination, pushes every member whose
+// desired state the target does not hold: to a delta platform one segment (audience +
+// context kind) per request, at most max_batch members; to a full-list platform the
+// segment's whole list of included members, coalescing every pending change of the
+// segment into one replacement (a list over the platform's limit is not sent: the
+// segment is marked over_limit at that target and rechecked). Each outcome is recorded
+// through the Writer, per target: one target failing never holds another back. Pending work and
 // backoff live in SQLite, so a restart resumes. No transaction is held across a push.
 // Which segments start (Admit) and what an outcome does to the destination
 // (FoldOutcome) are decided by the pure functions of sync/state.hpp.
@@ -79,10 +100,12 @@ class Engine {
     // A commit may have made members due: scan after the linger.
     void Wake();
 
-    // An operator's resume: clears the destination's auth and rate-limit pause (here and
-    // in the database) and pushes what it has pending at once. Errors: kNotFound for a
-    // destination not in the current config, kUnavailable when the write fails.
-    [[nodiscard]] Status Resume(const std::string& destination_id);
+    // An operator's resume: clears the auth and rate-limit pause of the destination's
+    // targets (or of one) here and in the database, and pushes what they have pending at
+    // once. Errors: kNotFound for a destination or target not in the current config,
+    // kUnavailable when the write fails.
+    [[nodiscard]] Status Resume(const std::string& destination_id,
+                                const std::optional<std::string>& target = std::nullopt);
 
     // A new config (SIGHUP). Pushes already scheduled keep the snapshot they were
     // scheduled with; targets are rebuilt for destinations whose settings changed; the
@@ -98,16 +121,25 @@ class Engine {
         std::vector<store::DirtyMember> members;
         std::shared_ptr<const config::Config> config;      // the snapshot it was scheduled with
         const config::Destination* destination = nullptr;  // inside `config`
+        const config::Target* target = nullptr;            // inside `config`
+        std::string key;                                   // "<destination>/<target>"
+        // Full-list platforms: the whole list, or why it is not sent.
+        bool full_list = false;
+        std::vector<std::string> included;
+        std::optional<std::string> over_limit;
     };
     struct WorkerTarget {
-        std::shared_ptr<const config::Config> config;  // keeps `destination` alive
-        const config::Destination* destination = nullptr;
-        std::unique_ptr<targets::Target> target;
+        std::shared_ptr<const config::Config> config;  // keeps `target` alive
+        const config::Target* target = nullptr;
+        std::unique_ptr<targets::Target> built;
     };
 
     void Schedule();
     void Work();
     void Execute(Task& task, std::map<std::string, WorkerTarget>& targets, std::mt19937_64& rng);
+    void Prepare(Task& task, store::SyncReader& reader, int64_t now);
+    std::vector<Decision> PushDeltas(Task& task, targets::Target& target, std::mt19937_64& rng);
+    std::vector<Decision> PushList(Task& task, targets::Target& target, std::mt19937_64& rng);
     void Report(const Task& task, const Fold& fold);
     void Finish(const Task& task);
 

@@ -16,7 +16,8 @@
 
 namespace audsync::sync {
 
-// A destination's health as the engine sees it (and stores it, as text).
+// A target's health as the engine sees it (and stores it, as text). Each target of a
+// destination has its own: one paused never holds another back.
 enum class DestinationStatus {
     kOk,           // pushes go out
     kRateLimited,  // the platform asked to wait until paused_until_ms
@@ -33,10 +34,15 @@ struct DestinationState {
     int in_flight = 0;            // pushes running now
 };
 
-// What the scheduler knows between scans. Plain data; the engine guards it.
+// A segment at one target, "<destination>/<target>" (store::TargetKey).
+using SegmentAtTarget = std::pair<int64_t, std::string>;
+
+// What the scheduler knows between scans. Plain data; the engine guards it. The
+// "destinations" map is keyed by target ("<destination>/<target>").
 struct SchedulerState {
-    std::set<int64_t> in_flight_segments;  // one push per segment at a time
-    std::set<int64_t> retrying_segments;   // for "starts retrying" / "recovered" lines
+    std::set<SegmentAtTarget> in_flight_segments;   // one push per segment and target
+    std::set<SegmentAtTarget> retrying_segments;    // for "starts retrying" / "recovered"
+    std::set<SegmentAtTarget> over_limit_segments;  // for "over the limit" / "fits again"
     std::map<std::string, DestinationState> destinations;
     std::map<std::string, int64_t> stored_pauses;  // the database's pauses at the last scan
 };
@@ -47,14 +53,14 @@ struct Admission {
     int64_t wake_at_ms = 0;     // the earliest pause end that held a segment back (0: none)
 };
 
-// Which due segments may start at `now_ms`: not already in flight, destination still
-// configured (else the segment stays pending), not paused, and under the destination's
-// max_in_flight.
+// Which due segments may start at `now_ms`: not already in flight at that target, the
+// target still configured (else the segment stays pending), not paused, and under the
+// target's max_in_flight.
 Admission Admit(SchedulerState state, const std::vector<store::DueSegment>& due,
                 const config::Config& config, int64_t now_ms);
 
 // A push has ended (or had nothing to send): the segment and a slot are free again.
-SchedulerState Release(SchedulerState state, int64_t segment_id, const std::string& destination);
+SchedulerState Release(SchedulerState state, int64_t segment_id, const std::string& target_key);
 
 struct Adoption {
     SchedulerState state;
@@ -102,7 +108,8 @@ Fold FoldOutcome(const DestinationState& destination, bool segment_retrying,
                  const std::vector<Decision>& decisions, int64_t now_ms);
 
 // Whether a target built for `a` would talk to the platform as one built for `b` does
-// (same platform, token, IDs, bases, timeout): if not, it is rebuilt on reload.
-bool SameTargetSettings(const config::Destination& a, const config::Destination& b);
+// (same platform, credentials, IDs, bases, settings, timeout): if not, it is rebuilt on
+// reload.
+bool SameTargetSettings(const config::Target& a, const config::Target& b);
 
 }  // namespace audsync::sync
