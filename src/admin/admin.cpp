@@ -79,12 +79,24 @@ std::string_view ToString(SegmentStatus status) {
             return "retrying";
         case SegmentStatus::kAuthFailed:
             return "auth_failed";
+        case SegmentStatus::kOverLimit:
+            return "over_limit";
+        case SegmentStatus::kRefused:
+            return "refused";
     }
     return "in_sync";
 }
 
 SegmentStatus StatusOf(const store::SegmentSummary& s) {
-    if (s.destination_status == "auth_failed" && s.pending > 0) return SegmentStatus::kAuthFailed;
+    for (const auto& t : s.targets) {
+        if (t.segment_status == "over_limit") return SegmentStatus::kOverLimit;
+    }
+    for (const auto& t : s.targets) {
+        if (t.segment_status == "refused") return SegmentStatus::kRefused;
+    }
+    for (const auto& t : s.targets) {
+        if (t.target_status == "auth_failed" && t.pending > 0) return SegmentStatus::kAuthFailed;
+    }
     if (s.pending == 0) return SegmentStatus::kInSync;
     if (s.retrying > 0) return SegmentStatus::kRetrying;
     return SegmentStatus::kSyncing;
@@ -327,6 +339,15 @@ Result<DeadLetterChange> Service::ChangeDeadLetters(const DeadLetterSelection& s
         return BadRequest("at most " + std::to_string(kMaxDeadLetterIds) +
                           " dead-letter ids at once");
     }
+    if (selection.target) {
+        bool known = false;
+        for (const auto& d : config()->destinations)
+            known = known || d.FindTarget(*selection.target);
+        if (!known) {
+            return MakeError(ErrorCode::kNotFound, "unknown_target",
+                             "no destination has a target " + *selection.target);
+        }
+    }
     if (selection.segment) {
         auto found = GetSegment(*selection.segment);
         if (!found) return found.error();
@@ -335,8 +356,8 @@ Result<DeadLetterChange> Service::ChangeDeadLetters(const DeadLetterSelection& s
     if (selection.segment) {
         int64_t n = 0;
         Status s = write_([&](store::WriteStore& w) {
-            n = retry ? w.RetryDeadLetter(*selection.segment, std::nullopt)
-                      : w.DiscardDeadLetter(*selection.segment, std::nullopt);
+            n = retry ? w.RetryDeadLetter(*selection.segment, std::nullopt, selection.target)
+                      : w.DiscardDeadLetter(*selection.segment, std::nullopt, selection.target);
         });
         if (!s) return s.error();
         change.changed = n;
@@ -352,7 +373,8 @@ Result<DeadLetterChange> Service::ChangeDeadLetters(const DeadLetterSelection& s
             not_found.clear();
             for (size_t i = at; i < end; ++i) {
                 const auto& [sid, key] = selection.ids[i];
-                int64_t n = retry ? w.RetryDeadLetter(sid, key) : w.DiscardDeadLetter(sid, key);
+                int64_t n = retry ? w.RetryDeadLetter(sid, key, selection.target)
+                                  : w.DiscardDeadLetter(sid, key, selection.target);
                 if (n == 0) not_found.push_back(std::to_string(sid) + ":" + key);
                 changed += n;
             }
@@ -436,12 +458,19 @@ Result<int64_t> Service::ExcludeAllMembers(int64_t id) {
     return changed;
 }
 
-Result<Resumed> Service::ResumeDestination(const std::string& id) {
+Result<Resumed> Service::ResumeDestination(const std::string& id,
+                                           const std::optional<std::string>& target) {
     auto cfg = config();
-    if (cfg->FindDestination(id) == nullptr) {
+    const config::Destination* dest = cfg->FindDestination(id);
+    if (dest == nullptr) {
         return MakeError(ErrorCode::kNotFound, "unknown_destination", "no destination has that id");
     }
-    Status s = write_([&](store::WriteStore& w) { w.ResumeDestination(id, text::NowMs()); });
+    if (target && dest->FindTarget(*target) == nullptr) {
+        return MakeError(ErrorCode::kNotFound, "unknown_target",
+                         "destination " + id + " has no target " + *target);
+    }
+    Status s =
+        write_([&](store::WriteStore& w) { w.ResumeDestination(id, text::NowMs(), target); });
     if (!s) return s.error();
     {
         std::lock_guard<std::mutex> lock(mu_);
@@ -450,8 +479,12 @@ Result<Resumed> Service::ResumeDestination(const std::string& id) {
     return Read<Resumed>(db_path_, [&](store::Database& db) -> Result<Resumed> {
         store::SegmentFilter f;
         f.destination = id;
-        Resumed r{id, 0};
-        for (const auto& seg : store::ListSegments(db, f)) r.pending += seg.pending;
+        Resumed r{id, target, 0};
+        for (const auto& seg : store::ListSegments(db, f)) {
+            for (const auto& t : seg.targets) {
+                if (!target || t.target == *target) r.pending += t.pending;
+            }
+        }
         return r;
     });
 }
@@ -528,11 +561,56 @@ Result<std::string> Service::Metrics() {
             seconds("audsync_push_duration_seconds_sum", c.push_seconds.Sum());
             count("audsync_push_duration_seconds_count", cumulative.back());
         }
+        if (sync_counters_ != nullptr) {
+            const auto by_target = sync_counters_->ByTarget();
+            auto labelled = [&](const char* name, const char* help, auto field) {
+                metric(name, "counter", help);
+                for (const auto& [key, c] : by_target) {
+                    size_t slash = key.find('/');
+                    count(std::string(name) + "{destination=\"" + key.substr(0, slash) +
+                              "\",target=\"" + key.substr(slash + 1) + "\"}",
+                          field(c));
+                }
+            };
+            labelled("audsync_target_pushes_ok_total", "Accepted pushes, by target.",
+                     [](const auto& c) { return c.pushes_ok; });
+            labelled("audsync_target_pushes_failed_total",
+                     "Pushes that failed (retry, rate limit, credentials, refusal), by target.",
+                     [](const auto& c) { return c.pushes_failed; });
+            labelled("audsync_target_members_acknowledged_total",
+                     "Members acknowledged, by target.",
+                     [](const auto& c) { return c.members_acknowledged; });
+            labelled("audsync_target_lists_over_limit_total",
+                     "Full-list pushes not sent because the list is over the platform's limit.",
+                     [](const auto& c) { return c.lists_over_limit; });
+        }
         metric("audsync_pending_members", "gauge",
-               "Members whose state the platform has not acknowledged.");
+               "Member changes a target has not acknowledged (summed over targets).");
         count("audsync_pending_members", static_cast<uint64_t>(g.pending));
-        metric("audsync_dead_letters", "gauge", "Members the platform refused.");
+        metric("audsync_dead_letters", "gauge", "Members a target refused (summed over targets).");
         count("audsync_dead_letters", static_cast<uint64_t>(g.dead));
+        auto label = [](const store::TargetRow& t) {
+            return "{destination=\"" + t.destination + "\",target=\"" + t.id + "\",platform=\"" +
+                   t.platform + "\"}";
+        };
+        metric("audsync_target_pending_members", "gauge",
+               "Member changes the target has not acknowledged.");
+        for (const auto& t : g.targets) {
+            count("audsync_target_pending_members" + label(t), static_cast<uint64_t>(t.pending));
+        }
+        metric("audsync_target_dead_letters", "gauge", "Members the target refused.");
+        for (const auto& t : g.targets) {
+            count("audsync_target_dead_letters" + label(t), static_cast<uint64_t>(t.dead));
+        }
+        metric("audsync_target_segments_over_limit", "gauge",
+               "Segments whose list is over the target platform's limit (not sent).");
+        for (const auto& t : g.targets) {
+            count("audsync_target_segments_over_limit" + label(t),
+                  static_cast<uint64_t>(t.over_limit_segments));
+        }
+        metric("audsync_target_up", "gauge",
+               "1 while the target accepts pushes, 0 while rate limited or refusing credentials.");
+        for (const auto& t : g.targets) count("audsync_target_up" + label(t), t.status == "ok");
         metric("audsync_sync_lag_seconds", "gauge", "Age of the oldest pending change.");
         double lag =
             g.oldest_pending_received_ms

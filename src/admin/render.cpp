@@ -80,7 +80,79 @@ void WriteSegment(JsonWriter& w, const store::SegmentSummary& s, bool detail) {
         w.Key("next_retry_at");
         Time(w, s.next_retry_ms);
     }
+    w.Key("targets");
+    w.StartArray();
+    for (const auto& t : s.targets) {
+        w.StartObject();
+        w.Key("target");
+        Str(w, t.target);
+        w.Key("platform");
+        Str(w, t.platform);
+        w.Key("status");
+        Str(w, t.segment_status != "ok"                   ? t.segment_status
+               : t.target_status != "ok" && t.pending > 0 ? t.target_status
+               : t.pending == 0                           ? "in_sync"
+               : t.retrying > 0                           ? "retrying"
+                                                          : "syncing");
+        Count(w, "pending", t.pending);
+        Count(w, "retrying", t.retrying);
+        Count(w, "dead_letters", t.dead);
+        w.Key("last_synced_at");
+        Time(w, t.last_synced_ms);
+        w.Key("last_error");
+        OptStr(w, t.segment_error ? t.segment_error : t.last_error);
+        w.Key("limit");
+        OptStr(w, t.limit_name);
+        w.Key("next_retry_at");
+        Time(w, t.next_retry_ms);
+        w.EndObject();
+    }
+    w.EndArray();
     w.EndObject();
+}
+
+void WriteLastPush(JsonWriter& w, const std::optional<int64_t>& at,
+                   const std::optional<int64_t>& status, const std::optional<std::string>& error) {
+    if (at) {
+        w.StartObject();
+        w.Key("status");
+        OptInt(w, status);
+        w.Key("at");
+        Time(w, at);
+        w.Key("error");
+        OptStr(w, error);
+        w.EndObject();
+    } else {
+        w.Null();
+    }
+}
+
+void WriteDeliveries(JsonWriter& w, const store::MemberRow& m) {
+    w.Key("targets");
+    w.StartArray();
+    for (const auto& d : m.deliveries) {
+        w.StartObject();
+        w.Key("target");
+        Str(w, d.target);
+        w.Key("acknowledged");
+        if (d.acked) {
+            Str(w, StateName(*d.acked));
+        } else {
+            w.Null();
+        }
+        w.Key("pending");
+        w.Bool(d.pending);
+        w.Key("dead");
+        w.Bool(d.dead);
+        Count(w, "attempts", d.attempts);
+        w.Key("next_attempt_at");
+        Time(w, d.pending && d.attempts > 0 ? std::optional<int64_t>(d.next_attempt_ms)
+                                            : std::nullopt);
+        w.Key("last_push");
+        WriteLastPush(w, d.last_push_ms, d.last_status, d.last_error);
+        w.EndObject();
+    }
+    w.EndArray();
 }
 
 // `payload`: the deciding event as stored (already valid, depth-limited JSON).
@@ -125,18 +197,8 @@ void WriteMember(JsonWriter& w, const store::MemberRow& m,
     Time(w,
          m.pending() && m.attempts > 0 ? std::optional<int64_t>(m.next_attempt_ms) : std::nullopt);
     w.Key("last_push");
-    if (m.last_push_ms) {
-        w.StartObject();
-        w.Key("status");
-        OptInt(w, m.last_status);
-        w.Key("at");
-        Time(w, m.last_push_ms);
-        w.Key("error");
-        OptStr(w, m.last_error);
-        w.EndObject();
-    } else {
-        w.Null();
-    }
+    WriteLastPush(w, m.last_push_ms, m.last_status, m.last_error);
+    WriteDeliveries(w, m);
     w.EndObject();
 }
 
@@ -155,6 +217,63 @@ void WriteDeadLetter(JsonWriter& w, const store::MemberRow& m) {
     OptStr(w, m.last_error);
     w.Key("at");
     Time(w, m.last_push_ms);
+    w.Key("targets");
+    w.StartArray();
+    for (const auto& d : m.deliveries) {
+        if (d.dead) Str(w, d.target);
+    }
+    w.EndArray();
+    w.EndObject();
+}
+
+void WriteTarget(JsonWriter& w, const config::Target& t, const store::TargetRow* row) {
+    w.StartObject();
+    w.Key("id");
+    Str(w, t.id);
+    w.Key("platform");
+    Str(w, t.platform);
+    w.Key("api_base");
+    Str(w, t.api_base);
+    if (t.platform == "launchdarkly") {
+        w.Key("service_token");
+        Str(w, kRedacted);
+        w.Key("client_side_id");
+        Str(w, t.client_side_id);
+        w.Key("clientsdk_base");
+        Str(w, t.clientsdk_base);
+    } else if (t.platform == "flagsmith") {
+        w.Key("environment_key");
+        Str(w, kRedacted);
+        w.Key("trait_prefix");
+        Str(w, t.trait_prefix);
+        w.Key("flagsmith_api");
+        Str(w, t.flagsmith_api);
+    } else if (t.platform == "configcat") {
+        w.Key("api_user");
+        Str(w, kRedacted);
+        w.Key("api_password");
+        Str(w, kRedacted);
+        w.Key("product_id");
+        Str(w, t.product_id);
+        w.Key("max_list_items");
+        w.Int(t.max_list_items);
+    }
+    w.Key("max_batch");
+    w.Int(t.max_batch);
+    w.Key("max_in_flight");
+    w.Int(t.max_in_flight);
+    const bool paused = row != nullptr && row->paused_until_ms > text::NowMs();
+    w.Key("status");
+    Str(w, row ? row->status : "ok");
+    w.Key("last_success_at");
+    Time(w, row ? row->last_success_ms : std::nullopt);
+    w.Key("last_error");
+    OptStr(w, row ? row->last_error : std::nullopt);
+    w.Key("paused_until");
+    Time(w, paused ? std::optional<int64_t>(row->paused_until_ms) : std::nullopt);
+    Count(w, "pending", row ? row->pending : 0);
+    Count(w, "dead_letters", row ? row->dead : 0);
+    Count(w, "segments_over_limit", row ? row->over_limit_segments : 0);
     w.EndObject();
 }
 
@@ -164,16 +283,6 @@ void WriteDestination(JsonWriter& w, const DestinationView& v) {
     w.StartObject();
     w.Key("id");
     Str(w, d.id);
-    w.Key("platform");
-    Str(w, d.platform);
-    w.Key("service_token");
-    Str(w, kRedacted);
-    w.Key("client_side_id");
-    Str(w, d.client_side_id);
-    w.Key("api_base");
-    Str(w, d.api_base);
-    w.Key("clientsdk_base");
-    Str(w, d.clientsdk_base);
     w.Key("context_kind");
     Str(w, d.context_kind);
     w.Key("context_key");
@@ -202,10 +311,6 @@ void WriteDestination(JsonWriter& w, const DestinationView& v) {
     }
     w.Key("webhook_signature");
     Str(w, config::ToString(d.webhook_signature));
-    w.Key("max_batch");
-    w.Int(d.max_batch);
-    w.Key("max_in_flight");
-    w.Int(d.max_in_flight);
     w.Key("audience_context_kinds");
     w.StartObject();
     for (const auto& [k, kind] : d.audience_context_kinds) {
@@ -222,6 +327,18 @@ void WriteDestination(JsonWriter& w, const DestinationView& v) {
     OptStr(w, row ? row->last_error : std::nullopt);
     w.Key("paused_until");
     Time(w, paused ? std::optional<int64_t>(row->paused_until_ms) : std::nullopt);
+    w.Key("targets");
+    w.StartArray();
+    for (const auto& t : d.targets) {
+        const store::TargetRow* trow = nullptr;
+        if (row != nullptr) {
+            for (const auto& r : row->targets) {
+                if (r.id == t.id) trow = &r;
+            }
+        }
+        WriteTarget(w, t, trow);
+    }
+    w.EndArray();
     w.EndObject();
 }
 
@@ -400,6 +517,8 @@ std::string ToJson(const Resumed& resumed) {
         w.StartObject();
         w.Key("destination");
         Str(w, resumed.destination);
+        w.Key("target");
+        OptStr(w, resumed.target);
         Count(w, "pending", resumed.pending);
         w.EndObject();
     });

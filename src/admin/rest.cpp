@@ -61,6 +61,12 @@ Result<DeadLetterSelection> SelectionOf(std::string_view body) {
         return BadRequest("give exactly one of ids and segment");
     }
     DeadLetterSelection selection;
+    if (const rapidjson::Value* target = json::Find(doc, "target")) {
+        if (!target->IsString() || target->GetStringLength() == 0) {
+            return BadRequest("target must be a target id");
+        }
+        selection.target = std::string(json::View(*target));
+    }
     if (ids != nullptr) {
         if (!ids->IsArray() || ids->Empty() || ids->Size() > kMaxDeadLetterIds) {
             return BadRequest("ids must be an array of 1 to " + std::to_string(kMaxDeadLetterIds) +
@@ -155,8 +161,8 @@ Result<std::string> Rest::GetDestination(const std::string& id) {
     return Json(service_.GetDestination(id));
 }
 
-Result<std::string> Rest::ResumeDestination(const std::string& id) {
-    return Json(service_.ResumeDestination(id));
+Result<std::string> Rest::ResumeDestination(const std::string& id, const Query& q) {
+    return Json(service_.ResumeDestination(id, Get(q, "target")));
 }
 
 Result<std::string> Rest::ListDeadLetters(const Query& q) {

@@ -11,11 +11,12 @@
 #include <tuple>
 
 #include "audsync/common/log.hpp"
+#include "audsync/common/text.hpp"
 
 #include "audsync/http/server.hpp"
 #include "audsync/store/database.hpp"
 #include "audsync/store/store.hpp"
-#include "audsync/targets/launchdarkly.hpp"
+#include "audsync/targets/target.hpp"
 
 namespace audsync::app {
 namespace {
@@ -73,6 +74,35 @@ DatabaseLock::~DatabaseLock() {
     if (fd_ >= 0) ::close(fd_);
 }
 
+namespace {
+
+std::vector<store::TargetRef> TargetRefs(const config::Destination& d) {
+    std::vector<store::TargetRef> out;
+    for (const auto& t : d.targets) out.push_back({t.id, t.platform});
+    return out;
+}
+
+// Makes the configured targets the destinations' active ones; a new target receives the
+// current membership. Logs what it did.
+Status EnsureTargets(store::Writer& writer, const config::Config& c) {
+    for (const auto& d : c.destinations) {
+        int64_t made_pending = 0;
+        Status s = writer.Run(
+            [&](store::WriteStore& w) {
+                made_pending = w.EnsureTargets(d.id, TargetRefs(d), text::NowMs());
+            },
+            1);
+        if (!s) return s;
+        if (made_pending > 0) {
+            log::Info("destination " + d.id + ": " + std::to_string(made_pending) +
+                      " member states are due at a target new to the database");
+        }
+    }
+    return Ok();
+}
+
+}  // namespace
+
 Result<std::unique_ptr<Runtime>> Runtime::Start(std::shared_ptr<const config::Config> config,
                                                 RuntimeOptions options) {
     std::unique_ptr<Runtime> rt(new Runtime());
@@ -121,9 +151,7 @@ Status Runtime::Open(const RuntimeOptions& options) {
     } catch (const store::SqliteError& e) {
         return Unavailable(std::string("cannot open the database ") + c.database + ": " + e.what());
     }
-    for (const auto& d : c.destinations) {
-        AUDSYNC_TRY(writer_->Run([&](store::WriteStore& w) { w.EnsureDestination(d.id, 0); }, 1));
-    }
+    AUDSYNC_TRY(EnsureTargets(*writer_, c));
     ingest_ = std::make_unique<ingest::Service>(config_, *writer_, audiences_);
     if (options.sync) {
         engine_ = std::make_unique<sync::Engine>(config_, c.database, *writer_,
@@ -187,9 +215,8 @@ std::vector<std::string> Runtime::Reload(std::shared_ptr<const config::Config> n
         effective->limits = now.limits;
     }
     std::shared_ptr<const config::Config> applied = effective;
-    for (const auto& d : applied->destinations) {
-        Status s = writer_->Run([&](store::WriteStore& w) { w.EnsureDestination(d.id, 0); }, 1);
-        if (!s) warnings.push_back("destination " + d.id + ": " + s.error().message);
+    if (Status s = EnsureTargets(*writer_, *applied); !s) {
+        warnings.push_back("targets: " + s.error().message);
     }
     log::SetLevel(applied->log_level);
     ingest_->SetConfig(applied);

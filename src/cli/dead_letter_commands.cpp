@@ -12,6 +12,7 @@ struct DeadLetterOptions {
     int64_t segment = 0;  // 0: not given
     int64_t limit = -1;
     std::vector<std::string> ids;
+    std::string target;  // retry/discard: at this target only
 };
 
 int List(Invocation& inv, const DeadLetterOptions& o) {
@@ -45,6 +46,7 @@ int Change(Invocation& inv, const DeadLetterOptions& o, bool retry) {
         return UsageError(inv, "give --segment ID or dead-letter ids (SEGMENT:KEY), not both");
     }
     if (o.segment > 0) selection.segment = o.segment;
+    if (!o.target.empty()) selection.target = o.target;
     for (const auto& id : o.ids) {
         auto parsed = admin::ParseDeadLetterId(id);
         if (!parsed) return UsageError(inv, parsed.error().message);
@@ -86,6 +88,7 @@ void AddDeadLetterCommands(CLI::App& app, Invocation& inv) {
         AddJsonOption(c, o->common);
         c->add_option("--segment", o->segment, "every dead letter of this segment")
             ->check(CLI::PositiveNumber);
+        c->add_option("--target", o->target, "only the dead letters at this target");
         c->add_option("IDS", o->ids, "dead-letter ids, SEGMENT:KEY");
         c->callback(
             [&inv, o, retry] { inv.action = [&inv, o, retry] { return Change(inv, *o, retry); }; });

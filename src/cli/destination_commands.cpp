@@ -10,12 +10,14 @@ namespace {
 struct DestinationOptions {
     CommonOptions common;
     std::string id;
+    std::string target;  // resume: one target only
 };
 
 }  // namespace
 
 void AddDestinationCommands(CLI::App& app, Invocation& inv) {
-    auto* destinations = app.add_subcommand("destinations", "destinations and their pauses");
+    auto* destinations =
+        app.add_subcommand("destinations", "destinations, their targets and their pauses");
     destinations->require_subcommand(1);
     struct Verb {
         const char* name;
@@ -24,7 +26,7 @@ void AddDestinationCommands(CLI::App& app, Invocation& inv) {
         int (*run)(Invocation&, const DestinationOptions&);
     };
     static const Verb kVerbs[] = {
-        {"list", "every destination with its status, pause and last error", false,
+        {"list", "every destination and target with its status, pause and last error", false,
          [](Invocation& inv, const DestinationOptions& o) {
              return WithService(inv, o.common, [&](admin::Service& s) {
                  return Show(inv, o.common, s.ListDestinations());
@@ -39,7 +41,10 @@ void AddDestinationCommands(CLI::App& app, Invocation& inv) {
         {"resume", "clear auth and rate-limit pauses; pending members are pushed at once", true,
          [](Invocation& inv, const DestinationOptions& o) {
              return WithService(inv, o.common, [&](admin::Service& s) {
-                 return Show(inv, o.common, s.ResumeDestination(o.id));
+                 return Show(inv, o.common,
+                             s.ResumeDestination(o.id, o.target.empty()
+                                                           ? std::nullopt
+                                                           : std::optional<std::string>(o.target)));
              });
          }},
     };
@@ -49,6 +54,9 @@ void AddDestinationCommands(CLI::App& app, Invocation& inv) {
         AddConfigOption(c, o->common);
         AddJsonOption(c, o->common);
         if (verb.takes_id) c->add_option("ID", o->id, "destination id")->required();
+        if (std::string(verb.name) == "resume") {
+            c->add_option("--target", o->target, "resume only this target of the destination");
+        }
         auto run = verb.run;
         c->callback([&inv, o, run] { inv.action = [&inv, o, run] { return run(inv, *o); }; });
     }

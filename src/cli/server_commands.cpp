@@ -114,11 +114,14 @@ int Check(Invocation& inv, const CommonOptions& o, const std::string& only) {
     }
     bool all_ok = true;
     for (const auto* d : chosen) {
-        auto target = targets::MakeTarget(*d);
-        targets::CheckResult r = target->Check();
-        inv.out << d->id << ": " << (r.ok ? "ok" : "FAILED") << "\n";
-        for (const auto& line : r.lines) inv.out << "  " << line << "\n";
-        all_ok = all_ok && r.ok;
+        for (const auto& t : d->targets) {
+            auto target = targets::MakeTarget(t);
+            targets::CheckResult r = target->Check();
+            inv.out << d->id << "/" << t.id << " (" << t.platform
+                    << "): " << (r.ok ? "ok" : "FAILED") << "\n";
+            for (const auto& line : r.lines) inv.out << "  " << line << "\n";
+            all_ok = all_ok && r.ok;
+        }
     }
     return all_ok ? kExitOk : kExitFailed;
 }

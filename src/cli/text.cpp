@@ -70,7 +70,23 @@ void Print(std::ostream& out, const admin::SegmentDetail& detail) {
         << "dead letters:   " << s.dead << "\n"
         << "last synced:    " << Time(s.last_synced_ms) << "\n"
         << "next retry:     " << Time(s.next_retry_ms) << "\n"
-        << "last error:     " << Safe(s.last_error.value_or("-")) << "\n";
+        << "last error:     " << Safe(s.last_error.value_or("-")) << "\n"
+        << "targets:\n";
+    for (const auto& t : s.targets) {
+        out << "  " << Safe(t.target) << " (" << Safe(t.platform) << "): ";
+        if (t.segment_status != "ok") {
+            out << Safe(t.segment_status);
+            if (t.limit_name) out << " [" << Safe(*t.limit_name) << "]";
+            if (t.segment_error) out << ": " << Safe(*t.segment_error);
+            out << "; ";
+        } else if (t.target_status != "ok") {
+            out << Safe(t.target_status) << "; ";
+        }
+        out << t.pending << " pending (" << t.retrying << " retrying), " << t.dead
+            << " dead, last synced " << Time(t.last_synced_ms);
+        if (t.segment_status == "ok" && t.last_error) out << ", last error " << Safe(*t.last_error);
+        out << "\n";
+    }
 }
 
 void PrintMembersHeader(std::ostream& out) {
@@ -107,6 +123,19 @@ void Print(std::ostream& out, const admin::MemberDetail& detail) {
     } else {
         out << "-\n";
     }
+    for (const auto& d : m.deliveries) {
+        out << "at " << Cell(d.target + ":", 12) << (d.acked ? State(*d.acked) : "never")
+            << (d.dead      ? ", dead letter"
+                : d.pending ? ", pending"
+                            : ", in step");
+        if (d.attempts > 0) out << ", " << Plural(d.attempts, "attempt", "attempts");
+        if (d.last_push_ms) {
+            out << ", last push " << Time(d.last_push_ms) << " status "
+                << (d.last_status ? std::to_string(*d.last_status) : std::string("none"));
+        }
+        if (d.last_error) out << ", " << Safe(*d.last_error);
+        out << "\n";
+    }
 }
 
 void Print(std::ostream& out, const admin::ContextView& view) {
@@ -132,23 +161,43 @@ std::string PauseOf(const admin::DestinationView& v) {
 
 }  // namespace
 
+namespace {
+
+const store::TargetRow* RowOf(const admin::DestinationView& v, const std::string& target) {
+    if (!v.state) return nullptr;
+    for (const auto& r : v.state->targets) {
+        if (r.id == target) return &r;
+    }
+    return nullptr;
+}
+
+std::string PauseOf(const store::TargetRow* row) {
+    if (row == nullptr || row->paused_until_ms <= audsync::text::NowMs()) return "-";
+    return audsync::text::FormatIso8601(row->paused_until_ms);
+}
+
+}  // namespace
+
 void Print(std::ostream& out, const admin::DestinationList& list) {
-    out << Cell("ID", 14) << Cell("PLATFORM", 13) << Cell("STATUS", 13) << Cell("PAUSED UNTIL", 26)
+    out << Cell("DESTINATION", 14) << Cell("TARGET", 14) << Cell("PLATFORM", 13)
+        << Cell("STATUS", 13) << Cell("PENDING", 9) << Cell("DEAD", 6) << Cell("PAUSED UNTIL", 26)
         << Cell("LAST SUCCESS", 26) << "LAST ERROR\n";
     for (const auto& v : list.destinations) {
-        out << Cell(v.destination.id, 14) << Cell(v.destination.platform, 13)
-            << Cell(v.state ? v.state->status : "ok", 13) << Cell(PauseOf(v), 26)
-            << Cell(Time(v.state ? v.state->last_success_ms : std::nullopt), 26)
-            << Safe(v.state && v.state->last_error ? *v.state->last_error : "-") << "\n";
+        for (const auto& t : v.destination.targets) {
+            const store::TargetRow* row = RowOf(v, t.id);
+            out << Cell(v.destination.id, 14) << Cell(t.id, 14) << Cell(t.platform, 13)
+                << Cell(row ? row->status : "ok", 13)
+                << Cell(std::to_string(row ? row->pending : 0), 9)
+                << Cell(std::to_string(row ? row->dead : 0), 6) << Cell(PauseOf(row), 26)
+                << Cell(Time(row ? row->last_success_ms : std::nullopt), 26)
+                << Safe(row && row->last_error ? *row->last_error : "-") << "\n";
+        }
     }
 }
 
 void Print(std::ostream& out, const admin::DestinationView& v) {
     const auto& d = v.destination;
     out << "id:             " << Safe(d.id) << "\n"
-        << "platform:       " << Safe(d.platform) << "\n"
-        << "api base:       " << Safe(d.api_base) << "\n"
-        << "client-side id: " << Safe(d.client_side_id) << "\n"
         << "context kind:   " << Safe(d.context_kind) << "\n"
         << "context key:    " << config::ToString(d.context_key) << "\n"
         << "write keys:     " << d.write_key_count << " (redacted)\n"
@@ -157,17 +206,32 @@ void Print(std::ostream& out, const admin::DestinationView& v) {
         << "paused until:   " << PauseOf(v) << "\n"
         << "last success:   " << Time(v.state ? v.state->last_success_ms : std::nullopt) << "\n"
         << "last error:     " << Safe(v.state && v.state->last_error ? *v.state->last_error : "-")
-        << "\n";
+        << "\n"
+        << "targets:\n";
+    for (const auto& t : d.targets) {
+        const store::TargetRow* row = RowOf(v, t.id);
+        out << "  " << Safe(t.id) << " (" << Safe(t.platform) << ", " << Safe(t.api_base)
+            << "): " << (row ? row->status : "ok") << ", " << (row ? row->pending : 0)
+            << " pending, " << (row ? row->dead : 0) << " dead letters, "
+            << (row ? row->over_limit_segments : 0) << " segments over limit, paused until "
+            << PauseOf(row) << ", last success " << Time(row ? row->last_success_ms : std::nullopt)
+            << ", last error " << Safe(row && row->last_error ? *row->last_error : "-") << "\n";
+    }
 }
 
 void PrintDeadLettersHeader(std::ostream& out) {
-    out << Cell("ID", 36) << Cell("STATE", 9) << Cell("STATUS", 7) << "ERROR\n";
+    out << Cell("ID", 36) << Cell("STATE", 9) << Cell("STATUS", 7) << Cell("AT TARGETS", 16)
+        << "ERROR\n";
 }
 
 void PrintDeadLetterRow(std::ostream& out, const store::MemberRow& m) {
     out << Cell(std::to_string(m.segment_id) + ":" + m.context_key, 36) << Cell(State(m.desired), 9)
-        << Cell(m.last_status ? std::to_string(*m.last_status) : "-", 7)
-        << Safe(m.last_error.value_or("-")) << "\n";
+        << Cell(m.last_status ? std::to_string(*m.last_status) : "-", 7);
+    std::string targets;
+    for (const auto& d : m.deliveries) {
+        if (d.dead) targets += (targets.empty() ? "" : ",") + d.target;
+    }
+    out << Cell(targets.empty() ? "-" : targets, 16) << Safe(m.last_error.value_or("-")) << "\n";
 }
 
 void Print(std::ostream& out, const admin::DeadLetterChange& change) {
@@ -213,7 +277,8 @@ void Print(std::ostream& out, const admin::SegmentDeletion& deletion) {
 }
 
 void Print(std::ostream& out, const admin::Resumed& resumed) {
-    out << "resumed destination " << Safe(resumed.destination) << "; "
+    out << "resumed " << (resumed.target ? "target " + Safe(*resumed.target) + " of " : "")
+        << "destination " << Safe(resumed.destination) << "; "
         << Plural(resumed.pending, "member is", "members are") << " due now\n";
 }
 

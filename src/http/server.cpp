@@ -224,7 +224,7 @@ Answer DispatchAdmin(const Shared& s, const config::Config& c, const Request& re
         case RouteId::kDestination:
             return FromResult(a.GetDestination(m.destination));
         case RouteId::kDestinationResume:
-            return FromResult(a.ResumeDestination(m.destination));
+            return FromResult(a.ResumeDestination(m.destination, QueryOf(req)));
         case RouteId::kDeadLetters:
             return FromResult(a.ListDeadLetters(QueryOf(req)));
         case RouteId::kDeadLettersRetry:

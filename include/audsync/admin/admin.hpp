@@ -27,7 +27,7 @@ struct SyncCounters;
 namespace audsync::admin {
 
 // A segment's state as operators see it.
-enum class SegmentStatus { kInSync, kSyncing, kRetrying, kAuthFailed };
+enum class SegmentStatus { kInSync, kSyncing, kRetrying, kAuthFailed, kOverLimit, kRefused };
 std::string_view ToString(SegmentStatus status);
 SegmentStatus StatusOf(const store::SegmentSummary& s);
 
@@ -133,7 +133,8 @@ struct FutureTimesRepair {
 
 struct Resumed {
     std::string destination;
-    int64_t pending = 0;  // members now due at once
+    std::optional<std::string> target;  // nullopt: every target of the destination
+    int64_t pending = 0;                // member changes now due at once
 };
 
 // --- parameters ----------------------------------------------------------------------
@@ -160,6 +161,7 @@ struct DeadLetterQuery {
 struct DeadLetterSelection {
     std::optional<int64_t> segment;
     std::vector<std::pair<int64_t, std::string>> ids;
+    std::optional<std::string> target;  // nullopt: the dead letters at every target
 };
 
 // Parses a dead-letter id "<segment id>:<context key>".
@@ -201,7 +203,9 @@ class Service {
     // an exclusion due now. Returns the members changed.
     Result<int64_t> ExcludeAllMembers(int64_t id);
     // Clears auth and rate-limit pauses and makes the destination's pending members due.
-    Result<Resumed> ResumeDestination(const std::string& id);
+    // With a target, only that one; errors: unknown_destination, unknown_target.
+    Result<Resumed> ResumeDestination(const std::string& id,
+                                      const std::optional<std::string>& target = std::nullopt);
     // Orders members decided by future-dated events by their receive time; a dry run
     // only counts them.
     Result<FutureTimesRepair> RepairFutureTimes(bool dry_run);

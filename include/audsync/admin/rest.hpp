@@ -27,7 +27,8 @@ class Rest {
     Result<std::string> Context(const std::string& key, const Query& q);
     Result<std::string> ListDestinations();
     Result<std::string> GetDestination(const std::string& id);
-    Result<std::string> ResumeDestination(const std::string& id);
+    // ?target=ID resumes one target of the destination.
+    Result<std::string> ResumeDestination(const std::string& id, const Query& query);
     Result<std::string> ListDeadLetters(const Query& q);
     // Body: {"ids": ["<segment>:<key>", ...]} or {"segment": <id>}.
     Result<std::string> RetryDeadLetters(std::string_view body);
