@@ -333,7 +333,7 @@ double StorageCeiling(int batch, double seconds, const std::string& dir) {
     store::Database db(path, true);
     (void)store::Migrate(db, store::EmbeddedMigrations());
     store::WriteStore w(db);
-    w.EnsureDestination("bench", 0);
+    w.EnsureTargets("bench", store::ImplicitTargets(), 0);
     Generator gen(7, "storage");
     config::Limits limits;
     mapping::Rules rules;
@@ -487,7 +487,7 @@ int All(const std::map<std::string, std::string>& flags) {
             for (int i = 0; i < 600; ++i) {
                 store::Statement s(
                     store::TestAccess::Handle(d),
-                    "SELECT count(*) FROM memberships WHERE acked IS NOT desired AND dead = 0");
+                    "SELECT count(*) FROM deliveries WHERE pending = 1 AND dead = 0");
                 s.Step();
                 if (s.Int(0) == 0) break;
                 std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -608,7 +608,7 @@ int All(const std::map<std::string, std::string>& flags) {
             store::Database d(db, true);
             (void)store::Migrate(d, store::EmbeddedMigrations());
             store::WriteStore w(d);
-            w.EnsureDestination("bench", 0);
+            w.EnsureTargets("bench", store::ImplicitTargets(), 0);
             mapping::MembershipChange change;
             change.audience_id = "aud_replay";
             change.audience_key = "replayed_audience";
@@ -624,7 +624,10 @@ int All(const std::map<std::string, std::string>& flags) {
                 tx.Commit();
             }
             store::TestAccess::Exec(
-                d, "UPDATE memberships SET acked = desired, acked_version = version");
+                d,
+                "UPDATE deliveries AS d SET acked = m.desired, acked_version = m.version, "
+                "pending = 0 FROM memberships AS m WHERE m.segment_id = d.segment_id AND "
+                "m.context_key = d.context_key");
         }
         std::string cfg = WriteConfig(dir, db, replay_emu.base_url());
         auto start = Clock::now();

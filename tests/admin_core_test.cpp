@@ -24,7 +24,7 @@ int64_t DeadLetters(const std::string& path, int n) {
     }
     int64_t segment = 0;
     REQUIRE(store::WriteDirect(path, [&](store::WriteStore& w) {
-                w.EnsureDestination("ld", 0);
+                w.EnsureTargets("ld", store::ImplicitTargets(), 0);
                 for (int i = 0; i < n; ++i) {
                     mapping::MembershipChange c;
                     c.audience_id = "aud_1";
@@ -42,7 +42,8 @@ int64_t DeadLetters(const std::string& path, int n) {
     segment = m->segment_id;
     REQUIRE(store::WriteDirect(path, [&](store::WriteStore& w) {
                 for (int i = 0; i < n; ++i) {
-                    w.RecordDead(segment, "k" + std::to_string(i), 1, 400, "refused", 5);
+                    w.RecordDead(segment, "k" + std::to_string(i), "launchdarkly", 1, 400,
+                                 "refused", 5);
                 }
             }).ok());
     return segment;

@@ -23,9 +23,11 @@ config::Config TwoDestinations(int cap_a, int cap_b) {
     config::Destination a;
     a.id = "a";
     a.max_in_flight = cap_a;
+    a.targets = {config::ImplicitTarget(a)};
     config::Destination b;
     b.id = "b";
     b.max_in_flight = cap_b;
+    b.targets = {config::ImplicitTarget(b)};
     c.destinations = {a, b};
     return c;
 }
@@ -35,6 +37,7 @@ store::DueSegment Due(int64_t id, const std::string& destination) {
     s.id = id;
     s.destination = destination;
     s.audience_id = "aud_" + std::to_string(id);
+    s.target = "launchdarkly";
     return s;
 }
 
@@ -69,7 +72,7 @@ TEST_SUITE("sync state") {
         struct Row {
             const char* name;
             std::vector<store::DueSegment> due;
-            std::set<int64_t> in_flight;
+            std::set<sync::SegmentAtTarget> in_flight;
             std::map<std::string, DestinationState> destinations;
             std::vector<size_t> start;
             int64_t wake_at_ms;
@@ -85,33 +88,34 @@ TEST_SUITE("sync state") {
              0},
             {"cap counts pushes already running",
              {Due(1, "a"), Due(2, "a")},
-             {9},
-             {{"a", {DestinationStatus::kOk, 0, 1}}},
+             {{9, "a/launchdarkly"}},
+             {{"a/launchdarkly", {DestinationStatus::kOk, 0, 1}}},
              {0},
              0},
             {"a segment in flight is not pushed twice",
              {Due(1, "a"), Due(2, "b")},
-             {1, 7},
-             {{"a", {DestinationStatus::kOk, 0, 1}}, {"b", {DestinationStatus::kOk, 0, 0}}},
+             {{1, "a/launchdarkly"}, {7, "a/launchdarkly"}},
+             {{"a/launchdarkly", {DestinationStatus::kOk, 0, 1}},
+              {"b/launchdarkly", {DestinationStatus::kOk, 0, 0}}},
              {1},
              0},
             {"paused destination holds and sets the wake-up",
              {Due(1, "a"), Due(2, "b")},
              {},
-             {{"a", {DestinationStatus::kAuthFailed, now + 500, 0}}},
+             {{"a/launchdarkly", {DestinationStatus::kAuthFailed, now + 500, 0}}},
              {1},
              now + 500},
             {"earliest pause end wins",
              {Due(1, "a"), Due(2, "b")},
              {},
-             {{"a", {DestinationStatus::kRateLimited, now + 900, 0}},
-              {"b", {DestinationStatus::kRateLimited, now + 300, 0}}},
+             {{"a/launchdarkly", {DestinationStatus::kRateLimited, now + 900, 0}},
+              {"b/launchdarkly", {DestinationStatus::kRateLimited, now + 300, 0}}},
              {},
              now + 300},
             {"a pause that ended lets pushes go",
              {Due(1, "a")},
              {},
-             {{"a", {DestinationStatus::kRateLimited, now, 0}}},
+             {{"a/launchdarkly", {DestinationStatus::kRateLimited, now, 0}}},
              {0},
              0},
             {"a destination no longer configured stays pending",
@@ -130,11 +134,13 @@ TEST_SUITE("sync state") {
             CHECK(admission.start == r.start);
             CHECK(admission.wake_at_ms == r.wake_at_ms);
             for (size_t i : admission.start) {
-                CHECK(admission.state.in_flight_segments.count(r.due[i].id) == 1);
+                CHECK(admission.state.in_flight_segments.count(
+                          {r.due[i].id, r.due[i].destination + "/launchdarkly"}) == 1);
             }
             CHECK(admission.state.destinations.count("gone") == 0);
             for (const auto& [id, d] : admission.state.destinations) {
-                CHECK(d.in_flight <= config.FindDestination(id)->max_in_flight);
+                CHECK(d.in_flight <=
+                      config.FindDestination(id.substr(0, id.find('/')))->max_in_flight);
             }
         }
     }
@@ -145,13 +151,15 @@ TEST_SUITE("sync state") {
         REQUIRE(first.start == std::vector<size_t>{0});
         auto again = sync::Admit(first.state, {Due(1, "a"), Due(2, "a")}, config, 0);
         CHECK(again.start.empty());
-        auto released = sync::Release(first.state, 1, "a");
-        CHECK(released.in_flight_segments.count(1) == 0);
-        CHECK(released.destinations["a"].in_flight == 0);
+        auto released = sync::Release(first.state, 1, "a/launchdarkly");
+        CHECK(released.in_flight_segments.count({1, "a/launchdarkly"}) == 0);
+        CHECK(released.destinations["a/launchdarkly"].in_flight == 0);
         auto after = sync::Admit(released, {Due(2, "a")}, config, 0);
         CHECK(after.start == std::vector<size_t>{0});
         // Releasing what is not in flight never goes negative.
-        CHECK(sync::Release(released, 1, "a").destinations["a"].in_flight == 0);
+        CHECK(
+            sync::Release(released, 1, "a/launchdarkly").destinations["a/launchdarkly"].in_flight ==
+            0);
     }
 
     TEST_CASE("folding outcomes: successful") {
@@ -358,21 +366,26 @@ TEST_SUITE("sync state") {
     }
 
     TEST_CASE("targets are rebuilt only when what they talk with changes") {
-        config::Destination a;
+        config::Target a;
         a.id = "ld";
         a.service_token = "t1";
-        config::Destination b = a;
+        config::Target b = a;
         b.max_batch = 5;
         b.retry_max_ms = 1;
         CHECK(sync::SameTargetSettings(a, b));
-        for (auto change : std::vector<std::function<void(config::Destination&)>>{
-                 [](config::Destination& d) { d.service_token = "t2"; },
-                 [](config::Destination& d) { d.client_side_id = "other"; },
-                 [](config::Destination& d) { d.api_base = "http://x"; },
-                 [](config::Destination& d) { d.clientsdk_base = "http://y"; },
-                 [](config::Destination& d) { d.request_timeout_ms = 1; },
-                 [](config::Destination& d) { d.platform = "other"; }}) {
-            config::Destination c = a;
+        for (auto change : std::vector<std::function<void(config::Target&)>>{
+                 [](config::Target& d) { d.service_token = "t2"; },
+                 [](config::Target& d) { d.client_side_id = "other"; },
+                 [](config::Target& d) { d.api_base = "http://x"; },
+                 [](config::Target& d) { d.clientsdk_base = "http://y"; },
+                 [](config::Target& d) { d.request_timeout_ms = 1; },
+                 [](config::Target& d) { d.platform = "other"; },
+                 [](config::Target& d) { d.environment_key = "ser.other"; },
+                 [](config::Target& d) { d.trait_prefix = "seg_"; },
+                 [](config::Target& d) { d.api_password = "other"; },
+                 [](config::Target& d) { d.product_id = "other"; },
+                 [](config::Target& d) { d.max_list_items = 7; }}) {
+            config::Target c = a;
             change(c);
             CHECK_FALSE(sync::SameTargetSettings(a, c));
         }

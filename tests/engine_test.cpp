@@ -54,7 +54,8 @@ struct Platform {
 
 class FakeTarget : public targets::Target {
   public:
-    FakeTarget(Platform& p, const config::Destination& d) : platform_(p), token_(d.service_token) {}
+    FakeTarget(Platform& p, const config::Target& t) : platform_(p), token_(t.service_token) {}
+    targets::PushShape shape() const override { return targets::PushShape::kDeltas; }
     targets::HttpResult Push(const targets::PushRequest&) override {
         std::unique_lock<std::mutex> lock(platform_.mu);
         ++platform_.held;
@@ -121,6 +122,7 @@ std::shared_ptr<const config::Config> MakeConfig(const std::string& db,
         d.retry_base_ms = 20;
         d.retry_max_ms = 400;
         d.auth_retry_ms = 600000;  // only a resume ends a refused-token pause in a test
+        d.targets = {config::ImplicitTarget(d)};
         c->destinations.push_back(d);
     }
     return c;
@@ -143,11 +145,16 @@ struct Rig {
         writer = std::make_unique<store::Writer>(db, store::WriterOptions{});
         auto config = MakeConfig(db, ids, kSecretToken, workers);
         for (const auto& d : config->destinations) {
-            REQUIRE(
-                writer->Run([&](store::WriteStore& w) { w.EnsureDestination(d.id, 0); }, 1).ok());
+            REQUIRE(writer
+                        ->Run(
+                            [&](store::WriteStore& w) {
+                                w.EnsureTargets(d.id, store::ImplicitTargets(), 0);
+                            },
+                            1)
+                        .ok());
         }
-        engine = std::make_unique<sync::Engine>(
-            config, db, *writer, [this](const config::Destination& d) {
+        engine =
+            std::make_unique<sync::Engine>(config, db, *writer, [this](const config::Target& d) {
                 std::lock_guard<std::mutex> lock(platform.mu);
                 ++platform.targets_built;
                 return std::make_unique<FakeTarget>(platform, d);
@@ -178,13 +185,13 @@ struct Rig {
     }
     int64_t Pending(const std::string& destination) {
         return Count(
-            "SELECT count(*) FROM memberships m JOIN segments s ON s.id = m.segment_id WHERE "
-            "m.acked IS NOT m.desired AND m.dead = 0 AND s.destination = '" +
+            "SELECT count(*) FROM deliveries d JOIN segments s ON s.id = d.segment_id WHERE "
+            "d.pending = 1 AND d.dead = 0 AND s.destination = '" +
             destination + "'");
     }
     bool AuthFailed() {
         return Count(
-                   "SELECT count(*) FROM destinations WHERE id = 'ld' AND status = "
+                   "SELECT count(*) FROM targets WHERE destination = 'ld' AND status = "
                    "'auth_failed' AND paused_until_ms > 0") == 1;
     }
 };
@@ -201,8 +208,7 @@ TEST_SUITE("sync engine") {
         for (int i = 0; i < 3; ++i) rig.Add("ld", "u" + std::to_string(i));
         REQUIRE(Eventually([&] { return rig.AuthFailed(); }, 10000));
         CHECK(Eventually(
-            [&] { return lines.Count(log::Level::kWarn, "refused the service token") == 1; },
-            5000));
+            [&] { return lines.Count(log::Level::kWarn, "refused its credentials") == 1; }, 5000));
         CHECK(lines.AnyContains("HTTP 401: invalid access token"));
         CHECK_FALSE(lines.AnyContains(kSecretToken));
         const int refused = rig.platform.Pushes();
@@ -214,7 +220,7 @@ TEST_SUITE("sync engine") {
         // auth_retry_ms is ten minutes: only the resume can make this happen in time.
         REQUIRE_MESSAGE(Eventually([&] { return rig.Pending("ld") == 0; }, 10000), lines.All());
         CHECK(rig.platform.Pushes() > refused);
-        CHECK(rig.Count("SELECT count(*) FROM destinations WHERE id = 'ld' AND status = 'ok' "
+        CHECK(rig.Count("SELECT count(*) FROM targets WHERE destination = 'ld' AND status = 'ok' "
                         "AND paused_until_ms = 0") == 1);
         CHECK(Eventually(
             [&] { return lines.Count(log::Level::kInfo, "accepts pushes again") == 1; }, 5000));
@@ -245,8 +251,8 @@ TEST_SUITE("sync engine") {
         store::Database db(dir.File("r.db"), true);
         REQUIRE(store::Migrate(db, store::EmbeddedMigrations()).ok());
         store::WriteStore w(db);
-        w.EnsureDestination("a", 0);
-        w.EnsureDestination("b", 0);
+        w.EnsureTargets("a", store::ImplicitTargets(), 0);
+        w.EnsureTargets("b", store::ImplicitTargets(), 0);
         mapping::MembershipChange c;
         c.audience_id = "aud";
         c.audience_key = "k";
@@ -262,24 +268,26 @@ TEST_SUITE("sync engine") {
         auto due = r.DueSegments(0);
         REQUIRE(due.size() == 2);
         for (const auto& s : due) {
-            w.RecordRetry(s.id, "x", 900000, 401, "HTTP 401", 0);
-            w.RecordDead(s.id, "dead", 1, 400, "HTTP 400", 0);
+            w.RecordRetry(s.id, "x", "launchdarkly", 900000, 401, "HTTP 401", 0);
+            w.RecordDead(s.id, "dead", "launchdarkly", 1, 400, "HTTP 400", 0);
         }
-        w.SetDestinationState("a", "auth_failed", 900000, std::string("HTTP 401"), std::nullopt);
-        w.SetDestinationState("b", "auth_failed", 900000, std::string("HTTP 401"), std::nullopt);
+        w.SetTargetState("a", "launchdarkly", "auth_failed", 900000, std::string("HTTP 401"),
+                         std::nullopt);
+        w.SetTargetState("b", "launchdarkly", "auth_failed", 900000, std::string("HTTP 401"),
+                         std::nullopt);
         CHECK(r.DueSegments(1000).empty());
         w.ResumeDestination("a", 1000);
         auto now_due = r.DueSegments(1000);
         REQUIRE(now_due.size() == 1);
         CHECK(now_due[0].destination == "a");
-        auto members = r.Dirty(now_due[0].id, 1000, 10);
+        auto members = r.Dirty(now_due[0].id, "launchdarkly", 1000, 10);
         REQUIRE(members.size() == 1);
         CHECK(members[0].context_key == "x");  // the dead letter stays dead
-        auto pauses = r.DestinationPauses();
-        CHECK(pauses["a"] == 0);
-        CHECK(pauses["b"] == 900000);
+        auto pauses = r.TargetPauses();
+        CHECK(pauses["a/launchdarkly"] == 0);
+        CHECK(pauses["b/launchdarkly"] == 900000);
         w.ResumeDestination("unknown", 1000);  // changes nothing, throws nothing
-        CHECK(r.DestinationPauses().size() == 2);
+        CHECK(r.TargetPauses().size() == 2);
     }
 
     TEST_CASE("a huge Retry-After pauses for retry_max_ms, not forever and not never") {
@@ -291,7 +299,8 @@ TEST_SUITE("sync engine") {
         REQUIRE(Eventually(
             [&] {
                 return rig.Count(
-                           "SELECT count(*) FROM destinations d, memberships m WHERE d.id = 'ld' "
+                           "SELECT count(*) FROM targets d, deliveries m WHERE d.destination = "
+                           "'ld' "
                            "AND d.status = 'rate_limited' AND "
                            "d.paused_until_ms - m.last_push_ms = 1000") == 1;
             },

@@ -199,13 +199,13 @@ TEST_SUITE("one renderer") {
         // Two refused members, so that there are dead letters to compare.
         h.emulator.RefuseKeys({"json-user-2", "json-user-5"});
         REQUIRE(h.Send(events).status == 200);
-        REQUIRE_MESSAGE(Eventually([&] {
-                            return h.Count(
-                                       "SELECT count(*) FROM memberships WHERE acked IS NOT "
-                                       "desired AND dead = 0") == 0 &&
-                                   h.Count("SELECT count(*) FROM memberships WHERE dead = 1") == 2;
-                        }),
-                        h.server->Log());
+        REQUIRE_MESSAGE(
+            Eventually([&] {
+                return h.Count("SELECT count(*) FROM deliveries WHERE pending = 1 AND dead = 0") ==
+                           0 &&
+                       h.Count("SELECT count(*) FROM deliveries WHERE dead = 1") == 2;
+            }),
+            h.server->Log());
         auto rest_segments = h.Admin("GET", "/v1/segments");
         auto cli_segments = RunAudsync({"segments", "list", "--json", "--config", h.config});
         REQUIRE_MESSAGE(cli_segments.exit_code == 0, cli_segments.err);

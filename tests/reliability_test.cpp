@@ -101,10 +101,7 @@ TEST_SUITE("reliability") {
         CHECK(h.Count("SELECT count(*) FROM memberships WHERE version <> 1") == 0);
         REQUIRE_MESSAGE(
             Eventually(
-                [&] {
-                    return h.Count("SELECT count(*) FROM memberships WHERE acked IS NOT desired") ==
-                           0;
-                },
+                [&] { return h.Count("SELECT count(*) FROM deliveries WHERE pending = 1") == 0; },
                 90000),
             h.server->Log());
         // The platform holds exactly the committed membership.
@@ -176,27 +173,29 @@ TEST_SUITE("reliability") {
         h.emulator.ClearFaults();
         CHECK(failures == 0);
         // The final state: recompute from every event sent (times are unique per key).
-        REQUIRE_MESSAGE(Eventually(
-                            [&] {
-                                return h.Count(
-                                           "SELECT count(*) FROM memberships WHERE acked IS NOT "
-                                           "desired AND dead = 0") == 0;
-                            },
-                            120000),
-                        h.server->Log());
+        REQUIRE_MESSAGE(
+            Eventually(
+                [&] {
+                    return h.Count(
+                               "SELECT count(*) FROM deliveries WHERE pending = 1 AND dead = 0") ==
+                           0;
+                },
+                120000),
+            h.server->Log());
         std::map<std::string, std::set<std::string>> expected;
         {
             store::Database d(h.db, false);
             store::Statement s(
                 store::TestAccess::Handle(d),
                 "SELECT s.audience_id, m.context_key FROM memberships m JOIN segments s ON "
-                "s.id = m.segment_id WHERE m.desired = 1 AND m.dead = 0");
+                "s.id = m.segment_id JOIN deliveries d ON d.segment_id = m.segment_id AND "
+                "d.context_key = m.context_key WHERE m.desired = 1 AND d.dead = 0");
             while (s.Step()) expected[s.Text(0)].insert(s.Text(1));
         }
         for (const auto& [cohort, keys] : expected) CHECK(h.emulator.Included(cohort) == keys);
-        CHECK(h.Count("SELECT count(*) FROM memberships WHERE dead = 1 AND context_key NOT IN "
+        CHECK(h.Count("SELECT count(*) FROM deliveries WHERE dead = 1 AND context_key NOT IN "
                       "('user-4','user-13')") == 0);
-        CHECK(h.Count("SELECT count(*) FROM memberships WHERE dead = 1") > 0);
+        CHECK(h.Count("SELECT count(*) FROM deliveries WHERE dead = 1") > 0);
         CHECK(max_rss_kb < 1024 * 1024);  // bounded (ASan build): well under 1 GiB
         MESSAGE("fault seconds: " << seconds << ", faults injected: " << faults.load()
                                   << ", ingest requests: " << requests << ", failed: " << failures

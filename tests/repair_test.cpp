@@ -39,7 +39,7 @@ void Poison(const std::string& path) {
         REQUIRE(store::Migrate(db, store::EmbeddedMigrations()).ok());
     }
     REQUIRE(store::WriteDirect(path, [](store::WriteStore& w) {
-                w.EnsureDestination("ld", kReceived);
+                w.EnsureTargets("ld", store::ImplicitTargets(), kReceived);
                 w.Apply("ld", "m-poison", Change("poisoned", true, kReceived + 365 * kDayMs), "{}",
                         kReceived);
                 w.Apply("ld", "m-edge", Change("edge", true, kReceived + kDayMs), "{}", kReceived);

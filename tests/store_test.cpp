@@ -59,7 +59,7 @@ unsigned Mode(const std::string& path) {
 int64_t DeadSegment(store::Database& db, int n, const std::string& audience = "aud_1") {
     store::Transaction tx(db);
     store::WriteStore w(db);
-    w.EnsureDestination("ld", 0);
+    w.EnsureTargets("ld", store::ImplicitTargets(), 0);
     for (int i = 0; i < n; ++i) {
         std::string key = "k" + std::to_string(i);
         w.Apply("ld", audience + key, Change(key, true, 1, audience), "{}", 0);
@@ -67,7 +67,7 @@ int64_t DeadSegment(store::Database& db, int n, const std::string& audience = "a
     auto m = store::FindMembership(db, "ld", audience, "user", "k0");
     REQUIRE(m.has_value());
     for (int i = 0; i < n; ++i) {
-        w.RecordDead(m->segment_id, "k" + std::to_string(i), 1, 400, "refused", 5);
+        w.RecordDead(m->segment_id, "k" + std::to_string(i), "launchdarkly", 1, 400, "refused", 5);
     }
     tx.Commit();
     return m->segment_id;
@@ -130,7 +130,7 @@ TEST_SUITE("store") {
     TEST_CASE("last writer wins by event time, duplicates and stale events change nothing") {
         Fixture f;
         store::WriteStore w(f.db);
-        w.EnsureDestination("ld", 0);
+        w.EnsureTargets("ld", store::ImplicitTargets(), 0);
         using O = store::ApplyOutcome;
         struct Step {
             const char* message_id;
@@ -172,8 +172,8 @@ TEST_SUITE("store") {
     TEST_CASE("segments are per audience id and context kind, duplicates per destination") {
         Fixture f;
         store::WriteStore w(f.db);
-        w.EnsureDestination("ld", 0);
-        w.EnsureDestination("other", 0);
+        w.EnsureTargets("ld", store::ImplicitTargets(), 0);
+        w.EnsureTargets("other", store::ImplicitTargets(), 0);
         auto a = Change("u1", true, 1);
         auto b = Change("u1", true, 1, "aud_2");
         auto c = a;
@@ -191,7 +191,7 @@ TEST_SUITE("store") {
     TEST_CASE("keys are stored verbatim") {
         Fixture f;
         store::WriteStore w(f.db);
-        w.EnsureDestination("ld", 0);
+        w.EnsureTargets("ld", store::ImplicitTargets(), 0);
         std::string odd = std::string("'; DROP TABLE memberships; --\0/%é\"", 34);
         CHECK(w.Apply("ld", "m1", Change(odd, true, 1), "{}", 0) == store::ApplyOutcome::kAccepted);
         auto m = store::FindMembership(f.db, "ld", "aud_1", "user", odd);
@@ -202,7 +202,7 @@ TEST_SUITE("store") {
     TEST_CASE("pruning forgets messageIds past the window only") {
         Fixture f;
         store::WriteStore w(f.db);
-        w.EnsureDestination("ld", 0);
+        w.EnsureTargets("ld", store::ImplicitTargets(), 0);
         CHECK(w.Apply("ld", "old", Change("u1", true, 1), "{}", 1000) ==
               store::ApplyOutcome::kAccepted);
         CHECK(w.Apply("ld", "new", Change("u2", true, 1), "{}", 5000) ==
@@ -216,7 +216,7 @@ TEST_SUITE("store") {
     TEST_CASE("audiences: create once per name, update extras") {
         Fixture f;
         store::WriteStore w(f.db);
-        w.EnsureDestination("ld", 0);
+        w.EnsureTargets("ld", store::ImplicitTargets(), 0);
         auto id = w.UpsertAudience("ld", "High value", R"({"contextKind":"account"})",
                                    std::string("account"), 1);
         auto again = w.UpsertAudience("ld", "High value", "{}", std::nullopt, 2);
@@ -244,7 +244,7 @@ TEST_SUITE("store") {
                     std::string id = "t" + std::to_string(t) + "-" + std::to_string(i);
                     Status s = writer.Run(
                         [&](store::WriteStore& w) {
-                            w.EnsureDestination("ld", 0);
+                            w.EnsureTargets("ld", store::ImplicitTargets(), 0);
                             w.Apply("ld", id, Change(id, true, 1), "{}", text::NowMs());
                         },
                         1);
@@ -266,7 +266,7 @@ TEST_SUITE("store") {
         writer.SetAfterCommit([&] { hook_ran = true; });
         Status bad = writer.Run(
             [&](store::WriteStore& w) {
-                w.EnsureDestination("ld", 0);
+                w.EnsureTargets("ld", store::ImplicitTargets(), 0);
                 w.Apply("ld", "bad", Change("x", true, 1), "{}", 0);
                 throw store::SqliteError("simulated failure");
             },
@@ -275,7 +275,7 @@ TEST_SUITE("store") {
         CHECK(bad.error().code == ErrorCode::kUnavailable);
         Status good = writer.Run(
             [&](store::WriteStore& w) {
-                w.EnsureDestination("ld", 0);
+                w.EnsureTargets("ld", store::ImplicitTargets(), 0);
                 w.Apply("ld", "good", Change("y", true, 1), "{}", 0);
             },
             1);
@@ -291,7 +291,13 @@ TEST_SUITE("store") {
         opts.max_pending_weight = 10;
         store::Writer writer(f.path, opts);
         // A single job may exceed the bound when the queue is empty (it is one request).
-        CHECK(writer.Run([](store::WriteStore& w) { w.EnsureDestination("ld", 0); }, 50).ok());
+        CHECK(writer
+                  .Run(
+                      [](store::WriteStore& w) {
+                          w.EnsureTargets("ld", store::ImplicitTargets(), 0);
+                      },
+                      50)
+                  .ok());
         std::atomic<bool> release{false};
         std::atomic<bool> started{false};
         std::thread blocker([&] {
@@ -324,17 +330,17 @@ TEST_SUITE("store") {
         Fixture f;
         {
             store::Transaction tx(f.db);
-            store::WriteStore(f.db).EnsureDestination("kept", 0);
+            store::WriteStore(f.db).EnsureTargets("kept", store::ImplicitTargets(), 0);
             tx.Commit();
         }
         {
             store::Transaction tx(f.db);
-            store::WriteStore(f.db).EnsureDestination("dropped", 0);
+            store::WriteStore(f.db).EnsureTargets("dropped", store::ImplicitTargets(), 0);
         }
         CHECK_THROWS_AS(
             [&] {
                 store::Transaction tx(f.db);
-                store::WriteStore(f.db).EnsureDestination("thrown", 0);
+                store::WriteStore(f.db).EnsureTargets("thrown", store::ImplicitTargets(), 0);
                 throw store::SqliteError("simulated");
             }(),
             store::SqliteError);
@@ -375,7 +381,7 @@ TEST_SUITE("store") {
         CHECK(k1->last_error.value_or("").find("discarded by an operator") == 0);
         CHECK(w.DiscardDeadLetter(seg, std::nullopt) == 1);  // k2 only: k0, k1 are not dead
         CHECK(w.RetryDeadLetter(other, std::nullopt) == 2);
-        CHECK(Count(f.db, "SELECT count(*) FROM memberships WHERE dead = 1") == 0);
+        CHECK(Count(f.db, "SELECT count(*) FROM deliveries WHERE dead = 1") == 0);
     }
 
     TEST_CASE("retrying 10000 dead letters by key (the API's limit) uses the primary key") {
@@ -411,7 +417,7 @@ TEST_SUITE("store") {
         int64_t seg = DeadSegment(f.db, 2);
         int64_t other = DeadSegment(f.db, 1, "aud_2");
         store::WriteStore w(f.db);
-        w.RecordAck(other, "k0", true, 1, 200, 9);
+        w.RecordAck(other, "k0", "launchdarkly", true, 1, 200, 9);
         CHECK(w.MarkForResync(seg) == 2);
         for (const char* k : {"k0", "k1"}) {
             auto m = store::GetMember(f.db, seg, k);
@@ -427,7 +433,7 @@ TEST_SUITE("store") {
         int64_t seg = DeadSegment(f.db, 3);
         int64_t other = DeadSegment(f.db, 2, "aud_2");
         store::WriteStore w(f.db);
-        w.EnsureDestination("ld", 0);
+        w.EnsureTargets("ld", store::ImplicitTargets(), 0);
         // Caches the segment's id in this WriteStore, as the writer does.
         CHECK(w.Apply("ld", "late", Change("k9", true, 2), "{}", 0) ==
               store::ApplyOutcome::kAccepted);
@@ -450,15 +456,27 @@ TEST_SUITE("store") {
     TEST_CASE("WriteDirect commits beside a running writer") {
         Fixture f;
         store::Writer writer(f.path, store::WriterOptions{});
-        REQUIRE(writer.Run([](store::WriteStore& w) { w.EnsureDestination("ld", 0); }, 1).ok());
+        REQUIRE(writer
+                    .Run(
+                        [](store::WriteStore& w) {
+                            w.EnsureTargets("ld", store::ImplicitTargets(), 0);
+                        },
+                        1)
+                    .ok());
         int64_t seg = DeadSegment(f.db, 2);
         int64_t retried = 0;
         Status s = store::WriteDirect(
             f.path, [&](store::WriteStore& w) { retried = w.RetryDeadLetter(seg, std::nullopt); });
         REQUIRE(s.ok());
         CHECK(retried == 2);
-        CHECK(writer.Run([](store::WriteStore& w) { w.EnsureDestination("other", 0); }, 1).ok());
-        CHECK(Count(f.db, "SELECT count(*) FROM memberships WHERE dead = 1") == 0);
+        CHECK(writer
+                  .Run(
+                      [](store::WriteStore& w) {
+                          w.EnsureTargets("other", store::ImplicitTargets(), 0);
+                      },
+                      1)
+                  .ok());
+        CHECK(Count(f.db, "SELECT count(*) FROM deliveries WHERE dead = 1") == 0);
     }
 
     TEST_CASE("WriteDirect writes nothing when SQLite fails") {
@@ -471,14 +489,14 @@ TEST_SUITE("store") {
         REQUIRE_FALSE(s.ok());
         CHECK(s.error().code == ErrorCode::kUnavailable);
         CHECK(s.error().name == "storage_unavailable");
-        CHECK(Count(f.db, "SELECT count(*) FROM memberships WHERE dead = 1") == 2);
+        CHECK(Count(f.db, "SELECT count(*) FROM deliveries WHERE dead = 1") == 2);
         CHECK_THROWS_AS((void)store::WriteDirect(f.path,
                                                  [&](store::WriteStore& w) {
                                                      w.RetryDeadLetter(seg, std::nullopt);
                                                      throw std::logic_error("bug");
                                                  }),
                         std::logic_error);
-        CHECK(Count(f.db, "SELECT count(*) FROM memberships WHERE dead = 1") == 2);
+        CHECK(Count(f.db, "SELECT count(*) FROM deliveries WHERE dead = 1") == 2);
         Status missing = store::WriteDirect(f.dir.File("missing.db"), [](store::WriteStore&) {});
         REQUIRE_FALSE(missing.ok());
         CHECK(missing.error().name == "storage_unavailable");
@@ -525,7 +543,7 @@ TEST_SUITE("store") {
         REQUIRE(store::Backup(f.path, dest).ok());
         CHECK(Mode(dest) == 0600);
         store::Database copy(dest, false);
-        CHECK(Count(copy, "SELECT count(*) FROM memberships WHERE dead = 1") == 5);
+        CHECK(Count(copy, "SELECT count(*) FROM deliveries WHERE dead = 1") == 5);
         CHECK(copy.SchemaVersion() == store::EmbeddedMigrations().back().version);
         store::Statement check(store::TestAccess::Handle(copy), "PRAGMA integrity_check");
         REQUIRE(check.Step());
@@ -561,7 +579,13 @@ TEST_SUITE("store") {
     TEST_CASE("a backup taken while the writer commits holds whole transactions") {
         Fixture f;
         store::Writer writer(f.path, store::WriterOptions{});
-        REQUIRE(writer.Run([](store::WriteStore& w) { w.EnsureDestination("ld", 0); }, 1).ok());
+        REQUIRE(writer
+                    .Run(
+                        [](store::WriteStore& w) {
+                            w.EnsureTargets("ld", store::ImplicitTargets(), 0);
+                        },
+                        1)
+                    .ok());
         // Every job writes 10 events; a consistent snapshot holds a multiple of 10.
         std::atomic<bool> stop{false};
         std::atomic<int> jobs{0};

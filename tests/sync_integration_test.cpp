@@ -34,9 +34,8 @@ TEST_SUITE("sync integration") {
         CHECK(stats.max_batch <= 7);  // max_batch
         CHECK(stats.by_status[204] == stats.requests);
         // Everything acknowledged: nothing pending.
-        CHECK(Eventually([&] {
-            return h.Count("SELECT count(*) FROM memberships WHERE acked IS NOT desired") == 0;
-        }));
+        CHECK(Eventually(
+            [&] { return h.Count("SELECT count(*) FROM deliveries WHERE pending = 1") == 0; }));
         // The request was byte-exact to the spec's headers.
         CHECK(stats.last_headers["authorization"] == kToken);
         CHECK(stats.last_headers["ld-api-version"] == "20240415");
@@ -62,7 +61,7 @@ TEST_SUITE("sync integration") {
         }
         // The 10th flip (i = 10) is an add.
         REQUIRE(Eventually([&] {
-            return h.Count("SELECT count(*) FROM memberships WHERE acked IS NOT desired") == 0 &&
+            return h.Count("SELECT count(*) FROM deliveries WHERE pending = 1") == 0 &&
                    h.emulator.Included("aud_1").count("flipper") == 1;
         }));
         auto stats = h.emulator.stats();
@@ -83,11 +82,10 @@ TEST_SUITE("sync integration") {
         remove.value = "false";
         remove.timestamp = text::FormatIso8601(1714987823000);
         REQUIRE(h.Send({remove.Json()}).status == 200);
-        REQUIRE(Eventually([&] {
-            return h.Count("SELECT count(*) FROM memberships WHERE acked IS NOT desired") == 0;
-        }));
+        REQUIRE(Eventually(
+            [&] { return h.Count("SELECT count(*) FROM deliveries WHERE pending = 1") == 0; }));
         CHECK(h.emulator.Included("aud_1").count("racer") == 0);
-        CHECK(h.Count("SELECT acked FROM memberships WHERE context_key = 'racer'") == 0);
+        CHECK(h.Count("SELECT acked FROM deliveries WHERE context_key = 'racer'") == 0);
     }
 
     TEST_CASE("converges under 500s, 429s with both headers, dropped connections and delays") {
@@ -119,7 +117,7 @@ TEST_SUITE("sync integration") {
         CHECK(stats.by_status[429] == 2);
         CHECK(stats.by_status[0] == 2);  // dropped
         CHECK(stats.by_status[503] == 2);
-        CHECK(h.Count("SELECT count(*) FROM memberships WHERE dead = 1") == 0);
+        CHECK(h.Count("SELECT count(*) FROM deliveries WHERE dead = 1") == 0);
     }
 
     TEST_CASE("ingest keeps answering while the platform fails") {
@@ -131,7 +129,7 @@ TEST_SUITE("sync integration") {
         Stream s = MixedStream(200, 3);
         SendAll(h, s, 20);  // every request must be answered 200
         CHECK(Eventually([&] { return h.emulator.stats().by_status[500] >= 3; }));
-        CHECK(h.Count("SELECT count(*) FROM memberships WHERE last_status = 500") > 0);
+        CHECK(h.Count("SELECT count(*) FROM deliveries WHERE last_status = 500") > 0);
         h.emulator.ClearFaults();
         REQUIRE(Eventually([&] { return Converged(h.emulator, s); }));
     }
@@ -150,19 +148,19 @@ TEST_SUITE("sync integration") {
             return copy;
         };
         Stream reachable = expected_without(s);
-        REQUIRE_MESSAGE(Eventually([&] {
-                            return Converged(h.emulator, reachable) &&
-                                   h.Count(
-                                       "SELECT count(*) FROM memberships WHERE acked IS NOT "
-                                       "desired AND dead = 0") == 0;
-                        }),
-                        h.server->Log());
-        CHECK(h.Count("SELECT count(*) FROM memberships WHERE dead = 1 AND context_key NOT IN "
+        REQUIRE_MESSAGE(
+            Eventually([&] {
+                return Converged(h.emulator, reachable) &&
+                       h.Count("SELECT count(*) FROM deliveries WHERE pending = 1 AND dead = 0") ==
+                           0;
+            }),
+            h.server->Log());
+        CHECK(h.Count("SELECT count(*) FROM deliveries WHERE dead = 1 AND context_key NOT IN "
                       "('user-3','user-17')") == 0);
-        CHECK(h.Count("SELECT count(*) FROM memberships WHERE dead = 1") > 0);
-        CHECK(h.Count("SELECT count(*) FROM memberships WHERE dead = 1 AND last_status = 400 AND "
+        CHECK(h.Count("SELECT count(*) FROM deliveries WHERE dead = 1") > 0);
+        CHECK(h.Count("SELECT count(*) FROM deliveries WHERE dead = 1 AND last_status = 400 AND "
                       "last_error LIKE '%refused%'") ==
-              h.Count("SELECT count(*) FROM memberships WHERE dead = 1"));
+              h.Count("SELECT count(*) FROM deliveries WHERE dead = 1"));
     }
 
     TEST_CASE("a platform that always answers 409 ends in dead letters, not endless retries") {
@@ -177,18 +175,17 @@ TEST_SUITE("sync integration") {
         REQUIRE(members > 0);
         REQUIRE_MESSAGE(Eventually(
                             [&] {
-                                return h.Count("SELECT count(*) FROM memberships WHERE dead = 1") ==
+                                return h.Count("SELECT count(*) FROM deliveries WHERE dead = 1") ==
                                        members;
                             },
                             60000),
                         h.server->Log());
-        CHECK(h.Count("SELECT max(attempts) FROM memberships") <= 3);
-        CHECK(h.Count("SELECT count(*) FROM memberships WHERE last_status = 409 AND last_error "
+        CHECK(h.Count("SELECT max(attempts) FROM deliveries") <= 3);
+        CHECK(h.Count("SELECT count(*) FROM deliveries WHERE last_status = 409 AND last_error "
                       "LIKE '%injected by the emulator%'") == members);
         // Nothing is left to push: the platform is not hammered any more.
         const uint64_t requests = h.emulator.stats().requests;
-        CHECK(h.Count("SELECT count(*) FROM memberships WHERE acked IS NOT desired AND dead = 0") ==
-              0);
+        CHECK(h.Count("SELECT count(*) FROM deliveries WHERE pending = 1 AND dead = 0") == 0);
         CHECK(requests <= static_cast<uint64_t>(3 * members));
         std::string log = h.server->Log();
         CHECK_MESSAGE(log.find(" warn sync: segment ") != std::string::npos, log);
@@ -205,26 +202,29 @@ TEST_SUITE("sync integration") {
         SendAll(h, s, 30);
         REQUIRE(Eventually([&] {
             return h.Count(
-                       "SELECT count(*) FROM destinations WHERE id = 'ld' AND status = "
+                       "SELECT count(*) FROM targets WHERE destination = 'ld' AND status = "
                        "'auth_failed'") == 1;
         }));
-        CHECK(h.Count("SELECT count(*) FROM memberships WHERE dead = 1") == 0);
-        CHECK(h.Count("SELECT count(*) FROM memberships WHERE acked IS NOT desired") > 0);
+        CHECK(h.Count("SELECT count(*) FROM deliveries WHERE dead = 1") == 0);
+        CHECK(h.Count("SELECT count(*) FROM deliveries WHERE pending = 1") > 0);
         // One warn line with the platform's message, whole, and never the token.
         CHECK(Eventually([&] {
             return h.server->Log().find(
-                       "refused the service token (HTTP 401: invalid access "
+                       "refused its credentials (HTTP 401: invalid access "
                        "token)") != std::string::npos;
         }));
         CHECK(h.server->Log().find(kToken) == std::string::npos);
         h.emulator.SetRejectToken(false);
         REQUIRE(Eventually([&] { return Converged(h.emulator, s); }));
         CHECK(Eventually([&] {
-            return h.server->Log().find("destination ld accepts pushes again") != std::string::npos;
+            return h.server->Log().find(
+                       "target launchdarkly of destination ld accepts pushes again") !=
+                   std::string::npos;
         }));
         CHECK(Eventually([&] {
             return h.Count(
-                       "SELECT count(*) FROM destinations WHERE id = 'ld' AND status = 'ok' AND "
+                       "SELECT count(*) FROM targets WHERE destination = 'ld' AND status = 'ok' "
+                       "AND "
                        "last_success_ms IS NOT NULL") == 1;
         }));
     }
@@ -240,9 +240,8 @@ TEST_SUITE("sync integration") {
         h.emulator.SetDelay(0);
         h.StartServer();
         REQUIRE_MESSAGE(Eventually([&] { return Converged(h.emulator, s); }), h.server->Log());
-        CHECK(Eventually([&] {
-            return h.Count("SELECT count(*) FROM memberships WHERE acked IS NOT desired") == 0;
-        }));
+        CHECK(Eventually(
+            [&] { return h.Count("SELECT count(*) FROM deliveries WHERE pending = 1") == 0; }));
     }
 }
 
@@ -265,7 +264,7 @@ TEST_SUITE("check command") {
         auto ok =
             testing::RunAudsync({"check", "--config", write("ok.json", kToken, kClientSideId)});
         CHECK(ok.exit_code == 0);
-        CHECK(ok.out.find("ld: ok") != std::string::npos);
+        CHECK(ok.out.find("ld/launchdarkly (launchdarkly): ok") != std::string::npos);
         auto token = testing::RunAudsync(
             {"check", "--config", write("t.json", "wrong-token", kClientSideId)});
         CHECK(token.exit_code == 1);

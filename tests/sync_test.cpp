@@ -372,14 +372,14 @@ TEST_SUITE("sync store") {
         store::Database db(dir.File("c.db"), true);
         REQUIRE(store::Migrate(db, store::EmbeddedMigrations()).ok());
         store::WriteStore w(db);
-        w.EnsureDestination("ld", 0);
+        w.EnsureTargets("ld", store::ImplicitTargets(), 0);
         for (int i = 0; i < 10; ++i) {
             w.Apply("ld", "m" + std::to_string(i), Flip("u1", i % 2 == 0, 100 + i), "{}", 0);
         }
         store::SyncReader r(db);
         auto due = r.DueSegments(1000);
         REQUIRE(due.size() == 1);
-        auto dirty = r.Dirty(due[0].id, 1000, 100);
+        auto dirty = r.Dirty(due[0].id, "launchdarkly", 1000, 100);
         REQUIRE(dirty.size() == 1);
         CHECK(dirty[0].context_key == "u1");
         CHECK_FALSE(dirty[0].desired);  // the 10th event (i = 9) is a removal
@@ -391,7 +391,7 @@ TEST_SUITE("sync store") {
         store::Database db(dir.File("d.db"), true);
         REQUIRE(store::Migrate(db, store::EmbeddedMigrations()).ok());
         store::WriteStore w(db);
-        w.EnsureDestination("ld", 0);
+        w.EnsureTargets("ld", store::ImplicitTargets(), 0);
         for (int i = 0; i < 5; ++i) {
             w.Apply("ld", "a" + std::to_string(i), Flip("u" + std::to_string(i), true, 1), "{}", 0);
             w.Apply("ld", "b" + std::to_string(i), Flip("u" + std::to_string(i), true, 1, "aud_2"),
@@ -405,14 +405,14 @@ TEST_SUITE("sync store") {
         std::set<std::pair<std::string, std::string>> seen;
         for (const auto& s : due) {
             seen.insert({s.audience_id, s.context_kind});
-            CHECK(r.Dirty(s.id, 1000, 3).size() == 3);
-            CHECK(r.Dirty(s.id, 1000, 100).size() == 5);
+            CHECK(r.Dirty(s.id, "launchdarkly", 1000, 3).size() == 3);
+            CHECK(r.Dirty(s.id, "launchdarkly", 1000, 100).size() == 5);
         }
         CHECK(seen.size() == 3);
-        w.RecordRetry(due[0].id, "u0", 5000, 500, "HTTP 500", 1000);
-        CHECK(r.Dirty(due[0].id, 1000, 100).size() == 4);
+        w.RecordRetry(due[0].id, "u0", "launchdarkly", 5000, 500, "HTTP 500", 1000);
+        CHECK(r.Dirty(due[0].id, "launchdarkly", 1000, 100).size() == 4);
         CHECK(r.NextAttemptAfter(1000) == std::optional<int64_t>(5000));
-        CHECK(r.Dirty(due[0].id, 5000, 100).size() == 5);
+        CHECK(r.Dirty(due[0].id, "launchdarkly", 5000, 100).size() == 5);
     }
 
     TEST_CASE("an acknowledgement records the pushed state, so a newer change stays due") {
@@ -420,23 +420,24 @@ TEST_SUITE("sync store") {
         store::Database db(dir.File("v.db"), true);
         REQUIRE(store::Migrate(db, store::EmbeddedMigrations()).ok());
         store::WriteStore w(db);
-        w.EnsureDestination("ld", 0);
+        w.EnsureTargets("ld", store::ImplicitTargets(), 0);
         w.Apply("ld", "m1", Flip("u1", true, 100), "{}", 0);
         store::SyncReader r(db);
         auto seg = r.DueSegments(1000)[0].id;
-        auto pushed = r.Dirty(seg, 1000, 10)[0];               // (u1, true, v1) goes out...
-        w.Apply("ld", "m2", Flip("u1", false, 200), "{}", 0);  // ...and changes meanwhile
-        w.RecordAck(seg, pushed.context_key, pushed.desired, pushed.version, 204, 1500);
-        auto still = r.Dirty(seg, 2000, 10);
+        auto pushed = r.Dirty(seg, "launchdarkly", 1000, 10)[0];  // (u1, true, v1) goes out...
+        w.Apply("ld", "m2", Flip("u1", false, 200), "{}", 0);     // ...and changes meanwhile
+        w.RecordAck(seg, pushed.context_key, "launchdarkly", pushed.desired, pushed.version, 204,
+                    1500);
+        auto still = r.Dirty(seg, "launchdarkly", 2000, 10);
         REQUIRE(still.size() == 1);
         CHECK_FALSE(still[0].desired);
         CHECK(still[0].version == 2);
-        w.RecordAck(seg, "u1", false, 2, 204, 2500);
-        CHECK(r.Dirty(seg, 3000, 10).empty());
+        w.RecordAck(seg, "u1", "launchdarkly", false, 2, 204, 2500);
+        CHECK(r.Dirty(seg, "launchdarkly", 3000, 10).empty());
         auto m = store::FindMembership(db, "ld", "aud_1", "user", "u1");
         CHECK(m->acked == std::optional<bool>(false));
         // A late acknowledgement of the older version does not regress the record.
-        w.RecordAck(seg, "u1", true, 1, 204, 2600);
+        w.RecordAck(seg, "u1", "launchdarkly", true, 1, 204, 2600);
         CHECK(store::FindMembership(db, "ld", "aud_1", "user", "u1")->acked ==
               std::optional<bool>(false));
     }
@@ -446,13 +447,13 @@ TEST_SUITE("sync store") {
         store::Database db(dir.File("x.db"), true);
         REQUIRE(store::Migrate(db, store::EmbeddedMigrations()).ok());
         store::WriteStore w(db);
-        w.EnsureDestination("ld", 0);
+        w.EnsureTargets("ld", store::ImplicitTargets(), 0);
         w.Apply("ld", "m1", Flip("ghost", false, 100), "{}", 0);
         store::SyncReader r(db);
         auto seg = r.DueSegments(1000)[0].id;
-        auto d = r.Dirty(seg, 1000, 10);
+        auto d = r.Dirty(seg, "launchdarkly", 1000, 10);
         REQUIRE(d.size() == 1);
-        w.RecordAck(seg, "ghost", false, d[0].version, 204, 1000);
+        w.RecordAck(seg, "ghost", "launchdarkly", false, d[0].version, 204, 1000);
         CHECK(r.DueSegments(2000).empty());
         w.Apply("ld", "m2", Flip("ghost", false, 200), "{}", 0);  // another exit
         CHECK(r.DueSegments(3000).empty());
@@ -463,18 +464,18 @@ TEST_SUITE("sync store") {
         store::Database db(dir.File("dl.db"), true);
         REQUIRE(store::Migrate(db, store::EmbeddedMigrations()).ok());
         store::WriteStore w(db);
-        w.EnsureDestination("ld", 0);
+        w.EnsureTargets("ld", store::ImplicitTargets(), 0);
         w.Apply("ld", "m1", Flip("bad", true, 100), "{}", 0);
         store::SyncReader r(db);
         auto seg = r.DueSegments(1000)[0].id;
-        w.RecordDead(seg, "bad", 1, 400, "HTTP 400: refused", 1000);
+        w.RecordDead(seg, "bad", "launchdarkly", 1, 400, "HTTP 400: refused", 1000);
         CHECK(r.DueSegments(2000).empty());
         w.Apply("ld", "m2", Flip("bad", true, 150), "{}", 0);  // same state: still dead
         CHECK(r.DueSegments(2000).empty());
         w.Apply("ld", "m3", Flip("bad", false, 200), "{}", 0);  // new state: due again
         CHECK(r.DueSegments(2000).size() == 1);
         // A refusal of an older version does not bury the newer state.
-        w.RecordDead(seg, "bad", 1, 400, "HTTP 400: refused", 2000);
+        w.RecordDead(seg, "bad", "launchdarkly", 1, 400, "HTTP 400: refused", 2000);
         CHECK(r.DueSegments(2000).size() == 1);
     }
 }

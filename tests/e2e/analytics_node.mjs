@@ -1,42 +1,104 @@
 // End-to-end: Segment's own Node.js client (@segment/analytics-node) sends Engage
-// identify and track calls to a real `audsync serve`; the memberships must be stored.
+// identify and track calls to a real `audsync serve`; the memberships must be stored and
+// reach the destination's three targets: the LaunchDarkly, Flagsmith and ConfigCat
+// emulators (run as the binaries built beside audsync).
 // Usage: node analytics_node.mjs /path/to/audsync
 import { Analytics } from '@segment/analytics-node';
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
 const binary = process.argv[2];
 assert.ok(binary, 'pass the audsync binary as the first argument');
 
-function startServer(dir) {
-  const db = join(dir, 'audsync.db');
-  const config = join(dir, 'config.json');
-  writeFileSync(config, JSON.stringify({
-    listen: '127.0.0.1:0',
-    database: db,
-    destinations: [{
-      id: 'ld', service_token: 'api-e2e', client_side_id: 'cs-e2e',
-      write_keys: ['wk-e2e'], context_key: 'user_id_then_email',
-    }],
-  }));
-  const child = spawn(binary, ['serve', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+// Starts `file args` and resolves the port of its "listening on http://host:port " line.
+function startProcess(file, args, name) {
+  const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d) => { stderr += d; });
   const port = new Promise((resolve, reject) => {
     let out = '';
-    const timer = setTimeout(() => reject(new Error('audsync did not start: ' + stderr)), 20000);
+    const timer = setTimeout(() => reject(new Error(`${name} did not start: ${stderr}`)), 20000);
     child.stdout.on('data', (d) => {
       out += d;
-      const m = out.match(/listening on http:\/\/[^ ]+:(\d+) /);
+      const m = out.match(/listening on http:\/\/[^ ]+:(\d+)[ \n]/);
       if (m) { clearTimeout(timer); resolve(Number(m[1])); }
     });
-    child.on('exit', (code) => reject(new Error(`audsync exited ${code}: ${stderr}`)));
+    child.on('exit', (code) => reject(new Error(`${name} exited ${code}: ${stderr}`)));
   });
-  return { child, db, port, stderr: () => stderr };
+  return { child, port, stderr: () => stderr };
+}
+
+async function stop(proc) {
+  if (proc.child.exitCode !== null) return proc.child.exitCode;
+  const exited = new Promise((resolve) => proc.child.on('exit', (code) => resolve(code)));
+  proc.child.kill('SIGTERM');
+  return exited;
+}
+
+function startEmulators() {
+  const bin = dirname(binary);
+  return {
+    ld: startProcess(join(bin, 'audsync-ld-emulator'),
+      ['--listen', '127.0.0.1:0', '--token', 'api-e2e', '--client-side-id', 'cs-e2e'], 'ld emulator'),
+    fs: startProcess(join(bin, 'audsync-flagsmith-emulator'),
+      ['--listen', '127.0.0.1:0', '--environment-key', 'ser.e2e'], 'flagsmith emulator'),
+    cc: startProcess(join(bin, 'audsync-configcat-emulator'),
+      ['--listen', '127.0.0.1:0', '--user', 'cc-user', '--password', 'cc-password',
+       '--product', 'prod-e2e'], 'configcat emulator'),
+  };
+}
+
+async function startServer(dir, emulators) {
+  const db = join(dir, 'audsync.db');
+  const config = join(dir, 'config.json');
+  const base = async (e) => `http://127.0.0.1:${await e.port}`;
+  writeFileSync(config, JSON.stringify({
+    listen: '127.0.0.1:0',
+    database: db,
+    destinations: [{
+      id: 'ld', write_keys: ['wk-e2e'], context_key: 'user_id_then_email',
+      targets: [
+        { id: 'ld', platform: 'launchdarkly', service_token: 'api-e2e', client_side_id: 'cs-e2e',
+          api_base: await base(emulators.ld), clientsdk_base: await base(emulators.ld) },
+        { id: 'fs', platform: 'flagsmith', environment_key: 'ser.e2e',
+          api_base: await base(emulators.fs), flagsmith_api: 'edge' },
+        { id: 'cc', platform: 'configcat', api_user: 'cc-user', api_password: 'cc-password',
+          product_id: 'prod-e2e', api_base: await base(emulators.cc) },
+      ],
+    }],
+  }));
+  const proc = startProcess(binary, ['serve', '--config', config], 'audsync');
+  return { ...proc, db };
+}
+
+async function getJson(emulator, path) {
+  const r = await fetch(`http://127.0.0.1:${await emulator.port}${path}`);
+  return r.json();
+}
+
+// JSON with object keys sorted, to compare states whatever their order.
+function canonical(value) {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (value && typeof value === 'object') {
+    return `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonical(value[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+// Polls `check` until it returns true, or fails after `ms` with the last state.
+async function eventually(check, ms, what) {
+  const deadline = Date.now() + ms;
+  let last;
+  for (;;) {
+    last = await check();
+    if (last === true) return;
+    if (Date.now() > deadline) assert.fail(`${what}: ${JSON.stringify(last)}`);
+    await new Promise((r) => setTimeout(r, 50));  // poll interval
+  }
 }
 
 function query(db, sql) {
@@ -50,7 +112,8 @@ const personas = (id, key, extra = {}) => ({
 
 test('analytics-node identify and track calls become memberships', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'audsync-e2e-'));
-  const server = startServer(dir);
+  const emulators = startEmulators();
+  const server = await startServer(dir, emulators);
   try {
     const port = await server.port;
     const analytics = new Analytics({
@@ -100,6 +163,30 @@ test('analytics-node identify and track calls become memberships', async () => {
       'aud_hv|user|u-1|1',
     ].join('\n'));
     assert.equal(query(server.db, 'SELECT count(*) FROM events'), '4');
+
+    // Each target ends with exactly that membership, in its own shape.
+    await eventually(async () => {
+      const ld = await getJson(emulators.ld, '/_emulator/segments');
+      const got = Object.fromEntries(ld.segments.map((s) => [s.cohortId, [...s.included].sort()]));
+      const want = { aud_hv: ['two@example.com', 'u-1'], aud_churn: ['u-4'] };
+      return canonical(got) === canonical(want) || got;
+    }, 20000, 'LaunchDarkly synced segments');
+    await eventually(async () => {
+      const fs = await getJson(emulators.fs, '/_emulator/identities');
+      const traits = Object.fromEntries(fs.identities.map((i) => [i.identifier, i.traits]));
+      const ok = traits['u-1']?.high_value_users === true &&
+        traits['two@example.com']?.high_value_users === true &&
+        traits['u-3']?.['churn_risk:account'] === false &&
+        traits['u-4']?.['churn_risk:account'] === true;
+      return ok || traits;
+    }, 20000, 'Flagsmith identity traits');
+    await eventually(async () => {
+      const cc = await getJson(emulators.cc, '/_emulator/segments');
+      const got = Object.fromEntries(cc.segments.map((s) => [s.name, [...s.values].sort()]));
+      const want = { high_value_users: ['two@example.com', 'u-1'], 'churn_risk:account': ['u-4'] };
+      return canonical(got) === canonical(want) || got;
+    }, 20000, 'ConfigCat segments');
+    assert.equal(query(server.db, 'SELECT count(*) FROM deliveries WHERE pending = 1'), '0');
     assert.equal(query(server.db, "SELECT count(*) FROM events WHERE raw LIKE '%wk-e2e%'"), '0');
 
     // Replaying the same messages (as a client retry would) changes nothing.
@@ -120,10 +207,10 @@ test('analytics-node identify and track calls become memberships', async () => {
     await wrong.closeAndFlush({ timeout: 20000 });
     assert.ok(wrongErrors.length >= 1, 'the client saw the 401');
   } finally {
-    const exited = new Promise((resolve) => server.child.on('exit', (code) => resolve(code)));
-    server.child.kill('SIGTERM');
-    const code = await exited;
+    const code = await stop(server);
+    const emulatorCodes = await Promise.all(Object.values(emulators).map(stop));
     rmSync(dir, { recursive: true, force: true });
     assert.equal(code, 0, 'audsync exits cleanly (no sanitizer report): ' + server.stderr());
+    assert.deepEqual(emulatorCodes, [0, 0, 0], 'the emulators exit cleanly');
   }
 });
