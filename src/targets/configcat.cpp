@@ -9,7 +9,7 @@
 
 #include "audsync/common/json.hpp"
 #include "audsync/common/text.hpp"
-#include "curl_client.hpp"
+#include "shared/curl_client.hpp"
 
 namespace audsync::targets {
 namespace {

@@ -2,7 +2,7 @@
 #include "audsync/targets/flagsmith.hpp"
 
 #include "audsync/common/json.hpp"
-#include "curl_client.hpp"
+#include "shared/curl_client.hpp"
 
 namespace audsync::targets {
 namespace {
