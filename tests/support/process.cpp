@@ -36,8 +36,28 @@ std::string TempPath(const char* stem) {
     return tmpl;
 }
 
+// Everything the child needs is made before fork(): in the child of a process with
+// threads (the emulators serving), only async-signal-safe calls are allowed, and an
+// allocation there can deadlock on a lock another thread held at the fork.
 pid_t Spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
             const std::string& out_path, const std::string& err_path, long file_limit = 0) {
+    std::string binary = AUDSYNC_BINARY;
+    std::vector<std::string> copy = args;
+    std::vector<char*> argv;
+    argv.push_back(binary.data());
+    for (auto& a : copy) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::vector<std::string> environment;
+    for (char** e = environ; *e != nullptr; ++e) {
+        std::string entry(*e);
+        std::string name = entry.substr(0, entry.find('='));
+        if (env.count(name) == 0) environment.push_back(std::move(entry));
+    }
+    for (const auto& [k, v] : env) environment.push_back(k + "=" + v);
+    std::vector<char*> envp;
+    for (auto& e : environment) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    const rlimit lim{static_cast<rlim_t>(file_limit), static_cast<rlim_t>(file_limit)};
     pid_t pid = fork();
     if (pid < 0) throw std::runtime_error("fork failed");
     if (pid == 0) {
@@ -47,18 +67,8 @@ pid_t Spawn(const std::vector<std::string>& args, const std::map<std::string, st
         dup2(in, 0);
         dup2(out, 1);
         dup2(err, 2);
-        for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
-        if (file_limit > 0) {
-            rlimit lim{static_cast<rlim_t>(file_limit), static_cast<rlim_t>(file_limit)};
-            setrlimit(RLIMIT_NOFILE, &lim);
-        }
-        std::vector<char*> argv;
-        std::string binary = AUDSYNC_BINARY;
-        argv.push_back(binary.data());
-        std::vector<std::string> copy = args;
-        for (auto& a : copy) argv.push_back(a.data());
-        argv.push_back(nullptr);
-        execv(binary.c_str(), argv.data());
+        if (file_limit > 0) setrlimit(RLIMIT_NOFILE, &lim);
+        execve(binary.c_str(), argv.data(), envp.data());
         _exit(127);
     }
     return pid;
