@@ -10,7 +10,9 @@
 #include <optional>
 #include <set>
 #include <string>
+
 #include <vector>
+#include "serve.hpp"
 
 namespace audsync::configcat_emulator {
 
@@ -48,13 +50,7 @@ struct Stats {
     std::map<std::string, std::string> last_headers;  // lower-cased names
 };
 
-struct Answer {
-    int status = 200;
-    std::string body;
-    std::map<std::string, std::string> headers;
-    bool drop = false;
-    int delay_ms = 0;
-};
+using Answer = emulator_common::Answer;
 
 // An in-memory ConfigCat: the segment routes of the Public Management API and GET /v1/me,
 // with HTTP Basic authentication, the validation and limits ConfigCat documents, a
@@ -128,8 +124,7 @@ class Emulator {
     int window_requests_ = 0;
     uint64_t next_id_ = 1;  // never reset, so that an id is never reused
     Stats stats_;
-    struct Server;
-    std::unique_ptr<Server> server_;
+    std::unique_ptr<emulator_common::Server> server_;
 };
 
 }  // namespace audsync::configcat_emulator

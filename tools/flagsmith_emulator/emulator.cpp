@@ -1,4 +1,4 @@
-// The Flagsmith emulator: its behaviour, and its HTTP server on http::Transport.
+// The Flagsmith emulator: its behaviour (served by emulator_common::Server).
 #include "emulator.hpp"
 
 #include <rapidjson/document.h>
@@ -12,7 +12,6 @@
 
 #include "audsync/common/json.hpp"
 #include "audsync/common/text.hpp"
-#include "audsync/http/transport.hpp"
 
 namespace audsync::flagsmith_emulator {
 namespace {
@@ -193,67 +192,28 @@ control routes (no credentials; answers are JSON):
 )";
 }
 
-struct Emulator::Server {
-    std::unique_ptr<http::Transport> transport;
-};
-
 Emulator::Emulator(Options options) : options_(std::move(options)) {}
 
 Emulator::~Emulator() { Stop(); }
 
 void Emulator::Start() {
-    server_ = std::make_unique<Server>();
-    http::TransportOptions o;
-    o.host = options_.host;
-    o.port = options_.port;
-    o.handler_threads = options_.threads;
-    o.keepalive_timeout_ms = 5000;
-    auto body_limit = [](const http::RequestHead&) -> size_t { return 16 * 1024 * 1024; };
-    auto handler = [this](const http::Request& req) {
-        std::map<std::string, std::string> headers;
-        for (const auto& [name, value] : req.headers) {
-            std::string lower = name;
-            for (char& c : lower)
-                c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-            headers.emplace(lower, value);
-        }
-        Answer a;
-        try {
-            a = Handle(req.method, req.target, headers, req.body);
-        } catch (const std::exception&) {
-            a = Detail(500, "emulator error");
-        }
-        http::Response r;
-        r.status = a.status;
-        r.body = std::move(a.body);
-        r.drop = a.drop;  // close without an answer, as a crashed proxy would
-        r.delay_ms = a.delay_ms;
-        for (auto& [k, v] : a.headers) {
-            if (k == "Content-Type") {
-                r.content_type = v;
-            } else {
-                r.headers.emplace_back(k, v);
-            }
-        }
-        return r;
-    };
-    server_->transport = std::make_unique<http::Transport>(o, body_limit, handler);
-    server_->transport->Start();
+    server_ = std::make_unique<emulator_common::Server>(
+        options_.host, options_.port, options_.threads, 16 * 1024 * 1024,
+        [this](const std::string& method, const std::string& target,
+               const std::map<std::string, std::string>& headers,
+               const std::string& body) { return Handle(method, target, headers, body); },
+        [] { return Detail(500, "emulator error"); });
+    server_->Start();
 }
 
-uint16_t Emulator::port() const {
-    return server_ && server_->transport ? server_->transport->port() : 0;
-}
+uint16_t Emulator::port() const { return server_ ? server_->port() : 0; }
 
 std::string Emulator::base_url() const {
     return "http://" + options_.host + ":" + std::to_string(port());
 }
 
 void Emulator::Stop() {
-    if (server_ && server_->transport) {
-        server_->transport->Stop();
-        server_->transport.reset();
-    }
+    if (server_) server_->Stop();
 }
 
 void Emulator::AddFault(Fault fault) {

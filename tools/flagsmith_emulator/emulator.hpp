@@ -11,6 +11,8 @@
 #include <set>
 #include <string>
 
+#include "serve.hpp"
+
 namespace audsync::flagsmith_emulator {
 
 // The most identities one Edge bulk request may carry (more: 400).
@@ -45,13 +47,7 @@ struct Stats {
     std::map<std::string, std::string> last_headers;  // lower-cased names
 };
 
-struct Answer {
-    int status = 200;
-    std::string body;
-    std::map<std::string, std::string> headers;
-    bool drop = false;
-    int delay_ms = 0;
-};
+using Answer = emulator_common::Answer;
 
 // The emulator's --help text: options, Flagsmith routes and control routes.
 const char* Usage();
@@ -122,8 +118,7 @@ class Emulator {
     int delay_ms_ = 0;
     bool reject_key_ = false;
     Stats stats_;
-    struct Server;
-    std::unique_ptr<Server> server_;
+    std::unique_ptr<emulator_common::Server> server_;
 };
 
 }  // namespace audsync::flagsmith_emulator

@@ -11,6 +11,8 @@
 #include <set>
 #include <string>
 
+#include "serve.hpp"
+
 namespace audsync::emulator {
 
 // One injected answer, used for the next `count` synced-segment requests.
@@ -40,13 +42,7 @@ struct Stats {
     std::map<std::string, std::string> last_headers;  // lower-cased names
 };
 
-struct Answer {
-    int status = 200;
-    std::string body;
-    std::map<std::string, std::string> headers;
-    bool drop = false;
-    int delay_ms = 0;
-};
+using Answer = emulator_common::Answer;
 
 // An in-memory LaunchDarkly: the synced-segment endpoint and the two credential
 // checks, validated as LaunchDarkly documents them, with fault injection and a
@@ -101,8 +97,7 @@ class Emulator {
     int delay_ms_ = 0;
     bool reject_token_ = false;
     Stats stats_;
-    struct Server;
-    std::unique_ptr<Server> server_;
+    std::unique_ptr<emulator_common::Server> server_;
 };
 
 }  // namespace audsync::emulator

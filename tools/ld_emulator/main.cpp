@@ -52,16 +52,6 @@ int UsageError(const std::string& problem) {
     return 2;
 }
 
-// A port number from 0 to 65535, or nullopt.
-std::optional<uint16_t> ParsePort(const std::string& s) {
-    if (s.empty() || s.size() > 5 || s.find_first_not_of("0123456789") != std::string::npos) {
-        return std::nullopt;
-    }
-    long p = std::strtol(s.c_str(), nullptr, 10);
-    if (p > 65535) return std::nullopt;
-    return static_cast<uint16_t>(p);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -79,13 +69,10 @@ int main(int argc, char** argv) {
         if (i + 1 >= argc) return UsageError(a + " needs a value");
         std::string v = argv[++i];
         if (a == "--listen") {
-            auto colon = v.rfind(':');
-            auto port = colon == std::string::npos ? std::nullopt : ParsePort(v.substr(colon + 1));
-            if (colon == std::string::npos || colon == 0 || !port) {
-                return UsageError("--listen takes HOST:PORT with a port from 0 to 65535");
-            }
-            o.host = v.substr(0, colon);
-            o.port = *port;
+            auto listen = audsync::emulator_common::ParseListen(v);
+            if (!listen) return UsageError("--listen takes HOST:PORT with a port from 0 to 65535");
+            o.host = listen->first;
+            o.port = listen->second;
         } else if (a == "--token") {
             if (v.empty()) return UsageError("--token must not be empty");
             o.service_token = v;
