@@ -305,8 +305,13 @@ TEST_SUITE("sync engine") {
                            "d.paused_until_ms - m.last_push_ms = 1000") == 1;
             },
             10000));
+        // The line is logged after the outcome is committed: wait for it.
+        CHECK(Eventually(
+            [&] {
+                return lines.Count(log::Level::kWarn, "is rate limited (HTTP 429: slow down)") == 1;
+            },
+            5000));
         CHECK(rig.platform.Pushes() <= 3);  // not thousands
-        CHECK(lines.Count(log::Level::kWarn, "is rate limited (HTTP 429: slow down)") == 1);
     }
 
     TEST_CASE("transient failures log one line when they start and one when they end") {
