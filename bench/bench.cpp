@@ -703,7 +703,7 @@ int All(const std::map<std::string, std::string>& flags) {
     if (baseline) {
         // Before / after: the HTTP echo ceiling and durable ingest of both builds, measured
         // in this run. "change" is after over before.
-        std::printf("\n%-50s %14s %10s %10s %10s %8s\n", "HTTP server: before / after", "events/s",
+        std::printf("\n%-50s %14s %10s %10s %10s %8s\n", "baseline (BENCH_BASELINE) / current", "events/s",
                     "p50 ms", "p99 ms", "max ms", "change");
         auto row = [](const std::string& name, const LoadResult& r, const std::string& change) {
             std::printf("%-50s %14s %10s %10s %10s %8s\n", name.c_str(),
@@ -718,8 +718,8 @@ int All(const std::map<std::string, std::string>& flags) {
                     const auto& after = (echo ? http : ingest)[{batch, conns}];
                     std::string cell = std::string(what) + ", batch " + std::to_string(batch) +
                                        ", " + std::to_string(conns) + " conn";
-                    row("before (Pistache): " + cell, before, "");
-                    row("after (Beast):     " + cell, after,
+                    row("baseline: " + cell, before, "");
+                    row("current:  " + cell, after,
                         before.events_per_s > 0
                             ? Fmt(after.events_per_s / before.events_per_s, 2) + "x"
                             : "");
@@ -741,9 +741,9 @@ int All(const std::map<std::string, std::string>& flags) {
                 }
             }
         }
-        std::printf("%-50s %14s\n", "before (Pistache): RSS MB, server under ingest",
+        std::printf("%-50s %14s\n", "baseline: RSS MB, server under ingest",
                     Fmt(baseline_server_rss, 1).c_str());
-        std::printf("%-50s %14s\n", "after (Beast):     RSS MB, server under ingest",
+        std::printf("%-50s %14s\n", "current:  RSS MB, server under ingest",
                     Fmt(server_rss, 1).c_str());
         add("baseline_server_peak_rss_mb", baseline_server_rss);
     }
