@@ -703,8 +703,8 @@ int All(const std::map<std::string, std::string>& flags) {
     if (baseline) {
         // Before / after: the HTTP echo ceiling and durable ingest of both builds, measured
         // in this run. "change" is after over before.
-        std::printf("\n%-50s %14s %10s %10s %10s %8s\n", "baseline (BENCH_BASELINE) / current", "events/s",
-                    "p50 ms", "p99 ms", "max ms", "change");
+        std::printf("\n%-50s %14s %10s %10s %10s %8s\n", "baseline (BENCH_BASELINE) / current",
+                    "events/s", "p50 ms", "p99 ms", "max ms", "change");
         auto row = [](const std::string& name, const LoadResult& r, const std::string& change) {
             std::printf("%-50s %14s %10s %10s %10s %8s\n", name.c_str(),
                         Fmt(r.events_per_s).c_str(), Fmt(r.p50_ms, 2).c_str(),
