@@ -33,7 +33,7 @@ int64_t DeadLetters(const std::string& path, int n) {
                     c.context_key = "k" + std::to_string(i);
                     c.included = true;
                     c.event_time_ms = 1;
-                    w.Apply("ld", "m" + std::to_string(i), c, "{}", 0);
+                    w.Apply("ld", "m" + std::to_string(i), c, 0);
                 }
             }).ok());
     store::Database db(path, false);

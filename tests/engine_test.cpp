@@ -176,7 +176,7 @@ struct Rig {
         c.included = true;
         c.event_time_ms = 1000 + seq;
         std::string id = "m" + std::to_string(++seq);
-        REQUIRE(writer->Run([&](store::WriteStore& w) { w.Apply(destination, id, c, "{}", 0); }, 1)
+        REQUIRE(writer->Run([&](store::WriteStore& w) { w.Apply(destination, id, c, 0); }, 1)
                     .ok());
     }
     int64_t Count(const std::string& sql) {
@@ -261,8 +261,8 @@ TEST_SUITE("sync engine") {
         c.event_time_ms = 1;
         for (const char* key : {"x", "dead"}) {
             c.context_key = key;
-            w.Apply("a", std::string("a-") + key, c, "{}", 0);
-            w.Apply("b", std::string("b-") + key, c, "{}", 0);
+            w.Apply("a", std::string("a-") + key, c, 0);
+            w.Apply("b", std::string("b-") + key, c, 0);
         }
         store::SyncReader r(db);
         auto due = r.DueSegments(0);

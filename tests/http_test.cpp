@@ -17,6 +17,7 @@
 #include "audsync/http/routes.hpp"
 #include "audsync/http/transport.hpp"
 #include "audsync/store/database.hpp"
+#include "audsync/store/queries.hpp"
 #include "audsync/store/store.hpp"
 #include "support/helpers.hpp"
 #include "support/process.hpp"
@@ -84,12 +85,25 @@ struct Running {
                                             const std::string& audience = "aud_1",
                                             const std::string& kind = "user",
                                             const std::string& destination = "ld") {
+        REQUIRE(store::TestAccess::WaitApplied(db));  // reads see applied state
         store::Database d(db, false);
         return store::FindMembership(d, destination, audience, kind, key);
     }
-    int64_t Events(const std::string& destination = "ld") {
+    // Applied messageIds (waits for the applier first).
+    int64_t Events() {
+        REQUIRE(store::TestAccess::WaitApplied(db));
         store::Database d(db, false);
-        return store::TestAccess::CountEvents(d, destination);
+        return store::TestAccess::CountDedupe(d);
+    }
+    // The member's row with its latest ignored event (waits for the applier first).
+    std::optional<store::MemberRow> Row(const std::string& key,
+                                        const std::string& audience = "aud_1",
+                                        const std::string& destination = "ld") {
+        REQUIRE(store::TestAccess::WaitApplied(db));
+        auto m = Member(key, audience, "user", destination);
+        if (!m) return std::nullopt;
+        store::Database d(db, false);
+        return store::GetMember(d, m->segment_id, key);
     }
 };
 
@@ -167,14 +181,14 @@ TEST_SUITE("http") {
             r.http.Post(r.url("/v1/batch"), TrackingBatch({a.Json()}), {BasicAuth("wk-ld")});
         REQUIRE(basic.status == 200);
         auto doc = Json(basic.body);
-        CHECK(Field(doc, "accepted") == 1);
+        CHECK(Field(doc, "stored") == 1);
         EngageEvent b;
         b.message_id = "m2";
         b.user_id = "u2";
         auto body_key =
             r.http.Post(r.url("/v1/batch"), TrackingBatch({b.Json()}, ",\"writeKey\":\"wk-ld\""));
         REQUIRE(body_key.status == 200);
-        CHECK(Field(Json(body_key.body), "accepted") == 1);
+        CHECK(Field(Json(body_key.body), "stored") == 1);
         CHECK(r.Member("u1").has_value());
         CHECK(r.Member("u2").has_value());
         // The other destination's key routes there.
@@ -222,7 +236,7 @@ TEST_SUITE("http") {
         t.event_name = "Audience Entered";
         auto track = r.http.Post(r.url("/v1/track"), t.Json(), {BasicAuth("wk-ld")});
         CHECK(track.status == 200);
-        CHECK(Field(Json(track.body), "accepted") == 1);
+        CHECK(Field(Json(track.body), "stored") == 1);
         REQUIRE(r.Member("u7").has_value());
         CHECK(r.Member("u7")->desired);
         EngageEvent imp;
@@ -255,10 +269,15 @@ TEST_SUITE("http") {
             r.http.Post(r.url("/v1/destinations/other/events"), body, {BasicAuth("wk-other")});
         REQUIRE(resp.status == 200);
         auto doc = Json(resp.body);
-        CHECK(Field(doc, "accepted") == 1);
-        CHECK(Field(doc, "duplicates") == 1);
-        CHECK(Field(doc, "stale") == 1);
+        // Stored: add twice and older; the applier finds the second add a duplicate and
+        // older stale, and the member shows the latest of them.
+        CHECK(Field(doc, "stored") == 3);
         CHECK(Field(doc, "not_applicable") == 1);
+        auto row = r.Row("u1", "aud_1", "other");
+        REQUIRE(row.has_value());
+        CHECK(row->message_id == add.message_id);
+        CHECK(row->ignored_message_id == std::optional<std::string>("m0"));
+        CHECK(row->ignored_outcome == std::optional<std::string>("stale"));
         const auto* rejected = json::Find(doc, "rejected");
         REQUIRE(rejected != nullptr);
         REQUIRE(rejected->Size() == 3);
@@ -290,7 +309,7 @@ TEST_SUITE("http") {
         auto signed_one = r.http.Post(r.url("/v1/destinations/ld/events"), one,
                                       {"X-Signature: " + crypto::HmacSha1Hex("s3cret", one)});
         REQUIRE(signed_one.status == 200);
-        CHECK(Field(Json(signed_one.body), "accepted") == 1);
+        CHECK(Field(Json(signed_one.body), "stored") == 1);
 
         EngageEvent b, c;
         b.message_id = "m2";
@@ -307,7 +326,7 @@ TEST_SUITE("http") {
             r.url("/v1/destinations/ld/events"), batch,
             {"X-Signature: " + crypto::HmacSha1Hex("s3cret", first), BasicAuth("wk-ld")});
         REQUIRE(signed_batch.status == 200);
-        CHECK(Field(Json(signed_batch.body), "accepted") == 2);
+        CHECK(Field(Json(signed_batch.body), "stored") == 2);
 
         EngageEvent d;
         d.message_id = "m4";
@@ -412,7 +431,7 @@ TEST_SUITE("http") {
         auto partial = r.http.Post(r.url("/v1/batch"), TrackingBatch(mixed), {BasicAuth("wk-ld")});
         REQUIRE(partial.status == 200);
         auto doc = Json(partial.body);
-        CHECK(Field(doc, "duplicates") == 1);  // m0 was stored by the first request
+        CHECK(Field(doc, "stored") == 1);  // m0 again (the applier finds it a duplicate)
         CHECK(json::FindString(doc["rejected"][0], "reason") ==
               std::optional<std::string>("event_too_large"));
     }
@@ -487,13 +506,24 @@ TEST_SUITE("http") {
         REQUIRE(s.Start());
         testing::HttpClient http;
         auto dup = http.Post(s.url("/v1/identify"), add.Json(), {BasicAuth("wk-ld")});
-        CHECK(Field(Json(dup.body), "duplicates") == 1);
+        CHECK(Field(Json(dup.body), "stored") == 1);
+        auto member = [&] {
+            REQUIRE(store::TestAccess::WaitApplied(db));
+            store::Database d(db, false);
+            auto m = store::FindMembership(d, "ld", "aud_1", "user", "u1");
+            REQUIRE(m.has_value());
+            return *store::GetMember(d, m->segment_id, "u1");
+        };
+        CHECK(member().ignored_outcome == std::optional<std::string>("duplicate"));
         EngageEvent older = add;
         older.message_id = "m-old";
         older.value = "false";
         older.timestamp = "2024-05-06T09:00:00.000Z";
         auto stale = http.Post(s.url("/v1/identify"), older.Json(), {BasicAuth("wk-ld")});
-        CHECK(Field(Json(stale.body), "stale") == 1);
+        CHECK(Field(Json(stale.body), "stored") == 1);
+        CHECK(member().ignored_outcome == std::optional<std::string>("stale"));
+        CHECK(member().ignored_message_id == std::optional<std::string>("m-old"));
+        CHECK(member().message_id == add.message_id);
         CHECK(s.Stop() == 0);
     }
 
@@ -503,8 +533,8 @@ TEST_SUITE("http") {
         r.http.Post(r.url("/v1/batch"), TrackingBatch({a.Json()}, ",\"writeKey\":\"wk-ld\""));
         r.http.Post(r.url("/v1/batch"), TrackingBatch({a.Json()}), {BasicAuth("wk-wrong-key")});
         r.http.Post(r.url("/v1/destinations/ld/audiences?key=wk-wrong-key"), "{}");
-        store::Database d(r.db, false);
-        store::Statement s(store::TestAccess::Handle(d), "SELECT raw FROM events");
+        store::Database d(store::InboxPath(r.db), false);
+        store::Statement s(store::TestAccess::Handle(d), "SELECT raw FROM inbox");
         while (s.Step()) CHECK(s.Text(0).find("wk-ld") == std::string::npos);
         std::string log = r.server.Log();
         for (const char* secret : {"wk-ld", "wk-wrong-key", "s3cret", "api-tok", "adm1n"}) {
@@ -558,6 +588,7 @@ TEST_SUITE("http") {
 
         testing::ServerProcess restarted(config);
         REQUIRE_MESSAGE(restarted.Start(), restarted.Log());
+        REQUIRE(store::TestAccess::WaitApplied(db));
         store::Database d(db, false);
         size_t missing = 0;
         for (const auto& id : acknowledged) {

@@ -11,7 +11,9 @@
 #include "audsync/common/json.hpp"
 #include "audsync/common/log.hpp"
 #include "audsync/common/text.hpp"
+#include "audsync/app/runtime.hpp"
 #include "audsync/ingest/ingest.hpp"
+#include "audsync/store/inbox.hpp"
 #include "audsync/store/database.hpp"
 #include "audsync/store/migrations.hpp"
 #include "audsync/store/store.hpp"
@@ -43,28 +45,41 @@ class LogCapture {
     std::vector<std::string> warnings_;
 };
 
-// An ingest service over a fresh database with the helpers' test config.
+// An ingest service (with its inbox and applier, no sync, no HTTP) over a fresh
+// database with the helpers' test config.
 struct Fixture {
     testing::TempDir dir;
     config::Config config;
-    ingest::AudienceRegistry audiences;
-    std::unique_ptr<store::Writer> writer;
-    std::unique_ptr<ingest::Service> service;
+    std::unique_ptr<app::Runtime> runtime;
+    ingest::Service* service = nullptr;
 
     // `edit` changes the helpers' test config before the service starts.
     explicit Fixture(const std::function<void(config::Config&)>& edit = {})
         : config(testing::TestConfig(dir.File("i.db"))) {
         if (edit) edit(config);
-        {
-            store::Database db(config.database, true);
-            REQUIRE(store::Migrate(db, store::EmbeddedMigrations()).ok());
-        }
-        writer = std::make_unique<store::Writer>(config.database, store::WriterOptions{});
-        service = std::make_unique<ingest::Service>(std::make_shared<const config::Config>(config),
-                                                    *writer, audiences);
+        app::RuntimeOptions options;
+        options.create_database = true;
+        auto started = app::Runtime::Start(std::make_shared<const config::Config>(config), options);
+        REQUIRE(started.ok());
+        runtime = std::move(started).value();
+        service = &runtime->ingest();
     }
-    ~Fixture() { writer->Stop(); }
 
+    // Returns once the applier has applied everything stored so far.
+    void WaitApplied() {
+        int64_t last = 0;
+        REQUIRE(runtime->inbox_writer()
+                    .Run(
+                        [&](store::InboxStore&) {
+                            store::Database inbox(store::InboxPath(config.database), false);
+                            last = store::InboxReader(inbox).LastSeq();
+                        },
+                        1)
+                    .ok());
+        REQUIRE(runtime->applier().WaitApplied(last, 20000));
+    }
+
+    // Stores `events` and waits until they are applied.
     ingest::Summary Apply(const std::vector<std::string>& events,
                           const std::string& destination = "ld") {
         std::string body = "[";
@@ -74,6 +89,7 @@ struct Fixture {
         REQUIRE(parsed.ok());
         auto summary = service->Apply(*config.FindDestination(destination), parsed.value().items);
         REQUIRE(summary.ok());
+        REQUIRE(runtime->applier().WaitApplied(summary.value().last_seq, 20000));
         return summary.value();
     }
 };
@@ -125,7 +141,7 @@ TEST_SUITE("ingest") {
             Event("trait", [](EngageEvent& e) { e.computation_class = "computed_trait"; }),
             Event("noid", [](EngageEvent& e) { e.audience_id = ""; }),
         });
-        CHECK(s.accepted == 1);
+        CHECK(s.stored == 1);
         CHECK(s.not_applicable == 5);
         CHECK(s.not_applicable_reasons == std::map<std::string, size_t>{
                                               {"no_audience_id", 1},
@@ -144,13 +160,14 @@ TEST_SUITE("ingest") {
 
     TEST_CASE("the summary JSON carries not_applicable_reasons") {
         ingest::Summary s;
-        s.accepted = 1;
+        s.stored = 1;
+        s.accepted = 7;  // a dry run's prediction: never in a live answer
         s.not_applicable = 3;
         s.not_applicable_reasons = {{"not_engage", 2}, {"not_identify_or_track", 1}};
         s.rejected.push_back({4, "m\"4", "no_context_key", "d"});
         CHECK(
             ingest::SummaryJson(s) ==
-            R"({"accepted":1,"duplicates":0,"stale":0,"not_applicable":3,)"
+            R"({"stored":1,"not_applicable":3,)"
             R"("not_applicable_reasons":{"not_engage":2,"not_identify_or_track":1},)"
             R"("rejected":[{"index":4,"messageId":"m\"4","reason":"no_context_key","detail":"d"}]})");
         rapidjson::Document doc;
@@ -162,7 +179,7 @@ TEST_SUITE("ingest") {
     TEST_CASE("one audience with two context kinds logs one warning naming the fix") {
         Fixture f;
         LogCapture logs;
-        f.audiences.Put("ld", "ext-1", std::string("account"));
+        f.runtime->audiences().Put("ld", "ext-1", std::string("account"));
         auto with_external = [](EngageEvent& e) {
             e.extra_personas = R"("external_audience_id":"ext-1")";
         };
@@ -258,7 +275,7 @@ TEST_SUITE("ingest edge") {
             CHECK(answer.error().message.find("s3cret") == std::string::npos);
             CHECK(answer.error().message.find(kWebhookToken) == std::string::npos);
         }
-        CHECK(Count(f.config.database, "events") == 0);
+        CHECK(Count(store::InboxPath(f.config.database), "inbox") == 0);
         CHECK(Count(f.config.database, "memberships") == 0);
 
         // A single signed event, and a signed array of one, need nothing more.
@@ -266,7 +283,7 @@ TEST_SUITE("ingest edge") {
         single.signature = signature;
         auto one = f.service->Ingest(single);
         REQUIRE(one.ok());
-        CHECK(SummaryField(one.value(), "accepted") == 1);
+        CHECK(SummaryField(one.value(), "stored") == 1);
         const std::string array_of_one =
             "[" + Event("m2", [](EngageEvent& e) { e.user_id = "u2"; }) + "]";
         auto arr = Webhook(array_of_one);
@@ -274,7 +291,7 @@ TEST_SUITE("ingest edge") {
             crypto::HmacSha1Hex("s3cret", array_of_one.substr(1, array_of_one.size() - 2));
         auto arr_answer = f.service->Ingest(arr);
         REQUIRE(arr_answer.ok());
-        CHECK(SummaryField(arr_answer.value(), "accepted") == 1);
+        CHECK(SummaryField(arr_answer.value(), "stored") == 1);
 
         // With the token beside the signature the batch goes in.
         auto with_token = Webhook(batch);
@@ -282,8 +299,11 @@ TEST_SUITE("ingest edge") {
         with_token.token = kWebhookToken;
         auto accepted = f.service->Ingest(with_token);
         REQUIRE(accepted.ok());
-        CHECK(SummaryField(accepted.value(), "accepted") == 1);  // m1 was in already
-        CHECK(SummaryField(accepted.value(), "duplicates") == 1);
+        CHECK(SummaryField(accepted.value(), "stored") == 2);
+        // m1 was in already: the applier finds it a duplicate.
+        f.WaitApplied();
+        CHECK(f.runtime->applier().counters().duplicates.load() == 1);
+        CHECK(f.runtime->applier().counters().accepted.load() == 3);
 
         // The token or a write key covers any body on its own.
         const std::string other = "[" + Event("m3", [](EngageEvent& e) { e.user_id = "u3"; }) +
@@ -292,7 +312,7 @@ TEST_SUITE("ingest edge") {
         token_only.token = kWebhookToken;
         auto t = f.service->Ingest(token_only);
         REQUIRE(t.ok());
-        CHECK(SummaryField(t.value(), "accepted") == 2);
+        CHECK(SummaryField(t.value(), "stored") == 2);
         const std::string more = "[" + Event("m5", [](EngageEvent& e) { e.user_id = "u5"; }) + "," +
                                  Event("m6", [](EngageEvent& e) { e.user_id = "u6"; }) + "]";
         auto key_and_signature = Webhook(more);
@@ -300,7 +320,7 @@ TEST_SUITE("ingest edge") {
         key_and_signature.signature = signature;  // not over this body: the key suffices
         auto k = f.service->Ingest(key_and_signature);
         REQUIRE(k.ok());
-        CHECK(SummaryField(k.value(), "accepted") == 2);
+        CHECK(SummaryField(k.value(), "stored") == 2);
     }
 
     TEST_CASE("a token is worthless where no webhook_token is configured") {
@@ -321,7 +341,7 @@ TEST_SUITE("ingest edge") {
             alone.token = token;
             CHECK_FALSE(f.service->Ingest(alone).ok());
         }
-        CHECK(Count(f.config.database, "events") == 0);
+        CHECK(Count(store::InboxPath(f.config.database), "inbox") == 0);
     }
 
     TEST_CASE("webhook_signature first_element admits the whole signed batch (opt-in)") {
@@ -335,7 +355,7 @@ TEST_SUITE("ingest edge") {
         request.signature = crypto::HmacSha1Hex("s3cret", first);
         auto answer = f.service->Ingest(request);
         REQUIRE(answer.ok());
-        CHECK(SummaryField(answer.value(), "accepted") == 2);
+        CHECK(SummaryField(answer.value(), "stored") == 2);
         // A bad signature is still refused.
         auto bad = Webhook(batch);
         bad.signature = crypto::HmacSha1Hex("wrong", first);
@@ -357,7 +377,7 @@ TEST_SUITE("ingest edge") {
                      at("y2999", "u-2999", text::ParseIso8601("2999-01-01T00:00:00Z").value()),
                      at("near", "u-near", now + 3600 * 1000 - 60 * 1000),
                      at("past", "u-past", now - 1000)});
-        CHECK(summary.accepted == 2);
+        CHECK(summary.stored == 2);
         REQUIRE(summary.rejected.size() == 2);
         for (const auto& r : summary.rejected) {
             CHECK(r.reason == "invalid_timestamp");
@@ -365,7 +385,7 @@ TEST_SUITE("ingest edge") {
         }
         CHECK(summary.rejected[0].index == 0);
         CHECK(summary.rejected[1].index == 1);
-        CHECK(Count(f.config.database, "events") == 2);
+        CHECK(Count(store::InboxPath(f.config.database), "inbox") == 2);
         CHECK(Count(f.config.database, "memberships") == 2);
         CHECK(f.service->counters().RejectedByReason().at("invalid_timestamp") == 2);
     }
@@ -426,9 +446,9 @@ TEST_SUITE("ingest edge") {
         request.body = body;
         auto answer = f.service->Ingest(request);
         REQUIRE(answer.ok());
-        CHECK(SummaryField(answer.value(), "accepted") == 1);
-        store::Database db(f.config.database, false);
-        store::Statement s(store::TestAccess::Handle(db), "SELECT raw FROM events");
+        CHECK(SummaryField(answer.value(), "stored") == 1);
+        store::Database db(store::InboxPath(f.config.database), false);
+        store::Statement s(store::TestAccess::Handle(db), "SELECT raw FROM inbox");
         REQUIRE(s.Step());
         const std::string raw = s.Text(0);
         CHECK(raw.find("wk-ld") == std::string::npos);

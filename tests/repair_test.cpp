@@ -40,10 +40,10 @@ void Poison(const std::string& path) {
     }
     REQUIRE(store::WriteDirect(path, [](store::WriteStore& w) {
                 w.EnsureTargets("ld", store::ImplicitTargets(), kReceived);
-                w.Apply("ld", "m-poison", Change("poisoned", true, kReceived + 365 * kDayMs), "{}",
+                w.Apply("ld", "m-poison", Change("poisoned", true, kReceived + 365 * kDayMs),
                         kReceived);
-                w.Apply("ld", "m-edge", Change("edge", true, kReceived + kDayMs), "{}", kReceived);
-                w.Apply("ld", "m-fine", Change("fine", true, kReceived - 1000), "{}", kReceived);
+                w.Apply("ld", "m-edge", Change("edge", true, kReceived + kDayMs), kReceived);
+                w.Apply("ld", "m-fine", Change("fine", true, kReceived - 1000), kReceived);
             }).ok());
 }
 
@@ -104,7 +104,7 @@ TEST_SUITE("repair") {
         store::ApplyOutcome outcome = store::ApplyOutcome::kStale;
         REQUIRE(store::WriteDirect(db, [&](store::WriteStore& w) {
                     outcome = w.Apply("ld", "m-genuine", Change("poisoned", false, kReceived + 5),
-                                      "{}", kReceived + 10);
+                                      kReceived + 10);
                 }).ok());
         CHECK(outcome == store::ApplyOutcome::kAccepted);
         CHECK(Member(db, "poisoned").desired == 0);

@@ -29,7 +29,8 @@ TEST_SUITE("replay framing") {
         CAPTURE(r.err);
         CHECK(r.exit_code == 0);
         CHECK(r.out.find("\"events\":3") != std::string::npos);
-        CHECK(r.out.find("\"accepted\":2") != std::string::npos);
+        CHECK(r.out.find("\"stored\":2") != std::string::npos);
+        CHECK(r.out.find("\"applied\":true") != std::string::npos);
         CHECK(r.out.find("\"rejected\":1") != std::string::npos);
         CHECK(r.out.find("stream_error") == std::string::npos);
     }

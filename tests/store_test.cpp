@@ -62,7 +62,7 @@ int64_t DeadSegment(store::Database& db, int n, const std::string& audience = "a
     w.EnsureTargets("ld", store::ImplicitTargets(), 0);
     for (int i = 0; i < n; ++i) {
         std::string key = "k" + std::to_string(i);
-        w.Apply("ld", audience + key, Change(key, true, 1, audience), "{}", 0);
+        w.Apply("ld", audience + key, Change(key, true, 1, audience), 0);
     }
     auto m = store::FindMembership(db, "ld", audience, "user", "k0");
     REQUIRE(m.has_value());
@@ -139,34 +139,40 @@ TEST_SUITE("store") {
             O expected;
             bool desired_after;
             int64_t version_after;
+            const char* ignored_after;  // the member's latest ignored event, and why
+            const char* ignored_outcome;
         };
         Step steps[] = {
-            {"m1", true, 100, O::kAccepted, true, 1},
-            {"m1", false, 500, O::kDuplicate, true, 1},  // same messageId: not applied
-            {"m0", false, 50, O::kStale, true, 1},       // older event arrives late
-            {"m2", true, 200, O::kAccepted, true, 1},    // same state, newer: no new version
-            {"m3", false, 200, O::kAccepted, false, 2},  // equal time: later arrival wins
-            {"m4", true, 199, O::kStale, false, 2},
-            {"m5", true, 300, O::kAccepted, true, 3},
+            {"m1", true, 100, O::kAccepted, true, 1, nullptr, nullptr},
+            // same messageId: not applied
+            {"m1", false, 500, O::kDuplicate, true, 1, "m1", "duplicate"},
+            {"m0", false, 50, O::kStale, true, 1, "m0", "stale"},  // older event arrives late
+            // same state, newer: no new version; it decides now, nothing after it
+            {"m2", true, 200, O::kAccepted, true, 1, nullptr, nullptr},
+            {"m3", false, 200, O::kAccepted, false, 2, nullptr, nullptr},  // equal time: later
+            {"m4", true, 199, O::kStale, false, 2, "m4", "stale"},
+            {"m5", true, 300, O::kAccepted, true, 3, nullptr, nullptr},
         };
         for (const auto& s : steps) {
             CAPTURE(s.message_id);
-            CHECK(w.Apply("ld", s.message_id, Change("u1", s.included, s.time), "{}", 1000) ==
+            CHECK(w.Apply("ld", s.message_id, Change("u1", s.included, s.time), 1000) ==
                   s.expected);
             auto m = store::FindMembership(f.db, "ld", "aud_1", "user", "u1");
             REQUIRE(m.has_value());
             CHECK(m->desired == s.desired_after);
             CHECK(m->version == s.version_after);
+            auto row = store::GetMember(f.db, m->segment_id, "u1");
+            REQUIRE(row.has_value());
+            CHECK(row->ignored_message_id.value_or("") == (s.ignored_after ? s.ignored_after : ""));
+            CHECK(row->ignored_outcome.value_or("") ==
+                  (s.ignored_outcome ? s.ignored_outcome : ""));
         }
         auto m = store::FindMembership(f.db, "ld", "aud_1", "user", "u1");
         CHECK(m->message_id == "m5");
         CHECK(m->event_ms == 300);
         CHECK_FALSE(m->acked.has_value());
-        CHECK(store::TestAccess::CountEvents(f.db, "ld") == 6);  // every non-duplicate is logged
-        store::Statement stale(store::TestAccess::Handle(f.db),
-                               "SELECT count(*) FROM events WHERE outcome = 'stale'");
-        stale.Step();
-        CHECK(stale.Int(0) == 2);
+        // Every applied messageId is remembered once, stale ones included.
+        CHECK(store::TestAccess::CountDedupe(f.db) == 6);
     }
 
     TEST_CASE("segments are per audience id and context kind, duplicates per destination") {
@@ -178,10 +184,10 @@ TEST_SUITE("store") {
         auto b = Change("u1", true, 1, "aud_2");
         auto c = a;
         c.context_kind = "account";
-        CHECK(w.Apply("ld", "m1", a, "{}", 0) == store::ApplyOutcome::kAccepted);
-        CHECK(w.Apply("ld", "m2", b, "{}", 0) == store::ApplyOutcome::kAccepted);
-        CHECK(w.Apply("ld", "m3", c, "{}", 0) == store::ApplyOutcome::kAccepted);
-        CHECK(w.Apply("other", "m1", a, "{}", 0) == store::ApplyOutcome::kAccepted);
+        CHECK(w.Apply("ld", "m1", a, 0) == store::ApplyOutcome::kAccepted);
+        CHECK(w.Apply("ld", "m2", b, 0) == store::ApplyOutcome::kAccepted);
+        CHECK(w.Apply("ld", "m3", c, 0) == store::ApplyOutcome::kAccepted);
+        CHECK(w.Apply("other", "m1", a, 0) == store::ApplyOutcome::kAccepted);
         store::Statement s(store::TestAccess::Handle(f.db), "SELECT count(*) FROM segments");
         s.Step();
         CHECK(s.Int(0) == 4);
@@ -193,7 +199,7 @@ TEST_SUITE("store") {
         store::WriteStore w(f.db);
         w.EnsureTargets("ld", store::ImplicitTargets(), 0);
         std::string odd = std::string("'; DROP TABLE memberships; --\0/%é\"", 34);
-        CHECK(w.Apply("ld", "m1", Change(odd, true, 1), "{}", 0) == store::ApplyOutcome::kAccepted);
+        CHECK(w.Apply("ld", "m1", Change(odd, true, 1), 0) == store::ApplyOutcome::kAccepted);
         auto m = store::FindMembership(f.db, "ld", "aud_1", "user", odd);
         REQUIRE(m.has_value());
         CHECK(m->context_key == odd);
@@ -203,11 +209,11 @@ TEST_SUITE("store") {
         Fixture f;
         store::WriteStore w(f.db);
         w.EnsureTargets("ld", store::ImplicitTargets(), 0);
-        CHECK(w.Apply("ld", "old", Change("u1", true, 1), "{}", 1000) ==
+        CHECK(w.Apply("ld", "old", Change("u1", true, 1), 1000) ==
               store::ApplyOutcome::kAccepted);
-        CHECK(w.Apply("ld", "new", Change("u2", true, 1), "{}", 5000) ==
+        CHECK(w.Apply("ld", "new", Change("u2", true, 1), 5000) ==
               store::ApplyOutcome::kAccepted);
-        CHECK(w.PruneEvents(2000) == 1);
+        CHECK(w.PruneDedupe(2000, 0, 1) == 1);
         CHECK_FALSE(store::HasEvent(f.db, "ld", "old"));
         CHECK(store::HasEvent(f.db, "ld", "new"));
         CHECK(store::FindMembership(f.db, "ld", "aud_1", "user", "u1").has_value());
@@ -245,7 +251,7 @@ TEST_SUITE("store") {
                     Status s = writer.Run(
                         [&](store::WriteStore& w) {
                             w.EnsureTargets("ld", store::ImplicitTargets(), 0);
-                            w.Apply("ld", id, Change(id, true, 1), "{}", text::NowMs());
+                            w.Apply("ld", id, Change(id, true, 1), text::NowMs());
                         },
                         1);
                     if (!s) ++failures;
@@ -254,7 +260,7 @@ TEST_SUITE("store") {
         }
         for (auto& t : threads) t.join();
         CHECK(failures == 0);
-        CHECK(store::TestAccess::CountEvents(f.db, "ld") == kThreads * kPerThread);
+        CHECK(store::TestAccess::CountDedupe(f.db) == kThreads * kPerThread);
         CHECK(writer.commits() >= 1);
         CHECK(writer.commits() <= static_cast<uint64_t>(kThreads * kPerThread));
     }
@@ -267,7 +273,7 @@ TEST_SUITE("store") {
         Status bad = writer.Run(
             [&](store::WriteStore& w) {
                 w.EnsureTargets("ld", store::ImplicitTargets(), 0);
-                w.Apply("ld", "bad", Change("x", true, 1), "{}", 0);
+                w.Apply("ld", "bad", Change("x", true, 1), 0);
                 throw store::SqliteError("simulated failure");
             },
             1);
@@ -276,7 +282,7 @@ TEST_SUITE("store") {
         Status good = writer.Run(
             [&](store::WriteStore& w) {
                 w.EnsureTargets("ld", store::ImplicitTargets(), 0);
-                w.Apply("ld", "good", Change("y", true, 1), "{}", 0);
+                w.Apply("ld", "good", Change("y", true, 1), 0);
             },
             1);
         CHECK(good.ok());
@@ -435,7 +441,7 @@ TEST_SUITE("store") {
         store::WriteStore w(f.db);
         w.EnsureTargets("ld", store::ImplicitTargets(), 0);
         // Caches the segment's id in this WriteStore, as the writer does.
-        CHECK(w.Apply("ld", "late", Change("k9", true, 2), "{}", 0) ==
+        CHECK(w.Apply("ld", "late", Change("k9", true, 2), 0) ==
               store::ApplyOutcome::kAccepted);
         CHECK(w.DeleteSegment(seg) == 4);
         CHECK(Count(f.db, "SELECT count(*) FROM segments WHERE id = " + std::to_string(seg)) == 0);
@@ -444,7 +450,7 @@ TEST_SUITE("store") {
               2);
         CHECK(w.DeleteSegment(seg) == 0);
         // A later event creates the segment anew rather than reusing the forgotten id.
-        CHECK(w.Apply("ld", "after", Change("k1", true, 3), "{}", 0) ==
+        CHECK(w.Apply("ld", "after", Change("k1", true, 3), 0) ==
               store::ApplyOutcome::kAccepted);
         auto m = store::FindMembership(f.db, "ld", "aud_1", "user", "k1");
         REQUIRE(m.has_value());
@@ -595,7 +601,7 @@ TEST_SUITE("store") {
                     [&](store::WriteStore& w) {
                         for (int i = 0; i < 10; ++i) {
                             std::string id = std::to_string(j) + "-" + std::to_string(i);
-                            w.Apply("ld", id, Change(id, true, 1), "{}", 0);
+                            w.Apply("ld", id, Change(id, true, 1), 0);
                         }
                     },
                     10);
@@ -611,7 +617,7 @@ TEST_SUITE("store") {
             CHECK(s.ok());
             if (!s) continue;
             store::Database copy(dest, false);
-            counts.push_back(Count(copy, "SELECT count(*) FROM events"));
+            counts.push_back(Count(copy, "SELECT count(*) FROM dedupe"));
         }
         stop = true;
         load.join();

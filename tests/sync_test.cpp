@@ -374,7 +374,7 @@ TEST_SUITE("sync store") {
         store::WriteStore w(db);
         w.EnsureTargets("ld", store::ImplicitTargets(), 0);
         for (int i = 0; i < 10; ++i) {
-            w.Apply("ld", "m" + std::to_string(i), Flip("u1", i % 2 == 0, 100 + i), "{}", 0);
+            w.Apply("ld", "m" + std::to_string(i), Flip("u1", i % 2 == 0, 100 + i), 0);
         }
         store::SyncReader r(db);
         auto due = r.DueSegments(1000);
@@ -393,11 +393,11 @@ TEST_SUITE("sync store") {
         store::WriteStore w(db);
         w.EnsureTargets("ld", store::ImplicitTargets(), 0);
         for (int i = 0; i < 5; ++i) {
-            w.Apply("ld", "a" + std::to_string(i), Flip("u" + std::to_string(i), true, 1), "{}", 0);
+            w.Apply("ld", "a" + std::to_string(i), Flip("u" + std::to_string(i), true, 1), 0);
             w.Apply("ld", "b" + std::to_string(i), Flip("u" + std::to_string(i), true, 1, "aud_2"),
-                    "{}", 0);
+                    0);
             w.Apply("ld", "c" + std::to_string(i),
-                    Flip("u" + std::to_string(i), true, 1, "aud_1", "account"), "{}", 0);
+                    Flip("u" + std::to_string(i), true, 1, "aud_1", "account"), 0);
         }
         store::SyncReader r(db);
         auto due = r.DueSegments(1000);
@@ -421,11 +421,11 @@ TEST_SUITE("sync store") {
         REQUIRE(store::Migrate(db, store::EmbeddedMigrations()).ok());
         store::WriteStore w(db);
         w.EnsureTargets("ld", store::ImplicitTargets(), 0);
-        w.Apply("ld", "m1", Flip("u1", true, 100), "{}", 0);
+        w.Apply("ld", "m1", Flip("u1", true, 100), 0);
         store::SyncReader r(db);
         auto seg = r.DueSegments(1000)[0].id;
         auto pushed = r.Dirty(seg, "launchdarkly", 1000, 10)[0];  // (u1, true, v1) goes out...
-        w.Apply("ld", "m2", Flip("u1", false, 200), "{}", 0);     // ...and changes meanwhile
+        w.Apply("ld", "m2", Flip("u1", false, 200), 0);     // ...and changes meanwhile
         w.RecordAck(seg, pushed.context_key, "launchdarkly", pushed.desired, pushed.version, 204,
                     1500);
         auto still = r.Dirty(seg, "launchdarkly", 2000, 10);
@@ -448,14 +448,14 @@ TEST_SUITE("sync store") {
         REQUIRE(store::Migrate(db, store::EmbeddedMigrations()).ok());
         store::WriteStore w(db);
         w.EnsureTargets("ld", store::ImplicitTargets(), 0);
-        w.Apply("ld", "m1", Flip("ghost", false, 100), "{}", 0);
+        w.Apply("ld", "m1", Flip("ghost", false, 100), 0);
         store::SyncReader r(db);
         auto seg = r.DueSegments(1000)[0].id;
         auto d = r.Dirty(seg, "launchdarkly", 1000, 10);
         REQUIRE(d.size() == 1);
         w.RecordAck(seg, "ghost", "launchdarkly", false, d[0].version, 204, 1000);
         CHECK(r.DueSegments(2000).empty());
-        w.Apply("ld", "m2", Flip("ghost", false, 200), "{}", 0);  // another exit
+        w.Apply("ld", "m2", Flip("ghost", false, 200), 0);  // another exit
         CHECK(r.DueSegments(3000).empty());
     }
 
@@ -465,14 +465,14 @@ TEST_SUITE("sync store") {
         REQUIRE(store::Migrate(db, store::EmbeddedMigrations()).ok());
         store::WriteStore w(db);
         w.EnsureTargets("ld", store::ImplicitTargets(), 0);
-        w.Apply("ld", "m1", Flip("bad", true, 100), "{}", 0);
+        w.Apply("ld", "m1", Flip("bad", true, 100), 0);
         store::SyncReader r(db);
         auto seg = r.DueSegments(1000)[0].id;
         w.RecordDead(seg, "bad", "launchdarkly", 1, 400, "HTTP 400: refused", 1000);
         CHECK(r.DueSegments(2000).empty());
-        w.Apply("ld", "m2", Flip("bad", true, 150), "{}", 0);  // same state: still dead
+        w.Apply("ld", "m2", Flip("bad", true, 150), 0);  // same state: still dead
         CHECK(r.DueSegments(2000).empty());
-        w.Apply("ld", "m3", Flip("bad", false, 200), "{}", 0);  // new state: due again
+        w.Apply("ld", "m3", Flip("bad", false, 200), 0);  // new state: due again
         CHECK(r.DueSegments(2000).size() == 1);
         // A refusal of an older version does not bury the newer state.
         w.RecordDead(seg, "bad", "launchdarkly", 1, 400, "HTTP 400: refused", 2000);

@@ -162,12 +162,14 @@ Result<std::pair<int64_t, std::string>> ParseDeadLetterId(std::string_view id) {
 
 Service::Service(std::shared_ptr<const config::Config> config, std::string db_path,
                  WriteRunner write, const ingest::Counters* ingest_counters,
-                 const sync::SyncCounters* sync_counters)
+                 const sync::SyncCounters* sync_counters,
+                 const store::ApplierCounters* applier_counters)
     : config_(std::move(config)),
       db_path_(std::move(db_path)),
       write_(std::move(write)),
       ingest_counters_(ingest_counters),
-      sync_counters_(sync_counters) {}
+      sync_counters_(sync_counters),
+      applier_counters_(applier_counters) {}
 
 void Service::SetConfig(std::shared_ptr<const config::Config> config) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -208,7 +210,8 @@ Result<SegmentList> Service::ListSegments(const store::SegmentFilter& filter,
         store::SegmentFilter f = filter;
         f.after_id = after.value();
         f.limit = page.limit + 1;  // one extra row tells whether another page exists
-        SegmentList list{store::ListSegments(db, f), std::nullopt};
+        SegmentList list{store::ListSegments(db, f), std::nullopt,
+                         store::ReadBacklog(db, store::InboxPath(db_path_))};
         if (list.segments.size() > static_cast<size_t>(page.limit)) {
             list.segments.pop_back();
             list.next_cursor = EncodeCursor(std::to_string(list.segments.back().id));
@@ -258,8 +261,11 @@ Result<MemberDetail> Service::GetMember(int64_t segment_id, const std::string& k
                              "that context key was never seen in this segment");
         }
         MemberDetail detail{std::move(*m), std::nullopt};
-        if (auto raw = store::FindEventRaw(db, segment->destination, detail.member.message_id)) {
-            detail.event_payload = WithoutCredentials(*raw);
+        if (detail.member.inbox_seq) {
+            if (auto raw = store::FindEventRaw(store::InboxPath(db_path_), *detail.member.inbox_seq,
+                                               segment->destination, detail.member.message_id)) {
+                detail.event_payload = WithoutCredentials(*raw);
+            }
         }
         return detail;
     });
@@ -528,9 +534,14 @@ Result<std::string> Service::Metrics() {
             count("audsync_ingest_requests_total", c.requests.load());
             metric("audsync_events_total", "counter", "Events received, by outcome.");
             count("audsync_events_total{outcome=\"received\"}", c.events_received.load());
-            count("audsync_events_total{outcome=\"accepted\"}", c.accepted.load());
-            count("audsync_events_total{outcome=\"duplicate\"}", c.duplicates.load());
-            count("audsync_events_total{outcome=\"stale\"}", c.stale.load());
+            count("audsync_events_total{outcome=\"stored\"}", c.stored.load());
+            if (applier_counters_ != nullptr) {
+                // Decided by the applier: what the stored events did.
+                const auto& a = *applier_counters_;
+                count("audsync_events_total{outcome=\"accepted\"}", a.accepted.load());
+                count("audsync_events_total{outcome=\"duplicate\"}", a.duplicates.load());
+                count("audsync_events_total{outcome=\"stale\"}", a.stale.load());
+            }
             count("audsync_events_total{outcome=\"not_applicable\"}", c.not_applicable.load());
             count("audsync_events_total{outcome=\"rejected\"}", c.rejected.load());
             metric("audsync_events_rejected_total", "counter", "Rejected events, by reason.");
@@ -619,6 +630,23 @@ Result<std::string> Service::Metrics() {
                       static_cast<double>(text::NowMs() - *g.oldest_pending_received_ms) / 1000.0)
                 : 0;
         seconds("audsync_sync_lag_seconds", lag);
+        const store::Backlog backlog = store::ReadBacklog(db, store::InboxPath(db_path_));
+        metric("audsync_inbox_backlog_events", "gauge",
+               "Events stored in the inbox and not yet applied to memberships.");
+        count("audsync_inbox_backlog_events", static_cast<uint64_t>(backlog.events));
+        metric("audsync_inbox_backlog_age_seconds", "gauge",
+               "Age of the oldest event not yet applied (0 without a backlog).");
+        seconds("audsync_inbox_backlog_age_seconds",
+                backlog.oldest_received_ms
+                    ? std::max<double>(0, static_cast<double>(text::NowMs() -
+                                                              *backlog.oldest_received_ms) /
+                                              1000.0)
+                    : 0);
+        if (applier_counters_ != nullptr) {
+            metric("audsync_inbox_applied_total", "counter",
+                   "Inbox events folded into memberships since start.");
+            count("audsync_inbox_applied_total", applier_counters_->applied.load());
+        }
         return out;
     });
 }

@@ -4,6 +4,8 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <algorithm>
+
 #include "audsync/common/text.hpp"
 
 namespace audsync::admin {
@@ -192,6 +194,20 @@ void WriteMember(JsonWriter& w, const store::MemberRow& m,
         }
     }
     w.EndObject();
+    // The latest later event that changed nothing (a duplicate or a stale event).
+    w.Key("ignored_event");
+    if (m.ignored_message_id) {
+        w.StartObject();
+        w.Key("message_id");
+        Str(w, *m.ignored_message_id);
+        w.Key("outcome");
+        OptStr(w, m.ignored_outcome);
+        w.Key("received_at");
+        Time(w, m.ignored_ms);
+        w.EndObject();
+    } else {
+        w.Null();
+    }
     Count(w, "attempts", m.attempts);
     w.Key("next_attempt_at");
     Time(w,
@@ -380,6 +396,19 @@ std::string ToJson(const SegmentList& list) {
         w.EndArray();
         w.Key("next_cursor");
         OptStr(w, list.next_cursor);
+        // Stored events the segments do not show yet.
+        w.Key("backlog");
+        w.StartObject();
+        Count(w, "events", list.backlog.events);
+        w.Key("oldest_received_at");
+        Time(w, list.backlog.oldest_received_ms);
+        w.Key("age_seconds");
+        w.Double(list.backlog.oldest_received_ms
+                     ? std::max<double>(0, static_cast<double>(text::NowMs() -
+                                                               *list.backlog.oldest_received_ms) /
+                                               1000.0)
+                     : 0.0);
+        w.EndObject();
         w.EndObject();
     });
 }
@@ -541,9 +570,15 @@ std::string ToJson(const EventReplayReport& r) {
         w.Key("dry_run");
         w.Bool(r.dry_run);
         Count(w, "events", static_cast<int64_t>(r.events));
-        Count(w, "accepted", static_cast<int64_t>(r.accepted));
-        Count(w, "duplicates", static_cast<int64_t>(r.duplicates));
-        Count(w, "stale", static_cast<int64_t>(r.stale));
+        if (r.dry_run) {
+            Count(w, "accepted", static_cast<int64_t>(r.accepted));
+            Count(w, "duplicates", static_cast<int64_t>(r.duplicates));
+            Count(w, "stale", static_cast<int64_t>(r.stale));
+        } else {
+            Count(w, "stored", static_cast<int64_t>(r.stored));
+            w.Key("applied");
+            w.Bool(r.applied);
+        }
         Count(w, "not_applicable", static_cast<int64_t>(r.not_applicable));
         w.Key("not_applicable_reasons");
         w.StartObject();

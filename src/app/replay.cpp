@@ -50,6 +50,7 @@ Result<admin::EventReplayReport> ReplayEvents(const config::Config& config,
     std::vector<size_t> lines;  // the input line of each item of `batch`
     size_t batch_base = 0;      // index of batch[0] in the whole input
     Status stored = Ok();
+    int64_t last_seq = 0;
     auto flush = [&]() {
         if (batch.empty() || !stored) return;
         Result<ingest::Summary> r = ingest::Summary{};
@@ -64,6 +65,8 @@ Result<admin::EventReplayReport> ReplayEvents(const config::Config& config,
             return;
         }
         const ingest::Summary& s = r.value();
+        report.stored += s.stored;
+        last_seq = std::max(last_seq, s.last_seq);
         report.accepted += s.accepted;
         report.duplicates += s.duplicates;
         report.stale += s.stale;
@@ -123,6 +126,12 @@ Result<admin::EventReplayReport> ReplayEvents(const config::Config& config,
     flush();
     if (!stored) return stored.error();
     if (!stream) report.stream_error = stream.error().message;
+    // Returns once the applier (this process's or a running server's) has applied every
+    // stored event, so that what the replay did is visible when it ends.
+    if (runtime != nullptr && !options.dry_run) {
+        report.applied =
+            last_seq == 0 || runtime->applier().WaitApplied(last_seq, options.apply_timeout_ms);
+    }
     return report;
 }
 

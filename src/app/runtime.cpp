@@ -101,6 +101,26 @@ Status EnsureTargets(store::Writer& writer, const config::Config& c) {
     return Ok();
 }
 
+// An inbox behind the database (replaced, restored from an older backup, or deleted)
+// would hand out positions the applier has passed: its next positions are moved past
+// the applied one, and what it lost is named.
+Status CheckInbox(store::InboxWriter& inbox, store::Writer& writer, const std::string& path) {
+    int64_t applied = 0;
+    AUDSYNC_TRY(writer.Run([&](store::WriteStore& w) { applied = w.AppliedSeq(); }, 1));
+    int64_t last = 0;
+    {
+        store::Database db(path, false);
+        last = store::InboxReader(db).LastSeq();
+    }
+    if (last >= applied) return Ok();
+    log::Warn("the inbox " + path + " ends at position " + std::to_string(last) +
+              " but the database has applied up to " + std::to_string(applied) +
+              " (an inbox file replaced or restored apart from its database); new events "
+              "continue after " +
+              std::to_string(applied));
+    return inbox.Run([&](store::InboxStore& s) { s.ReserveAbove(applied); }, 1);
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Runtime>> Runtime::Start(std::shared_ptr<const config::Config> config,
@@ -146,38 +166,79 @@ Status Runtime::Open(const RuntimeOptions& options) {
         }
         store::WriterOptions wopts;
         wopts.max_pending_weight = c.limits.max_pending_events;
-        wopts.dedupe_window_ms = int64_t{c.dedupe_window_hours} * 3600 * 1000;
+        const std::string inbox_path = store::InboxPath(c.database);
+        {
+            // Made beside a database that has none yet (new, or from before the inbox).
+            store::Database inbox(inbox_path, true);
+            store::PrepareInbox(inbox);
+        }
+        inbox_writer_ = std::make_unique<store::InboxWriter>(inbox_path, wopts);
         writer_ = std::make_unique<store::Writer>(c.database, wopts);
+        AUDSYNC_TRY(CheckInbox(*inbox_writer_, *writer_, inbox_path));
+        store::ApplierOptions aopts;
+        aopts.dedupe_window_ms = int64_t{c.dedupe_window_hours} * 3600 * 1000;
+        aopts.raw_retention_ms = int64_t{c.raw_retention_hours} * 3600 * 1000;
+        applier_ = std::make_unique<store::Applier>(inbox_path, aopts, *inbox_writer_);
+        checkpointer_ = std::make_unique<store::Checkpointer>(
+            std::vector<std::string>{c.database, inbox_path}, 1000);
     } catch (const store::SqliteError& e) {
         return Unavailable(std::string("cannot open the database ") + c.database + ": " + e.what());
     }
     AUDSYNC_TRY(EnsureTargets(*writer_, c));
-    ingest_ = std::make_unique<ingest::Service>(config_, *writer_, audiences_);
+    ingest_ = std::make_unique<ingest::Service>(config_, *writer_, *inbox_writer_, audiences_);
     if (options.sync) {
         engine_ = std::make_unique<sync::Engine>(config_, c.database, *writer_,
                                                  options.target_factory
                                                      ? options.target_factory
                                                      : sync::TargetFactory(targets::MakeTarget));
-        writer_->SetAfterCommit([this] { engine_->Wake(); });
-        engine_->Start();
     }
+    // The applier folds on the writer's thread; its commits (and the engine's own
+    // records) wake the engine. Ingest commits only wake the applier.
+    writer_->SetAfterCommit([this] {
+        applier_->Committed();
+        if (engine_) engine_->Wake();
+    });
+    store::Applier* applier = applier_.get();
+    writer_->SetBackground([applier](store::WriteStore& w) { return applier->Step(w); },
+                           store::ApplierOptions{}.poll_ms);
+    store::Writer* writer = writer_.get();
+    inbox_writer_->SetAfterCommit([writer] { writer->Notify(); });
+    if (engine_) engine_->Start();
     admin_ = std::make_unique<admin::Service>(
         config_, c.database,
         [this](const std::function<void(store::WriteStore&)>& f) {
             return writer_->Run([&](store::WriteStore& w) { f(w); }, 1);
         },
-        &ingest_->counters(), engine_ ? &engine_->counters() : nullptr);
+        &ingest_->counters(), engine_ ? &engine_->counters() : nullptr, &applier_->counters());
     rest_ = std::make_unique<admin::Rest>(*admin_);
     if (options.http) {
         const int newest = store::EmbeddedMigrations().back().version;
-        server_ = std::make_unique<http::Server>(config_, *ingest_, *rest_, [this, newest]() {
-            std::lock_guard<std::mutex> lock(reader_mu_);
-            try {
-                return reader_->SchemaVersion() == newest;
-            } catch (const store::SqliteError&) {
-                return false;
-            }
-        });
+        const int64_t max_backlog_ms = int64_t{c.ready_max_backlog_seconds} * 1000;
+        const std::string inbox_path = store::InboxPath(c.database);
+        server_ = std::make_unique<http::Server>(
+            config_, *ingest_, *rest_,
+            [this, newest, max_backlog_ms, inbox_path]() -> std::optional<std::string> {
+                std::lock_guard<std::mutex> lock(reader_mu_);
+                try {
+                    if (reader_->SchemaVersion() != newest) {
+                        return "the database is not migrated";
+                    }
+                    store::Backlog b = store::ReadBacklog(*reader_, inbox_path);
+                    const int64_t age = b.oldest_received_ms
+                                            ? text::NowMs() - *b.oldest_received_ms
+                                            : 0;
+                    if (age > max_backlog_ms) {
+                        return std::to_string(b.events) +
+                               " stored events are not applied yet; the oldest is " +
+                               std::to_string(age / 1000) +
+                               " s old (ready_max_backlog_seconds is " +
+                               std::to_string(max_backlog_ms / 1000) + ")";
+                    }
+                    return std::nullopt;
+                } catch (const store::SqliteError&) {
+                    return "the database is not open";
+                }
+            });
         try {
             server_->Start();
         } catch (const std::exception& e) {
@@ -209,6 +270,9 @@ std::vector<std::string> Runtime::Reload(std::shared_ptr<const config::Config> n
     keep("header_timeout_ms", effective->header_timeout_ms, now.header_timeout_ms);
     keep("body_timeout_ms", effective->body_timeout_ms, now.body_timeout_ms);
     keep("dedupe_window_hours", effective->dedupe_window_hours, now.dedupe_window_hours);
+    keep("raw_retention_hours", effective->raw_retention_hours, now.raw_retention_hours);
+    keep("ready_max_backlog_seconds", effective->ready_max_backlog_seconds,
+         now.ready_max_backlog_seconds);
     keep("sync.workers", effective->sync_workers, now.sync_workers);
     if (!SameLimits(effective->limits, now.limits)) {
         warnings.push_back("limits cannot change without a restart; they stay as they are");
@@ -235,9 +299,11 @@ void Runtime::Stop() {
     if (stopped_) return;
     stopped_ = true;
     if (server_) server_->Stop();
-    if (writer_) writer_->SetAfterCommit(nullptr);
+    if (writer_) writer_->SetAfterCommit([this] { applier_->Committed(); });
     if (engine_) engine_->Stop();
     if (writer_) writer_->Stop();
+    if (inbox_writer_) inbox_writer_->Stop();
+    if (checkpointer_) checkpointer_->Stop();
 }
 
 Runtime::~Runtime() { Stop(); }

@@ -1,5 +1,7 @@
 // serve, migrate, check and backup: the commands that run or look after a server.
 #include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <iostream>
 
@@ -7,6 +9,7 @@
 #include "audsync/cli/cli.hpp"
 #include "audsync/common/log.hpp"
 #include "audsync/store/database.hpp"
+#include "audsync/store/inbox.hpp"
 #include "audsync/store/store.hpp"
 #include "audsync/store/writer.hpp"
 #include "audsync/targets/launchdarkly.hpp"
@@ -133,8 +136,23 @@ int Backup(Invocation& inv, const CommonOptions& o, const std::string& file) {
     if (Status s = app::RequireDatabase(config.database, ConfigPathOf(o)); !s) {
         return Fail(inv, s.error());
     }
-    if (Status s = store::Backup(config.database, file); !s) return Fail(inv, s.error());
-    inv.out << "backed up " << config.database << " to " << file << " (mode 0600)\n";
+    // The inbox first: what the database has applied by its later snapshot is in it,
+    // and every event the inbox snapshot holds beyond that is applied after a restore.
+    const std::string inbox = store::InboxPath(config.database);
+    struct stat st {};
+    const bool has_inbox = ::stat(inbox.c_str(), &st) == 0;
+    if (has_inbox) {
+        if (Status s = store::Backup(inbox, store::InboxPath(file)); !s) {
+            return Fail(inv, s.error());
+        }
+    }
+    if (Status s = store::Backup(config.database, file); !s) {
+        if (has_inbox) ::unlink(store::InboxPath(file).c_str());
+        return Fail(inv, s.error());
+    }
+    inv.out << "backed up " << config.database << " to " << file;
+    if (has_inbox) inv.out << " and its inbox to " << store::InboxPath(file);
+    inv.out << " (mode 0600)\n";
     return kExitOk;
 }
 

@@ -297,11 +297,18 @@ void Print(std::ostream& out, const admin::FutureTimesRepair& repair) {
 
 void Print(std::ostream& out, const admin::EventReplayReport& r) {
     if (r.dry_run) out << "dry run: nothing was written\n";
-    out << "events:          " << r.events << "\n"
-        << "accepted:        " << r.accepted << "\n"
-        << "duplicates:      " << r.duplicates << "\n"
-        << "stale:           " << r.stale << "\n"
-        << "not applicable:  " << r.not_applicable << "\n";
+    out << "events:          " << r.events << "\n";
+    if (r.dry_run) {
+        out << "accepted:        " << r.accepted << "\n"
+            << "duplicates:      " << r.duplicates << "\n"
+            << "stale:           " << r.stale << "\n";
+    } else {
+        // Duplicates and stale events are decided as they are applied: the members show
+        // them (ignored_event), /metrics counts them.
+        out << "stored:          " << r.stored << (r.applied ? " (applied)" : " (not applied yet)")
+            << "\n";
+    }
+    out << "not applicable:  " << r.not_applicable << "\n";
     for (const auto& [reason, n] : r.not_applicable_reasons) {
         out << "  " << reason << ": " << n << "\n";
     }

@@ -38,6 +38,14 @@ std::string Sha1Hex(std::string_view data) {
     return ToHex(digest, SHA_DIGEST_LENGTH);
 }
 
+int64_t Hash64(std::string_view data) {
+    unsigned char digest[SHA_DIGEST_LENGTH];
+    SHA1(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
+    uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) v = (v << 8) | digest[i];
+    return static_cast<int64_t>(v);
+}
+
 bool SecretEquals(std::string_view a, std::string_view b) {
     unsigned char da[SHA256_DIGEST_LENGTH];
     unsigned char db[SHA256_DIGEST_LENGTH];

@@ -726,7 +726,8 @@ Result<Config> Load(std::string_view text, const Context& context) {
         doc, "", context,
         {"listen", "admin_listen", "database", "log_level", "admin_token", "metrics_public",
          "admin_auth_free_failures", "http_threads", "keepalive_timeout_ms", "header_timeout_ms",
-         "body_timeout_ms", "dedupe_window_hours", "sync", "limits", "destinations"});
+         "body_timeout_ms", "dedupe_window_hours", "raw_retention_hours",
+         "ready_max_backlog_seconds", "sync", "limits", "destinations"});
     AUDSYNC_TRY(r.CheckUnknown());
     std::string listen = c.listen_host + ":" + std::to_string(c.listen_port);
     AUDSYNC_TRY(r.String("listen", &listen, false));
@@ -756,6 +757,8 @@ Result<Config> Load(std::string_view text, const Context& context) {
     AUDSYNC_TRY(r.Int("header_timeout_ms", &c.header_timeout_ms, 100, 3600000));
     AUDSYNC_TRY(r.Int("body_timeout_ms", &c.body_timeout_ms, 100, 3600000));
     AUDSYNC_TRY(r.Int("dedupe_window_hours", &c.dedupe_window_hours, 1, 24 * 366));
+    AUDSYNC_TRY(r.Int("raw_retention_hours", &c.raw_retention_hours, 0, 24 * 366));
+    AUDSYNC_TRY(r.Int("ready_max_backlog_seconds", &c.ready_max_backlog_seconds, 1, 86400 * 7));
     if (const rapidjson::Value* sync = r.Get("sync")) {
         if (!sync->IsObject()) return ConfigError("sync", "must be an object");
         ObjectReader sr(*sync, "sync", context, {"linger_ms", "workers"});

@@ -84,7 +84,7 @@ struct Shared {
     std::shared_ptr<const config::Config> config;
     ingest::Service* ingest;
     admin::Rest* admin;
-    std::function<bool()> ready;
+    std::function<std::optional<std::string>()> ready;
     mutable FailedAuth failed_auth;
 
     std::shared_ptr<const config::Config> Config() const {
@@ -283,9 +283,10 @@ Answer Dispatch(const Shared& s, Side side, const Request& req) {
         case RouteId::kHealthz:
             return {200, "{\"status\":\"ok\"}", ""};
         case RouteId::kReadyz:
-            if (s.ready()) return {200, "{\"status\":\"ready\"}", ""};
-            return FromError(MakeError(ErrorCode::kUnavailable, "not_ready",
-                                       "the database is not open or not migrated"));
+            if (auto why = s.ready()) {
+                return FromError(MakeError(ErrorCode::kUnavailable, "not_ready", *why));
+            }
+            return {200, "{\"status\":\"ready\"}", ""};
         case RouteId::kNotFound:
             return FromError(MakeError(ErrorCode::kNotFound, "not_found", "no such route"));
         case RouteId::kBadPath:
@@ -343,7 +344,8 @@ struct Server::Impl {
 };
 
 Server::Server(std::shared_ptr<const config::Config> config, ingest::Service& ingest,
-               admin::Rest& admin, std::function<bool()> ready)
+               admin::Rest& admin,
+               std::function<std::optional<std::string>()> ready)
     : impl_(std::make_unique<Impl>()) {
     impl_->shared = std::make_shared<Shared>();
     impl_->shared->config = std::move(config);

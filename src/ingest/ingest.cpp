@@ -38,9 +38,7 @@ std::string_view TypeOf(Route route) {
 }  // namespace
 
 std::string SummaryJson(const Summary& s) {
-    std::string out = "{\"accepted\":" + std::to_string(s.accepted) +
-                      ",\"duplicates\":" + std::to_string(s.duplicates) +
-                      ",\"stale\":" + std::to_string(s.stale) +
+    std::string out = "{\"stored\":" + std::to_string(s.stored) +
                       ",\"not_applicable\":" + std::to_string(s.not_applicable) +
                       ",\"not_applicable_reasons\":{";
     bool first = true;
@@ -152,8 +150,8 @@ std::optional<std::string> AudienceRegistry::ContextKind(const std::string& dest
 }
 
 Service::Service(std::shared_ptr<const config::Config> config, store::Writer& writer,
-                 AudienceRegistry& audiences)
-    : config_(std::move(config)), writer_(writer), audiences_(audiences) {}
+                 store::InboxWriter& inbox, AudienceRegistry& audiences)
+    : config_(std::move(config)), writer_(writer), inbox_(inbox), audiences_(audiences) {}
 
 void Service::SetConfig(std::shared_ptr<const config::Config> config) {
     std::lock_guard<std::mutex> lock(config_mu_);
@@ -298,38 +296,35 @@ Result<Summary> Service::Apply(const config::Destination& destination_ref,
         }
     }
 
-    std::vector<store::ApplyOutcome> outcomes(changes.size());
     if (!changes.empty()) {
-        Status stored = writer_.Run(
-            [&](store::WriteStore& store) {
-                store.EnsureDestination(dest_id, received_ms);
-                for (size_t i = 0; i < changes.size(); ++i) {
-                    outcomes[i] =
-                        store.Apply(dest_id, changes[i].event->message_id, changes[i].change,
-                                    changes[i].event->raw, received_ms);
-                }
-            },
-            changes.size());
-        if (!stored) return stored.error();
-    }
-    for (auto o : outcomes) {
-        switch (o) {
-            case store::ApplyOutcome::kAccepted:
-                ++summary.accepted;
-                break;
-            case store::ApplyOutcome::kDuplicate:
-                ++summary.duplicates;
-                break;
-            case store::ApplyOutcome::kStale:
-                ++summary.stale;
-                break;
+        std::vector<store::InboxEntry> entries(changes.size());
+        for (size_t i = 0; i < changes.size(); ++i) {
+            store::InboxEntry& e = entries[i];
+            mapping::MembershipChange& c = changes[i].change;
+            e.destination = dest_id;
+            e.message_id = changes[i].event->message_id;
+            e.received_ms = received_ms;
+            e.audience_id = std::move(c.audience_id);
+            e.audience_key = std::move(c.audience_key);
+            e.context_kind = std::move(c.context_kind);
+            e.context_key = std::move(c.context_key);
+            e.included = c.included;
+            e.event_ms = c.event_time_ms;
+            e.raw = changes[i].event->raw;
         }
+        int64_t last_seq = 0;
+        Status stored = inbox_.Run(
+            [&](store::InboxStore& inbox) {
+                for (const auto& e : entries) last_seq = inbox.Append(e);
+            },
+            entries.size());
+        if (!stored) return stored.error();
+        summary.stored = entries.size();
+        summary.last_seq = last_seq;
     }
     summary.not_applicable = not_applicable;
     counters_.events_received.fetch_add(items.size(), std::memory_order_relaxed);
-    counters_.accepted.fetch_add(summary.accepted, std::memory_order_relaxed);
-    counters_.duplicates.fetch_add(summary.duplicates, std::memory_order_relaxed);
-    counters_.stale.fetch_add(summary.stale, std::memory_order_relaxed);
+    counters_.stored.fetch_add(summary.stored, std::memory_order_relaxed);
     counters_.not_applicable.fetch_add(not_applicable, std::memory_order_relaxed);
     counters_.AddNotApplicable(summary.not_applicable_reasons);
     for (const auto& r : rejected) counters_.AddRejected(r.reason);

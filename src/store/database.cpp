@@ -13,6 +13,7 @@
 #include <set>
 
 #include "access.hpp"
+#include "audsync/common/crypto.hpp"
 #include "audsync/common/log.hpp"
 #include "audsync/common/text.hpp"
 
@@ -52,7 +53,24 @@ void PrepareFile(const std::string& path, bool create) {
     }
 }
 
+// audsync_dedupe_key(destination, message_id) in SQL (the schema-5 migration uses it).
+void DedupeKeyFunction(sqlite3_context* ctx, int, sqlite3_value** argv) {
+    auto text = [](sqlite3_value* v) {
+        const auto* p = reinterpret_cast<const char*>(sqlite3_value_text(v));
+        return std::string_view(p == nullptr ? "" : p,
+                                static_cast<size_t>(sqlite3_value_bytes(v)));
+    };
+    sqlite3_result_int64(ctx, DedupeKey(text(argv[0]), text(argv[1])));
+}
+
 }  // namespace
+
+int64_t DedupeKey(std::string_view destination, std::string_view message_id) {
+    std::string data;
+    data.reserve(destination.size() + 1 + message_id.size());
+    data.append(destination).append(1, '\0').append(message_id);
+    return crypto::Hash64(data);
+}
 
 Statement::Statement(sqlite3* db, std::string_view sql) : db_(db) {
     if (sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT,
@@ -137,7 +155,18 @@ Database::Database(const std::string& path, bool create) {
     // larger checkpoints cut the page reads and rewrites of random-key upserts.
     Exec("PRAGMA cache_size = -16000");
     Exec("PRAGMA wal_autocheckpoint = 10000");
+    // A WAL grown by a burst is cut back once checkpointed.
+    Exec("PRAGMA journal_size_limit = 67108864");
+    if (sqlite3_create_function_v2(db_, "audsync_dedupe_key", 2,
+                                   SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, nullptr,
+                                   DedupeKeyFunction, nullptr, nullptr, nullptr) != SQLITE_OK) {
+        Fail(db_, "register audsync_dedupe_key");
+    }
 }
+
+void Database::LeaveCheckpointsToOthers() { Exec("PRAGMA wal_autocheckpoint = 0"); }
+
+void Database::Checkpoint() { Exec("PRAGMA wal_checkpoint(PASSIVE)"); }
 
 Database::~Database() { sqlite3_close_v2(db_); }
 

@@ -81,7 +81,7 @@ SegmentSummary ReadSegment(Database& db, Statement& s) {
 
 constexpr const char* kMemberColumns =
     "m.segment_id, m.context_key, m.desired, m.version, m.message_id, m.event_ms, "
-    "m.received_ms";
+    "m.received_ms, m.inbox_seq, m.ignored_message_id, m.ignored_outcome, m.ignored_ms";
 
 // The member's row, then its deliveries at the active targets, folded.
 MemberRow ReadMember(Database& db, Statement& s, const std::optional<std::string>& only_target) {
@@ -93,6 +93,10 @@ MemberRow ReadMember(Database& db, Statement& s, const std::optional<std::string
     r.message_id = s.Text(4);
     r.event_ms = s.Int(5);
     r.received_ms = s.Int(6);
+    if (!s.IsNull(7)) r.inbox_seq = s.Int(7);
+    if (!s.IsNull(8)) r.ignored_message_id = s.Text(8);
+    if (!s.IsNull(9)) r.ignored_outcome = s.Text(9);
+    if (!s.IsNull(10)) r.ignored_ms = s.Int(10);
     Statement d(detail::Access::Handle(db),
                 "SELECT d.target, d.acked, d.pending, d.dead, d.attempts, d.next_attempt_ms, "
                 "d.last_status, d.last_push_ms, d.last_error FROM deliveries d "

@@ -2,6 +2,10 @@
 #include "audsync/store/store.hpp"
 
 #include "access.hpp"
+#include <algorithm>
+#include <cstdint>
+#include <unordered_set>
+
 #include "audsync/common/crypto.hpp"
 
 namespace audsync::store {
@@ -11,29 +15,35 @@ WriteStore::WriteStore(Database& db)
       ensure_destination_(detail::Access::Handle(db),
                           "INSERT INTO destinations (id, created_ms) VALUES (?1, ?2) "
                           "ON CONFLICT (id) DO NOTHING"),
-      insert_event_(detail::Access::Handle(db),
-                    "INSERT INTO events (destination, message_id, received_ms, event_ms, "
-                    "outcome, segment_id, context_key, raw) "
-                    "VALUES (?1, ?2, ?3, ?4, 'accepted', ?5, ?6, ?7) "
-                    "ON CONFLICT (destination, message_id) DO NOTHING"),
-      mark_stale_(detail::Access::Handle(db),
-                  "UPDATE events SET outcome = 'stale' WHERE rowid = ?1"),
+      insert_dedupe_(detail::Access::Handle(db),
+                     "INSERT INTO dedupe (hash, received_ms) VALUES (?1, ?2) "
+                     "ON CONFLICT (hash) DO NOTHING"),
       upsert_segment_(detail::Access::Handle(db),
                       "INSERT INTO segments (destination, audience_id, audience_key, "
                       "context_kind, created_ms) VALUES (?1, ?2, ?3, ?4, ?5) "
                       "ON CONFLICT (destination, audience_id, context_kind) "
                       "DO UPDATE SET audience_key = excluded.audience_key RETURNING id"),
-      // The WHERE makes the upsert a no-op for an older event (last writer wins by
-      // event time), which then returns no row; version moves only when the desired
-      // state changes.
-      upsert_membership_(detail::Access::Handle(db),
-                         "INSERT INTO memberships (segment_id, context_key, desired, version, "
-                         "message_id, event_ms, received_ms) VALUES (?1, ?2, ?3, 1, ?4, ?5, ?6) "
-                         "ON CONFLICT (segment_id, context_key) DO UPDATE SET "
-                         "version = version + (desired IS NOT excluded.desired), "
-                         "desired = excluded.desired, message_id = excluded.message_id, "
-                         "event_ms = excluded.event_ms, received_ms = excluded.received_ms "
-                         "WHERE excluded.event_ms >= memberships.event_ms RETURNING version"),
+      get_membership_(detail::Access::Handle(db),
+                      "SELECT desired, version, event_ms, message_id, received_ms, inbox_seq "
+                      "FROM memberships WHERE segment_id = ?1 AND context_key = ?2"),
+      // The fold decided everything in memory; this writes its result.
+      put_membership_(detail::Access::Handle(db),
+                      "INSERT INTO memberships (segment_id, context_key, desired, version, "
+                      "message_id, event_ms, received_ms, inbox_seq, ignored_message_id, "
+                      "ignored_outcome, ignored_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+                      "?10, ?11) ON CONFLICT (segment_id, context_key) DO UPDATE SET "
+                      "desired = excluded.desired, version = excluded.version, "
+                      "message_id = excluded.message_id, event_ms = excluded.event_ms, "
+                      "received_ms = excluded.received_ms, inbox_seq = excluded.inbox_seq, "
+                      "ignored_message_id = excluded.ignored_message_id, "
+                      "ignored_outcome = excluded.ignored_outcome, "
+                      "ignored_ms = excluded.ignored_ms"),
+      put_ignored_(detail::Access::Handle(db),
+                   "UPDATE memberships SET ignored_message_id = ?3, ignored_outcome = ?4, "
+                   "ignored_ms = ?5 WHERE segment_id = ?1 AND context_key = ?2"),
+      applied_seq_(detail::Access::Handle(db), "SELECT applied_seq FROM applier WHERE id = 1"),
+      set_applied_seq_(detail::Access::Handle(db),
+                       "UPDATE applier SET applied_seq = ?1 WHERE id = 1"),
       // The target holds the new state already, or it is due; a dead letter is about
       // one refused version: a new version is pushed again.
       upsert_delivery_(detail::Access::Handle(db),
@@ -55,7 +65,8 @@ WriteStore::WriteStore(Database& db)
       insert_audience_(detail::Access::Handle(db),
                        "INSERT INTO audiences (destination, external_id, name, extras, "
                        "context_kind, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
-      prune_events_(detail::Access::Handle(db), "DELETE FROM events WHERE received_ms < ?1"),
+      prune_dedupe_(detail::Access::Handle(db),
+                    "DELETE FROM dedupe WHERE hash BETWEEN ?1 AND ?2 AND received_ms < ?3"),
       record_ack_(detail::Access::Handle(db),
                   "UPDATE deliveries AS d SET acked = ?4, acked_version = ?5, last_status = ?6, "
                   "last_push_ms = ?7, last_error = NULL, pending = (m.desired IS NOT ?4), "
@@ -192,16 +203,18 @@ const std::vector<std::string>& WriteStore::ActiveTargets(const std::string& des
     return targets_.emplace(destination, std::move(ids)).first->second;
 }
 
-int64_t WriteStore::SegmentId(const std::string& destination,
-                              const mapping::MembershipChange& change, int64_t now_ms) {
-    auto key = std::make_tuple(destination, change.audience_id, change.context_kind);
+int64_t WriteStore::SegmentId(const InboxEntry& row) {
+    auto key = std::make_tuple(row.destination, row.audience_id, row.context_kind);
     auto it = segment_ids_.find(key);
     if (it != segment_ids_.end()) return it->second;
-    upsert_segment_.Bind(1, destination)
-        .Bind(2, change.audience_id)
-        .Bind(3, change.audience_key)
-        .Bind(4, change.context_kind)
-        .Bind(5, now_ms);
+    if (destinations_.insert(row.destination).second) {
+        EnsureDestination(row.destination, row.received_ms);
+    }
+    upsert_segment_.Bind(1, row.destination)
+        .Bind(2, row.audience_id)
+        .Bind(3, row.audience_key)
+        .Bind(4, row.context_kind)
+        .Bind(5, row.received_ms);
     if (!upsert_segment_.Step()) {
         upsert_segment_.Reset();
         throw SqliteError("segment upsert returned no id");
@@ -212,48 +225,185 @@ int64_t WriteStore::SegmentId(const std::string& destination,
     return id;
 }
 
+namespace {
+
+// A row of a fold with what it resolved to.
+struct FoldRow {
+    const InboxEntry* entry = nullptr;
+    int64_t segment_id = 0;
+    int64_t hash = 0;
+    bool duplicate = false;
+};
+
+}  // namespace
+
+FoldCounts WriteStore::Fold(const std::vector<InboxEntry>& rows) {
+    FoldCounts counts;
+    std::vector<FoldRow> fold(rows.size());
+    // De-duplication: first within the batch (in seq order: the first arrival counts),
+    // then against the window, in key order.
+    std::unordered_set<int64_t> seen;
+    seen.reserve(rows.size() * 2);
+    std::vector<size_t> candidates;
+    candidates.reserve(rows.size());
+    for (size_t i = 0; i < rows.size(); ++i) {
+        fold[i].entry = &rows[i];
+        fold[i].segment_id = SegmentId(rows[i]);
+        fold[i].hash = DedupeKey(rows[i].destination, rows[i].message_id);
+        if (!seen.insert(fold[i].hash).second) {
+            fold[i].duplicate = true;
+        } else {
+            candidates.push_back(i);
+        }
+    }
+    std::sort(candidates.begin(), candidates.end(),
+              [&](size_t a, size_t b) { return fold[a].hash < fold[b].hash; });
+    for (size_t i : candidates) {
+        insert_dedupe_.Bind(1, fold[i].hash).Bind(2, fold[i].entry->received_ms);
+        insert_dedupe_.Run();
+        if (db_.Changes() == 0) fold[i].duplicate = true;
+    }
+
+    // Memberships in primary-key order, each member's events in arrival order.
+    std::vector<size_t> order(rows.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+        const FoldRow& x = fold[a];
+        const FoldRow& y = fold[b];
+        if (x.segment_id != y.segment_id) return x.segment_id < y.segment_id;
+        if (int c = x.entry->context_key.compare(y.entry->context_key); c != 0) return c < 0;
+        return x.entry->seq < y.entry->seq || (x.entry->seq == y.entry->seq && a < b);
+    });
+    for (size_t g = 0; g < order.size();) {
+        size_t end = g;
+        const FoldRow& first = fold[order[g]];
+        while (end < order.size() && fold[order[end]].segment_id == first.segment_id &&
+               fold[order[end]].entry->context_key == first.entry->context_key) {
+            ++end;
+        }
+        const std::string& key = first.entry->context_key;
+        struct State {
+            bool exists = false;
+            bool desired = false;
+            int64_t version = 0;
+            int64_t event_ms = 0;
+            std::string message_id;
+            int64_t received_ms = 0;
+            std::optional<int64_t> inbox_seq;
+        } now;
+        get_membership_.Bind(1, first.segment_id).Bind(2, key);
+        if (get_membership_.Step()) {
+            now.exists = true;
+            now.desired = get_membership_.Int(0) != 0;
+            now.version = get_membership_.Int(1);
+            now.event_ms = get_membership_.Int(2);
+            now.message_id = get_membership_.Text(3);
+            now.received_ms = get_membership_.Int(4);
+            if (!get_membership_.IsNull(5)) now.inbox_seq = get_membership_.Int(5);
+        }
+        get_membership_.Reset();
+        const bool existed = now.exists;
+        const int64_t stored_version = now.version;
+        bool accepted = false;
+        const InboxEntry* ignored = nullptr;
+        const char* ignored_outcome = nullptr;
+        for (size_t k = g; k < end; ++k) {
+            const FoldRow& r = fold[order[k]];
+            const InboxEntry& e = *r.entry;
+            if (r.duplicate) {
+                ++counts.duplicates;
+                ignored = &e;
+                ignored_outcome = "duplicate";
+                continue;
+            }
+            if (now.exists && e.event_ms < now.event_ms) {
+                ++counts.stale;
+                ignored = &e;
+                ignored_outcome = "stale";
+                continue;
+            }
+            ++counts.accepted;
+            if (!now.exists) {
+                now.version = 1;
+            } else if (now.desired != e.included) {
+                ++now.version;
+            }
+            now.exists = true;
+            now.desired = e.included;
+            now.event_ms = e.event_ms;
+            now.message_id = e.message_id;
+            now.received_ms = e.received_ms;
+            now.inbox_seq = e.seq > 0 ? std::optional<int64_t>(e.seq) : std::nullopt;
+            accepted = true;
+            ignored = nullptr;  // what follows the new deciding event
+            ignored_outcome = nullptr;
+        }
+        g = end;
+        if (accepted) {
+            put_membership_.Bind(1, first.segment_id)
+                .Bind(2, key)
+                .Bind(3, int64_t{now.desired ? 1 : 0})
+                .Bind(4, now.version)
+                .Bind(5, now.message_id)
+                .Bind(6, now.event_ms)
+                .Bind(7, now.received_ms);
+            now.inbox_seq ? put_membership_.Bind(8, *now.inbox_seq) : put_membership_.BindNull(8);
+            if (ignored != nullptr) {
+                put_membership_.Bind(9, ignored->message_id)
+                    .Bind(10, ignored_outcome)
+                    .Bind(11, ignored->received_ms);
+            } else {
+                put_membership_.BindNull(9).BindNull(10).BindNull(11);
+            }
+            put_membership_.Run();
+        } else if (ignored != nullptr && existed) {
+            put_ignored_.Bind(1, first.segment_id)
+                .Bind(2, key)
+                .Bind(3, ignored->message_id)
+                .Bind(4, ignored_outcome)
+                .Bind(5, ignored->received_ms);
+            put_ignored_.Run();
+        }
+        if (!accepted || (existed && now.version == stored_version)) continue;
+        for (const auto& target : ActiveTargets(first.entry->destination)) {
+            upsert_delivery_.Bind(1, first.segment_id)
+                .Bind(2, key)
+                .Bind(3, target)
+                .Bind(4, int64_t{now.desired ? 1 : 0})
+                .Bind(5, now.version);
+            upsert_delivery_.Run();
+        }
+    }
+    return counts;
+}
+
 ApplyOutcome WriteStore::Apply(const std::string& destination, const std::string& message_id,
-                               const mapping::MembershipChange& change, const std::string& raw,
-                               int64_t received_ms) {
-    int64_t segment_id = SegmentId(destination, change, received_ms);
-    insert_event_.Bind(1, destination)
-        .Bind(2, message_id)
-        .Bind(3, received_ms)
-        .Bind(4, change.event_time_ms)
-        .Bind(5, segment_id)
-        .Bind(6, change.context_key)
-        .Bind(7, raw);
-    insert_event_.Run();
-    if (db_.Changes() == 0) return ApplyOutcome::kDuplicate;
-    int64_t event_row = db_.LastInsertRowid();
-    upsert_membership_.Bind(1, segment_id)
-        .Bind(2, change.context_key)
-        .Bind(3, static_cast<int64_t>(change.included ? 1 : 0))
-        .Bind(4, message_id)
-        .Bind(5, change.event_time_ms)
-        .Bind(6, received_ms);
-    std::optional<int64_t> version;
-    try {
-        if (upsert_membership_.Step()) version = upsert_membership_.Int(0);
-    } catch (...) {
-        upsert_membership_.Reset();
-        throw;
-    }
-    upsert_membership_.Reset();
-    if (!version) {
-        mark_stale_.Bind(1, event_row);
-        mark_stale_.Run();
-        return ApplyOutcome::kStale;
-    }
-    for (const auto& target : ActiveTargets(destination)) {
-        upsert_delivery_.Bind(1, segment_id)
-            .Bind(2, change.context_key)
-            .Bind(3, target)
-            .Bind(4, static_cast<int64_t>(change.included ? 1 : 0))
-            .Bind(5, *version);
-        upsert_delivery_.Run();
-    }
-    return ApplyOutcome::kAccepted;
+                               const mapping::MembershipChange& change, int64_t received_ms) {
+    std::vector<InboxEntry> rows(1);
+    InboxEntry& e = rows[0];
+    e.destination = destination;
+    e.message_id = message_id;
+    e.received_ms = received_ms;
+    e.audience_id = change.audience_id;
+    e.audience_key = change.audience_key;
+    e.context_kind = change.context_kind;
+    e.context_key = change.context_key;
+    e.included = change.included;
+    e.event_ms = change.event_time_ms;
+    FoldCounts c = Fold(rows);
+    if (c.duplicates > 0) return ApplyOutcome::kDuplicate;
+    return c.stale > 0 ? ApplyOutcome::kStale : ApplyOutcome::kAccepted;
+}
+
+int64_t WriteStore::AppliedSeq() {
+    int64_t seq = applied_seq_.Step() ? applied_seq_.Int(0) : 0;
+    applied_seq_.Reset();
+    return seq;
+}
+
+void WriteStore::SetAppliedSeq(int64_t seq) {
+    set_applied_seq_.Bind(1, seq);
+    set_applied_seq_.Run();
 }
 
 std::string WriteStore::UpsertAudience(const std::string& destination, const std::string& name,
@@ -278,9 +428,14 @@ std::string WriteStore::UpsertAudience(const std::string& destination, const std
     return external_id;
 }
 
-int64_t WriteStore::PruneEvents(int64_t before_ms) {
-    prune_events_.Bind(1, before_ms);
-    prune_events_.Run();
+int64_t WriteStore::PruneDedupe(int64_t before_ms, int slice, int slices) {
+    // Slice bounds over the signed 64-bit range, computed unsigned to avoid overflow.
+    const uint64_t width = UINT64_MAX / static_cast<uint64_t>(slices);
+    const uint64_t lo = width * static_cast<uint64_t>(slice);
+    const uint64_t hi = slice == slices - 1 ? UINT64_MAX : lo + width - 1;
+    auto to_signed = [](uint64_t v) { return static_cast<int64_t>(v ^ (uint64_t{1} << 63)); };
+    prune_dedupe_.Bind(1, to_signed(lo)).Bind(2, to_signed(hi)).Bind(3, before_ms);
+    prune_dedupe_.Run();
     return db_.Changes();
 }
 
@@ -609,9 +764,8 @@ std::optional<Membership> FindMembership(Database& db, const std::string& destin
 }
 
 bool HasEvent(Database& db, const std::string& destination, const std::string& message_id) {
-    Statement s(detail::Access::Handle(db),
-                "SELECT 1 FROM events WHERE destination = ?1 AND message_id = ?2");
-    s.Bind(1, destination).Bind(2, message_id);
+    Statement s(detail::Access::Handle(db), "SELECT 1 FROM dedupe WHERE hash = ?1");
+    s.Bind(1, DedupeKey(destination, message_id));
     return s.Step();
 }
 

@@ -18,18 +18,28 @@ Error Unavailable(const std::string& message) {
 
 }  // namespace
 
-Writer::Writer(const std::string& path, WriterOptions options)
-    : options_(options), db_(path, false), store_(db_) {
+template <class Store>
+GroupWriter<Store>::GroupWriter(const std::string& path, WriterOptions options,
+                                const std::function<void(Database&)>& prepare)
+    : options_(options), db_(path, false) {
+    db_.LeaveCheckpointsToOthers();
+    if (prepare) prepare(db_);
+    store_ = std::make_unique<Store>(db_);
     thread_ = std::thread([this] { Loop(); });
 }
 
-Writer::~Writer() { Stop(); }
+template <class Store>
+GroupWriter<Store>::~GroupWriter() {
+    Stop();
+}
 
-Status Writer::Run(Job job, size_t weight) {
+template <class Store>
+Status GroupWriter<Store>::Run(Job job, size_t weight) {
     auto pending = std::make_unique<Pending>();
     pending->job = std::move(job);
     pending->weight = weight;
-    std::future<Status> done = pending->done.get_future();
+    pending->done.emplace();
+    std::future<Status> done = pending->done->get_future();
     {
         std::lock_guard<std::mutex> lock(mu_);
         if (stopping_) return Unavailable("audsync is shutting down");
@@ -43,12 +53,48 @@ Status Writer::Run(Job job, size_t weight) {
     return done.get();
 }
 
-void Writer::SetAfterCommit(std::function<void()> hook) {
+template <class Store>
+void GroupWriter<Store>::Post(Job job) {
+    auto pending = std::make_unique<Pending>();
+    pending->job = std::move(job);
+    pending->weight = 1;
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (stopping_ || queued_weight_ + 1 > options_.max_pending_weight) return;
+        queued_weight_ += 1;
+        queue_.push_back(std::move(pending));
+    }
+    cv_.notify_one();
+}
+
+template <class Store>
+void GroupWriter<Store>::SetBackground(Background step, int64_t poll_ms) {
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        background_ = std::move(step);
+        poll_ms_ = poll_ms;
+        notified_ = true;
+    }
+    cv_.notify_one();
+}
+
+template <class Store>
+void GroupWriter<Store>::Notify() {
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        notified_ = true;
+    }
+    cv_.notify_one();
+}
+
+template <class Store>
+void GroupWriter<Store>::SetAfterCommit(std::function<void()> hook) {
     std::lock_guard<std::mutex> lock(mu_);
     after_commit_ = std::move(hook);
 }
 
-void Writer::Stop() {
+template <class Store>
+void GroupWriter<Store>::Stop() {
     {
         std::lock_guard<std::mutex> lock(mu_);
         if (stopping_ && !thread_.joinable()) return;
@@ -58,25 +104,33 @@ void Writer::Stop() {
     if (thread_.joinable()) thread_.join();
 }
 
-uint64_t Writer::commits() const {
+template <class Store>
+uint64_t GroupWriter<Store>::commits() const {
     std::lock_guard<std::mutex> lock(mu_);
     return commits_;
 }
 
-size_t Writer::queued_weight() const {
+template <class Store>
+size_t GroupWriter<Store>::queued_weight() const {
     std::lock_guard<std::mutex> lock(mu_);
     return queued_weight_;
 }
 
-void Writer::Loop() {
-    int64_t next_prune = 0;  // prune once at start-up, then on the interval
+template <class Store>
+void GroupWriter<Store>::Loop() {
+    int64_t next_poll = 0;
     for (;;) {
         std::deque<std::unique_ptr<Pending>> group;
+        bool background = false;
         {
             std::unique_lock<std::mutex> lock(mu_);
-            auto wait_ms = std::max<int64_t>(0, next_prune - text::NowMs());
-            cv_.wait_for(lock, std::chrono::milliseconds(wait_ms),
-                         [this] { return stopping_ || !queue_.empty(); });
+            auto ready = [this] { return stopping_ || !queue_.empty() || notified_; };
+            if (background_) {
+                auto wait_ms = std::max<int64_t>(0, next_poll - text::NowMs());
+                cv_.wait_for(lock, std::chrono::milliseconds(wait_ms), ready);
+            } else {
+                cv_.wait(lock, ready);
+            }
             size_t weight = 0;
             while (!queue_.empty() && (group.empty() || weight + queue_.front()->weight <=
                                                             options_.max_group_weight)) {
@@ -86,29 +140,36 @@ void Writer::Loop() {
             }
             queued_weight_ -= weight;
             if (group.empty() && stopping_) return;
+            // Polled work (another process may append) runs on the interval; a stop
+            // leaves the rest for the next start.
+            background = background_ && !stopping_ && (notified_ || text::NowMs() >= next_poll);
+            notified_ = false;
         }
-        if (!group.empty()) RunGroup(group);
-        if (text::NowMs() >= next_prune) {
-            Prune();
-            next_prune = text::NowMs() + options_.prune_interval_ms;
-        }
+        if (background) next_poll = text::NowMs() + poll_ms_;
+        if (group.empty() && !background) continue;
+        RunGroup(group, background);
     }
 }
 
-void Writer::RunGroup(std::deque<std::unique_ptr<Pending>>& group) {
+template <class Store>
+void GroupWriter<Store>::RunGroup(std::deque<std::unique_ptr<Pending>>& group, bool background) {
+    auto answer = [](Pending& p, Status s) {
+        if (p.done) p.done->set_value(std::move(s));
+    };
     std::vector<std::optional<Error>> job_errors(group.size());
     std::optional<Transaction> tx;
     try {
         tx.emplace(db_);
     } catch (const SqliteError& e) {
         log::Error(std::string("writer: cannot begin a transaction: ") + e.what());
-        for (auto& p : group) p->done.set_value(Unavailable("the database is not writable"));
+        for (auto& p : group) answer(*p, Unavailable("the database is not writable"));
+        if (background) Notify();  // try again
         return;
     }
     for (size_t i = 0; i < group.size(); ++i) {
         try {
             detail::Access::Exec(db_, "SAVEPOINT job");
-            group[i]->job(store_);
+            group[i]->job(*store_);
             detail::Access::Exec(db_, "RELEASE job");
         } catch (const std::exception& e) {
             log::Error(std::string("writer: a job failed and was rolled back: ") + e.what());
@@ -118,7 +179,29 @@ void Writer::RunGroup(std::deque<std::unique_ptr<Pending>>& group) {
                 detail::Access::Exec(db_, "RELEASE job");
             } catch (const SqliteError&) {
             }
-            store_.ForgetCache();
+            store_->ForgetCache();
+        }
+    }
+    bool more = false;
+    if (background) {
+        Background step;
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            step = background_;
+        }
+        try {
+            detail::Access::Exec(db_, "SAVEPOINT background");
+            more = step(*store_);
+            detail::Access::Exec(db_, "RELEASE background");
+        } catch (const std::exception& e) {
+            log::Error(std::string("writer: background work failed and was rolled back: ") +
+                       e.what());
+            try {
+                detail::Access::Exec(db_, "ROLLBACK TO background");
+                detail::Access::Exec(db_, "RELEASE background");
+            } catch (const SqliteError&) {
+            }
+            store_->ForgetCache();
         }
     }
     try {
@@ -126,8 +209,8 @@ void Writer::RunGroup(std::deque<std::unique_ptr<Pending>>& group) {
     } catch (const SqliteError& e) {
         log::Error(std::string("writer: commit failed: ") + e.what());
         tx.reset();  // rolls back
-        store_.ForgetCache();
-        for (auto& p : group) p->done.set_value(Unavailable("the database could not commit"));
+        store_->ForgetCache();
+        for (auto& p : group) answer(*p, Unavailable("the database could not commit"));
         return;
     }
     std::function<void()> hook;
@@ -135,28 +218,20 @@ void Writer::RunGroup(std::deque<std::unique_ptr<Pending>>& group) {
         std::lock_guard<std::mutex> lock(mu_);
         ++commits_;
         hook = after_commit_;
+        if (more) notified_ = true;
     }
     for (size_t i = 0; i < group.size(); ++i) {
         if (job_errors[i]) {
-            group[i]->done.set_value(*job_errors[i]);
+            answer(*group[i], *job_errors[i]);
         } else {
-            group[i]->done.set_value(Ok());
+            answer(*group[i], Ok());
         }
     }
     if (hook) hook();
 }
 
-void Writer::Prune() {
-    try {
-        Transaction tx(db_);
-        int64_t n = store_.PruneEvents(text::NowMs() - options_.dedupe_window_ms);
-        tx.Commit();
-        if (n > 0)
-            log::Info("pruned " + std::to_string(n) + " events past the de-duplication window");
-    } catch (const SqliteError& e) {
-        log::Error(std::string("writer: pruning failed: ") + e.what());
-    }
-}
+template class GroupWriter<WriteStore>;
+template class GroupWriter<InboxStore>;
 
 Status WriteDirect(const std::string& path, const std::function<void(WriteStore&)>& f) {
     try {

@@ -138,7 +138,7 @@ if [ -z "$sample" ]; then
     fail "a: scripts/run printed no sample curl command"
 fi
 answer=$(bash -c "$sample" 2>&1 || true)
-echo "$answer" | grep -q '"accepted":1' || fail "a: the printed sample event was not accepted: $answer"
+echo "$answer" | grep -q '"stored":1' || fail "a: the printed sample event was not stored: $answer"
 if ! poll 20 emulator_has_member "$eport"; then
     echo "emulator segments: $(curl -s --max-time 2 "http://127.0.0.1:$eport/_emulator/segments")"
     show "$out1"

@@ -1,12 +1,16 @@
 // Test-only access to store internals (raw SQL, the handle) and test-only reads.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 
+#include "audsync/store/applier.hpp"
 #include "audsync/store/database.hpp"
+#include "audsync/store/inbox.hpp"
 #include "audsync/store/store.hpp"
 
 namespace audsync::store {
@@ -22,9 +26,9 @@ struct TestAccess {
         return s.Step() ? s.Int(0) : 0;
     }
 
-    static int64_t CountEvents(Database& db, const std::string& destination) {
-        Statement s(db.handle(), "SELECT count(*) FROM events WHERE destination = ?1");
-        s.Bind(1, destination);
+    // De-duplication entries (one per applied messageId; the table keeps no destination).
+    static int64_t CountDedupe(Database& db) {
+        Statement s(db.handle(), "SELECT count(*) FROM dedupe");
         s.Step();
         return s.Int(0);
     }
@@ -43,6 +47,22 @@ struct TestAccess {
         a.extras = s.Text(3);
         if (!s.IsNull(4)) a.context_kind = s.Text(4);
         return a;
+    }
+
+    // Polls (any process's applier) until every event stored in the inbox of `db_path`
+    // is applied; false when `timeout_ms` passes first.
+    static bool WaitApplied(const std::string& db_path, int64_t timeout_ms = 30000) {
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+        for (;;) {
+            try {
+                Database db(db_path, false);
+                if (ReadBacklog(db, InboxPath(db_path)).events == 0) return true;
+            } catch (const SqliteError&) {
+                // busy or not there yet: poll again
+            }
+            if (std::chrono::steady_clock::now() > deadline) return false;
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
     }
 };
 

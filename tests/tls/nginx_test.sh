@@ -61,7 +61,7 @@ health=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$dir/cert.pem" "https:
 body='{"batch":[{"type":"identify","messageId":"tls-1","userId":"u1","traits":{"k":true},"context":{"personas":{"computation_class":"audience","computation_id":"aud_tls","computation_key":"k"}}}]}'
 answer=$(curl -s --cacert "$dir/cert.pem" -u wk-tls: -H 'Content-Type: application/json' \
     -d "$body" "https://127.0.0.1:$port/v1/batch")
-echo "$answer" | grep -q '"accepted":1' || fail "ingest over TLS answered $answer"
+echo "$answer" | grep -q '"stored":1' || fail "ingest over TLS answered $answer"
 denied=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$dir/cert.pem" -u wrong: -d "$body" \
     "https://127.0.0.1:$port/v1/batch")
 [ "$denied" = 401 ] || fail "a wrong write key over TLS answered $denied"

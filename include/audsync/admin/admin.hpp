@@ -14,6 +14,7 @@
 
 #include "audsync/common/result.hpp"
 #include "audsync/config/config.hpp"
+#include "audsync/store/applier.hpp"
 #include "audsync/store/queries.hpp"
 #include "audsync/store/store.hpp"
 
@@ -47,6 +48,8 @@ inline constexpr size_t kMaxDeadLetterIds = 10000;
 struct SegmentList {
     std::vector<store::SegmentSummary> segments;
     std::optional<std::string> next_cursor;  // nullopt on the last page
+    // Events stored and not yet applied: the segments show the state before them.
+    store::Backlog backlog;
 };
 
 // One segment with its counts by state and next retry (the detail view).
@@ -181,7 +184,8 @@ using Notify = std::function<void()>;
 class Service {
   public:
     Service(std::shared_ptr<const config::Config> config, std::string db_path, WriteRunner write,
-            const ingest::Counters* ingest_counters, const sync::SyncCounters* sync_counters);
+            const ingest::Counters* ingest_counters, const sync::SyncCounters* sync_counters,
+            const store::ApplierCounters* applier_counters = nullptr);
 
     void SetConfig(std::shared_ptr<const config::Config> config);
     void SetNotify(Notify notify);
@@ -223,6 +227,7 @@ class Service {
     Notify notify_;
     const ingest::Counters* ingest_counters_;
     const sync::SyncCounters* sync_counters_;
+    const store::ApplierCounters* applier_counters_;
 };
 
 }  // namespace audsync::admin

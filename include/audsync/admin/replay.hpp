@@ -19,6 +19,11 @@ struct EventReplayReport {
     };
     bool dry_run = false;
     size_t events = 0;
+    // A real replay: membership events stored in the inbox, and whether the applier
+    // had applied all of them when the replay returned.
+    size_t stored = 0;
+    bool applied = false;
+    // A dry run: what the events would do against the applied state.
     size_t accepted = 0;
     size_t duplicates = 0;
     size_t stale = 0;

@@ -16,6 +16,8 @@ struct EventReplayOptions {
     bool dry_run = false;
     // Called after each chunk read: bytes read so far, events seen so far.
     std::function<void(int64_t bytes, size_t events)> progress;
+    // How long a real replay waits at the end for its events to be applied.
+    int64_t apply_timeout_ms = 600000;
 };
 
 // Streams `input` (NDJSON, a JSON array, or Tracking API {"batch": [...]} objects) into

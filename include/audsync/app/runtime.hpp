@@ -12,6 +12,7 @@
 #include "audsync/common/result.hpp"
 #include "audsync/config/config.hpp"
 #include "audsync/ingest/ingest.hpp"
+#include "audsync/store/applier.hpp"
 #include "audsync/store/writer.hpp"
 #include "audsync/sync/engine.hpp"
 
@@ -49,9 +50,10 @@ struct RuntimeOptions {
     sync::TargetFactory target_factory;  // default: the platforms' own targets
 };
 
-// A running audsync: the writer, the ingest service, the admin service and, as asked,
+// A running audsync: the inbox writer (ingest's appends), the database's writer with
+// the applier folding the inbox, the ingest service, the admin service and, as asked,
 // the sync engine and the HTTP server. Stop() (or destruction) stops them in order:
-// HTTP first, then the engine, then the writer, so nothing acknowledged is lost.
+// HTTP first, then the engine, then the writers, so nothing acknowledged is lost.
 // Thread-safety: Start/Reload/Stop from one thread; the services are thread-safe.
 class Runtime {
   public:
@@ -63,6 +65,8 @@ class Runtime {
 
     const config::Config& config() const { return *config_; }
     store::Writer& writer() { return *writer_; }
+    store::InboxWriter& inbox_writer() { return *inbox_writer_; }
+    store::Applier& applier() { return *applier_; }
     ingest::AudienceRegistry& audiences() { return audiences_; }
     ingest::Service& ingest() { return *ingest_; }
     admin::Service& admin() { return *admin_; }
@@ -89,7 +93,12 @@ class Runtime {
     std::unique_ptr<store::Database> reader_;  // readiness checks
     std::mutex reader_mu_;
     ingest::AudienceRegistry audiences_;
+    // Destroyed in reverse: the applier outlives both writers (the inbox writer may
+    // still run a prune job of the applier's while it stops).
+    std::unique_ptr<store::Applier> applier_;
+    std::unique_ptr<store::InboxWriter> inbox_writer_;
     std::unique_ptr<store::Writer> writer_;
+    std::unique_ptr<store::Checkpointer> checkpointer_;
     std::unique_ptr<ingest::Service> ingest_;
     std::unique_ptr<sync::Engine> engine_;
     std::unique_ptr<admin::Service> admin_;

@@ -1,6 +1,7 @@
 // HMAC-SHA1, SHA-1, random ids and constant-time comparison of secrets (OpenSSL stays in common).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -11,6 +12,10 @@ std::string HmacSha1Hex(std::string_view key, std::string_view data);
 
 // Lower-case hex SHA-1 of `data`.
 std::string Sha1Hex(std::string_view data);
+
+// The first 64 bits of SHA-1 of `data`, as a signed integer (SQLite's INTEGER): the
+// de-duplication key of a (destination, messageId).
+int64_t Hash64(std::string_view data);
 
 // Compares two secrets in time that depends on neither content nor length: both are
 // hashed with SHA-256 first and the digests compared with CRYPTO_memcmp.

@@ -177,6 +177,11 @@ struct Config {
     int header_timeout_ms = 10000;
     int body_timeout_ms = 30000;
     int dedupe_window_hours = 168;  // 7 days
+    // How long an event's raw JSON stays in the inbox after it is applied (0: it goes
+    // once applied). The member lookup shows the deciding event's payload while kept.
+    int raw_retention_hours = 24;
+    // /readyz answers 503 while the oldest event not yet applied is older than this.
+    int ready_max_backlog_seconds = 60;
     int sync_linger_ms = 50;        // wait after a commit so bursts share a push
     int sync_workers = 4;           // threads pushing to platforms
     Limits limits;

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "audsync/admin/rest.hpp"
@@ -20,11 +21,12 @@ std::string ErrorBody(const Error& error);
 
 // The endpoint serving ingest, admin and health routes. Every request is answered exactly
 // once, on a handler thread (http_threads of them); exceptions become a generic 500.
+// `ready` answers /readyz: nothing when ready, or why not (503 not_ready with it).
 // Thread-safety: Start/Stop from one thread; handlers run on the transport's threads.
 class Server {
   public:
     Server(std::shared_ptr<const config::Config> config, ingest::Service& ingest,
-           admin::Rest& admin, std::function<bool()> ready);
+           admin::Rest& admin, std::function<std::optional<std::string>()> ready);
     ~Server();
     Server(const Server&) = delete;
     Server& operator=(const Server&) = delete;

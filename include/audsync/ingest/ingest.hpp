@@ -64,6 +64,12 @@ struct Rejected {
 };
 
 struct Summary {
+    // Membership events appended to the inbox and committed: the applier decides later
+    // whether each one changes a membership, is a duplicate or is stale (metrics, member
+    // lookup). `last_seq`: the inbox position of the last one (0: none stored).
+    size_t stored = 0;
+    int64_t last_seq = 0;
+    // A dry run's prediction against the applied state (a live request leaves them 0).
     size_t accepted = 0;
     size_t duplicates = 0;
     size_t stale = 0;
@@ -101,17 +107,15 @@ class KindConflictWatch {
     std::map<std::pair<std::string, std::string>, Seen> seen_;  // Protected by mu_
 };
 
-// {"accepted","duplicates","stale","not_applicable","not_applicable_reasons":{reason:
-// count},"rejected":[{"index","messageId","reason","detail"}]}
+// {"stored","not_applicable","not_applicable_reasons":{reason: count},
+// "rejected":[{"index","messageId","reason","detail"}]}
 std::string SummaryJson(const Summary& summary);
 
 // Counters since start, exported by GET /metrics.
 struct Counters {
     std::atomic<uint64_t> requests{0};
     std::atomic<uint64_t> events_received{0};
-    std::atomic<uint64_t> accepted{0};
-    std::atomic<uint64_t> duplicates{0};
-    std::atomic<uint64_t> stale{0};
+    std::atomic<uint64_t> stored{0};
     std::atomic<uint64_t> not_applicable{0};
     std::atomic<uint64_t> rejected{0};
 
@@ -127,23 +131,23 @@ struct Counters {
 };
 
 // The ingest path without HTTP: authenticate, parse, map, store, summarise.
-// Thread-safe: called concurrently from every HTTP worker; the store work is
-// serialised by the Writer.
+// Thread-safe: called concurrently from every HTTP worker; appends are serialised by
+// the inbox writer, audience registrations by the database's writer.
 class Service {
   public:
     Service(std::shared_ptr<const config::Config> config, store::Writer& writer,
-            AudienceRegistry& audiences);
+            store::InboxWriter& inbox, AudienceRegistry& audiences);
 
     // A reloaded config (SIGHUP): requests already being handled keep the one they began
     // with. Thread-safe.
     void SetConfig(std::shared_ptr<const config::Config> config);
 
-    // Returns the JSON summary of a request whose items are all committed, or the
-    // error to answer with (nothing stored).
+    // Returns the JSON summary of a request whose membership events are all appended to
+    // the inbox and committed, or the error to answer with (nothing stored).
     Result<std::string> Ingest(const Request& request);
 
-    // The ingest path after authentication and parsing: maps every item and commits
-    // the membership changes in one writer job (shared by HTTP ingest and replays).
+    // The ingest path after authentication and parsing: maps every item and appends
+    // the membership changes to the inbox in one job (shared by HTTP ingest and replays).
     // `index_base` offsets the reported indexes. Logs one warning per (destination,
     // audience) whose events resolve to two context kinds (see KindConflictWatch).
     Result<Summary> Apply(const config::Destination& destination, std::vector<segment::Item>& items,
@@ -173,6 +177,7 @@ class Service {
     mutable std::mutex config_mu_;  // guards config_
     std::shared_ptr<const config::Config> config_;
     store::Writer& writer_;
+    store::InboxWriter& inbox_;
     AudienceRegistry& audiences_;
     Counters counters_;
     KindConflictWatch kind_watch_;

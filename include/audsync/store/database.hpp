@@ -50,6 +50,11 @@ class Statement {
     sqlite3_stmt* stmt_ = nullptr;
 };
 
+// The de-duplication key of a (destination, messageId): the first 64 bits of SHA-1 of
+// both, NUL-separated. Also registered on every connection as SQL
+// audsync_dedupe_key(destination, message_id).
+int64_t DedupeKey(std::string_view destination, std::string_view message_id);
+
 class Database;
 struct TestAccess;  // raw access for tests and the bench: tests/support/store_access.hpp
 
@@ -74,6 +79,13 @@ class Database {
 
     int64_t Changes() const;
     int64_t LastInsertRowid() const;
+
+    // A writer on the ingest path: its commits never run a WAL checkpoint (a
+    // Checkpointer does it on a connection of its own).
+    void LeaveCheckpointsToOthers();
+    // Copies what the WAL holds into the database as far as readers allow, without
+    // blocking writers (PASSIVE).
+    void Checkpoint();
 
     // The highest applied migration version (0 for an empty database).
     int SchemaVersion();

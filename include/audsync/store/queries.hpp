@@ -87,6 +87,12 @@ struct MemberRow {
     std::string message_id;
     int64_t event_ms = 0;
     int64_t received_ms = 0;
+    std::optional<int64_t> inbox_seq;  // the deciding event's inbox row (its raw JSON)
+    // The latest event after the deciding one that changed nothing, and why:
+    // "duplicate" (its messageId was seen) or "stale" (dated before the deciding one).
+    std::optional<std::string> ignored_message_id;
+    std::optional<std::string> ignored_outcome;
+    std::optional<int64_t> ignored_ms;  // when it was received
     int64_t attempts = 0;
     int64_t next_attempt_ms = 0;
     std::optional<int64_t> last_status;

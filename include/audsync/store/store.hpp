@@ -5,16 +5,25 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
 
 #include "audsync/mapping/mapping.hpp"
 #include "audsync/store/database.hpp"
+#include "audsync/store/inbox.hpp"
 
 namespace audsync::store {
 
 enum class ApplyOutcome { kAccepted, kDuplicate, kStale };
+
+// What one Fold decided.
+struct FoldCounts {
+    int64_t accepted = 0;
+    int64_t duplicates = 0;
+    int64_t stale = 0;
+};
 
 // An audience registered through Webhook Audiences' createAudienceUrl.
 struct Audience {
@@ -71,21 +80,29 @@ class WriteStore {
     int64_t EnsureTargets(const std::string& destination, const std::vector<TargetRef>& targets,
                           int64_t now_ms);
 
-    // Semantics rules 5-7: de-duplicates on (destination, message_id), records the
-    // event, and applies the change unless an event with a later time decided the
-    // current state (equal times: this later arrival wins). An applied change is due
-    // at every active target that does not hold it.
+    // Semantics rules 5-8 over a batch of inbox rows in seq order, written in key order
+    // (each page once): de-duplicates on (destination, message_id) within the batch and
+    // against the window, applies each change unless an event with a later time decided
+    // the current state (equal times: the later arrival wins), bumps the version only
+    // when the desired state changes, records the latest ignored event per member, and
+    // makes a changed member due at every active target that does not hold it.
+    FoldCounts Fold(const std::vector<InboxEntry>& rows);
+    // One event without the inbox (tests, tools): Fold of a single row.
     ApplyOutcome Apply(const std::string& destination, const std::string& message_id,
-                       const mapping::MembershipChange& change, const std::string& raw,
-                       int64_t received_ms);
+                       const mapping::MembershipChange& change, int64_t received_ms);
+    // The applier's position: every inbox row up to it is folded.
+    int64_t AppliedSeq();
+    void SetAppliedSeq(int64_t seq);
 
     // Registers (or, for a name already known, updates and returns) an audience.
     std::string UpsertAudience(const std::string& destination, const std::string& name,
                                const std::string& extras,
                                const std::optional<std::string>& context_kind, int64_t now_ms);
 
-    // Deletes de-duplication entries received before `before_ms`; returns how many.
-    int64_t PruneEvents(int64_t before_ms);
+    // Deletes the de-duplication entries received before `before_ms` whose key lies in
+    // slice `slice` of `slices` equal slices of the 64-bit key space (pruning walks the
+    // table a slice at a time, without an index on time); returns how many.
+    int64_t PruneDedupe(int64_t before_ms, int slice, int slices);
 
     // Sync outcomes at one target (semantics rules 11-13). `acked` records what the
     // platform now holds: the pushed state. A member whose desired state moved on
@@ -150,25 +167,28 @@ class WriteStore {
     void ForgetCache() {
         segment_ids_.clear();
         targets_.clear();
+        destinations_.clear();
     }
 
   private:
-    int64_t SegmentId(const std::string& destination, const mapping::MembershipChange& change,
-                      int64_t now_ms);
+    int64_t SegmentId(const InboxEntry& row);
     const std::vector<std::string>& ActiveTargets(const std::string& destination);
 
     Database& db_;
     Statement ensure_destination_;
-    Statement insert_event_;
-    Statement mark_stale_;
+    Statement insert_dedupe_;
     Statement upsert_segment_;
-    Statement upsert_membership_;
+    Statement get_membership_;
+    Statement put_membership_;
+    Statement put_ignored_;
+    Statement applied_seq_;
+    Statement set_applied_seq_;
     Statement upsert_delivery_;
     Statement active_targets_;
     Statement find_audience_by_name_;
     Statement update_audience_;
     Statement insert_audience_;
-    Statement prune_events_;
+    Statement prune_dedupe_;
     Statement record_ack_;
     Statement record_retry_;
     Statement record_dead_;
@@ -182,6 +202,7 @@ class WriteStore {
     Statement mark_resync_;
     std::map<std::tuple<std::string, std::string, std::string>, int64_t> segment_ids_;
     std::map<std::string, std::vector<std::string>> targets_;  // active, per destination
+    std::set<std::string> destinations_;                       // known to exist
 };
 
 // A segment with members due for a push at one target.
@@ -241,6 +262,7 @@ std::optional<Membership> FindMembership(Database& db, const std::string& destin
                                          const std::string& audience_id,
                                          const std::string& context_kind,
                                          const std::string& context_key);
+// Whether an applied event with this messageId is in the de-duplication window.
 bool HasEvent(Database& db, const std::string& destination, const std::string& message_id);
 // Members whose deciding event is dated more than `skew_ms` after it was received (such
 // an event wins against every genuine one until its date): the start-up check for a

@@ -1,4 +1,5 @@
-// The single writer of the database (group commit), and direct writes beside it.
+// The single writers of the database and of the inbox (group commit), and direct writes
+// beside a running server.
 #pragma once
 
 #include <condition_variable>
@@ -9,10 +10,12 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <optional>
 #include <thread>
 
 #include "audsync/common/result.hpp"
 #include "audsync/store/database.hpp"
+#include "audsync/store/inbox.hpp"
 #include "audsync/store/store.hpp"
 
 namespace audsync::store {
@@ -20,33 +23,49 @@ namespace audsync::store {
 struct WriterOptions {
     size_t max_pending_weight = 100000;  // queued events before Run answers unavailable
     size_t max_group_weight = 20000;     // events committed in one transaction at most
-    int64_t dedupe_window_ms = 7LL * 24 * 3600 * 1000;
-    int64_t prune_interval_ms = 10 * 60 * 1000;
 };
 
-// The single writer of the database (group commit). Handler threads hand it jobs with
+// A single writer of one SQLite file (group commit). Handler threads hand it jobs with
 // Run(); the writer thread runs every queued job in one transaction, each inside its
-// own savepoint, commits once, and only then releases the callers. A job whose SQL
-// fails is rolled back alone; a failed commit fails every job of the group.
+// own savepoint, then its background step (if any), commits once, and only then
+// releases the callers. A job whose SQL fails is rolled back alone; a failed commit
+// fails every job of the group. `Store` holds the statements prepared on the writer's
+// connection (WriteStore for the database, InboxStore for the inbox).
 //
-// Thread-safety: Run() and Stop() may be called from any thread; jobs run on the
-// writer thread only and must not block on anything but the database.
-class Writer {
+// Its connection never runs a WAL checkpoint on commit (see Checkpointer).
+//
+// Thread-safety: Run(), Post(), Notify() and Stop() may be called from any thread; jobs
+// and the background step run on the writer thread only and must not block on anything
+// but the database.
+template <class Store>
+class GroupWriter {
   public:
-    using Job = std::function<void(WriteStore&)>;
+    using Job = std::function<void(Store&)>;
+    // Work done in every group transaction after the jobs: returns true when more is
+    // waiting (the writer then goes on at once instead of waiting).
+    using Background = std::function<bool(Store&)>;
 
-    // Opens its own connection to an already migrated database. Throws SqliteError.
-    Writer(const std::string& path, WriterOptions options);
-    ~Writer();
-    Writer(const Writer&) = delete;
-    Writer& operator=(const Writer&) = delete;
+    // Opens its own connection to the file (`prepare` runs on it first, e.g. to create
+    // the inbox table). Throws SqliteError.
+    GroupWriter(const std::string& path, WriterOptions options,
+                const std::function<void(Database&)>& prepare = nullptr);
+    ~GroupWriter();
+    GroupWriter(const GroupWriter&) = delete;
+    GroupWriter& operator=(const GroupWriter&) = delete;
 
     // Runs `job` in the next group transaction and returns once it is committed
     // (durable) or has failed. `weight` counts the events it carries, for the queue
     // bound. Errors: kUnavailable (queue full, stopped, or SQLite failed).
     [[nodiscard]] Status Run(Job job, size_t weight);
+    // Queues `job` without waiting for it (housekeeping); dropped when stopped or full.
+    void Post(Job job);
 
-    // Called on the writer thread after every successful commit (wakes the sync engine).
+    // Sets the background step; it runs when Notify() was called, and at least every
+    // `poll_ms` (work may come from another process). Call before the first Notify.
+    void SetBackground(Background step, int64_t poll_ms);
+    void Notify();
+
+    // Called on the writer thread after every successful commit.
     void SetAfterCommit(std::function<void()> hook);
 
     // Finishes the queued jobs, then stops the thread. Idempotent.
@@ -60,25 +79,33 @@ class Writer {
     struct Pending {
         Job job;
         size_t weight;
-        std::promise<Status> done;
+        std::optional<std::promise<Status>> done;  // none for Post()
     };
 
     void Loop();
-    void RunGroup(std::deque<std::unique_ptr<Pending>>& group);
-    void Prune();
+    void RunGroup(std::deque<std::unique_ptr<Pending>>& group, bool background);
 
     WriterOptions options_;
     Database db_;
-    WriteStore store_;
+    std::unique_ptr<Store> store_;
     mutable std::mutex mu_;
     std::condition_variable cv_;
     std::deque<std::unique_ptr<Pending>> queue_;
     size_t queued_weight_ = 0;
     bool stopping_ = false;
+    bool notified_ = false;
     uint64_t commits_ = 0;
     std::function<void()> after_commit_;
+    Background background_;
+    int64_t poll_ms_ = 0;
     std::thread thread_;
 };
+
+// The database's writer: ingest's audience registrations, the applier's folds, the
+// sync engine's outcomes, operator writes.
+using Writer = GroupWriter<WriteStore>;
+// The inbox's writer: ingest's appends (the acknowledgement waits for its commit).
+using InboxWriter = GroupWriter<InboxStore>;
 
 // Runs `f` in a transaction of its own on a connection of its own, then commits: for a
 // write (the CLI's) while a server may be running; SQLite serialises it with the
