@@ -1,9 +1,9 @@
-// Table tests of the sync engine's pure decisions: admission, outcome folding, stored pauses.
+// Table tests of the sync engine's pure decisions: admission, lanes, folding, stored pauses.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <functional>
 #include <map>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -72,7 +72,7 @@ TEST_SUITE("sync state") {
         struct Row {
             const char* name;
             std::vector<store::DueSegment> due;
-            std::set<sync::SegmentAtTarget> in_flight;
+            std::map<sync::SegmentAtTarget, int> in_flight;
             std::map<std::string, DestinationState> destinations;
             std::vector<size_t> start;
             int64_t wake_at_ms;
@@ -88,13 +88,13 @@ TEST_SUITE("sync state") {
              0},
             {"cap counts pushes already running",
              {Due(1, "a"), Due(2, "a")},
-             {{9, "a/launchdarkly"}},
+             {{{9, "a/launchdarkly"}, 1}},
              {{"a/launchdarkly", {DestinationStatus::kOk, 0, 1}}},
              {0},
              0},
             {"a segment in flight is not pushed twice",
              {Due(1, "a"), Due(2, "b")},
-             {{1, "a/launchdarkly"}, {7, "a/launchdarkly"}},
+             {{{1, "a/launchdarkly"}, 1}, {{7, "a/launchdarkly"}, 1}},
              {{"a/launchdarkly", {DestinationStatus::kOk, 0, 1}},
               {"b/launchdarkly", {DestinationStatus::kOk, 0, 0}}},
              {1},
@@ -134,7 +134,7 @@ TEST_SUITE("sync state") {
             CHECK(admission.start == r.start);
             CHECK(admission.wake_at_ms == r.wake_at_ms);
             for (size_t i : admission.start) {
-                CHECK(admission.state.in_flight_segments.count(
+                CHECK(admission.state.in_flight_segments.at(
                           {r.due[i].id, r.due[i].destination + "/launchdarkly"}) == 1);
             }
             CHECK(admission.state.destinations.count("gone") == 0);
@@ -160,6 +160,135 @@ TEST_SUITE("sync state") {
         CHECK(
             sync::Release(released, 1, "a/launchdarkly").destinations["a/launchdarkly"].in_flight ==
             0);
+    }
+
+    TEST_CASE("lanes: how many batches an admitted delta push reads") {
+        struct Row {
+            const char* name;
+            int max_in_flight;
+            int in_flight;  // after its own admission
+            int lanes;
+        };
+        Row rows[] = {
+            {"alone at its target: one batch per slot", 4, 1, 4},
+            {"other pushes hold slots", 4, 3, 2},
+            {"every slot taken: its own batch only", 4, 4, 1},
+            {"more in flight than the cap (lowered by a reload)", 2, 5, 1},
+            {"max_in_flight 1: never more than one", 1, 1, 1},
+            {"max_in_flight 0 counts as 1", 0, 1, 1},
+            {"capped at kMaxLanes", 20, 1, sync::kMaxLanes},
+            {"capped at max_in_flight", 3, 0, 3},
+        };
+        for (const auto& r : rows) {
+            CAPTURE(r.name);
+            DestinationState d;
+            d.in_flight = r.in_flight;
+            CHECK(sync::LanesToRead(d, r.max_in_flight) == r.lanes);
+        }
+    }
+
+    TEST_CASE("lanes: extra lanes start only on free slots of a segment held in flight") {
+        const int64_t now = 10000;
+        const sync::SegmentAtTarget at{1, "a/launchdarkly"};
+        struct Row {
+            const char* name;
+            int max_in_flight;
+            std::map<sync::SegmentAtTarget, int> in_flight;
+            DestinationState destination;
+            size_t wanted;
+            size_t started;
+        };
+        const std::map<sync::SegmentAtTarget, int> held = {{at, 1}};
+        std::vector<Row> rows = {
+            {"free slots: every batch gets a lane", 4, held, {DestinationStatus::kOk, 0, 1}, 3, 3},
+            {"fewer slots than batches", 4, held, {DestinationStatus::kOk, 0, 2}, 3, 2},
+            {"no slot left", 4, held, {DestinationStatus::kOk, 0, 4}, 3, 0},
+            {"nothing wanted", 4, held, {DestinationStatus::kOk, 0, 1}, 0, 0},
+            {"max_in_flight 1", 1, held, {DestinationStatus::kOk, 0, 1}, 3, 0},
+            {"max_in_flight 0 counts as 1", 0, held, {DestinationStatus::kOk, 0, 1}, 3, 0},
+            {"at most kMaxLanes per segment",
+             64,
+             held,
+             {DestinationStatus::kOk, 0, 1},
+             20,
+             static_cast<size_t>(sync::kMaxLanes - 1)},
+            {"the segment is not held: a scan could read it",
+             4,
+             {},
+             {DestinationStatus::kOk, 0, 1},
+             3,
+             0},
+            {"another segment is held, not this one",
+             4,
+             {{{2, "a/launchdarkly"}, 1}},
+             {DestinationStatus::kOk, 0, 1},
+             3,
+             0},
+            {"the target was paused meanwhile",
+             4,
+             held,
+             {DestinationStatus::kRateLimited, now + 1, 1},
+             3,
+             0},
+            {"a pause that ended lets lanes start",
+             4,
+             held,
+             {DestinationStatus::kRateLimited, now, 1},
+             3,
+             3},
+        };
+        for (const auto& r : rows) {
+            CAPTURE(r.name);
+            sync::SchedulerState state;
+            state.in_flight_segments = r.in_flight;
+            state.destinations["a/launchdarkly"] = r.destination;
+            auto admitted = sync::AdmitLanes(state, at, r.max_in_flight, r.wanted, now);
+            CHECK(admitted.started == r.started);
+            const DestinationState& d = admitted.state.destinations.at("a/launchdarkly");
+            CHECK(d.in_flight == r.destination.in_flight + static_cast<int>(r.started));
+            if (r.started > 0) CHECK(d.in_flight <= std::max(1, r.max_in_flight));
+            auto lanes = admitted.state.in_flight_segments.find(at);
+            const int before = r.in_flight.count(at) > 0 ? r.in_flight.at(at) : 0;
+            const int after = lanes == admitted.state.in_flight_segments.end() ? 0 : lanes->second;
+            CHECK(after == before + static_cast<int>(r.started));
+            CHECK(after <= sync::kMaxLanes);
+        }
+        // A target no scan has seen has no slots to give.
+        sync::SchedulerState unknown;
+        unknown.in_flight_segments = held;
+        CHECK(sync::AdmitLanes(unknown, at, 4, 3, now).started == 0);
+    }
+
+    TEST_CASE("lanes: a segment is not admitted while any lane runs, and is free after the last") {
+        config::Config config = TwoDestinations(4, 1);
+        const std::vector<store::DueSegment> due = {Due(1, "a"), Due(2, "a")};
+        const sync::SegmentAtTarget one{1, "a/launchdarkly"};
+        auto first = sync::Admit({}, {Due(1, "a")}, config, 0);
+        REQUIRE(first.start == std::vector<size_t>{0});
+        auto lanes = sync::AdmitLanes(first.state, one, 4, 2, 0);
+        REQUIRE(lanes.started == 2);
+        CHECK(lanes.state.in_flight_segments.at(one) == 3);
+        CHECK(lanes.state.destinations["a/launchdarkly"].in_flight == 3);
+
+        // Segment 1 waits for its lanes; segment 2 takes the last slot.
+        auto scan = sync::Admit(lanes.state, due, config, 0);
+        CHECK(scan.start == std::vector<size_t>{1});
+        sync::SchedulerState state = sync::Release(scan.state, 2, "a/launchdarkly");
+
+        // Lanes end one by one: the segment stays held until the last one.
+        for (int running = 3; running > 0; --running) {
+            CAPTURE(running);
+            CHECK(state.in_flight_segments.at(one) == running);
+            CHECK(sync::Admit(state, {Due(1, "a")}, config, 0).start.empty());
+            state = sync::Release(state, 1, "a/launchdarkly");
+        }
+        CHECK(state.in_flight_segments.count(one) == 0);
+        CHECK(state.destinations["a/launchdarkly"].in_flight == 0);
+        CHECK(sync::Admit(state, {Due(1, "a")}, config, 0).start == std::vector<size_t>{0});
+        // Releasing what is not in flight changes nothing.
+        state = sync::Release(state, 1, "a/launchdarkly");
+        CHECK(state.in_flight_segments.count(one) == 0);
+        CHECK(state.destinations["a/launchdarkly"].in_flight == 0);
     }
 
     TEST_CASE("folding outcomes: successful") {
@@ -338,6 +467,75 @@ TEST_SUITE("sync state") {
         CHECK_FALSE(only_dead.segment_retrying);  // nothing of it is retried any more
         CHECK_FALSE(only_dead.write.has_value());
         CHECK(only_dead.destination.status == DestinationStatus::kOk);
+    }
+
+    TEST_CASE("folding outcomes: concurrent lanes of one segment") {
+        const int64_t now = 5000;
+        const Decision ok = Made(Action::kAcknowledge, 204);
+        const Decision retry = Made(Action::kRetry, 503, 300);
+        const Decision dead = Made(Action::kDeadLetter, 400);
+        const Decision limited = Made(Action::kRateLimited, 429, 2000);
+        struct Row {
+            const char* name;
+            bool retrying;
+            int other_lanes;
+            std::vector<Decision> decisions;
+            bool segment_retrying;
+            std::vector<Note> notes;
+        };
+        std::vector<Row> rows = {
+            {"first lane to fail reports it", false, 3, {retry}, true, {Note::kSegmentRetrying}},
+            {"a lane failing after another: no new line", true, 2, {retry}, true, {}},
+            {"a success while other lanes run: still retrying, no line", true, 2, {ok}, true, {}},
+            {"dead letters while other lanes run: still retrying",
+             true,
+             1,
+             {dead},
+             true,
+             {Note::kDeadLetters}},
+            {"the last lane's success ends it, once",
+             true,
+             0,
+             {ok},
+             false,
+             {Note::kSegmentRecovered}},
+            {"a success, nothing failing: nothing to say", false, 3, {ok}, false, {}},
+            {"a pause leaves retrying as it was",
+             true,
+             1,
+             {limited},
+             true,
+             {Note::kDestinationPaused}},
+        };
+        for (const auto& r : rows) {
+            CAPTURE(r.name);
+            auto f = sync::FoldLaneOutcome({}, r.retrying, r.other_lanes, r.decisions, now);
+            CHECK(f.segment_retrying == r.segment_retrying);
+            CHECK(f.notes == r.notes);
+            // Everything but the segment's retrying state is the lane's own outcome.
+            auto alone = sync::FoldOutcome({}, r.retrying, r.decisions, now);
+            CHECK(f.destination.status == alone.destination.status);
+            CHECK(f.destination.paused_until_ms == alone.destination.paused_until_ms);
+            CHECK(f.write.has_value() == alone.write.has_value());
+            CHECK(f.acknowledged == alone.acknowledged);
+            CHECK(f.dead_letters == alone.dead_letters);
+            if (r.other_lanes == 0) CHECK(f.notes == alone.notes);
+        }
+
+        // Four lanes started together: two fail, two succeed, in an interleaving where a
+        // success comes between the failures and the last lane succeeds.
+        bool retrying = false;
+        int running = 4;
+        std::vector<Note> said;
+        for (const auto& decisions :
+             std::vector<std::vector<Decision>>{{retry}, {ok, ok}, {retry, ok}, {ok}}) {
+            auto f = sync::FoldLaneOutcome({}, retrying, running - 1, decisions, now);
+            retrying = f.segment_retrying;
+            said.insert(said.end(), f.notes.begin(), f.notes.end());
+            --running;
+        }
+        CHECK(said == std::vector<Note>{Note::kSegmentRetrying, Note::kSegmentRecovered});
+        CHECK_FALSE(retrying);
     }
 
     TEST_CASE("pauses stored by another process are adopted when they change") {

@@ -1,11 +1,17 @@
 // The sync engine in this process against a scripted fake platform: resume (in memory
-// and through the database), reload, Retry-After bounds and honest log lines.
+// and through the database), reload, Retry-After bounds, honest log lines, and a
+// segment's batches pushed in concurrent lanes.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -27,6 +33,21 @@ namespace {
 
 constexpr const char* kSecretToken = "sekrit-token-1";
 
+// One push as the platform saw it. `entered` and `left` number the platform's push
+// entries and exits in one sequence: two pushes overlapped when each entered before the
+// other left.
+struct PushRecord {
+    std::string audience_id;
+    std::vector<targets::PushMember> members;
+    int entered = 0;
+    int left = 0;
+    int in_flight = 0;  // pushes of the same segment in flight on entry, itself included
+};
+
+bool Overlap(const PushRecord& a, const PushRecord& b) {
+    return a.entered < b.left && b.entered < a.left;
+}
+
 // What the fake platform answers, and what it saw. Thread-safe.
 struct Platform {
     std::mutex mu;
@@ -37,6 +58,14 @@ struct Platform {
     int pushes = 0;
     int targets_built = 0;
     std::vector<std::string> tokens;  // the token of each push, in order
+    // Gate: a push waits until `gate_at` pushes of its segment are in flight (the gate
+    // then stays open) or `gate_ms` have passed, so that pushes that can overlap do.
+    int gate_at = 0;  // 0: no gate
+    int64_t gate_ms = 0;
+    bool gate_open = false;
+    int sequence = 0;                      // push entries and exits
+    std::map<std::string, int> in_flight;  // by audience id
+    std::vector<PushRecord> records;       // in order of exit
 
     void Answer(int status, const std::string& body = "",
                 std::optional<std::string> retry_after = std::nullopt) {
@@ -56,12 +85,27 @@ class FakeTarget : public targets::Target {
   public:
     FakeTarget(Platform& p, const config::Target& t) : platform_(p), token_(t.service_token) {}
     targets::PushShape shape() const override { return targets::PushShape::kDeltas; }
-    targets::HttpResult Push(const targets::PushRequest&) override {
+    targets::HttpResult Push(const targets::PushRequest& request) override {
         std::unique_lock<std::mutex> lock(platform_.mu);
+        PushRecord record;
+        record.audience_id = request.audience_id;
+        record.members = request.members;
+        record.entered = ++platform_.sequence;
+        int& in_flight = platform_.in_flight[request.audience_id];  // std::map: stays valid
+        record.in_flight = ++in_flight;
         ++platform_.held;
         platform_.cv.notify_all();
+        if (platform_.gate_at > 0) {
+            platform_.cv.wait_for(lock, std::chrono::milliseconds(platform_.gate_ms), [&] {
+                return platform_.gate_open || in_flight >= platform_.gate_at;
+            });
+            if (in_flight >= platform_.gate_at) platform_.gate_open = true;
+        }
         platform_.cv.wait(lock, [&] { return !platform_.hold; });
         --platform_.held;
+        --in_flight;
+        record.left = ++platform_.sequence;
+        platform_.records.push_back(std::move(record));
         ++platform_.pushes;
         platform_.tokens.push_back(token_);
         return platform_.answer;
@@ -106,10 +150,13 @@ struct Lines {
     }
 };
 
+// Changes a destination's settings before its implicit target is made from them.
+using Tune = std::function<void(config::Destination&)>;
+
 std::shared_ptr<const config::Config> MakeConfig(const std::string& db,
                                                  const std::vector<std::string>& ids,
                                                  const std::string& token = kSecretToken,
-                                                 int workers = 2) {
+                                                 int workers = 2, const Tune& tune = nullptr) {
     auto c = std::make_shared<config::Config>();
     c->database = db;
     c->sync_linger_ms = 0;
@@ -122,6 +169,7 @@ std::shared_ptr<const config::Config> MakeConfig(const std::string& db,
         d.retry_base_ms = 20;
         d.retry_max_ms = 400;
         d.auth_retry_ms = 600000;  // only a resume ends a refused-token pause in a test
+        if (tune) tune(d);
         d.targets = {config::ImplicitTarget(d)};
         c->destinations.push_back(d);
     }
@@ -137,13 +185,14 @@ struct Rig {
     std::unique_ptr<sync::Engine> engine;
     int seq = 0;
 
-    explicit Rig(const std::vector<std::string>& ids = {"ld"}, int workers = 2) {
+    explicit Rig(const std::vector<std::string>& ids = {"ld"}, int workers = 2,
+                 const Tune& tune = nullptr) {
         {
             store::Database d(db, true);
             REQUIRE(store::Migrate(d, store::EmbeddedMigrations()).ok());
         }
         writer = std::make_unique<store::Writer>(db, store::WriterOptions{});
-        auto config = MakeConfig(db, ids, kSecretToken, workers);
+        auto config = MakeConfig(db, ids, kSecretToken, workers, tune);
         for (const auto& d : config->destinations) {
             REQUIRE(writer
                         ->Run(
@@ -179,6 +228,26 @@ struct Rig {
         REQUIRE(writer->Run([&](store::WriteStore& w) { w.Apply(destination, id, c, 0); }, 1)
                     .ok());
     }
+    // `keys` members of one segment in one commit (so one scan sees them all), every
+    // third one excluded.
+    void AddMany(const std::string& destination, const std::vector<std::string>& keys) {
+        REQUIRE(writer
+                    ->Run(
+                        [&](store::WriteStore& w) {
+                            for (size_t i = 0; i < keys.size(); ++i) {
+                                mapping::MembershipChange c;
+                                c.audience_id = "aud_1";
+                                c.audience_key = "k";
+                                c.context_kind = "user";
+                                c.context_key = keys[i];
+                                c.included = i % 3 != 2;
+                                c.event_time_ms = 1000 + seq;
+                                w.Apply(destination, "m" + std::to_string(++seq), c, "{}", 0);
+                            }
+                        },
+                        keys.size())
+                    .ok());
+    }
     int64_t Count(const std::string& sql) {
         store::Database d(db, false);
         return store::TestAccess::Int(d, sql);
@@ -197,6 +266,88 @@ struct Rig {
 };
 
 const std::string kRefusal = R"({"code":"unauthorized","message":"invalid access token"})";
+
+// A replay: `batches` × max_batch pending members of one segment, pushed with
+// max_batch 10 and `max_in_flight`, each push held at the platform until a second one
+// of the segment is in flight or `gate_ms` passed. Checks what holds whatever the
+// concurrency: every member pushed once, with its desired value, in a batch of at most
+// max_batch, never in two overlapping pushes, and acknowledged as desired. Returns the
+// pushes.
+std::vector<PushRecord> Replay(int max_in_flight, int batches, int64_t gate_ms) {
+    constexpr int kBatch = 10;
+    Lines lines;
+    Rig rig({"ld"}, 4, [&](config::Destination& d) {
+        d.max_batch = kBatch;
+        d.max_in_flight = max_in_flight;
+    });
+    rig.platform.Answer(204);
+    {
+        std::lock_guard<std::mutex> lock(rig.platform.mu);
+        rig.platform.gate_at = 2;
+        rig.platform.gate_ms = gate_ms;
+    }
+    std::vector<std::string> keys;
+    for (int i = 0; i < batches * kBatch; ++i) keys.push_back("u" + std::to_string(1000 + i));
+    rig.AddMany("ld", keys);
+    REQUIRE_MESSAGE(Eventually([&] { return rig.Pending("ld") == 0; }, 30000), lines.All());
+
+    // Acknowledged exactly as desired, at the version desired.
+    CHECK(rig.Count("SELECT count(*) FROM deliveries d JOIN memberships m ON m.segment_id = "
+                    "d.segment_id AND m.context_key = d.context_key WHERE d.target = "
+                    "'launchdarkly' AND d.pending = 0 AND d.dead = 0 AND d.acked = m.desired "
+                    "AND d.acked_version = m.version") == static_cast<int64_t>(keys.size()));
+    CHECK(rig.Count("SELECT count(*) FROM deliveries") == static_cast<int64_t>(keys.size()));
+
+    std::vector<PushRecord> records;
+    {
+        std::lock_guard<std::mutex> lock(rig.platform.mu);
+        records = rig.platform.records;
+    }
+    std::map<std::string, bool> desired;
+    for (size_t i = 0; i < keys.size(); ++i) desired[keys[i]] = i % 3 != 2;  // as AddMany
+    std::map<std::string, int> pushed;  // times each key was pushed
+    for (const auto& r : records) {
+        CHECK(r.audience_id == "aud_1");
+        CHECK(r.members.size() <= static_cast<size_t>(kBatch));
+        CHECK(r.in_flight <= std::max(1, max_in_flight));
+        for (const auto& m : r.members) {
+            ++pushed[m.context_key];
+            auto want = desired.find(m.context_key);
+            REQUIRE_MESSAGE(want != desired.end(), m.context_key);
+            CHECK_MESSAGE(m.value == want->second, m.context_key);
+        }
+    }
+    CHECK(pushed.size() == keys.size());
+    for (const auto& [key, times] : pushed) CHECK_MESSAGE(times == 1, key);
+    for (size_t a = 0; a < records.size(); ++a) {
+        for (size_t b = a + 1; b < records.size(); ++b) {
+            if (!Overlap(records[a], records[b])) continue;
+            std::set<std::string> in_a;
+            for (const auto& m : records[a].members) in_a.insert(m.context_key);
+            for (const auto& m : records[b].members) {
+                CHECK_MESSAGE(in_a.count(m.context_key) == 0,
+                              m.context_key << " in two overlapping pushes");
+            }
+        }
+    }
+    CHECK(lines.Count(log::Level::kWarn, "is retrying") == 0);
+    return records;
+}
+
+int MostInFlight(const std::vector<PushRecord>& records) {
+    int most = 0;
+    for (const auto& r : records) most = std::max(most, r.in_flight);
+    return most;
+}
+
+bool AnyOverlap(const std::vector<PushRecord>& records) {
+    for (size_t a = 0; a < records.size(); ++a) {
+        for (size_t b = a + 1; b < records.size(); ++b) {
+            if (Overlap(records[a], records[b])) return true;
+        }
+    }
+    return false;
+}
 
 }  // namespace
 
@@ -390,6 +541,24 @@ TEST_SUITE("sync engine") {
         // Back in the config: it goes out.
         rig.engine->Reload(MakeConfig(rig.db, {"ld", "other"}, "rotated-token", 1));
         CHECK(Eventually([&] { return rig.Pending("ld") == 0; }, 10000));
+    }
+}
+
+TEST_SUITE("sync engine lanes") {
+    TEST_CASE("a replay goes out in concurrent lanes of disjoint batches") {
+        // 5 batches, 4 slots: a wave of 4 lanes, then the fifth batch.
+        const auto records = Replay(4, 5, 5000);
+        CHECK(records.size() >= 5);
+        CHECK(MostInFlight(records) > 1);
+        CHECK(AnyOverlap(records));
+    }
+
+    TEST_CASE("with max_in_flight 1 a segment's pushes never overlap") {
+        // The gate waits up to 300 ms per push for a second one that must never come.
+        const auto records = Replay(1, 3, 300);
+        CHECK(records.size() == 3);
+        CHECK(MostInFlight(records) == 1);
+        CHECK_FALSE(AnyOverlap(records));
     }
 }
 

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstddef>
+#include <iterator>
 #include <limits>
 
 #include "audsync/common/log.hpp"
@@ -222,6 +224,8 @@ void Engine::Schedule() {
                     task.destination = config->FindDestination(due[i].destination);
                     task.target = task.destination->FindTarget(due[i].target);
                     task.key = store::TargetKey(due[i].destination, due[i].target);
+                    task.lanes =
+                        LanesToRead(state_.destinations[task.key], task.target->max_in_flight);
                     task.segment = std::move(due[i]);
                     ready.push_back(std::move(task));
                 }
@@ -238,7 +242,9 @@ void Engine::Schedule() {
                         state_ = Release(std::move(state_), task.segment.id, task.key);
                         continue;
                     }
+                    std::vector<Task> lanes = SplitLanes(task, text::NowMs());
                     tasks_.push_back(std::move(task));
+                    for (auto& lane : lanes) tasks_.push_back(std::move(lane));
                 }
                 ready.clear();
             }
@@ -279,7 +285,9 @@ void Engine::Prepare(Task& task, store::SyncReader& reader, int64_t now) {
     const config::Target& t = *task.target;
     task.full_list = t.platform == "configcat";
     if (!task.full_list) {
-        task.members = reader.Dirty(task.segment.id, t.id, now, t.max_batch);
+        // Distinct members: the batches SplitLanes cuts from them are disjoint.
+        task.members =
+            reader.Dirty(task.segment.id, t.id, now, std::max(1, t.max_batch) * task.lanes);
         return;
     }
     // The pending members first, then the list: a member changed in between is then
@@ -296,6 +304,31 @@ void Engine::Prepare(Task& task, store::SyncReader& reader, int64_t now) {
         return;
     }
     task.included = reader.Included(task.segment.id, t.max_list_items);
+}
+
+std::vector<Engine::Task> Engine::SplitLanes(Task& task, int64_t now) {
+    std::vector<Task> lanes;
+    const size_t batch = static_cast<size_t>(std::max(1, task.target->max_batch));
+    if (task.full_list || task.members.size() <= batch) return lanes;
+    const size_t wanted = (task.members.size() - 1) / batch;  // batches after the first
+    LaneAdmission admitted = AdmitLanes(std::move(state_), {task.segment.id, task.key},
+                                        task.target->max_in_flight, wanted, now);
+    state_ = std::move(admitted.state);
+    std::vector<store::DirtyMember> members = std::move(task.members);
+    task.members.clear();
+    for (size_t i = 1; i <= admitted.started; ++i) {
+        Task lane = task;
+        auto begin = members.begin() + static_cast<std::ptrdiff_t>(i * batch);
+        auto end = members.begin() +
+                   static_cast<std::ptrdiff_t>(std::min(members.size(), (i + 1) * batch));
+        lane.members.assign(std::make_move_iterator(begin), std::make_move_iterator(end));
+        lanes.push_back(std::move(lane));
+    }
+    // Batches without a free slot are dropped here: they stay pending in the database,
+    // and a later scan reads them again once every lane of the segment has ended.
+    members.resize(batch);
+    task.members = std::move(members);
+    return lanes;
 }
 
 std::vector<Decision> Engine::PushDeltas(Task& task, targets::Target& target,
@@ -409,16 +442,22 @@ void Engine::Execute(Task& task, std::map<std::string, WorkerTarget>& targets,
     bool over_limit_changed = false;
     {
         // Decided and applied under the lock, so that of two workers meeting the same
-        // refusal only one reports the transition.
+        // refusal (two targets' segments, or two lanes of one segment) only one reports
+        // the transition.
         std::lock_guard<std::mutex> lock(mu_);
         const SegmentAtTarget at{task.segment.id, task.key};
         const bool retrying = state_.retrying_segments.count(at) > 0;
+        auto lanes = state_.in_flight_segments.find(at);
+        const int other_lanes = lanes == state_.in_flight_segments.end() ? 0 : lanes->second - 1;
         if (over_limit) {
             fold.destination = state_.destinations[task.key];
             fold.segment_retrying = retrying;
             over_limit_changed = state_.over_limit_segments.insert(at).second;
         } else {
-            fold = FoldOutcome(state_.destinations[task.key], retrying, decisions, now);
+            // Retrying stays per segment and target: see FoldLaneOutcome for what a lane
+            // succeeding while another of the segment runs does to it.
+            fold = FoldLaneOutcome(state_.destinations[task.key], retrying, other_lanes, decisions,
+                                   now);
             over_limit_changed = state_.over_limit_segments.erase(at) > 0;
         }
         DestinationState& d = state_.destinations[task.key];

@@ -44,7 +44,7 @@ Admission Admit(SchedulerState state, const std::vector<store::DueSegment>& due,
         }
         if (d.in_flight >= std::max(1, target->max_in_flight)) continue;  // a finish wakes us
         ++d.in_flight;
-        state.in_flight_segments.insert({seg.id, key});
+        state.in_flight_segments[{seg.id, key}] = 1;
         out.start.push_back(i);
     }
     out.state = std::move(state);
@@ -52,10 +52,37 @@ Admission Admit(SchedulerState state, const std::vector<store::DueSegment>& due,
 }
 
 SchedulerState Release(SchedulerState state, int64_t segment_id, const std::string& target_key) {
-    state.in_flight_segments.erase({segment_id, target_key});
+    auto lanes = state.in_flight_segments.find({segment_id, target_key});
+    if (lanes != state.in_flight_segments.end() && --lanes->second <= 0) {
+        state.in_flight_segments.erase(lanes);
+    }
     auto it = state.destinations.find(target_key);
     if (it != state.destinations.end() && it->second.in_flight > 0) --it->second.in_flight;
     return state;
+}
+
+int LanesToRead(const DestinationState& d, int max_in_flight) {
+    const int slots = std::max(1, max_in_flight);
+    const int free = std::max(0, slots - d.in_flight);
+    return std::min({1 + free, slots, kMaxLanes});
+}
+
+LaneAdmission AdmitLanes(SchedulerState state, const SegmentAtTarget& at, int max_in_flight,
+                         size_t wanted, int64_t now_ms) {
+    LaneAdmission out;
+    auto lanes = state.in_flight_segments.find(at);
+    auto dest = state.destinations.find(at.second);
+    if (lanes != state.in_flight_segments.end() && dest != state.destinations.end()) {
+        DestinationState& d = dest->second;
+        while (out.started < wanted && d.paused_until_ms <= now_ms &&
+               d.in_flight < std::max(1, max_in_flight) && lanes->second < kMaxLanes) {
+            ++d.in_flight;
+            ++lanes->second;
+            ++out.started;
+        }
+    }
+    out.state = std::move(state);
+    return out;
 }
 
 Adoption AdoptStoredPauses(SchedulerState state, const std::map<std::string, int64_t>& stored) {
@@ -139,6 +166,17 @@ Fold FoldOutcome(const DestinationState& destination, bool segment_retrying,
         f.segment_retrying = false;
     }
     if (f.dead_letters > 0) f.notes.push_back(Note::kDeadLetters);
+    return f;
+}
+
+Fold FoldLaneOutcome(const DestinationState& destination, bool segment_retrying, int other_lanes,
+                     const std::vector<Decision>& decisions, int64_t now_ms) {
+    Fold f = FoldOutcome(destination, segment_retrying, decisions, now_ms);
+    if (other_lanes > 0 && segment_retrying && !f.segment_retrying) {
+        f.segment_retrying = true;
+        f.notes.erase(std::remove(f.notes.begin(), f.notes.end(), Note::kSegmentRecovered),
+                      f.notes.end());
+    }
     return f;
 }
 

@@ -73,7 +73,9 @@ struct SyncCounters {
 
 // The reconciler: for each target of each destination, pushes every member whose
 // desired state the target does not hold: to a delta platform one segment (audience +
-// context kind) per request, at most max_batch members; to a full-list platform the
+// context kind) per request, at most max_batch members, and a segment with more pending
+// members than one batch in several requests at once ("lanes": disjoint batches read
+// together, as many as the target's free max_in_flight slots); to a full-list platform the
 // segment's whole list of included members, coalescing every pending change of the
 // segment into one replacement (a list over the platform's limit is not sent: the
 // segment is marked over_limit at that target and rechecked). Each outcome is recorded
@@ -123,6 +125,8 @@ class Engine {
         const config::Destination* destination = nullptr;  // inside `config`
         const config::Target* target = nullptr;            // inside `config`
         std::string key;                                   // "<destination>/<target>"
+        // Delta platforms: how many batches Prepare reads, one per lane that may start.
+        int lanes = 1;
         // Full-list platforms: the whole list, or why it is not sent.
         bool full_list = false;
         std::vector<std::string> included;
@@ -138,6 +142,7 @@ class Engine {
     void Work();
     void Execute(Task& task, std::map<std::string, WorkerTarget>& targets, std::mt19937_64& rng);
     void Prepare(Task& task, store::SyncReader& reader, int64_t now);
+    std::vector<Task> SplitLanes(Task& task, int64_t now);  // by mu_
     std::vector<Decision> PushDeltas(Task& task, targets::Target& target, std::mt19937_64& rng);
     std::vector<Decision> PushList(Task& task, targets::Target& target, std::mt19937_64& rng);
     void Report(const Task& task, const Fold& fold);
