@@ -2,8 +2,19 @@
 // machine, on realistic Engage traffic. Run through scripts/bench.
 //
 //   audsync-bench all --audsync PATH --out FILE.json [--seconds N] [--replay-members N]
+//                     [--applier-seconds N] [--burst-events N]
+//                     [--only ingest|replay|applier|burst[,...]]
 //                     [--baseline-audsync PATH --baseline-bench PATH]
 //   audsync-bench echo                (the HTTP transport with a handler that reads the body)
+//
+// Parts (all by default; --only runs the listed ones): `ingest` (the ceilings, durable
+// ingest, the baseline and sync latency), `replay`, `applier` (the inbox applier's
+// sustained rate under a load faster than it) and `burst` (a burst of --burst-events:
+// how long after the last acknowledgement it is applied and pushed, and the disk it
+// takes with raw_retention_hours 0). These read the server's /metrics with the admin
+// token (the ingest part too, to wait for the server to drain); where a metric is missing
+// (an audsync without the inbox) they say so in the label and measure what they can.
+// Every figure is a figure: nothing here passes or fails.
 //
 // With the baseline flags (an audsync and an audsync-bench built from an older revision,
 // e.g. the last one served by Pistache), the same run also measures the HTTP echo ceiling
@@ -24,7 +35,9 @@
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -49,11 +62,17 @@ using Clock = std::chrono::steady_clock;
 constexpr const char* kWriteKey = "bench-write-key";
 constexpr const char* kToken = "bench-token";
 constexpr const char* kClientSideId = "bench-cs";
+constexpr const char* kAdminToken = "bench-admin-token-0123";  // /metrics, the admin API
 
 // --- realistic Engage traffic -----------------------------------------------------
 
-// Identify and track membership events over several audiences; emails and anonymous
-// ids; enters and exits; ~5% duplicates; local reordering of timestamps.
+// Fresh Engage membership events: identify and track over 50,000 users x 5 audiences (one
+// a journey step) in random order; emails and anonymous ids; enters and exits. Every
+// messageId is unique (prefix + count) and every timestamp is the wall clock less up to
+// 40 ms (local reordering), so an event is neither a duplicate nor, mostly, stale: it
+// changes the membership it names, whatever ran before it on the same database. (Re-sent
+// duplicates and old timestamps would let a store skip the work the bench should
+// measure.)
 class Generator {
   public:
     explicit Generator(uint64_t seed, std::string prefix)
@@ -68,9 +87,6 @@ class Generator {
             {"aud_2g5VpQr5Ut2WxYz8AbCdEfGhIjK", "dormant_30d"},
             {"jou_2g5VsTuVw6XyZa9BcDeFgHiJkLm", "onboarding_step_2"}};
         ++count_;
-        if (!unique_user && !recent_.empty() && Uniform() < 0.05) {
-            return recent_[rng_() % recent_.size()];  // a duplicate delivery
-        }
         const auto& aud = kAudiences[rng_() % 5];
         bool journey = aud[0][0] == 'j';
         std::string user = unique_user ? prefix_ + "-u" + std::to_string(count_)
@@ -78,8 +94,7 @@ class Generator {
         if (user_out != nullptr) *user_out = user;
         bool enter = Uniform() < 0.7;
         bool identify = Uniform() < 0.5;
-        int64_t ts = 1714987822000 + static_cast<int64_t>(count_) * 3 -
-                     static_cast<int64_t>(rng_() % 40);  // local reordering
+        int64_t ts = text::NowMs() - static_cast<int64_t>(rng_() % 40);  // local reordering
         std::string id = prefix_ + "-" + std::to_string(count_);
         std::string email = "\"" + user + "@example.com\"";
         std::string anon = "\"" + std::to_string(rng_()) + "-4f8a-9d2e-1f0c8b7a6e55\"";
@@ -105,8 +120,6 @@ class Generator {
         e += ",\"integrations\":{\"All\":false,\"Webhooks\":true}";
         e += ",\"timestamp\":\"" + text::FormatIso8601(ts) + "\",\"receivedAt\":\"" +
              text::FormatIso8601(ts + 15000) + "\"}";
-        recent_.push_back(e);
-        if (recent_.size() > 200) recent_.erase(recent_.begin());
         return e;
     }
 
@@ -131,7 +144,6 @@ class Generator {
     std::mt19937_64 rng_;
     std::string prefix_;
     uint64_t count_ = 0;
-    std::vector<std::string> recent_;
 };
 
 // --- helpers ---------------------------------------------------------------------
@@ -144,19 +156,30 @@ double Percentile(std::vector<double> v, double p) {
 }
 
 struct Child {
-    pid_t pid = -1;
+    pid_t pid = -1;  // -1 once waited for
     std::string out_path;
+    std::string err_path;  // empty: stderr went to /dev/null
 };
 
-Child Spawn(const std::vector<std::string>& argv_in) {
+std::string ReadFile(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+// `keep_stderr` keeps the child's stderr in a file, to say why it did not start.
+Child Spawn(const std::vector<std::string>& argv_in, bool keep_stderr = false) {
     Child c;
-    c.out_path =
-        "/tmp/audsync-bench-" + std::to_string(getpid()) + "-" + std::to_string(rand()) + ".out";
+    std::string base =
+        "/tmp/audsync-bench-" + std::to_string(getpid()) + "-" + std::to_string(rand());
+    c.out_path = base + ".out";
+    if (keep_stderr) c.err_path = base + ".err";
     c.pid = fork();
     if (c.pid == 0) {
         FILE* f = std::freopen(c.out_path.c_str(), "w", stdout);
         (void)f;
-        FILE* e = std::freopen("/dev/null", "w", stderr);
+        FILE* e = std::freopen(keep_stderr ? c.err_path.c_str() : "/dev/null", "w", stderr);
         (void)e;
         std::vector<std::string> copy = argv_in;
         std::vector<char*> argv;
@@ -168,16 +191,30 @@ Child Spawn(const std::vector<std::string>& argv_in) {
     return c;
 }
 
-uint16_t WaitPort(const Child& c) {
+void RemoveOutput(const Child& c) {
+    unlink(c.out_path.c_str());
+    if (!c.err_path.empty()) unlink(c.err_path.c_str());
+}
+
+// The port the child prints ("http://host:port"). Throws when it exits first (with the
+// last line of its stderr, when kept) or stays silent for 30 s.
+uint16_t WaitPort(Child& c) {
     for (int i = 0; i < 3000; ++i) {
-        std::ifstream in(c.out_path);
-        std::stringstream ss;
-        ss << in.rdbuf();
-        std::string s = ss.str();
+        std::string s = ReadFile(c.out_path);
         size_t at = s.find("http://");
         if (at != std::string::npos) {
             size_t colon = s.find(':', at + 7);
             return static_cast<uint16_t>(std::stoi(s.substr(colon + 1)));
+        }
+        int status = 0;
+        if (waitpid(c.pid, &status, WNOHANG) == c.pid) {
+            c.pid = -1;
+            std::string why = c.err_path.empty() ? "" : ReadFile(c.err_path);
+            while (!why.empty() && why.back() == '\n') why.pop_back();
+            why = why.substr(why.rfind('\n') + 1);  // the error comes last, after warnings
+            RemoveOutput(c);
+            throw std::runtime_error("child exited before reporting its port" +
+                                     (why.empty() ? "" : ": " + why));
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
@@ -187,6 +224,7 @@ uint16_t WaitPort(const Child& c) {
 // The peak resident memory of a running process (VmHWM, reset by exec), in MB.
 // ru_maxrss of a waited child is not used: it starts from the forking parent's peak.
 double PeakRssMb(pid_t pid) {
+    if (pid <= 0) return 0;
     // Between fork and exec the child is still a copy of this process: wait for exec.
     std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
     std::string name;
@@ -199,30 +237,91 @@ double PeakRssMb(pid_t pid) {
     return 0;
 }
 
-// Stops a child with SIGTERM; returns its peak RSS in MB.
-double StopChild(Child& c) {
+// Stops a child with SIGTERM, or SIGKILL if it has not exited within 60 s (then
+// `*graceful` is false); returns its peak RSS in MB.
+double StopChild(Child& c, bool* graceful = nullptr) {
+    if (graceful != nullptr) *graceful = c.pid > 0;
+    if (c.pid <= 0) return 0;
     double peak = PeakRssMb(c.pid);
     kill(c.pid, SIGTERM);
     int status = 0;
-    waitpid(c.pid, &status, 0);
-    unlink(c.out_path.c_str());
+    auto deadline = Clock::now() + std::chrono::seconds(60);
+    while (waitpid(c.pid, &status, WNOHANG) == 0) {
+        if (Clock::now() > deadline) {
+            std::cerr << "child " << c.pid << " did not stop within 60 s of SIGTERM: killed\n";
+            kill(c.pid, SIGKILL);
+            waitpid(c.pid, &status, 0);
+            if (graceful != nullptr) *graceful = false;
+            break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));  // polling period
+    }
+    c.pid = -1;
+    RemoveOutput(c);
     return peak;
 }
 
 size_t Discard(char*, size_t size, size_t n, void*) { return size * n; }
 
+size_t Append(char* data, size_t size, size_t n, void* out) {
+    static_cast<std::string*>(out)->append(data, size * n);
+    return size * n;
+}
+
+// What an ingest answer says it did with the events, in either shape: {"stored":N,...}
+// (the inbox) or {"accepted":N,"duplicates":N,"stale":N,...} (before it).
+struct AnswerCounts {
+    uint64_t answers = 0;  // answers that parsed as one of the shapes
+    uint64_t stored = 0;   // stored, or accepted + duplicates + stale
+    uint64_t not_applicable = 0;
+    uint64_t rejected = 0;
+};
+
+void CountAnswer(const std::string& body, AnswerCounts& counts) {
+    rapidjson::Document doc;
+    if (!json::Parse(body, doc, 8).ok() || !doc.IsObject()) return;
+    auto number = [&](const char* name) -> std::optional<uint64_t> {
+        auto it = doc.FindMember(name);
+        if (it == doc.MemberEnd() || !it->value.IsUint64()) return std::nullopt;
+        return it->value.GetUint64();
+    };
+    if (auto stored = number("stored")) {
+        counts.stored += *stored;
+    } else if (auto accepted = number("accepted")) {
+        counts.stored += *accepted + number("duplicates").value_or(0) + number("stale").value_or(0);
+    } else {
+        return;
+    }
+    ++counts.answers;
+    counts.not_applicable += number("not_applicable").value_or(0);
+    auto rejected = doc.FindMember("rejected");
+    if (rejected != doc.MemberEnd() && rejected->value.IsArray()) {
+        counts.rejected += rejected->value.Size();
+    }
+}
+
 struct LoadResult {
     double events_per_s = 0;
     double p50_ms = 0, p99_ms = 0, max_ms = 0;
     uint64_t requests = 0, errors = 0;
+    uint64_t events = 0;           // acknowledged (in requests answered 200)
+    double last_ack_seconds = 0;   // from the start to the last 200 answer
+    Clock::time_point last_ack{};  // when it came
+    AnswerCounts answers;
 };
 
-// Closed-loop load: `connections` keep-alive clients each send bodies for `seconds`.
+// Closed-loop load: `connections` keep-alive clients each send bodies for `seconds`, or
+// (with `max_events`) until that many events are sent, whichever comes first. A failed
+// request is counted, not retried.
 LoadResult Load(const std::string& url, int connections, int batch, bool tracking, double seconds,
-                const std::string& prefix) {
-    std::atomic<uint64_t> events{0}, requests{0}, errors{0};
+                const std::string& prefix, uint64_t max_events = 0) {
+    std::atomic<uint64_t> events{0}, requests{0}, errors{0}, claimed{0};
+    const uint64_t max_requests =
+        max_events == 0 ? 0 : (max_events + static_cast<uint64_t>(batch) - 1) / batch;
     std::mutex mu;
     std::vector<double> latencies;
+    Clock::time_point last_ack{};
+    AnswerCounts answers;
     auto start = Clock::now();
     auto end =
         start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
@@ -237,20 +336,26 @@ LoadResult Load(const std::string& url, int connections, int batch, bool trackin
             std::string auth = std::string("Authorization: Basic ") +
                                text::Base64Encode(std::string(kWriteKey) + ":");
             headers = curl_slist_append(headers, auth.c_str());
+            std::string answer;
             curl_easy_setopt(c, CURLOPT_URL, url.c_str());
             curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-            curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, Discard);
+            curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, Append);
+            curl_easy_setopt(c, CURLOPT_WRITEDATA, &answer);
             curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
             curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
             std::vector<double> mine;
+            AnswerCounts my_answers;
+            Clock::time_point my_last_ack{};
             std::string body = gen.Body(batch, tracking);
-            while (Clock::now() < end) {
+            while (Clock::now() < end && (max_requests == 0 || claimed++ < max_requests)) {
                 curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
                 curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
                                  static_cast<curl_off_t>(body.size()));
+                answer.clear();
                 auto t0 = Clock::now();
                 CURLcode rc = curl_easy_perform(c);
-                double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+                auto t1 = Clock::now();
+                double ms = std::chrono::duration<double, std::milli>(t1 - t0).count();
                 long status = 0;
                 curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
                 if (rc != CURLE_OK || status != 200) {
@@ -258,6 +363,8 @@ LoadResult Load(const std::string& url, int connections, int batch, bool trackin
                 } else {
                     events += static_cast<uint64_t>(batch);
                     mine.push_back(ms);
+                    my_last_ack = t1;
+                    CountAnswer(answer, my_answers);
                 }
                 ++requests;
                 body = gen.Body(batch, tracking);  // next request's body, outside the timing
@@ -266,6 +373,11 @@ LoadResult Load(const std::string& url, int connections, int batch, bool trackin
             curl_easy_cleanup(c);
             std::lock_guard<std::mutex> lock(mu);
             latencies.insert(latencies.end(), mine.begin(), mine.end());
+            last_ack = std::max(last_ack, my_last_ack);
+            answers.answers += my_answers.answers;
+            answers.stored += my_answers.stored;
+            answers.not_applicable += my_answers.not_applicable;
+            answers.rejected += my_answers.rejected;
         });
     }
     for (auto& t : threads) t.join();
@@ -277,6 +389,10 @@ LoadResult Load(const std::string& url, int connections, int batch, bool trackin
     r.max_ms = latencies.empty() ? 0 : *std::max_element(latencies.begin(), latencies.end());
     r.requests = requests;
     r.errors = errors;
+    r.events = events;
+    r.last_ack = last_ack;
+    r.last_ack_seconds = events > 0 ? std::chrono::duration<double>(last_ack - start).count() : 0;
+    r.answers = answers;
     return r;
 }
 
@@ -372,16 +488,22 @@ double StorageCeiling(int batch, double seconds, const std::string& dir) {
 
 // Accepted by the Pistache revision too (it refuses unknown fields; the admin token is
 // long enough for the current one).
+// `top_level` (e.g. `"raw_retention_hours":0,`) is put first in the object, as is.
 std::string WriteConfig(const std::string& dir, const std::string& db,
                         const std::string& emulator_url, int max_batch = 1000,
-                        const std::string& name = "bench-config.json") {
+                        const std::string& name = "bench-config.json",
+                        const std::string& top_level = "") {
     std::string path = dir + "/" + name;
-    std::ofstream(path)
-        << R"({"listen":"127.0.0.1:0","database":")" << db
-        << R"(","admin_token":"bench-admin-token-0123","destinations":[{"id":"bench","service_token":")"
-        << kToken << R"(","client_side_id":")" << kClientSideId << R"(","api_base":")"
-        << emulator_url << R"(","clientsdk_base":")" << emulator_url << R"(","write_keys":[")"
-        << kWriteKey << R"("],"max_batch":)" << max_batch << "}]}";
+    std::ofstream(path) << "{" << top_level << R"("listen":"127.0.0.1:0","database":")" << db
+                        << R"(","admin_token":")" << kAdminToken
+                        << R"(","destinations":[{"id":"bench","service_token":")" << kToken
+                        << R"(","client_side_id":")" << kClientSideId << R"(","api_base":")"
+                        << emulator_url << R"(","clientsdk_base":")" << emulator_url
+                        << R"(","write_keys":[")" << kWriteKey << R"("],"max_batch":)" << max_batch
+                        << "}]}";
+    // It holds secrets: readable by others, audsync warns on stderr.
+    std::filesystem::permissions(
+        path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
     return path;
 }
 
@@ -409,25 +531,362 @@ Runs IngestRuns(uint16_t port, double seconds, const std::string& prefix) {
     return runs;
 }
 
+// --- the server's /metrics -----------------------------------------------------------
+
+// GET /metrics of a running audsync with the admin token (Bearer), on one keep-alive
+// connection. Not thread-safe: one per thread.
+class MetricsClient {
+  public:
+    explicit MetricsClient(uint16_t port)
+        : url_("http://127.0.0.1:" + std::to_string(port) + "/metrics"), curl_(curl_easy_init()) {
+        auth_ = curl_slist_append(nullptr,
+                                  (std::string("Authorization: Bearer ") + kAdminToken).c_str());
+        curl_easy_setopt(curl_, CURLOPT_URL, url_.c_str());
+        curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, auth_);
+        curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, Append);
+        curl_easy_setopt(curl_, CURLOPT_WRITEDATA, &body_);
+        curl_easy_setopt(curl_, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(curl_, CURLOPT_TIMEOUT_MS, 5000L);
+    }
+    ~MetricsClient() {
+        curl_slist_free_all(auth_);
+        curl_easy_cleanup(curl_);
+    }
+    MetricsClient(const MetricsClient&) = delete;
+    MetricsClient& operator=(const MetricsClient&) = delete;
+
+    // The Prometheus text, or nullopt unless the server answers 200 within 5 s.
+    std::optional<std::string> Fetch() {
+        body_.clear();
+        if (curl_easy_perform(curl_) != CURLE_OK) return std::nullopt;
+        long status = 0;
+        curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &status);
+        if (status != 200) return std::nullopt;
+        return body_;
+    }
+
+  private:
+    std::string url_;
+    CURL* curl_;
+    curl_slist* auth_ = nullptr;
+    std::string body_;
+};
+
+// The sum of the samples of metric `name`, with or without labels, in Prometheus text;
+// nullopt when there is none.
+std::optional<double> MetricValue(const std::string& text, const std::string& name) {
+    std::optional<double> sum;
+    for (size_t at = 0; at < text.size();) {
+        size_t eol = std::min(text.find('\n', at), text.size());
+        if (text.compare(at, name.size(), name) == 0 && at + name.size() < eol) {
+            size_t value = at + name.size();
+            if (text[value] == '{') value = std::min(text.find('}', value), eol - 1) + 1;
+            if (text[value] == ' ') {
+                char* parsed_end = nullptr;
+                double v = std::strtod(text.c_str() + value, &parsed_end);
+                if (parsed_end != text.c_str() + value) sum = sum.value_or(0) + v;
+            }
+        }
+        at = eol + 1;
+    }
+    return sum;
+}
+
+constexpr const char* kAppliedMetric = "audsync_inbox_applied_total";
+constexpr const char* kBacklogMetric = "audsync_inbox_backlog_events";
+constexpr const char* kBacklogAgeMetric = "audsync_inbox_backlog_age_seconds";
+constexpr const char* kPendingMetric = "audsync_pending_members";
+
+// One reading of the inbox and sync gauges; a metric the server does not expose stays
+// nullopt.
+struct InboxSample {
+    double t = 0;           // seconds since the origin, when the answer came
+    bool answered = false;  // /metrics answered 200
+    std::optional<double> applied, backlog, backlog_age, pending;
+};
+
+InboxSample ReadInbox(MetricsClient& metrics, Clock::time_point origin) {
+    InboxSample s;
+    auto text = metrics.Fetch();
+    s.t = std::chrono::duration<double>(Clock::now() - origin).count();
+    if (!text) return s;
+    s.answered = true;
+    s.applied = MetricValue(*text, kAppliedMetric);
+    s.backlog = MetricValue(*text, kBacklogMetric);
+    s.backlog_age = MetricValue(*text, kBacklogAgeMetric);
+    s.pending = MetricValue(*text, kPendingMetric);
+    return s;
+}
+
+// Waits until the server has applied everything it acknowledged (backlog 0; a server
+// without the inbox metric applies before it acknowledges) and its targets acknowledged
+// every change (pending 0), polling every 100 ms. Returns the time it was seen, or nullopt
+// at `deadline`, or at once when /metrics has no pending gauge (`*why` says which).
+std::optional<Clock::time_point> WaitSettled(MetricsClient& metrics, Clock::time_point deadline,
+                                             bool* backlog_metric, std::string* why) {
+    *backlog_metric = false;
+    for (auto tick = Clock::now();; tick += std::chrono::milliseconds(100)) {
+        InboxSample s = ReadInbox(metrics, tick);
+        if (s.answered) {
+            *backlog_metric = *backlog_metric || s.backlog.has_value();
+            if (!s.pending) {
+                *why = std::string("no ") + kPendingMetric + " in /metrics";
+                return std::nullopt;
+            }
+            if (s.backlog.value_or(0) == 0 && *s.pending == 0) return Clock::now();
+        }
+        if (Clock::now() >= deadline) {
+            *why = s.answered ? "not settled by the deadline" : "/metrics did not answer";
+            return std::nullopt;
+        }
+        std::this_thread::sleep_until(tick + std::chrono::milliseconds(100));  // polling period
+    }
+}
+
+// The applier's sustained rate, from samples taken once a second during and after a load.
+struct ApplierRate {
+    double events_per_s = 0;
+    double busy_seconds = 0;  // the intervals counted (backlog_window)
+    std::string method;
+    // "backlog_window": applied / time over the intervals whose both ends show a backlog
+    //     (the applier had work throughout);
+    // "kept_up": no such interval, the load was not faster than the applier: applied /
+    //     time over all samples, a lower bound;
+    // "no_metric": no audsync_inbox_applied_total: acknowledged events / load time.
+};
+
+ApplierRate AppliedRate(const std::vector<InboxSample>& samples, uint64_t acknowledged,
+                        double load_seconds) {
+    ApplierRate r;
+    std::vector<const InboxSample*> read;
+    for (const auto& s : samples) {
+        if (s.applied) read.push_back(&s);
+    }
+    if (read.size() < 2) {
+        r.method = "no_metric";
+        r.events_per_s = load_seconds > 0 ? static_cast<double>(acknowledged) / load_seconds : 0;
+        return r;
+    }
+    double applied = 0;
+    for (size_t i = 0; i + 1 < read.size(); ++i) {
+        if (read[i]->backlog.value_or(0) > 0 && read[i + 1]->backlog.value_or(0) > 0) {
+            applied += *read[i + 1]->applied - *read[i]->applied;
+            r.busy_seconds += read[i + 1]->t - read[i]->t;
+        }
+    }
+    if (r.busy_seconds > 0) {
+        r.method = "backlog_window";
+        r.events_per_s = applied / r.busy_seconds;
+        return r;
+    }
+    r.method = "kept_up";
+    double span = read.back()->t - read.front()->t;
+    r.events_per_s = span > 0 ? (*read.back()->applied - *read.front()->applied) / span : 0;
+    return r;
+}
+
+std::string Thousands(uint64_t n) {
+    std::string digits = std::to_string(n), out;
+    for (size_t i = 0; i < digits.size(); ++i) {
+        if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+        out += digits[i];
+    }
+    return out;
+}
+
+// --- the applier and the burst ----------------------------------------------------------
+
+struct ApplierRun {
+    LoadResult load;
+    ApplierRate rate;
+    size_t samples = 0;
+    double peak_backlog = 0, peak_backlog_age = 0;
+    bool backlog_metric = false;  // /metrics had audsync_inbox_backlog_events
+    double backlog_at_load_end = 0;
+    double drain_seconds = -1;  // load end to a backlog of 0, to the second; -1: not seen
+    double rss_mb = 0;
+};
+
+// The applier under a load faster than it (fresh Engage batches of 100 at 8 connections
+// for `seconds`), the destination syncing to an emulator as in production. /metrics is
+// sampled once a second during the load, and after it until the backlog is 0 (at most
+// 60 s more).
+ApplierRun MeasureApplier(const std::string& audsync, const std::string& dir,
+                          emulator::Emulator::Options eo, double seconds) {
+    ApplierRun run;
+    eo.on_apply = nullptr;
+    emulator::Emulator emu(eo);
+    emu.Start();
+    std::string cfg =
+        WriteConfig(dir, dir + "/applier.db", emu.base_url(), 1000, "applier-config.json");
+    Child server = Spawn({audsync, "serve", "--config", cfg}, true);
+    uint16_t port = WaitPort(server);
+
+    std::mutex mu;
+    std::vector<InboxSample> samples;  // guarded by mu
+    std::atomic<bool> stop{false};
+    const auto origin = Clock::now();
+    std::thread sampler([&] {
+        MetricsClient metrics(port);
+        for (auto tick = origin; !stop; tick += std::chrono::seconds(1)) {
+            std::this_thread::sleep_until(tick);  // sampling period
+            InboxSample s = ReadInbox(metrics, origin);
+            std::lock_guard<std::mutex> lock(mu);
+            samples.push_back(s);
+        }
+    });
+    run.load = Load("http://127.0.0.1:" + std::to_string(port) + "/v1/batch", 8, 100, true, seconds,
+                    "applier-");
+    const double load_end = std::chrono::duration<double>(Clock::now() - origin).count();
+    const auto drain_deadline = Clock::now() + std::chrono::seconds(60);
+    bool end_read = false;
+    while (Clock::now() < drain_deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));  // polling period
+        std::lock_guard<std::mutex> lock(mu);
+        if (samples.empty()) continue;
+        const InboxSample& last = samples.back();
+        if (last.t <= load_end || !last.answered) continue;
+        if (!end_read) {
+            run.backlog_at_load_end = last.backlog.value_or(0);
+            end_read = true;
+        }
+        if (last.backlog.value_or(0) == 0) {
+            if (last.backlog) run.drain_seconds = last.t - load_end;
+            break;
+        }
+    }
+    stop = true;
+    sampler.join();
+    run.rss_mb = StopChild(server);
+    emu.Stop();
+    for (const auto& s : samples) {
+        run.peak_backlog = std::max(run.peak_backlog, s.backlog.value_or(0));
+        run.peak_backlog_age = std::max(run.peak_backlog_age, s.backlog_age.value_or(0));
+        run.backlog_metric = run.backlog_metric || s.backlog.has_value();
+    }
+    run.samples = samples.size();
+    run.rate = AppliedRate(samples, run.load.events, run.load.last_ack_seconds);
+    return run;
+}
+
+// The burst is sent for at most this long (a slow server gets a smaller burst, said so).
+constexpr double kBurstSendSeconds = 120;
+
+struct BurstRun {
+    uint64_t events = 0;  // asked for
+    LoadResult load;
+    bool retention_zero = false;    // the server took raw_retention_hours 0
+    std::string retention_refused;  // else why
+    bool settled = false;
+    double settle_seconds = -1;   // last acknowledgement to backlog 0 and pending 0
+    bool backlog_metric = false;  // /metrics had audsync_inbox_backlog_events
+    std::string not_settled;      // why not
+    double rss_mb = 0;
+    bool graceful = false;
+    // Bytes of each file after the server stopped; nullopt: no such file.
+    std::vector<std::pair<std::string, std::optional<uintmax_t>>> files;
+    uintmax_t disk_bytes = 0;
+};
+
+// A burst of `events` fresh events as fast as they are taken (batches of 100, 8
+// connections; for kBurstSendSeconds at most) to a server with raw_retention_hours 0
+// whose destination syncs to an emulator; then how long after the last acknowledgement
+// everything is applied and pushed (deadline 300 s), and the files left after a graceful
+// stop.
+BurstRun MeasureBurst(const std::string& audsync, const std::string& dir,
+                      emulator::Emulator::Options eo, uint64_t events) {
+    BurstRun run;
+    run.events = events;
+    eo.on_apply = nullptr;
+    emulator::Emulator emu(eo);
+    emu.Start();
+    const std::string db = dir + "/burst.db";
+    const std::vector<std::string> suffixes = {"", "-wal", "-inbox", "-inbox-wal"};
+    auto remove_db = [&] {
+        for (const char* extra : {"", "-wal", "-shm", "-inbox", "-inbox-wal", "-inbox-shm"}) {
+            std::filesystem::remove(db + extra);
+        }
+    };
+    Child server;
+    uint16_t port = 0;
+    try {
+        std::string cfg = WriteConfig(dir, db, emu.base_url(), 1000, "burst-config.json",
+                                      R"("raw_retention_hours":0,)");
+        server = Spawn({audsync, "serve", "--config", cfg}, true);
+        port = WaitPort(server);
+        run.retention_zero = true;
+    } catch (const std::exception& e) {
+        // An audsync before the inbox refuses the key: measure it with its own retention.
+        run.retention_refused = e.what();
+        std::cerr << "raw_retention_hours 0 refused (" << e.what()
+                  << "); the burst runs without it\n";
+        StopChild(server);
+        remove_db();
+        std::string cfg = WriteConfig(dir, db, emu.base_url(), 1000, "burst-config.json");
+        server = Spawn({audsync, "serve", "--config", cfg}, true);
+        port = WaitPort(server);
+    }
+    run.load = Load("http://127.0.0.1:" + std::to_string(port) + "/v1/batch", 8, 100, true,
+                    kBurstSendSeconds, "burst-", events);
+    if (run.load.events > 0) {
+        MetricsClient metrics(port);
+        auto settled = WaitSettled(metrics, run.load.last_ack + std::chrono::seconds(300),
+                                   &run.backlog_metric, &run.not_settled);
+        if (settled) {
+            run.settled = true;
+            run.settle_seconds =
+                std::chrono::duration<double>(*settled - run.load.last_ack).count();
+        }
+    } else {
+        run.not_settled = "nothing was acknowledged";
+    }
+    run.rss_mb = StopChild(server, &run.graceful);
+    emu.Stop();
+    for (const auto& suffix : suffixes) {
+        std::error_code ec;
+        uintmax_t size = std::filesystem::file_size(db + suffix, ec);
+        run.files.emplace_back(suffix, ec ? std::nullopt : std::optional<uintmax_t>(size));
+        if (!ec) run.disk_bytes += size;
+    }
+    remove_db();
+    return run;
+}
+
 int All(const std::map<std::string, std::string>& flags) {
     const std::string audsync = flags.at("--audsync");
     const std::string self = flags.at("--self");
     const double seconds = flags.count("--seconds") ? std::stod(flags.at("--seconds")) : 5.0;
     const int replay_members =
         flags.count("--replay-members") ? std::stoi(flags.at("--replay-members")) : 1000000;
+    const double applier_seconds =
+        flags.count("--applier-seconds") ? std::stod(flags.at("--applier-seconds")) : 15.0;
+    const uint64_t burst_events =
+        flags.count("--burst-events") ? std::stoull(flags.at("--burst-events")) : 1000000;
     const bool baseline = flags.count("--baseline-audsync") > 0;
     const std::string baseline_audsync = baseline ? flags.at("--baseline-audsync") : "";
     const std::string baseline_bench = baseline ? flags.at("--baseline-bench") : "";
     char tmpl[] = "/tmp/audsync-bench-XXXXXX";
     std::string dir = mkdtemp(tmpl);
     std::string json = "{";
-    auto add = [&](const std::string& key, double v) {
-        json += (json.size() > 1 ? "," : "") + std::string("\"") + key + "\":" + Fmt(v, 3);
+    auto add_raw = [&](const std::string& key, const std::string& value) {
+        json += (json.size() > 1 ? "," : "") + std::string("\"") + key + "\":" + value;
+    };
+    auto add = [&](const std::string& key, double v) { add_raw(key, Fmt(v, 3)); };
+    auto add_text = [&](const std::string& key, const std::string& v) {
+        std::string quoted;
+        json::AppendQuoted(quoted, v);
+        add_raw(key, quoted);
     };
     std::vector<std::vector<std::string>> table;
 
-    // --only replay skips everything before the replay (for profiling it alone).
-    const bool only_replay = flags.count("--only") && flags.at("--only") == "replay";
+    // --only ingest,replay,applier,burst (any of them) runs those parts alone.
+    std::set<std::string> only;
+    if (flags.count("--only")) {
+        std::stringstream list(flags.at("--only"));
+        for (std::string part; std::getline(list, part, ',');) only.insert(part);
+    }
+    auto run_part = [&](const std::string& part) { return only.empty() || only.count(part); };
+    const bool run_ingest = run_part("ingest");
     Runs http, ingest;
     Runs baseline_http, baseline_ingest;  // with --baseline-*
     double parse100 = 0, parse1000 = 0, storage100 = 0, storage1000 = 0, server_rss = 0,
@@ -437,7 +896,7 @@ int All(const std::map<std::string, std::string>& flags) {
     emulator::Emulator::Options eo;
     eo.service_token = kToken;
     eo.client_side_id = kClientSideId;
-    if (!only_replay) {
+    if (run_ingest) {
         // Ceilings.
         std::cerr << "measuring ceilings...\n";
         parse100 = ParseCeiling(100, true, seconds);
@@ -482,20 +941,27 @@ int All(const std::map<std::string, std::string>& flags) {
             Child server = Spawn({audsync, "serve", "--config", cfg});
             uint16_t port = WaitPort(server);
             ingest = IngestRuns(port, seconds, "ingest-");
-            // Let the engine drain, then read what it pushed per accepted event.
-            store::Database d(db, false);
-            for (int i = 0; i < 600; ++i) {
-                store::Statement s(
-                    store::TestAccess::Handle(d),
-                    "SELECT count(*) FROM deliveries WHERE pending = 1 AND dead = 0");
-                s.Step();
-                if (s.Int(0) == 0) break;
-                std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            // Let the server apply and the engine push everything (60 s at most), then read
+            // what it pushed per accepted event.
+            {
+                MetricsClient metrics(port);
+                bool backlog_metric = false;
+                std::string why;
+                if (!WaitSettled(metrics, Clock::now() + std::chrono::seconds(60), &backlog_metric,
+                                 &why)) {
+                    std::cerr << "ingest: not drained before the coalescing count: " << why << "\n";
+                }
             }
-            store::Statement acc(store::TestAccess::Handle(d),
-                                 "SELECT count(*) FROM events WHERE outcome = 'accepted'");
-            acc.Step();
-            accepted_total = static_cast<uint64_t>(acc.Int(0));
+            try {
+                store::Database d(db, false);
+                store::Statement acc(store::TestAccess::Handle(d),
+                                     "SELECT count(*) FROM events WHERE outcome = 'accepted'");
+                acc.Step();
+                accepted_total = static_cast<uint64_t>(acc.Int(0));
+            } catch (const std::exception& e) {
+                // The store's tables are not the bench's contract: without them, no figure.
+                std::cerr << "ingest: accepted events not counted (" << e.what() << ")\n";
+            }
             server_rss = StopChild(server);
         }
         coalescing = accepted_total ? static_cast<double>(emu.stats().members) /
@@ -593,114 +1059,141 @@ int All(const std::map<std::string, std::string>& flags) {
             sync_p99 = Percentile(sync_latencies, 0.99);
         }
         sync_emu.Stop();
-    }  // !only_replay
+    }  // run_ingest
 
     // Replay of one segment of `replay_members` members.
-    std::cerr << "measuring replay of " << replay_members << " members...\n";
-    emulator::Emulator::Options ro = eo;
-    ro.on_apply = nullptr;
-    emulator::Emulator replay_emu(ro);
-    replay_emu.Start();
     double replay_rate = 0, replay_rss = 0;
-    {
-        std::string db = dir + "/replay.db";
+    if (run_part("replay")) {
+        std::cerr << "measuring replay of " << replay_members << " members...\n";
+        emulator::Emulator::Options ro = eo;
+        ro.on_apply = nullptr;
+        emulator::Emulator replay_emu(ro);
+        replay_emu.Start();
         {
-            store::Database d(db, true);
-            (void)store::Migrate(d, store::EmbeddedMigrations());
-            store::WriteStore w(d);
-            w.EnsureTargets("bench", store::ImplicitTargets(), 0);
-            mapping::MembershipChange change;
-            change.audience_id = "aud_replay";
-            change.audience_key = "replayed_audience";
-            change.context_kind = "user";
-            change.included = true;
-            change.event_time_ms = 1;
-            for (int i = 0; i < replay_members; i += 20000) {
-                store::Transaction tx(d);
-                for (int j = i; j < std::min(replay_members, i + 20000); ++j) {
-                    change.context_key = "member-" + std::to_string(j);
-                    w.Apply("bench", "r" + std::to_string(j), change, "{}", text::NowMs());
+            std::string db = dir + "/replay.db";
+            {
+                store::Database d(db, true);
+                (void)store::Migrate(d, store::EmbeddedMigrations());
+                store::WriteStore w(d);
+                w.EnsureTargets("bench", store::ImplicitTargets(), 0);
+                mapping::MembershipChange change;
+                change.audience_id = "aud_replay";
+                change.audience_key = "replayed_audience";
+                change.context_kind = "user";
+                change.included = true;
+                change.event_time_ms = 1;
+                for (int i = 0; i < replay_members; i += 20000) {
+                    store::Transaction tx(d);
+                    for (int j = i; j < std::min(replay_members, i + 20000); ++j) {
+                        change.context_key = "member-" + std::to_string(j);
+                        w.Apply("bench", "r" + std::to_string(j), change, "{}", text::NowMs());
+                    }
+                    tx.Commit();
                 }
-                tx.Commit();
+                store::TestAccess::Exec(
+                    d,
+                    "UPDATE deliveries AS d SET acked = m.desired, acked_version = m.version, "
+                    "pending = 0 FROM memberships AS m WHERE m.segment_id = d.segment_id AND "
+                    "m.context_key = d.context_key");
             }
-            store::TestAccess::Exec(
-                d,
-                "UPDATE deliveries AS d SET acked = m.desired, acked_version = m.version, "
-                "pending = 0 FROM memberships AS m WHERE m.segment_id = d.segment_id AND "
-                "m.context_key = d.context_key");
+            std::string cfg = WriteConfig(dir, db, replay_emu.base_url());
+            auto start = Clock::now();
+            Child replay = Spawn({audsync, "replay", "segments", "--push-now", "--config", cfg});
+            int status = 0;
+            while (waitpid(replay.pid, &status, WNOHANG) == 0) {
+                replay_rss = std::max(replay_rss, PeakRssMb(replay.pid));
+                std::this_thread::sleep_for(std::chrono::milliseconds(50));  // sampling period
+            }
+            double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+            unlink(replay.out_path.c_str());
+            size_t restored = replay_emu.Included("aud_replay").size();
+            replay_rate = static_cast<double>(restored) / elapsed;
+            if (restored != static_cast<size_t>(replay_members)) {
+                std::cerr << "replay restored " << restored << " of " << replay_members
+                          << " members\n";
+            }
         }
-        std::string cfg = WriteConfig(dir, db, replay_emu.base_url());
-        auto start = Clock::now();
-        Child replay = Spawn({audsync, "replay", "segments", "--push-now", "--config", cfg});
-        int status = 0;
-        while (waitpid(replay.pid, &status, WNOHANG) == 0) {
-            replay_rss = std::max(replay_rss, PeakRssMb(replay.pid));
-            std::this_thread::sleep_for(std::chrono::milliseconds(50));  // sampling period
-        }
-        double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
-        unlink(replay.out_path.c_str());
-        size_t restored = replay_emu.Included("aud_replay").size();
-        replay_rate = static_cast<double>(restored) / elapsed;
-        if (restored != static_cast<size_t>(replay_members)) {
-            std::cerr << "replay restored " << restored << " of " << replay_members << " members\n";
-        }
+        replay_emu.Stop();
     }
-    replay_emu.Stop();
+
+    // The inbox: the applier's sustained rate, then a burst applied and pushed and the disk
+    // it takes.
+    std::optional<ApplierRun> applier;
+    if (run_part("applier")) {
+        std::cerr << "measuring the applier (" << applier_seconds << " s of load)...\n";
+        applier = MeasureApplier(audsync, dir, eo, applier_seconds);
+    }
+    std::optional<BurstRun> burst;
+    if (run_part("burst")) {
+        std::cerr << "measuring a burst of " << burst_events << " events...\n";
+        burst = MeasureBurst(audsync, dir, eo, burst_events);
+    }
 
     // Report.
     double lowest100 = std::min({parse100, storage100, http[{100, 8}].events_per_s});
     double lowest1000 = std::min({parse1000, storage1000, http[{1000, 8}].events_per_s});
-    add("parse_ceiling_100", parse100);
-    add("parse_ceiling_1000", parse1000);
-    add("storage_ceiling_100", storage100);
-    add("storage_ceiling_1000", storage1000);
-    std::printf("\n%-44s %14s %10s %10s %10s %8s\n", "run", "events/s", "p50 ms", "p99 ms",
-                "max ms", "ratio");
-    std::printf("%-44s %14s\n", "ceiling: parse (RapidJSON), batch 100", Fmt(parse100).c_str());
-    std::printf("%-44s %14s\n", "ceiling: parse (RapidJSON), batch 1000", Fmt(parse1000).c_str());
-    std::printf("%-44s %14s\n", "ceiling: storage (SQLite), tx of 100", Fmt(storage100).c_str());
-    std::printf("%-44s %14s\n", "ceiling: storage (SQLite), tx of 1000", Fmt(storage1000).c_str());
-    for (int batch : {100, 1000}) {
-        for (int conns : {1, 8, 32}) {
-            const auto& h = http[{batch, conns}];
-            std::string name = "ceiling: HTTP echo, batch " + std::to_string(batch) + ", " +
-                               std::to_string(conns) + " conn";
-            std::printf("%-44s %14s %10s %10s %10s\n", name.c_str(), Fmt(h.events_per_s).c_str(),
-                        Fmt(h.p50_ms, 2).c_str(), Fmt(h.p99_ms, 2).c_str(),
-                        Fmt(h.max_ms, 2).c_str());
-            std::string key = "http_ceiling_" + std::to_string(batch) + "_" + std::to_string(conns);
-            add(key, h.events_per_s);
-        }
+    if (run_ingest || run_part("replay")) {
+        std::printf("\n%-44s %14s %10s %10s %10s %8s\n", "run", "events/s", "p50 ms", "p99 ms",
+                    "max ms", "ratio");
     }
-    for (int batch : {100, 1000}) {
-        for (int conns : {1, 8, 32}) {
-            const auto& r = ingest[{batch, conns}];
-            double lowest =
-                std::min(batch == 100 ? lowest100 : lowest1000, http[{batch, conns}].events_per_s);
-            std::string name = "audsync ingest, batch " + std::to_string(batch) + ", " +
-                               std::to_string(conns) + " conn";
-            std::printf("%-44s %14s %10s %10s %10s %8s\n", name.c_str(),
-                        Fmt(r.events_per_s).c_str(), Fmt(r.p50_ms, 2).c_str(),
-                        Fmt(r.p99_ms, 2).c_str(), Fmt(r.max_ms, 2).c_str(),
-                        Fmt(r.events_per_s / lowest, 2).c_str());
-            std::string key = "ingest_" + std::to_string(batch) + "_" + std::to_string(conns);
-            add(key + "_events_per_s", r.events_per_s);
-            add(key + "_p50_ms", r.p50_ms);
-            add(key + "_p99_ms", r.p99_ms);
-            add(key + "_max_ms", r.max_ms);
-            add(key + "_ratio_to_lowest_ceiling", r.events_per_s / lowest);
-            add(key + "_errors", static_cast<double>(r.errors));
+    if (run_ingest) {
+        add("parse_ceiling_100", parse100);
+        add("parse_ceiling_1000", parse1000);
+        add("storage_ceiling_100", storage100);
+        add("storage_ceiling_1000", storage1000);
+        std::printf("%-44s %14s\n", "ceiling: parse (RapidJSON), batch 100", Fmt(parse100).c_str());
+        std::printf("%-44s %14s\n", "ceiling: parse (RapidJSON), batch 1000",
+                    Fmt(parse1000).c_str());
+        std::printf("%-44s %14s\n", "ceiling: storage (SQLite), tx of 100",
+                    Fmt(storage100).c_str());
+        std::printf("%-44s %14s\n", "ceiling: storage (SQLite), tx of 1000",
+                    Fmt(storage1000).c_str());
+        for (int batch : {100, 1000}) {
+            for (int conns : {1, 8, 32}) {
+                const auto& h = http[{batch, conns}];
+                std::string name = "ceiling: HTTP echo, batch " + std::to_string(batch) + ", " +
+                                   std::to_string(conns) + " conn";
+                std::printf("%-44s %14s %10s %10s %10s\n", name.c_str(),
+                            Fmt(h.events_per_s).c_str(), Fmt(h.p50_ms, 2).c_str(),
+                            Fmt(h.p99_ms, 2).c_str(), Fmt(h.max_ms, 2).c_str());
+                std::string key =
+                    "http_ceiling_" + std::to_string(batch) + "_" + std::to_string(conns);
+                add(key, h.events_per_s);
+            }
         }
+        for (int batch : {100, 1000}) {
+            for (int conns : {1, 8, 32}) {
+                const auto& r = ingest[{batch, conns}];
+                double lowest = std::min(batch == 100 ? lowest100 : lowest1000,
+                                         http[{batch, conns}].events_per_s);
+                std::string name = "audsync ingest, batch " + std::to_string(batch) + ", " +
+                                   std::to_string(conns) + " conn";
+                std::printf("%-44s %14s %10s %10s %10s %8s\n", name.c_str(),
+                            Fmt(r.events_per_s).c_str(), Fmt(r.p50_ms, 2).c_str(),
+                            Fmt(r.p99_ms, 2).c_str(), Fmt(r.max_ms, 2).c_str(),
+                            Fmt(r.events_per_s / lowest, 2).c_str());
+                std::string key = "ingest_" + std::to_string(batch) + "_" + std::to_string(conns);
+                add(key + "_events_per_s", r.events_per_s);
+                add(key + "_p50_ms", r.p50_ms);
+                add(key + "_p99_ms", r.p99_ms);
+                add(key + "_max_ms", r.max_ms);
+                add(key + "_ratio_to_lowest_ceiling", r.events_per_s / lowest);
+                add(key + "_errors", static_cast<double>(r.errors));
+            }
+        }
+        std::printf("%-44s %14s %10s %10s\n", "sync: commit to acknowledged @5000 ev/s",
+                    Fmt(static_cast<double>(sync_sent) / seconds).c_str(), Fmt(sync_p50, 1).c_str(),
+                    Fmt(sync_p99, 1).c_str());
+        std::printf("%-44s %14s\n", "sync: pushed entries per accepted event",
+                    Fmt(coalescing, 3).c_str());
+        std::printf("%-44s %14s\n", "RSS MB: server under ingest (peak)",
+                    Fmt(server_rss, 1).c_str());
     }
-    std::printf("%-44s %14s %10s %10s\n", "sync: commit to acknowledged @5000 ev/s",
-                Fmt(static_cast<double>(sync_sent) / seconds).c_str(), Fmt(sync_p50, 1).c_str(),
-                Fmt(sync_p99, 1).c_str());
-    std::printf("%-44s %14s\n", "sync: pushed entries per accepted event",
-                Fmt(coalescing, 3).c_str());
-    std::printf("%-44s %14s\n", "replay: members/s (push-now)", Fmt(replay_rate).c_str());
-    std::printf("%-44s %14s\n", "RSS MB: server under ingest (peak)", Fmt(server_rss, 1).c_str());
-    std::printf("%-44s %14s\n", "RSS MB: replay (peak)", Fmt(replay_rss, 1).c_str());
-    if (baseline) {
+    if (run_part("replay")) {
+        std::printf("%-44s %14s\n", "replay: members/s (push-now)", Fmt(replay_rate).c_str());
+        std::printf("%-44s %14s\n", "RSS MB: replay (peak)", Fmt(replay_rss, 1).c_str());
+    }
+    if (run_ingest && baseline) {
         // Before / after: the HTTP echo ceiling and durable ingest of both builds, measured
         // in this run. "change" is after over before.
         std::printf("\n%-50s %14s %10s %10s %10s %8s\n", "baseline (BENCH_BASELINE) / current",
@@ -747,13 +1240,151 @@ int All(const std::map<std::string, std::string>& flags) {
                     Fmt(server_rss, 1).c_str());
         add("baseline_server_peak_rss_mb", baseline_server_rss);
     }
-    add("sync_p50_ms", sync_p50);
-    add("sync_p99_ms", sync_p99);
-    add("sync_entries_per_accepted_event", coalescing);
-    add("replay_members_per_s", replay_rate);
-    add("replay_members", replay_members);
-    add("server_peak_rss_mb", server_rss);
-    add("replay_peak_rss_mb", replay_rss);
+    if (applier || burst) {
+        // Figures, never thresholds; a label says when the server lacked a metric.
+        std::printf("\n%-78s %14s %10s %10s\n", "inbox and applier", "value", "p50 ms", "p99 ms");
+    }
+    auto line = [](const std::string& name, const std::string& value, const std::string& p50 = "",
+                   const std::string& p99 = "") {
+        std::string row(256, '\0');
+        row.resize(static_cast<size_t>(std::snprintf(row.data(), row.size(), "%-78s %14s %10s %10s",
+                                                     name.c_str(), value.c_str(), p50.c_str(),
+                                                     p99.c_str())));
+        row.erase(row.find_last_not_of(' ') + 1);
+        std::printf("%s\n", row.c_str());
+    };
+    // What a figure is when the server lacked what it is meant from, under its row.
+    auto note = [](const std::string& text) {
+        if (!text.empty()) std::printf("    (%s)\n", text.c_str());
+    };
+    auto number_or_null = [](bool present, double v) { return present ? Fmt(v, 3) : "null"; };
+    if (applier) {
+        const ApplierRun& a = *applier;
+        line("applier: ingest meanwhile (events/s), batch 100, 8 conn", Fmt(a.load.events_per_s),
+             Fmt(a.load.p50_ms, 2), Fmt(a.load.p99_ms, 2));
+        // Did the load outrun the applier: a backlog of at least a second of its work.
+        const bool outran =
+            a.backlog_metric && a.rate.events_per_s > 0 && a.peak_backlog >= a.rate.events_per_s;
+        std::string label = "applier sustained (events/s)";
+        if (a.rate.method == "backlog_window") {
+            label += ", backlog > 0 for " + Fmt(a.rate.busy_seconds) + " s";
+            line(label, Fmt(a.rate.events_per_s));
+            if (!outran) {
+                note(
+                    "the backlog never reached one second of the applier's work: the load may "
+                    "not have outrun it, so this may be the ingest rate, a lower bound");
+            }
+        } else if (a.rate.method == "kept_up") {
+            line(label + ", FALLBACK applied/time", Fmt(a.rate.events_per_s));
+            note(
+                "the backlog never stayed > 0 from one sample to the next: the load was not "
+                "faster than the applier, so this is a lower bound");
+        } else {
+            line(label + ", FALLBACK acked/time", Fmt(a.rate.events_per_s));
+            note(std::string("no ") + kAppliedMetric +
+                 " in /metrics: events acknowledged / load time");
+        }
+        line("applier: peak backlog (events)", a.backlog_metric ? Fmt(a.peak_backlog) : "n/a");
+        line("applier: backlog drained (s after the load ended, +-1)",
+             a.drain_seconds >= 0 ? Fmt(a.drain_seconds)
+                                  : (a.backlog_metric ? "not in 60 s" : "n/a"));
+        line("RSS MB: server under the applier load (peak)", Fmt(a.rss_mb, 1));
+        add("applier_ingest_events_per_s", a.load.events_per_s);
+        add("applier_ingest_p50_ms", a.load.p50_ms);
+        add("applier_ingest_p99_ms", a.load.p99_ms);
+        add("applier_ingest_errors", static_cast<double>(a.load.errors));
+        add("applier_load_seconds", applier_seconds);
+        add("applier_sustained_events_per_s", a.rate.events_per_s);
+        add_text("applier_sustained_method", a.rate.method);
+        add("applier_busy_seconds", a.rate.busy_seconds);
+        add("applier_load_outran_it", outran ? 1 : 0);
+        add_raw("applier_peak_backlog_events", number_or_null(a.backlog_metric, a.peak_backlog));
+        add_raw("applier_peak_backlog_age_seconds",
+                number_or_null(a.backlog_metric, a.peak_backlog_age));
+        add_raw("applier_backlog_at_load_end_events",
+                number_or_null(a.backlog_metric, a.backlog_at_load_end));
+        add_raw("applier_drain_seconds", number_or_null(a.drain_seconds >= 0, a.drain_seconds));
+        add("applier_samples", static_cast<double>(a.samples));
+        add("applier_server_peak_rss_mb", a.rss_mb);
+    }
+    if (burst) {
+        const BurstRun& b = *burst;
+        const std::string name = "burst of " + Thousands(b.events) + " events";
+        const double ingest_rate =
+            b.load.last_ack_seconds > 0
+                ? static_cast<double>(b.load.events) / b.load.last_ack_seconds
+                : 0;
+        line(name + ": ingest (events/s), batch 100, 8 conn", Fmt(ingest_rate),
+             Fmt(b.load.p50_ms, 2), Fmt(b.load.p99_ms, 2));
+        if (b.load.events + b.load.errors * 100 < b.events) {
+            note("only " + Thousands(b.load.events) + " events acknowledged within the " +
+                 Fmt(kBurstSendSeconds) + " s the burst may take; the rows below are for them");
+        }
+        if (b.load.errors > 0 || b.load.answers.rejected > 0) {
+            line(name + ": failed requests / rejected events",
+                 std::to_string(b.load.errors) + " / " + std::to_string(b.load.answers.rejected));
+        }
+        std::string label = name + ": applied and pushed (s after last ack)";
+        if (!b.backlog_metric) label += ", PUSHED ONLY";
+        line(label, b.settled ? Fmt(b.settle_seconds, 1) : "-");
+        if (!b.backlog_metric) {
+            note(std::string("no ") + kBacklogMetric + " in /metrics: waited for " +
+                 kPendingMetric + " 0 alone");
+        }
+        if (!b.settled) note("not measured: " + b.not_settled);
+        const double per_event = b.load.events > 0 ? static_cast<double>(b.disk_bytes) /
+                                                         static_cast<double>(b.load.events)
+                                                   : 0;
+        line(std::string("disk per event (bytes), ") +
+                 (b.retention_zero ? "raw_retention_hours 0" : "DEFAULT RETENTION"),
+             Fmt(per_event));
+        if (!b.retention_zero) note("raw_retention_hours 0 refused: " + b.retention_refused);
+        if (!b.graceful) note("the server did not stop within 60 s of SIGTERM and was killed");
+        std::string sizes;
+        for (const auto& [suffix, size] : b.files) {
+            sizes += (sizes.empty() ? "" : " / ") +
+                     (size ? Fmt(static_cast<double>(*size) / 1e6, 1) : std::string("-"));
+        }
+        line("disk MB: database / -wal / -inbox / -inbox-wal (- absent)", sizes);
+        line("RSS MB: server under the burst (peak)", Fmt(b.rss_mb, 1));
+        add("burst_events", static_cast<double>(b.events));
+        add("burst_events_acknowledged", static_cast<double>(b.load.events));
+        add_raw("burst_events_stored", number_or_null(b.load.answers.answers > 0,
+                                                      static_cast<double>(b.load.answers.stored)));
+        add("burst_events_rejected", static_cast<double>(b.load.answers.rejected));
+        add("burst_requests_failed", static_cast<double>(b.load.errors));
+        add("burst_ingest_events_per_s", ingest_rate);
+        add("burst_ingest_seconds", b.load.last_ack_seconds);
+        add("burst_ingest_p50_ms", b.load.p50_ms);
+        add("burst_ingest_p99_ms", b.load.p99_ms);
+        add_raw("burst_applied_and_pushed_seconds_after_last_ack",
+                number_or_null(b.settled, b.settle_seconds));
+        add_text("burst_not_settled_reason", b.not_settled);
+        add("burst_backlog_metric", b.backlog_metric ? 1 : 0);
+        add("burst_server_peak_rss_mb", b.rss_mb);
+        add("burst_stopped_gracefully", b.graceful ? 1 : 0);
+        add("disk_raw_retention_hours_zero", b.retention_zero ? 1 : 0);
+        const char* keys[] = {"disk_database_bytes", "disk_database_wal_bytes", "disk_inbox_bytes",
+                              "disk_inbox_wal_bytes"};
+        for (size_t i = 0; i < b.files.size(); ++i) {
+            const auto& size = b.files[i].second;
+            add_raw(keys[i],
+                    number_or_null(size.has_value(), static_cast<double>(size.value_or(0))));
+        }
+        add("disk_total_bytes", static_cast<double>(b.disk_bytes));
+        add("disk_bytes_per_event", per_event);
+    }
+    if (run_ingest) {
+        add("sync_p50_ms", sync_p50);
+        add("sync_p99_ms", sync_p99);
+        add("sync_entries_per_accepted_event", coalescing);
+        add("server_peak_rss_mb", server_rss);
+    }
+    if (run_part("replay")) {
+        add("replay_members_per_s", replay_rate);
+        add("replay_members", replay_members);
+        add("replay_peak_rss_mb", replay_rss);
+    }
     add("seconds_per_run", seconds);
     add("cores", static_cast<double>(std::thread::hardware_concurrency()));
     json += "}";
@@ -775,14 +1406,25 @@ int main(int argc, char** argv) {
         return 0;
     }
     if (argc < 2 || std::string(argv[1]) != "all") {
-        std::cerr
-            << "usage: audsync-bench all --audsync PATH [--out FILE] [--seconds N] "
-               "[--replay-members N] [--baseline-audsync PATH --baseline-bench PATH] | echo\n";
+        std::cerr << "usage: audsync-bench all --audsync PATH [--out FILE] [--seconds N] "
+                     "[--replay-members N] [--applier-seconds N] [--burst-events N] "
+                     "[--only ingest|replay|applier|burst[,...]] "
+                     "[--baseline-audsync PATH --baseline-bench PATH] | echo\n";
         return 2;
     }
     std::map<std::string, std::string> flags;
     for (int i = 2; i + 1 < argc; i += 2) flags[argv[i]] = argv[i + 1];
     flags["--self"] = argv[0];
+    if (flags.count("--only")) {
+        std::stringstream list(flags.at("--only"));
+        for (std::string part; std::getline(list, part, ',');) {
+            if (part != "ingest" && part != "replay" && part != "applier" && part != "burst") {
+                std::cerr << "--only: unknown part " << part
+                          << " (ingest, replay, applier, burst)\n";
+                return 2;
+            }
+        }
+    }
     if (!flags.count("--audsync")) {
         std::cerr << "--audsync PATH is required\n";
         return 2;
