@@ -242,7 +242,7 @@ struct Rig {
                                 c.context_key = keys[i];
                                 c.included = i % 3 != 2;
                                 c.event_time_ms = 1000 + seq;
-                                w.Apply(destination, "m" + std::to_string(++seq), c, "{}", 0);
+                                w.Apply(destination, "m" + std::to_string(++seq), c, 0);
                             }
                         },
                         keys.size())

@@ -78,11 +78,15 @@ struct Harness {
         server = std::make_unique<testing::ServerProcess>(config);
         REQUIRE_MESSAGE(server->Start(), server->Log());
     }
+    // Posts the events and, once stored, waits until the applier has applied them, so
+    // that what the test reads next includes them.
     testing::HttpResponse Send(const std::vector<std::string>& events) {
         std::string body = "[";
         for (size_t i = 0; i < events.size(); ++i) body += (i ? "," : "") + events[i];
         body += "]";
-        return http.Post(server->url("/v1/destinations/ld/events"), body, {BasicAuth("wk-ld")});
+        auto r = http.Post(server->url("/v1/destinations/ld/events"), body, {BasicAuth("wk-ld")});
+        if (r.status == 200) REQUIRE(store::TestAccess::WaitApplied(db));
+        return r;
     }
     testing::HttpResponse Admin(const std::string& method, const std::string& path,
                                 const std::string& body = "") {
