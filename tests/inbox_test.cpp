@@ -464,6 +464,10 @@ TEST_SUITE("inbox") {
             CHECK(doc["backlog"]["events"].GetInt64() == 1);
             CHECK(doc["backlog"]["age_seconds"].GetDouble() >= 1.0);
             CHECK(doc["segments"].Size() == 0);  // the event is not applied yet
+            auto cli = testing::RunAudsync({"segments", "list", "--config", cfg});
+            CHECK_MESSAGE(cli.exit_code == 0, cli.err);
+            CHECK_MESSAGE(cli.out.find("1 stored event not applied yet") != std::string::npos,
+                          cli.out);
         }
         REQUIRE(testing::Eventually([&] { return http.Get(server.url("/readyz")).status == 200; },
                                     30000));

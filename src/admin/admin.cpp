@@ -512,6 +512,12 @@ Result<FutureTimesRepair> Service::RepairFutureTimes(bool dry_run) {
     return r;
 }
 
+Result<int64_t> Service::CountPending(int64_t segment_id) {
+    return Read<int64_t>(db_path_, [&](store::Database& db) -> Result<int64_t> {
+        return store::CountPending(db, segment_id);
+    });
+}
+
 Result<std::string> Service::Metrics() {
     return Read<std::string>(db_path_, [&](store::Database& db) -> Result<std::string> {
         store::SyncGauges g = store::ReadSyncGauges(db);

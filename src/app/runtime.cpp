@@ -172,8 +172,15 @@ Status Runtime::Open(const RuntimeOptions& options) {
             store::Database inbox(inbox_path, true);
             store::PrepareInbox(inbox);
         }
-        inbox_writer_ = std::make_unique<store::InboxWriter>(inbox_path, wopts);
-        writer_ = std::make_unique<store::Writer>(c.database, wopts);
+        // Appends touch the last pages only: a small cache keeps the process small.
+        store::WriterOptions inbox_options = wopts;
+        inbox_options.cache_kib = 2048;
+        inbox_writer_ = std::make_unique<store::InboxWriter>(inbox_path, inbox_options);
+        // Folds touch pages all over the tables: a larger cache holds a batch's pages.
+        store::WriterOptions db_options = wopts;
+        db_options.nice = 5;
+        db_options.cache_kib = 16000;
+        writer_ = std::make_unique<store::Writer>(c.database, db_options);
         AUDSYNC_TRY(CheckInbox(*inbox_writer_, *writer_, inbox_path));
         store::ApplierOptions aopts;
         aopts.dedupe_window_ms = int64_t{c.dedupe_window_hours} * 3600 * 1000;
@@ -194,9 +201,10 @@ Status Runtime::Open(const RuntimeOptions& options) {
     }
     // The applier folds on the writer's thread; its commits (and the engine's own
     // records) wake the engine. Ingest commits only wake the applier.
+    // An idle poll of the applier commits nothing worth a scan.
     writer_->SetAfterCommit([this] {
-        applier_->Committed();
-        if (engine_) engine_->Wake();
+        const bool applied = applier_->Committed();
+        if (engine_ && (applied || writer_->committed_jobs() > 0)) engine_->Wake();
     });
     store::Applier* applier = applier_.get();
     writer_->SetBackground([applier](store::WriteStore& w) { return applier->Step(w); },

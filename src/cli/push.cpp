@@ -1,6 +1,7 @@
 // Pushing from the CLI (or waiting for a running server's pushes), with progress and pauses.
 #include "push.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <set>
 #include <thread>
@@ -64,33 +65,66 @@ bool PushAndWait(Invocation& inv, const CommonOptions& options,
     auto pending = [&]() -> int64_t {
         int64_t n = 0;
         for (int64_t id : wait.segments) {
-            auto s = direct.GetSegment(id);
-            if (s) n += s.value().segment.pending;
+            auto c = direct.CountPending(id);
+            if (c) n += c.value();
         }
         return n;
     };
     report->segments = static_cast<int64_t>(wait.segments.size());
     report->marked = wait.marked;
+    // Counting pending members reads every one of them: on a large replay it would take
+    // the CPU the pushes need. Pushing here, the engine's counters give the progress,
+    // and the database is counted every few seconds and when they say it is done.
+    sync::Engine* engine = runtime ? runtime.value()->engine() : nullptr;
+    auto finished = [engine]() -> int64_t {
+        return static_cast<int64_t>(engine->counters().members_acknowledged.load() +
+                                    engine->counters().members_dead.load());
+    };
+    const int64_t finished_before = engine != nullptr ? finished() : 0;
+    const int64_t exact_every_ms = engine != nullptr ? 5000 : 1000;
+    int64_t next_exact = 0;
     int64_t last = -1;
     int64_t stalled_since = audsync::text::NowMs();
     for (;;) {
-        report->pending = pending();
+        int64_t now = audsync::text::NowMs();
+        bool exact = now >= next_exact;
+        if (!exact && engine == nullptr) {
+            // Waiting for a server: nothing to show between counts.
+            std::this_thread::sleep_for(std::chrono::milliseconds(200));  // progress poll
+            continue;
+        }
+        if (!exact) {
+            const int64_t estimate =
+                std::max<int64_t>(0, report->marked - (finished() - finished_before));
+            if (estimate == 0) {
+                exact = true;
+            } else {
+                report->pending = std::max<int64_t>(estimate, 1);
+            }
+        }
+        if (exact) {
+            report->pending = pending();
+            next_exact = now + exact_every_ms;
+        }
         const double done = report->marked ? 1.0 - static_cast<double>(report->pending) /
                                                        static_cast<double>(report->marked)
                                            : 1.0;
-        Progress("push " + Bar(done) + "  " + std::to_string(report->marked - report->pending) +
-                 "/" + std::to_string(report->marked) + " members");
-        if (report->pending == 0) break;
-        const int64_t now = audsync::text::NowMs();
-        // A refused token, or a pause longer than we would wait, will not end by waiting.
-        report->paused = Pauses(direct, destinations, now + kGiveUpMs);
-        if (!report->paused.empty()) break;
-        if (report->pending != last) {
-            last = report->pending;
-            stalled_since = now;
-        } else if (now - stalled_since > kGiveUpMs) {
-            report->paused = Pauses(direct, destinations, now);
-            break;
+        Progress("push " + Bar(std::max(0.0, done)) + "  " +
+                 std::to_string(std::max<int64_t>(0, report->marked - report->pending)) + "/" +
+                 std::to_string(report->marked) + " members");
+        if (exact) {
+            if (report->pending == 0) break;
+            now = audsync::text::NowMs();
+            // A refused token, or a pause longer than we would wait, will not end by waiting.
+            report->paused = Pauses(direct, destinations, now + kGiveUpMs);
+            if (!report->paused.empty()) break;
+            if (report->pending != last) {
+                last = report->pending;
+                stalled_since = now;
+            } else if (now - stalled_since > kGiveUpMs) {
+                report->paused = Pauses(direct, destinations, now);
+                break;
+            }
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(200));  // progress poll
     }

@@ -38,6 +38,7 @@ int List(Invocation& inv, const SegmentOptions& o) {
             auto r = s.ListSegments(f, page);
             if (!r) return Fail(inv, r.error());
             for (auto& seg : r.value().segments) all.segments.push_back(std::move(seg));
+            all.backlog = r.value().backlog;
             if (!r.value().next_cursor) break;
             page.cursor = r.value().next_cursor;
         }

@@ -1,6 +1,7 @@
 // The CLI's text renderer: tables and key/value blocks for people.
 #include "text.hpp"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "audsync/common/text.hpp"
@@ -54,6 +55,16 @@ void Print(std::ostream& out, const admin::SegmentList& list) {
             << Cell(std::to_string(s.pending), 9) << Cell(std::to_string(s.dead), 6)
             << Cell(std::string(admin::ToString(admin::StatusOf(s))), 12) << Time(s.last_synced_ms)
             << "\n";
+    }
+    if (list.backlog.events > 0) {
+        // Stored by ingest, not applied yet: the rows above do not show them.
+        const int64_t age_s =
+            list.backlog.oldest_received_ms
+                ? std::max<int64_t>(0, (audsync::text::NowMs() - *list.backlog.oldest_received_ms) / 1000)
+                : 0;
+        out << Plural(list.backlog.events, "stored event", "stored events")
+            << " not applied yet (the oldest " << age_s << " s old); the rows show the state "
+            << "before them\n";
     }
 }
 

@@ -26,7 +26,7 @@ constexpr int64_t kInboxPruneIntervalMs = 10000;
 Applier::Applier(const std::string& inbox_path, ApplierOptions options, InboxWriter& inbox_writer)
     : options_(options),
       inbox_db_(inbox_path, false),
-      reader_(inbox_db_),
+      reader_((inbox_db_.SetCacheKiB(2048), inbox_db_)),  // reads the inbox's tail once
       inbox_writer_(inbox_writer) {}
 
 Applier::~Applier() = default;
@@ -49,8 +49,8 @@ bool Applier::Step(WriteStore& w) {
     return rows.size() == static_cast<size_t>(options_.batch);
 }
 
-void Applier::Committed() {
-    if (staged_seq_ < 0) return;  // a commit of jobs only
+bool Applier::Committed() {
+    if (staged_seq_ < 0) return false;  // a commit of jobs only
     counters_.applied += static_cast<uint64_t>(staged_rows_);
     counters_.accepted += static_cast<uint64_t>(staged_.accepted);
     counters_.duplicates += static_cast<uint64_t>(staged_.duplicates);
@@ -70,6 +70,7 @@ void Applier::Committed() {
         next_inbox_prune_ms_ = now + kInboxPruneIntervalMs;
         PruneInbox(applied, now);
     }
+    return moved;
 }
 
 void Applier::PruneInbox(int64_t applied, int64_t now_ms) {
@@ -80,7 +81,7 @@ void Applier::PruneInbox(int64_t applied, int64_t now_ms) {
                                : now_ms - options_.raw_retention_ms;
     struct Chain {
         static void Post(Applier* self, int64_t applied, int64_t before) {
-            self->inbox_writer_.Post([self, applied, before](InboxStore& s) {
+            const bool queued = self->inbox_writer_.Post([self, applied, before](InboxStore& s) {
                 int64_t n = 0;
                 try {
                     n = s.Prune(applied, before, kInboxPruneRows);
@@ -94,6 +95,7 @@ void Applier::PruneInbox(int64_t applied, int64_t now_ms) {
                     self->inbox_prune_running_ = false;
                 }
             });
+            if (!queued) self->inbox_prune_running_ = false;
         }
     };
     Chain::Post(this, applied, before);
@@ -151,7 +153,10 @@ void Checkpointer::Loop() {
         }
         try {
             if (dbs.empty()) {
-                for (const auto& p : paths_) dbs.push_back(std::make_unique<Database>(p, false));
+                for (const auto& p : paths_) {
+                    dbs.push_back(std::make_unique<Database>(p, false));
+                    dbs.back()->SetCacheKiB(1024);
+                }
             }
             for (auto& db : dbs) db->Checkpoint();
         } catch (const SqliteError& e) {

@@ -166,6 +166,8 @@ Database::Database(const std::string& path, bool create) {
 
 void Database::LeaveCheckpointsToOthers() { Exec("PRAGMA wal_autocheckpoint = 0"); }
 
+void Database::SetCacheKiB(int kib) { Exec("PRAGMA cache_size = -" + std::to_string(kib)); }
+
 void Database::Checkpoint() { Exec("PRAGMA wal_checkpoint(PASSIVE)"); }
 
 Database::~Database() { sqlite3_close_v2(db_); }

@@ -9,9 +9,17 @@ std::string InboxPath(const std::string& database) { return database + "-inbox";
 
 void PrepareInbox(Database& db) {
     // Rows are deleted from the front as they age: free pages go back to the file
-    // system in steps (InboxStore::Prune) instead of keeping the file at its peak.
-    // Takes effect only while the file has no table yet.
-    detail::Access::Exec(db, "PRAGMA auto_vacuum = INCREMENTAL");
+    // system in steps (InboxStore::Prune) instead of keeping the file at its peak. The
+    // connection is already in WAL mode, where the setting takes effect only through a
+    // VACUUM (cheap: the file has no table yet).
+    Statement has_table(detail::Access::Handle(db),
+                        "SELECT count(*) FROM sqlite_master WHERE name = 'inbox'");
+    const bool fresh = has_table.Step() && has_table.Int(0) == 0;
+    has_table.Reset();
+    if (fresh) {
+        detail::Access::Exec(db, "PRAGMA auto_vacuum = INCREMENTAL");
+        detail::Access::Exec(db, "VACUUM");
+    }
     // AUTOINCREMENT: a seq is never handed out twice, even after every row is deleted.
     detail::Access::Exec(db,
                          "CREATE TABLE IF NOT EXISTS inbox ("
@@ -29,10 +37,12 @@ InboxStore::InboxStore(Database& db)
               "INSERT INTO inbox (destination, message_id, received_ms, audience_id, "
               "audience_key, context_kind, context_key, included, event_ms, raw) "
               "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
-      // Oldest first on the rowid: stops at the first row still retained or unapplied.
+      // The oldest `limit` applied rows on the rowid (never a scan of everything kept),
+      // those of them old enough: seq order is arrival order, so a row still retained
+      // means the rest are too (a few out of order wait for the next round).
       prune_(detail::Access::Handle(db),
              "DELETE FROM inbox WHERE seq IN (SELECT seq FROM inbox WHERE seq <= ?1 "
-             "AND received_ms < ?2 ORDER BY seq LIMIT ?3)") {}
+             "ORDER BY seq LIMIT ?3) AND received_ms < ?2") {}
 
 int64_t InboxStore::Append(const InboxEntry& e) {
     append_.Bind(1, e.destination)

@@ -321,9 +321,10 @@ std::vector<DestinationRow> ListDestinations(Database& db) {
 
 int64_t CountPending(Database& db, int64_t segment_id) {
     Statement s(detail::Access::Handle(db),
-                "SELECT count(*) FROM deliveries d JOIN segments s ON s.id = d.segment_id "
-                "JOIN targets t ON t.id = d.target AND t.destination = s.destination "
-                "AND t.active = 1 WHERE d.segment_id = ?1 AND d.pending = 1 AND d.dead = 0");
+                "SELECT count(*) FROM segments s JOIN targets t ON t.destination = s.destination "
+                "AND t.active = 1 JOIN deliveries d INDEXED BY deliveries_due "
+                "ON d.target = t.id AND d.segment_id = s.id WHERE s.id = ?1 "
+                "AND d.pending = 1 AND d.dead = 0");
     s.Bind(1, segment_id);
     s.Step();
     return s.Int(0);

@@ -1,6 +1,10 @@
 // The group-commit writer thread, and WriteDirect for writes beside a running server.
 #include "audsync/store/writer.hpp"
 
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <optional>
 
@@ -23,6 +27,7 @@ GroupWriter<Store>::GroupWriter(const std::string& path, WriterOptions options,
                                 const std::function<void(Database&)>& prepare)
     : options_(options), db_(path, false) {
     db_.LeaveCheckpointsToOthers();
+    db_.SetCacheKiB(options_.cache_kib);
     if (prepare) prepare(db_);
     store_ = std::make_unique<Store>(db_);
     thread_ = std::thread([this] { Loop(); });
@@ -54,17 +59,17 @@ Status GroupWriter<Store>::Run(Job job, size_t weight) {
 }
 
 template <class Store>
-void GroupWriter<Store>::Post(Job job) {
+bool GroupWriter<Store>::Post(Job job) {
     auto pending = std::make_unique<Pending>();
     pending->job = std::move(job);
-    pending->weight = 1;
+    pending->weight = 0;  // never counted against the events ingest may queue
     {
         std::lock_guard<std::mutex> lock(mu_);
-        if (stopping_ || queued_weight_ + 1 > options_.max_pending_weight) return;
-        queued_weight_ += 1;
+        if (stopping_) return false;
         queue_.push_back(std::move(pending));
     }
     cv_.notify_one();
+    return true;
 }
 
 template <class Store>
@@ -118,6 +123,11 @@ size_t GroupWriter<Store>::queued_weight() const {
 
 template <class Store>
 void GroupWriter<Store>::Loop() {
+    // Linux: a thread's nice value is its own (setpriority on the thread id).
+    if (options_.nice != 0 &&
+        ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), options_.nice) != 0) {
+        log::Warn("writer: cannot lower its priority; folding competes with ingest for the CPU");
+    }
     int64_t next_poll = 0;
     for (;;) {
         std::deque<std::unique_ptr<Pending>> group;
@@ -227,6 +237,7 @@ void GroupWriter<Store>::RunGroup(std::deque<std::unique_ptr<Pending>>& group, b
             answer(*group[i], Ok());
         }
     }
+    committed_jobs_ = group.size();
     if (hook) hook();
 }
 

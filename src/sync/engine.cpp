@@ -205,6 +205,8 @@ void Engine::Schedule() {
         try {
             if (!db) {
                 db = std::make_unique<store::Database>(db_path_, false);
+                // Index probes and one batch of members at a time: a modest cache.
+                db->SetCacheKiB(8000);
                 reader = std::make_unique<store::SyncReader>(*db);
             }
             // A tiny table: re-read each scan so that a resume by another process counts.

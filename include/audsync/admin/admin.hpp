@@ -213,6 +213,9 @@ class Service {
     // Orders members decided by future-dated events by their receive time; a dry run
     // only counts them.
     Result<FutureTimesRepair> RepairFutureTimes(bool dry_run);
+    // Members of a segment awaiting a push at its active targets, on the pending index
+    // (cheap however large the segment, unlike GetSegment's counts).
+    Result<int64_t> CountPending(int64_t segment_id);
     // Prometheus text format.
     Result<std::string> Metrics();
 

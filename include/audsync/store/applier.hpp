@@ -21,7 +21,9 @@
 namespace audsync::store {
 
 struct ApplierOptions {
-    int batch = 20000;  // inbox rows folded in one transaction at most
+    // Inbox rows folded in one transaction at most: the pages of the tables a batch
+    // touches are written once per batch, so larger batches cost less per event.
+    int batch = 40000;
     int64_t dedupe_window_ms = 7LL * 24 * 3600 * 1000;
     int64_t raw_retention_ms = 24LL * 3600 * 1000;  // 0: a row goes once it is applied
     int64_t poll_ms = 200;  // how often the inbox is looked at without a notification
@@ -54,8 +56,8 @@ class Applier {
     // Returns whether more are waiting.
     bool Step(WriteStore& w);
     // To be called after every commit of the writer (Writer::SetAfterCommit): publishes
-    // what the committed steps applied.
-    void Committed();
+    // what the committed steps applied. Returns whether they applied any event.
+    bool Committed();
 
     // The inbox position applied and committed.
     int64_t applied_seq() const;

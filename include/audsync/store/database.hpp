@@ -83,6 +83,9 @@ class Database {
     // A writer on the ingest path: its commits never run a WAL checkpoint (a
     // Checkpointer does it on a connection of its own).
     void LeaveCheckpointsToOthers();
+    // The page cache of this connection (default 16 MiB): small for connections that
+    // only append or read one row at a time, so that the process stays small.
+    void SetCacheKiB(int kib);
     // Copies what the WAL holds into the database as far as readers allow, without
     // blocking writers (PASSIVE).
     void Checkpoint();

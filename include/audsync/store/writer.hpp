@@ -23,6 +23,12 @@ namespace audsync::store {
 struct WriterOptions {
     size_t max_pending_weight = 100000;  // queued events before Run answers unavailable
     size_t max_group_weight = 20000;     // events committed in one transaction at most
+    // The writer thread's nice value (0: as the process). The database's writer runs
+    // the applier at a lower priority than ingest's appends, so that under a burst the
+    // acknowledgements get the CPU and the folding catches up after.
+    int nice = 0;
+    // Its connection's page cache.
+    int cache_kib = 16000;
 };
 
 // A single writer of one SQLite file (group commit). Handler threads hand it jobs with
@@ -57,8 +63,9 @@ class GroupWriter {
     // (durable) or has failed. `weight` counts the events it carries, for the queue
     // bound. Errors: kUnavailable (queue full, stopped, or SQLite failed).
     [[nodiscard]] Status Run(Job job, size_t weight);
-    // Queues `job` without waiting for it (housekeeping); dropped when stopped or full.
-    void Post(Job job);
+    // Queues `job` without waiting for it (housekeeping, outside the queue bound).
+    // Returns false, dropping it, once the writer is stopping.
+    bool Post(Job job);
 
     // Sets the background step; it runs when Notify() was called, and at least every
     // `poll_ms` (work may come from another process). Call before the first Notify.
@@ -67,6 +74,9 @@ class GroupWriter {
 
     // Called on the writer thread after every successful commit.
     void SetAfterCommit(std::function<void()> hook);
+    // Inside the after-commit hook: how many queued jobs the commit carried (0: only
+    // the background step's work).
+    size_t committed_jobs() const { return committed_jobs_; }
 
     // Finishes the queued jobs, then stops the thread. Idempotent.
     void Stop();
@@ -95,6 +105,7 @@ class GroupWriter {
     bool stopping_ = false;
     bool notified_ = false;
     uint64_t commits_ = 0;
+    size_t committed_jobs_ = 0;  // writer thread only
     std::function<void()> after_commit_;
     Background background_;
     int64_t poll_ms_ = 0;
