@@ -942,8 +942,8 @@ int All(const std::map<std::string, std::string>& flags) {
     const bool run_ingest = run_part("ingest");
     Runs http, ingest;
     Runs baseline_http, baseline_ingest;  // with --baseline-*
-    double parse100 = 0, parse1000 = 0, storage100 = 0, storage1000 = 0, fold10000 = 0, server_rss = 0,
-           coalescing = 0, baseline_server_rss = 0;
+    double parse100 = 0, parse1000 = 0, storage100 = 0, storage1000 = 0, fold10000 = 0,
+           server_rss = 0, coalescing = 0, baseline_server_rss = 0;
     double sync_p50 = 0, sync_p99 = 0;
     uint64_t sync_sent = 0;
     emulator::Emulator::Options eo;

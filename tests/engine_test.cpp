@@ -225,8 +225,7 @@ struct Rig {
         c.included = true;
         c.event_time_ms = 1000 + seq;
         std::string id = "m" + std::to_string(++seq);
-        REQUIRE(writer->Run([&](store::WriteStore& w) { w.Apply(destination, id, c, 0); }, 1)
-                    .ok());
+        REQUIRE(writer->Run([&](store::WriteStore& w) { w.Apply(destination, id, c, 0); }, 1).ok());
     }
     // `keys` members of one segment in one commit (so one scan sees them all), every
     // third one excluded.

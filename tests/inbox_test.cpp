@@ -147,11 +147,11 @@ TEST_SUITE("inbox") {
                 store::Database d(one.db, false);
                 store::WriteStore w(d);
                 for (auto e : stream) {
-                    switch (w.Apply(e.destination, e.message_id,
-                                    mapping::MembershipChange{e.audience_id, e.audience_key,
-                                                              e.context_kind, e.context_key,
-                                                              e.included, e.event_ms},
-                                    e.received_ms)) {
+                    switch (w.Apply(
+                        e.destination, e.message_id,
+                        mapping::MembershipChange{e.audience_id, e.audience_key, e.context_kind,
+                                                  e.context_key, e.included, e.event_ms},
+                        e.received_ms)) {
                         case store::ApplyOutcome::kAccepted:
                             ++singles.accepted;
                             break;
@@ -254,9 +254,9 @@ TEST_SUITE("inbox") {
             Applying a(f, options);
             Applying b(f, options);
             const int64_t last = static_cast<int64_t>(stream.size());
-            REQUIRE(testing::Eventually([&] {
-                return a.applier.applied_seq() >= last && b.applier.applied_seq() >= last;
-            }, 30000));
+            REQUIRE(testing::Eventually(
+                [&] { return a.applier.applied_seq() >= last && b.applier.applied_seq() >= last; },
+                30000));
             for (const auto* c : {&a.applier.counters(), &b.applier.counters()}) {
                 decided += c->accepted + c->duplicates + c->stale;
             }
@@ -316,14 +316,14 @@ TEST_SUITE("inbox") {
         store::Database d(f.db, false);
         store::WriteStore w(d);
         for (int i = 0; i < 300; ++i) {
-            w.Apply("ld", "old-" + std::to_string(i),
-                    mapping::MembershipChange{"aud_1", "k", "user", "u" + std::to_string(i), true,
-                                              1},
-                    1000);
-            w.Apply("ld", "new-" + std::to_string(i),
-                    mapping::MembershipChange{"aud_1", "k", "user", "v" + std::to_string(i), true,
-                                              1},
-                    9000);
+            w.Apply(
+                "ld", "old-" + std::to_string(i),
+                mapping::MembershipChange{"aud_1", "k", "user", "u" + std::to_string(i), true, 1},
+                1000);
+            w.Apply(
+                "ld", "new-" + std::to_string(i),
+                mapping::MembershipChange{"aud_1", "k", "user", "v" + std::to_string(i), true, 1},
+                9000);
         }
         int64_t pruned = 0;
         for (int slice = 0; slice < 16; ++slice) pruned += w.PruneDedupe(5000, slice, 16);
@@ -384,8 +384,8 @@ TEST_SUITE("inbox") {
         CHECK(Rows(path, "SELECT count(*) FROM sqlite_master WHERE name = 'events'") == 0);
         // A resent old event is still a duplicate; a new one applies on the old state.
         store::WriteStore w(d);
-        CHECK(w.Apply("ld", "m-stale", mapping::MembershipChange{"aud_1", "k", "user", "u1", false,
-                                                                 900},
+        CHECK(w.Apply("ld", "m-stale",
+                      mapping::MembershipChange{"aud_1", "k", "user", "u1", false, 900},
                       1000) == store::ApplyOutcome::kDuplicate);
         CHECK(w.Apply("ld", "m-new",
                       mapping::MembershipChange{"aud_1", "k", "user", "u1", false, 900},

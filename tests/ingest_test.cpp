@@ -7,14 +7,14 @@
 #include <string>
 #include <vector>
 
+#include "audsync/app/runtime.hpp"
 #include "audsync/common/crypto.hpp"
 #include "audsync/common/json.hpp"
 #include "audsync/common/log.hpp"
 #include "audsync/common/text.hpp"
-#include "audsync/app/runtime.hpp"
 #include "audsync/ingest/ingest.hpp"
-#include "audsync/store/inbox.hpp"
 #include "audsync/store/database.hpp"
+#include "audsync/store/inbox.hpp"
 #include "audsync/store/migrations.hpp"
 #include "audsync/store/store.hpp"
 #include "support/helpers.hpp"

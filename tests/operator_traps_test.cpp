@@ -95,11 +95,13 @@ TEST_SUITE("operator traps") {
         // One new member, dry-a kept with the stale d2 as its latest ignored event (after
         // the duplicate d1), d3 once.
         CHECK(Rows(h.db, "SELECT count(*) FROM memberships") == members_before + 1);
-        CHECK(Rows(h.db, "SELECT count(*) FROM memberships WHERE context_key = 'dry-a' AND "
-                         "ignored_message_id = 'd2' AND ignored_outcome = 'stale'") == 1);
-        CHECK(Rows(h.db, "SELECT count(*) FROM memberships WHERE context_key = 'dry-b' AND "
-                         "desired = 1 AND ignored_message_id = 'd3' AND "
-                         "ignored_outcome = 'duplicate'") == 1);
+        CHECK(Rows(h.db,
+                   "SELECT count(*) FROM memberships WHERE context_key = 'dry-a' AND "
+                   "ignored_message_id = 'd2' AND ignored_outcome = 'stale'") == 1);
+        CHECK(Rows(h.db,
+                   "SELECT count(*) FROM memberships WHERE context_key = 'dry-b' AND "
+                   "desired = 1 AND ignored_message_id = 'd3' AND "
+                   "ignored_outcome = 'duplicate'") == 1);
     }
 
     TEST_CASE("a second serve on one database exits 1 naming it and the holder's pid") {

@@ -209,10 +209,8 @@ TEST_SUITE("store") {
         Fixture f;
         store::WriteStore w(f.db);
         w.EnsureTargets("ld", store::ImplicitTargets(), 0);
-        CHECK(w.Apply("ld", "old", Change("u1", true, 1), 1000) ==
-              store::ApplyOutcome::kAccepted);
-        CHECK(w.Apply("ld", "new", Change("u2", true, 1), 5000) ==
-              store::ApplyOutcome::kAccepted);
+        CHECK(w.Apply("ld", "old", Change("u1", true, 1), 1000) == store::ApplyOutcome::kAccepted);
+        CHECK(w.Apply("ld", "new", Change("u2", true, 1), 5000) == store::ApplyOutcome::kAccepted);
         CHECK(w.PruneDedupe(2000, 0, 1) == 1);
         CHECK_FALSE(store::HasEvent(f.db, "ld", "old"));
         CHECK(store::HasEvent(f.db, "ld", "new"));
@@ -441,8 +439,7 @@ TEST_SUITE("store") {
         store::WriteStore w(f.db);
         w.EnsureTargets("ld", store::ImplicitTargets(), 0);
         // Caches the segment's id in this WriteStore, as the writer does.
-        CHECK(w.Apply("ld", "late", Change("k9", true, 2), 0) ==
-              store::ApplyOutcome::kAccepted);
+        CHECK(w.Apply("ld", "late", Change("k9", true, 2), 0) == store::ApplyOutcome::kAccepted);
         CHECK(w.DeleteSegment(seg) == 4);
         CHECK(Count(f.db, "SELECT count(*) FROM segments WHERE id = " + std::to_string(seg)) == 0);
         CHECK(store::ListDeadLetters(f.db, seg, std::nullopt, 10).empty());
@@ -450,8 +447,7 @@ TEST_SUITE("store") {
               2);
         CHECK(w.DeleteSegment(seg) == 0);
         // A later event creates the segment anew rather than reusing the forgotten id.
-        CHECK(w.Apply("ld", "after", Change("k1", true, 3), 0) ==
-              store::ApplyOutcome::kAccepted);
+        CHECK(w.Apply("ld", "after", Change("k1", true, 3), 0) == store::ApplyOutcome::kAccepted);
         auto m = store::FindMembership(f.db, "ld", "aud_1", "user", "k1");
         REQUIRE(m.has_value());
         CHECK(m->segment_id != seg);

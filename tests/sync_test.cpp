@@ -425,7 +425,7 @@ TEST_SUITE("sync store") {
         store::SyncReader r(db);
         auto seg = r.DueSegments(1000)[0].id;
         auto pushed = r.Dirty(seg, "launchdarkly", 1000, 10)[0];  // (u1, true, v1) goes out...
-        w.Apply("ld", "m2", Flip("u1", false, 200), 0);     // ...and changes meanwhile
+        w.Apply("ld", "m2", Flip("u1", false, 200), 0);           // ...and changes meanwhile
         w.RecordAck(seg, pushed.context_key, "launchdarkly", pushed.desired, pushed.version, 204,
                     1500);
         auto still = r.Dirty(seg, "launchdarkly", 2000, 10);

@@ -642,12 +642,12 @@ Result<std::string> Service::Metrics() {
         count("audsync_inbox_backlog_events", static_cast<uint64_t>(backlog.events));
         metric("audsync_inbox_backlog_age_seconds", "gauge",
                "Age of the oldest event not yet applied (0 without a backlog).");
-        seconds("audsync_inbox_backlog_age_seconds",
-                backlog.oldest_received_ms
-                    ? std::max<double>(0, static_cast<double>(text::NowMs() -
-                                                              *backlog.oldest_received_ms) /
-                                              1000.0)
-                    : 0);
+        seconds(
+            "audsync_inbox_backlog_age_seconds",
+            backlog.oldest_received_ms
+                ? std::max<double>(
+                      0, static_cast<double>(text::NowMs() - *backlog.oldest_received_ms) / 1000.0)
+                : 0);
         if (applier_counters_ != nullptr) {
             metric("audsync_inbox_applied_total", "counter",
                    "Inbox events folded into memberships since start.");

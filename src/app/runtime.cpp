@@ -232,9 +232,8 @@ Status Runtime::Open(const RuntimeOptions& options) {
                         return "the database is not migrated";
                     }
                     store::Backlog b = store::ReadBacklog(*reader_, inbox_path);
-                    const int64_t age = b.oldest_received_ms
-                                            ? text::NowMs() - *b.oldest_received_ms
-                                            : 0;
+                    const int64_t age =
+                        b.oldest_received_ms ? text::NowMs() - *b.oldest_received_ms : 0;
                     if (age > max_backlog_ms) {
                         return std::to_string(b.events) +
                                " stored events are not applied yet; the oldest is " +

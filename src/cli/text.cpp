@@ -60,7 +60,8 @@ void Print(std::ostream& out, const admin::SegmentList& list) {
         // Stored by ingest, not applied yet: the rows above do not show them.
         const int64_t age_s =
             list.backlog.oldest_received_ms
-                ? std::max<int64_t>(0, (audsync::text::NowMs() - *list.backlog.oldest_received_ms) / 1000)
+                ? std::max<int64_t>(
+                      0, (audsync::text::NowMs() - *list.backlog.oldest_received_ms) / 1000)
                 : 0;
         out << Plural(list.backlog.events, "stored event", "stored events")
             << " not applied yet (the oldest " << age_s << " s old); the rows show the state "

@@ -344,8 +344,7 @@ struct Server::Impl {
 };
 
 Server::Server(std::shared_ptr<const config::Config> config, ingest::Service& ingest,
-               admin::Rest& admin,
-               std::function<std::optional<std::string>()> ready)
+               admin::Rest& admin, std::function<std::optional<std::string>()> ready)
     : impl_(std::make_unique<Impl>()) {
     impl_->shared = std::make_shared<Shared>();
     impl_->shared->config = std::move(config);

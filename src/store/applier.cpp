@@ -76,9 +76,8 @@ bool Applier::Committed() {
 void Applier::PruneInbox(int64_t applied, int64_t now_ms) {
     // One chain of prune jobs at a time; each job posts the next while it fills a job.
     if (inbox_prune_running_.exchange(true)) return;
-    const int64_t before = options_.raw_retention_ms == 0
-                               ? std::numeric_limits<int64_t>::max()
-                               : now_ms - options_.raw_retention_ms;
+    const int64_t before = options_.raw_retention_ms == 0 ? std::numeric_limits<int64_t>::max()
+                                                          : now_ms - options_.raw_retention_ms;
     struct Chain {
         static void Post(Applier* self, int64_t applied, int64_t before) {
             const bool queued = self->inbox_writer_.Post([self, applied, before](InboxStore& s) {

@@ -57,8 +57,7 @@ void PrepareFile(const std::string& path, bool create) {
 void DedupeKeyFunction(sqlite3_context* ctx, int, sqlite3_value** argv) {
     auto text = [](sqlite3_value* v) {
         const auto* p = reinterpret_cast<const char*>(sqlite3_value_text(v));
-        return std::string_view(p == nullptr ? "" : p,
-                                static_cast<size_t>(sqlite3_value_bytes(v)));
+        return std::string_view(p == nullptr ? "" : p, static_cast<size_t>(sqlite3_value_bytes(v)));
     };
     sqlite3_result_int64(ctx, DedupeKey(text(argv[0]), text(argv[1])));
 }

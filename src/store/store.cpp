@@ -1,10 +1,10 @@
 // WriteStore's prepared writes, the sync engine's reads and the read helpers.
 #include "audsync/store/store.hpp"
 
-#include "access.hpp"
 #include <algorithm>
 #include <cstdint>
 #include <unordered_set>
+#include "access.hpp"
 
 #include "audsync/common/crypto.hpp"
 

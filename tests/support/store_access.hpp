@@ -52,7 +52,8 @@ struct TestAccess {
     // Polls (any process's applier) until every event stored in the inbox of `db_path`
     // is applied; false when `timeout_ms` passes first.
     static bool WaitApplied(const std::string& db_path, int64_t timeout_ms = 30000) {
-        const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+        const auto deadline =
+            std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
         for (;;) {
             try {
                 Database db(db_path, false);

@@ -182,8 +182,8 @@ struct Config {
     int raw_retention_hours = 24;
     // /readyz answers 503 while the oldest event not yet applied is older than this.
     int ready_max_backlog_seconds = 60;
-    int sync_linger_ms = 50;        // wait after a commit so bursts share a push
-    int sync_workers = 4;           // threads pushing to platforms
+    int sync_linger_ms = 50;  // wait after a commit so bursts share a push
+    int sync_workers = 4;     // threads pushing to platforms
     Limits limits;
     std::vector<Destination> destinations;
     // False when loaded with LoadOptions::resolve_secrets = false: every secret field

@@ -9,8 +9,8 @@
 #include <future>
 #include <memory>
 #include <mutex>
-#include <string>
 #include <optional>
+#include <string>
 #include <thread>
 
 #include "audsync/common/result.hpp"
