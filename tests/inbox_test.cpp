@@ -120,7 +120,7 @@ struct Applying {
           applier(f.inbox, options, inbox_writer) {
         writer.SetAfterCommit([this] { applier.Committed(); });
         writer.SetBackground([this](store::WriteStore& w) { return applier.Step(w); },
-                             options.poll_ms);
+                             options.poll_ms, [this] { applier.RolledBack(); });
     }
     ~Applying() {
         writer.Stop();
@@ -217,7 +217,12 @@ TEST_SUITE("inbox") {
             store::Writer writer(f.db, store::WriterOptions{});
             store::Applier applier(f.inbox, options, inbox_writer);
             std::atomic<int> steps{0};
-            writer.SetAfterCommit([&] { applier.Committed(); });
+            // What the applier publishes never runs ahead of what is committed.
+            std::atomic<int> ahead{0};
+            writer.SetAfterCommit([&] {
+                applier.Committed();
+                if (applier.applied_seq() > Rows(f.db, "SELECT applied_seq FROM applier")) ++ahead;
+            });
             writer.SetBackground(
                 [&](store::WriteStore& w) {
                     if (steps >= 12) return false;  // idle from here until stopped
@@ -225,11 +230,12 @@ TEST_SUITE("inbox") {
                     if (++steps == 5) throw store::SqliteError("simulated crash inside a step");
                     return more;
                 },
-                options.poll_ms);
+                options.poll_ms, [&] { applier.RolledBack(); });
             REQUIRE(testing::Eventually([&] { return steps >= 12; }, 20000));
             writer.Stop();
             inbox_writer.Stop();
             applied_first = applier.applied_seq();
+            CHECK(ahead == 0);
         }
         CHECK(applied_first > 0);
         CHECK(applied_first < static_cast<int64_t>(stream.size()));

@@ -208,7 +208,7 @@ Status Runtime::Open(const RuntimeOptions& options) {
     });
     store::Applier* applier = applier_.get();
     writer_->SetBackground([applier](store::WriteStore& w) { return applier->Step(w); },
-                           store::ApplierOptions{}.poll_ms);
+                           store::ApplierOptions{}.poll_ms, [applier] { applier->RolledBack(); });
     store::Writer* writer = writer_.get();
     inbox_writer_->SetAfterCommit([writer] { writer->Notify(); });
     if (engine_) engine_->Start();

@@ -32,6 +32,8 @@ Applier::Applier(const std::string& inbox_path, ApplierOptions options, InboxWri
 Applier::~Applier() = default;
 
 bool Applier::Step(WriteStore& w) {
+    // Staged and not published: the transaction of that step did not commit.
+    RolledBack();
     const int64_t cursor = w.AppliedSeq();
     std::vector<InboxEntry> rows = reader_.After(cursor, options_.batch);
     const int64_t now = text::NowMs();
@@ -98,6 +100,12 @@ void Applier::PruneInbox(int64_t applied, int64_t now_ms) {
         }
     };
     Chain::Post(this, applied, before);
+}
+
+void Applier::RolledBack() {
+    staged_ = FoldCounts{};
+    staged_rows_ = 0;
+    staged_seq_ = -1;
 }
 
 int64_t Applier::applied_seq() const {

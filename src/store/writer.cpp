@@ -73,10 +73,12 @@ bool GroupWriter<Store>::Post(Job job) {
 }
 
 template <class Store>
-void GroupWriter<Store>::SetBackground(Background step, int64_t poll_ms) {
+void GroupWriter<Store>::SetBackground(Background step, int64_t poll_ms,
+                                       std::function<void()> rolled_back) {
     {
         std::lock_guard<std::mutex> lock(mu_);
         background_ = std::move(step);
+        background_rolled_back_ = std::move(rolled_back);
         poll_ms_ = poll_ms;
         notified_ = true;
     }
@@ -195,9 +197,11 @@ void GroupWriter<Store>::RunGroup(std::deque<std::unique_ptr<Pending>>& group, b
     bool more = false;
     if (background) {
         Background step;
+        std::function<void()> rolled_back;
         {
             std::lock_guard<std::mutex> lock(mu_);
             step = background_;
+            rolled_back = background_rolled_back_;
         }
         try {
             detail::Access::Exec(db_, "SAVEPOINT background");
@@ -212,6 +216,7 @@ void GroupWriter<Store>::RunGroup(std::deque<std::unique_ptr<Pending>>& group, b
             } catch (const SqliteError&) {
             }
             store_->ForgetCache();
+            if (rolled_back) rolled_back();
         }
     }
     try {

@@ -58,6 +58,9 @@ class Applier {
     // To be called after every commit of the writer (Writer::SetAfterCommit): publishes
     // what the committed steps applied. Returns whether they applied any event.
     bool Committed();
+    // To be called when a step's work was rolled back (Writer::SetBackground): forgets
+    // what it staged.
+    void RolledBack();
 
     // The inbox position applied and committed.
     int64_t applied_seq() const;

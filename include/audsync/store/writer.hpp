@@ -68,8 +68,11 @@ class GroupWriter {
     bool Post(Job job);
 
     // Sets the background step; it runs when Notify() was called, and at least every
-    // `poll_ms` (work may come from another process). Call before the first Notify.
-    void SetBackground(Background step, int64_t poll_ms);
+    // `poll_ms` (work may come from another process). `rolled_back` is called when a
+    // step threw and its work was rolled back (the group's jobs still commit). Call
+    // before the first Notify.
+    void SetBackground(Background step, int64_t poll_ms,
+                       std::function<void()> rolled_back = nullptr);
     void Notify();
 
     // Called on the writer thread after every successful commit.
@@ -108,6 +111,7 @@ class GroupWriter {
     size_t committed_jobs_ = 0;  // writer thread only
     std::function<void()> after_commit_;
     Background background_;
+    std::function<void()> background_rolled_back_;
     int64_t poll_ms_ = 0;
     std::thread thread_;
 };
