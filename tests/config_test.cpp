@@ -47,6 +47,8 @@ TEST_SUITE("config") {
         CHECK(cfg.listen_port == 8080);
         CHECK(cfg.database == "audsync.db");
         CHECK(cfg.dedupe_window_hours == 168);
+        CHECK(cfg.raw_retention_hours == 24);
+        CHECK(cfg.ready_max_backlog_seconds == 60);
         CHECK(cfg.limits.tracking_max_request_bytes == 512000);
         CHECK(cfg.limits.tracking_max_events == 2500);
         CHECK(cfg.limits.webhook_max_request_bytes == 4194304);
@@ -156,6 +158,10 @@ TEST_SUITE("config") {
              "admin_auth_free_failures: must be an integer from 1 to 1000000"},
             {R"({"http_threads":"4","destinations":[]})",
              "http_threads: must be an integer from 1 to 256"},
+            {R"({"raw_retention_hours":-1,"destinations":[]})",
+             "raw_retention_hours: must be an integer from 0 to 8784"},
+            {R"({"ready_max_backlog_seconds":0,"destinations":[]})",
+             "ready_max_backlog_seconds: must be an integer from 1 to 604800"},
             {R"({"limits":{"max_event_bytes":10},"destinations":[]})",
              "limits.max_event_bytes: must be an integer from 256 to 16777216"},
             {R"({"limits":{"bogus":1},"destinations":[]})", "limits.bogus: unknown field"},
