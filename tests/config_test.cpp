@@ -669,6 +669,31 @@ TEST_SUITE("config targets") {
         CHECK(t.trait_prefix == "seg_");
     }
 
+    TEST_CASE("Unleash and Statsig targets: their fields and defaults") {
+        auto c = config::LoadText(
+            WithTargets(R"({"id":"un","platform":"unleash","api_token":"${UNLEASH_TOKEN}",)"
+                        R"("api_base":"http://127.0.0.1:4242/"},)"
+                        R"({"id":"un2","platform":"unleash","api_token":"t","api_base":"https://u.example",)"
+                        R"("context_name":"accountId","project":"web","max_list_items":5000},)"
+                        R"({"id":"st","platform":"statsig","console_api_key":"${STATSIG_KEY}"})"),
+            Env({{"UNLEASH_TOKEN", "*:*.secret"}, {"STATSIG_KEY", "console-abc"}}));
+        REQUIRE_MESSAGE(c.ok(), c.error().message);
+        const auto& d = c.value().destinations.at(0);
+        REQUIRE(d.targets.size() == 3);
+        CHECK(d.targets[0].api_token == "*:*.secret");
+        CHECK(d.targets[0].api_base == "http://127.0.0.1:4242");
+        CHECK(d.targets[0].context_name == "userId");
+        CHECK(d.targets[0].project.empty());
+        CHECK(d.targets[0].max_list_items == 1000);
+        CHECK(d.targets[1].context_name == "accountId");
+        CHECK(d.targets[1].project == "web");
+        CHECK(d.targets[1].max_list_items == 5000);
+        CHECK(d.targets[2].api_token == "console-abc");
+        CHECK(d.targets[2].api_base == "https://statsigapi.net");
+        CHECK(d.targets[2].id_type == "userID");
+        CHECK(d.targets[2].max_batch == 10000);
+    }
+
     TEST_CASE("every target error names its field") {
         struct Row {
             std::string text;
@@ -681,7 +706,7 @@ TEST_SUITE("config targets") {
             {WithTargets(R"({"id":"a"})"), "destinations[0].targets[0].platform: required"},
             {WithTargets(R"({"id":"a","platform":"optimizely"})"),
              "destinations[0].targets[0].platform: unsupported platform \"optimizely\" "
-             "(supported: launchdarkly, flagsmith, configcat)"},
+             "(supported: launchdarkly, flagsmith, configcat, unleash, statsig)"},
             {WithTargets(R"({"platform":"launchdarkly","service_token":"t","client_side_id":"c"})"),
              "destinations[0].targets[0].id: required"},
             {WithTargets(ld + "," + ld), "destinations[0].targets[1].id: duplicate target id a"},
@@ -707,6 +732,27 @@ TEST_SUITE("config targets") {
             {WithTargets(R"({"id":"c","platform":"configcat","api_user":"u","api_password":"p",)"
                          R"("product_id":"x","max_list_items":0})"),
              "destinations[0].targets[0].max_list_items: must be an integer from 1 to 100000"},
+            {WithTargets(R"({"id":"u","platform":"unleash","api_token":"t"})"),
+             "destinations[0].targets[0].api_base: required"},
+            {WithTargets(R"({"id":"u","platform":"unleash","api_base":"http://x"})"),
+             "destinations[0].targets[0].api_token: required"},
+            {WithTargets(R"({"id":"u","platform":"unleash","api_token":"t",)"
+                         R"("api_base":"http://x/api"})"),
+             "destinations[0].targets[0].api_base: give the server's base URL (e.g. "
+             "https://unleash.example.com); audsync adds /api/admin"},
+            {WithTargets(R"({"id":"u","platform":"unleash","api_token":"t","api_base":"http://x",)"
+                         R"("context_name":""})"),
+             "destinations[0].targets[0].context_name: must be 1-100 characters"},
+            {WithTargets(R"({"id":"s","platform":"statsig","console_api_key":"secret-x"})"),
+             "destinations[0].targets[0].console_api_key: must be a Console API key (it starts "
+             "with \"console-\"); a server or client SDK key cannot change segments"},
+            {WithTargets(R"({"id":"s","platform":"statsig","console_api_key":"console-x",)"
+                         R"("api_base":"https://statsigapi.net/console/v1"})"),
+             "destinations[0].targets[0].api_base: give the host only (e.g. "
+             "https://statsigapi.net); audsync adds /console/v1"},
+            {WithTargets(R"({"id":"s","platform":"statsig","console_api_key":"console-x",)"
+                         R"("api_token":"y"})"),
+             "destinations[0].targets[0].api_token: unknown field"},
             {R"({"destinations":[{"id":"d","write_keys":["k"],"service_token":"t","targets":[)" +
                  ld + "]}]}",
              "destinations[0].service_token: set on a target when the destination lists targets "

@@ -273,6 +273,20 @@ void WriteTarget(JsonWriter& w, const config::Target& t, const store::TargetRow*
         Str(w, t.product_id);
         w.Key("max_list_items");
         w.Int(t.max_list_items);
+    } else if (t.platform == "unleash") {
+        w.Key("api_token");
+        Str(w, kRedacted);
+        w.Key("context_name");
+        Str(w, t.context_name);
+        w.Key("project");
+        Str(w, t.project);
+        w.Key("max_list_items");
+        w.Int(t.max_list_items);
+    } else if (t.platform == "statsig") {
+        w.Key("console_api_key");
+        Str(w, kRedacted);
+        w.Key("id_type");
+        Str(w, t.id_type);
     }
     w.Key("max_batch");
     w.Int(t.max_batch);

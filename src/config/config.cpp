@@ -306,6 +306,8 @@ const std::map<std::string, std::vector<std::string_view>>& PlatformFields() {
         {"launchdarkly", {"service_token", "client_side_id", "api_base", "clientsdk_base"}},
         {"flagsmith", {"environment_key", "api_base", "trait_prefix", "flagsmith_api"}},
         {"configcat", {"api_user", "api_password", "product_id", "api_base", "max_list_items"}},
+        {"unleash", {"api_token", "api_base", "context_name", "project", "max_list_items"}},
+        {"statsig", {"console_api_key", "api_base", "id_type"}},
     };
     return fields;
 }
@@ -376,6 +378,48 @@ Status LoadPlatformFields(ObjectReader& r, Target* t) {
         AUDSYNC_TRY(Url(r, "api_base", &t->api_base));
         AUDSYNC_TRY(r.Int("max_list_items", &t->max_list_items, 1, 100000));
         if (t->max_batch == 0) t->max_batch = 1000;
+    } else if (t->platform == "unleash") {
+        // Self-hosted or Unleash's cloud: no default host.
+        AUDSYNC_TRY(r.Secret("api_token", &t->api_token, true));
+        AUDSYNC_TRY(r.String("api_base", &t->api_base, true));
+        AUDSYNC_TRY(Url(r, "api_base", &t->api_base));
+        if (t->api_base.size() >= 4 && t->api_base.compare(t->api_base.size() - 4, 4, "/api") == 0) {
+            return ConfigError(r.Field("api_base"),
+                               "give the server's base URL (e.g. https://unleash.example.com); "
+                               "audsync adds /api/admin");
+        }
+        t->context_name = "userId";
+        AUDSYNC_TRY(r.String("context_name", &t->context_name, false));
+        if (t->context_name.empty() || t->context_name.size() > 100) {
+            return ConfigError(r.Field("context_name"), "must be 1-100 characters");
+        }
+        AUDSYNC_TRY(r.String("project", &t->project, false));
+        // Unleash's segmentValuesLimit (UNLEASH_SEGMENT_VALUES_LIMIT), 1,000 by default.
+        AUDSYNC_TRY(r.Int("max_list_items", &t->max_list_items, 1, 1000000));
+        if (t->max_batch == 0) t->max_batch = 1000;
+    } else if (t->platform == "statsig") {
+        t->api_base = "https://statsigapi.net";
+        AUDSYNC_TRY(r.Secret("console_api_key", &t->api_token, true));
+        if (r.context().resolve_secrets && t->api_token.rfind("console-", 0) != 0) {
+            return ConfigError(r.Field("console_api_key"),
+                               "must be a Console API key (it starts with \"console-\"); a "
+                               "server or client SDK key cannot change segments");
+        }
+        AUDSYNC_TRY(Url(r, "api_base", &t->api_base));
+        if (t->api_base.size() >= 11 &&
+            t->api_base.compare(t->api_base.size() - 11, 11, "/console/v1") == 0) {
+            return ConfigError(r.Field("api_base"),
+                               "give the host only (e.g. https://statsigapi.net); audsync adds "
+                               "/console/v1");
+        }
+        t->id_type = "userID";
+        AUDSYNC_TRY(r.String("id_type", &t->id_type, false));
+        if (t->id_type.empty() || t->id_type.size() > 100) {
+            return ConfigError(r.Field("id_type"), "must be 1-100 characters");
+        }
+        // Statsig takes up to 100,000 IDs per call but allows few mutations per 10 s:
+        // big batches.
+        if (t->max_batch == 0) t->max_batch = 10000;
     }
     return Ok();
 }
@@ -405,7 +449,7 @@ Result<Target> LoadTarget(const rapidjson::Value& v, const std::string& path,
     if (!IsKnownPlatform(t.platform)) {
         return ConfigError(r.Field("platform"),
                            "unsupported platform \"" + t.platform +
-                               "\" (supported: launchdarkly, flagsmith, configcat)");
+                               "\" (supported: launchdarkly, flagsmith, configcat, unleash, statsig)");
     }
     AUDSYNC_TRY(r.CheckUnknown());
     AUDSYNC_TRY(r.String("id", &t.id, true));
@@ -652,7 +696,8 @@ bool IsValidContextKind(std::string_view kind) {
 }
 
 bool IsKnownPlatform(std::string_view platform) {
-    return platform == "launchdarkly" || platform == "flagsmith" || platform == "configcat";
+    return platform == "launchdarkly" || platform == "flagsmith" || platform == "configcat" ||
+           platform == "unleash" || platform == "statsig";
 }
 
 Target ImplicitTarget(const Destination& d) {

@@ -23,7 +23,7 @@ std::string Detail(const Decision& d, const config::Target& target) {
     std::string out = d.status == 0 ? "no answer" : "HTTP " + std::to_string(d.status);
     if (!d.message.empty()) out += ": " + d.message;
     for (const std::string* secret :
-         {&target.service_token, &target.environment_key, &target.api_password}) {
+         {&target.service_token, &target.environment_key, &target.api_password, &target.api_token}) {
         if (secret->size() < 4) continue;
         for (size_t at = out.find(*secret); at != std::string::npos; at = out.find(*secret, at)) {
             out.replace(at, secret->size(), "[redacted]");
@@ -285,7 +285,7 @@ void Engine::Work() {
 
 void Engine::Prepare(Task& task, store::SyncReader& reader, int64_t now) {
     const config::Target& t = *task.target;
-    task.full_list = t.platform == "configcat";
+    task.full_list = t.platform == "configcat" || t.platform == "unleash";
     if (!task.full_list) {
         // Distinct members: the batches SplitLanes cuts from them are disjoint.
         task.members =

@@ -187,6 +187,8 @@ bool SameTargetSettings(const config::Target& a, const config::Target& b) {
            a.trait_prefix == b.trait_prefix && a.flagsmith_api == b.flagsmith_api &&
            a.api_user == b.api_user && a.api_password == b.api_password &&
            a.product_id == b.product_id && a.max_list_items == b.max_list_items &&
+           a.api_token == b.api_token && a.context_name == b.context_name &&
+           a.project == b.project && a.id_type == b.id_type &&
            a.request_timeout_ms == b.request_timeout_ms;
 }
 

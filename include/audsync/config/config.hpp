@@ -67,13 +67,15 @@ std::string_view ToString(WebhookSignature mode);
 
 // One platform account/environment a destination's audiences are pushed to. The
 // fields a platform does not use stay empty. Secrets: service_token, environment_key,
-// api_password (empty when secrets are not resolved).
+// api_password, api_token (empty when secrets are not resolved).
 struct Target {
     std::string id = "launchdarkly";        // unique within its destination; names its state
-    std::string platform = "launchdarkly";  // launchdarkly | flagsmith | configcat
+    std::string platform = "launchdarkly";  // launchdarkly | flagsmith | configcat | unleash | statsig
     // The platform's API base, without a trailing '/':
     //   launchdarkly https://app.launchdarkly.com, flagsmith https://edge.api.flagsmith.com
-    //   (requests go to <api_base>/api/v1/...), configcat https://api.configcat.com.
+    //   (requests go to <api_base>/api/v1/...), configcat https://api.configcat.com,
+    //   unleash: required (requests go to <api_base>/api/admin/...), statsig
+    //   https://statsigapi.net (requests go to <api_base>/console/v1/...).
     std::string api_base;
     // launchdarkly
     std::string service_token;
@@ -90,10 +92,19 @@ struct Target {
     std::string api_user;
     std::string api_password;
     std::string product_id;
-    // Full-list platforms (configcat): the most members one list may hold (the plan's
-    // limit on comparison values: 100 Free, 1,000 Pro, 15,000 Smart and up). An
-    // audience over it is refused visibly, never truncated.
+    // Full-list platforms: the most members one list may hold (configcat: the plan's
+    // limit on comparison values, 100 Free, 1,000 Pro, 15,000 Smart and up; unleash: the
+    // server's segmentValuesLimit, 1,000 by default). An audience over it is refused
+    // visibly, never truncated.
     int max_list_items = 1000;
+    // unleash: the admin API token (sent raw in Authorization), the context field the
+    // segment's constraint names, and the project the segments belong to (empty: global
+    // segments). statsig: the Console API key (console-…) is api_token too, and id_type the
+    // ID-list segments' ID type.
+    std::string api_token;
+    std::string context_name;
+    std::string project;
+    std::string id_type;
     // Delivery, defaulting to the destination's values (max_batch: the platform's
     // largest batch when the destination does not set one).
     int max_batch = 0;
