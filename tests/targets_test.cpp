@@ -277,6 +277,10 @@ TEST_SUITE("targets fan-out") {
             metrics.body.find("audsync_target_segments_over_limit{destination=\"ld\","
                               "target=\"cc\",platform=\"configcat\"} 1") != std::string::npos,
             metrics.body);
+        CHECK_MESSAGE(metrics.body.find("audsync_target_segments_over_limit_by_limit{destination="
+                                        "\"ld\",target=\"cc\",platform=\"configcat\","
+                                        "limit=\"max_list_items\"} 1") != std::string::npos,
+                      metrics.body);
         auto cli = RunAudsync({"segments", "show", "1", "--config", f.config});
         CHECK(cli.exit_code == 0);
         CHECK_MESSAGE(cli.out.find("over_limit") != std::string::npos, cli.out);

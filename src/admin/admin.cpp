@@ -12,6 +12,7 @@
 #include "audsync/store/database.hpp"
 #include "audsync/store/inspect.hpp"
 #include "audsync/sync/engine.hpp"
+#include "audsync/sync/reporter.hpp"
 
 namespace audsync::admin {
 namespace {
@@ -163,13 +164,15 @@ Result<std::pair<int64_t, std::string>> ParseDeadLetterId(std::string_view id) {
 Service::Service(std::shared_ptr<const config::Config> config, std::string db_path,
                  WriteRunner write, const ingest::Counters* ingest_counters,
                  const sync::SyncCounters* sync_counters,
-                 const store::ApplierCounters* applier_counters)
+                 const store::ApplierCounters* applier_counters,
+                 const sync::ReporterCounters* reporter_counters)
     : config_(std::move(config)),
       db_path_(std::move(db_path)),
       write_(std::move(write)),
       ingest_counters_(ingest_counters),
       sync_counters_(sync_counters),
-      applier_counters_(applier_counters) {}
+      applier_counters_(applier_counters),
+      reporter_counters_(reporter_counters) {}
 
 void Service::SetConfig(std::shared_ptr<const config::Config> config) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -291,10 +294,11 @@ Result<DestinationList> Service::ListDestinations() {
         auto rows = store::ListDestinations(db);
         DestinationList out;
         for (const auto& d : cfg->destinations) {
-            DestinationView v{d, std::nullopt};
+            DestinationView v{d, std::nullopt, std::nullopt};
             for (const auto& r : rows) {
                 if (r.id == d.id) v.state = r;
             }
+            if (d.report.enabled) v.reports = store::ReadReportSummary(db, d.id);
             out.destinations.push_back(std::move(v));
         }
         return out;
@@ -495,6 +499,39 @@ Result<Resumed> Service::ResumeDestination(const std::string& id,
     });
 }
 
+Result<ReportView> Service::DestinationReports(const std::string& id, int limit) {
+    if (limit < 1 || limit > kMaxLimit) {
+        return BadRequest("limit must be a number from 1 to " + std::to_string(kMaxLimit));
+    }
+    auto cfg = config();
+    const config::Destination* dest = cfg->FindDestination(id);
+    if (dest == nullptr) {
+        return MakeError(ErrorCode::kNotFound, "unknown_destination", "no destination has that id");
+    }
+    return Read<ReportView>(db_path_, [&](store::Database& db) -> Result<ReportView> {
+        ReportView v;
+        v.destination = id;
+        v.enabled = dest->report.enabled;
+        v.summary = store::ReadReportSummary(db, id);
+        v.dead = store::ListDeadReports(db, id, limit);
+        return v;
+    });
+}
+
+Result<ReportChange> Service::ChangeDeadReports(const std::string& id, bool retry) {
+    auto cfg = config();
+    if (cfg->FindDestination(id) == nullptr) {
+        return MakeError(ErrorCode::kNotFound, "unknown_destination", "no destination has that id");
+    }
+    ReportChange change{id, retry, 0};
+    Status s = write_([&](store::WriteStore& w) {
+        change.changed =
+            retry ? w.RetryDeadReports(id) : w.DiscardDeadReports(id, text::NowMs());
+    });
+    if (!s) return s.error();
+    return change;
+}
+
 Result<FutureTimesRepair> Service::RepairFutureTimes(bool dry_run) {
     FutureTimesRepair r;
     r.dry_run = dry_run;
@@ -625,6 +662,15 @@ Result<std::string> Service::Metrics() {
             count("audsync_target_segments_over_limit" + label(t),
                   static_cast<uint64_t>(t.over_limit_segments));
         }
+        metric("audsync_target_segments_over_limit_by_limit", "gauge",
+               "Segments not sent because their list is over the platform's limit, by the "
+               "limit's name.");
+        for (const auto& o : store::CountOverLimit(db)) {
+            count("audsync_target_segments_over_limit_by_limit{destination=\"" + o.destination +
+                      "\",target=\"" + o.target + "\",platform=\"" + o.platform +
+                      "\",limit=\"" + o.limit + "\"}",
+                  static_cast<uint64_t>(o.segments));
+        }
         metric("audsync_target_up", "gauge",
                "1 while the target accepts pushes, 0 while rate limited or refusing credentials.");
         for (const auto& t : g.targets) count("audsync_target_up" + label(t), t.status == "ok");
@@ -648,6 +694,36 @@ Result<std::string> Service::Metrics() {
                 ? std::max<double>(
                       0, static_cast<double>(text::NowMs() - *backlog.oldest_received_ms) / 1000.0)
                 : 0);
+        auto cfg = config();
+        metric("audsync_segment_reports", "gauge",
+               "Reports of synced changes to Segment, by destination and state (sent: kept for "
+               "the de-duplication window).");
+        for (const auto& d : cfg->destinations) {
+            if (!d.report.enabled) continue;
+            const store::ReportSummary r = store::ReadReportSummary(db, d.id);
+            const std::string l = "{destination=\"" + d.id + "\",state=\"";
+            count("audsync_segment_reports" + l + "pending\"}", static_cast<uint64_t>(r.pending));
+            count("audsync_segment_reports" + l + "sent\"}", static_cast<uint64_t>(r.sent));
+            count("audsync_segment_reports" + l + "dead\"}", static_cast<uint64_t>(r.dead));
+        }
+        metric("audsync_segment_reports_up", "gauge",
+               "1 while Segment accepts the destination's reports, 0 while they wait.");
+        for (const auto& d : cfg->destinations) {
+            if (!d.report.enabled) continue;
+            const store::ReportSummary r = store::ReadReportSummary(db, d.id);
+            count("audsync_segment_reports_up{destination=\"" + d.id + "\"}", r.status == "ok");
+        }
+        if (reporter_counters_ != nullptr) {
+            const auto& c = *reporter_counters_;
+            metric("audsync_segment_report_requests_total", "counter",
+                   "Requests to Segment's Tracking API, by outcome.");
+            count("audsync_segment_report_requests_total{outcome=\"ok\"}", c.requests_ok.load());
+            count("audsync_segment_report_requests_total{outcome=\"failed\"}",
+                  c.requests_failed.load());
+            metric("audsync_segment_reports_sent_total", "counter",
+                   "Reports Segment accepted since start.");
+            count("audsync_segment_reports_sent_total", c.sent.load());
+        }
         if (applier_counters_ != nullptr) {
             metric("audsync_inbox_applied_total", "counter",
                    "Inbox events folded into memberships since start.");

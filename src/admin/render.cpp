@@ -307,6 +307,37 @@ void WriteTarget(JsonWriter& w, const config::Target& t, const store::TargetRow*
     w.EndObject();
 }
 
+// The state of a destination's reports to Segment (counts, health).
+void WriteReportSummary(JsonWriter& w, const store::ReportSummary& r) {
+    const bool paused = r.paused_until_ms > text::NowMs();
+    w.Key("status");
+    Str(w, r.status);
+    w.Key("paused_until");
+    Time(w, paused ? std::optional<int64_t>(r.paused_until_ms) : std::nullopt);
+    w.Key("last_success_at");
+    Time(w, r.last_success_ms);
+    w.Key("last_error");
+    OptStr(w, r.last_error);
+    Count(w, "pending", r.pending);
+    Count(w, "sent", r.sent);
+    Count(w, "dead", r.dead);
+    w.Key("oldest_pending_at");
+    Time(w, r.oldest_pending_ms);
+}
+
+void WriteReportSettings(JsonWriter& w, const config::SegmentReport& settings,
+                         const store::ReportSummary& r) {
+    w.StartObject();
+    w.Key("api_base");
+    Str(w, settings.api_base);
+    w.Key("write_key");
+    Str(w, kRedacted);
+    w.Key("max_batch");
+    w.Int(settings.max_batch);
+    WriteReportSummary(w, r);
+    w.EndObject();
+}
+
 void WriteDestination(JsonWriter& w, const DestinationView& v) {
     const config::Destination& d = v.destination;
     const store::DestinationRow* row = v.state ? &*v.state : nullptr;
@@ -369,6 +400,12 @@ void WriteDestination(JsonWriter& w, const DestinationView& v) {
         WriteTarget(w, t, trow);
     }
     w.EndArray();
+    w.Key("report_to_segment");
+    if (d.report.enabled) {
+        WriteReportSettings(w, d.report, v.reports ? *v.reports : store::ReportSummary{});
+    } else {
+        w.Null();
+    }
     w.EndObject();
 }
 
@@ -563,6 +600,58 @@ std::string ToJson(const Resumed& resumed) {
         w.Key("target");
         OptStr(w, resumed.target);
         Count(w, "pending", resumed.pending);
+        w.EndObject();
+    });
+}
+
+std::string ToJson(const ReportView& view) {
+    return Render([&](JsonWriter& w) {
+        w.StartObject();
+        w.Key("destination");
+        Str(w, view.destination);
+        w.Key("enabled");
+        w.Bool(view.enabled);
+        WriteReportSummary(w, view.summary);
+        w.Key("dead_reports");
+        w.StartArray();
+        for (const auto& d : view.dead) {
+            w.StartObject();
+            w.Key("message_id");
+            Str(w, d.row.message_id);
+            w.Key("user_id");
+            Str(w, d.row.user_id);
+            w.Key("audience_id");
+            Str(w, d.row.audience_id);
+            w.Key("audience_key");
+            Str(w, d.row.audience_key);
+            w.Key("target");
+            Str(w, d.row.target);
+            w.Key("included");
+            w.Bool(d.row.included);
+            w.Key("synced_at");
+            Time(w, d.row.synced_ms);
+            w.Key("status");
+            if (d.status) {
+                w.Int64(*d.status);
+            } else {
+                w.Null();
+            }
+            w.Key("error");
+            OptStr(w, d.error);
+            w.EndObject();
+        }
+        w.EndArray();
+        w.EndObject();
+    });
+}
+
+std::string ToJson(const ReportChange& change) {
+    return Render([&](JsonWriter& w) {
+        w.StartObject();
+        w.Key("destination");
+        Str(w, change.destination);
+        w.Key(change.retry ? "retried" : "discarded");
+        w.Int64(change.changed);
         w.EndObject();
     });
 }

@@ -165,6 +165,16 @@ Result<std::string> Rest::ResumeDestination(const std::string& id, const Query& 
     return Json(service_.ResumeDestination(id, Get(q, "target")));
 }
 
+Result<std::string> Rest::DestinationReports(const std::string& id, const Query& q) {
+    auto limit = LimitOf(q);
+    if (!limit) return limit.error();
+    return Json(service_.DestinationReports(id, limit.value()));
+}
+
+Result<std::string> Rest::ChangeDeadReports(const std::string& id, bool retry) {
+    return Json(service_.ChangeDeadReports(id, retry));
+}
+
 Result<std::string> Rest::ListDeadLetters(const Query& q) {
     DeadLetterQuery query;
     auto limit = LimitOf(q);

@@ -198,13 +198,18 @@ Status Runtime::Open(const RuntimeOptions& options) {
                                                  options.target_factory
                                                      ? options.target_factory
                                                      : sync::TargetFactory(targets::MakeTarget));
+        // The server reports synced changes to Segment; a CLI push leaves them queued
+        // for it.
+        if (options.http) reporter_ = std::make_unique<sync::Reporter>(config_, c.database, *writer_);
     }
     // The applier folds on the writer's thread; its commits (and the engine's own
     // records) wake the engine. Ingest commits only wake the applier.
     // An idle poll of the applier commits nothing worth a scan.
     writer_->SetAfterCommit([this] {
         const bool applied = applier_->Committed();
-        if (engine_ && (applied || writer_->committed_jobs() > 0)) engine_->Wake();
+        const bool jobs = writer_->committed_jobs() > 0;
+        if (engine_ && (applied || jobs)) engine_->Wake();
+        if (reporter_ && jobs) reporter_->Wake();
     });
     store::Applier* applier = applier_.get();
     writer_->SetBackground([applier](store::WriteStore& w) { return applier->Step(w); },
@@ -212,6 +217,7 @@ Status Runtime::Open(const RuntimeOptions& options) {
     store::Writer* writer = writer_.get();
     inbox_writer_->SetAfterCommit([writer] { writer->Notify(); });
     if (engine_) engine_->Start();
+    if (reporter_) reporter_->Start();
     admin_ = std::make_unique<admin::Service>(
         config_, c.database,
         [this](const std::function<void(store::WriteStore&)>& f) {
@@ -293,6 +299,7 @@ std::vector<std::string> Runtime::Reload(std::shared_ptr<const config::Config> n
     ingest_->SetConfig(applied);
     admin_->SetConfig(applied);
     if (engine_) engine_->Reload(applied);
+    if (reporter_) reporter_->Reload(applied);
     if (server_) server_->SetConfig(applied);
     config_ = applied;
     return warnings;
@@ -307,6 +314,7 @@ void Runtime::Stop() {
     stopped_ = true;
     if (server_) server_->Stop();
     if (writer_) writer_->SetAfterCommit([this] { applier_->Committed(); });
+    if (reporter_) reporter_->Stop();
     if (engine_) engine_->Stop();
     if (writer_) writer_->Stop();
     if (inbox_writer_) inbox_writer_->Stop();

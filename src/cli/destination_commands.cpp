@@ -1,4 +1,4 @@
-// destinations list|show|resume: where membership is pushed, and lifting its pauses.
+// destinations list|show|resume|reports: where membership is pushed, lifting its pauses, and its reports to Segment.
 #include "audsync/admin/render.hpp"
 #include "audsync/cli/cli.hpp"
 #include "common.hpp"
@@ -11,6 +11,9 @@ struct DestinationOptions {
     CommonOptions common;
     std::string id;
     std::string target;  // resume: one target only
+    bool retry_dead = false;
+    bool discard_dead = false;
+    int limit = 50;
 };
 
 }  // namespace
@@ -47,6 +50,18 @@ void AddDestinationCommands(CLI::App& app, Invocation& inv) {
                                                            : std::optional<std::string>(o.target)));
              });
          }},
+        {"reports",
+         "the destination's reports of synced changes to Segment, its dead reports, and "
+         "retrying or discarding them",
+         true,
+         [](Invocation& inv, const DestinationOptions& o) {
+             return WithService(inv, o.common, [&](admin::Service& s) {
+                 if (o.retry_dead || o.discard_dead) {
+                     return Show(inv, o.common, s.ChangeDeadReports(o.id, o.retry_dead));
+                 }
+                 return Show(inv, o.common, s.DestinationReports(o.id, o.limit));
+             });
+         }},
     };
     for (const Verb& verb : kVerbs) {
         auto o = std::make_shared<DestinationOptions>();
@@ -56,6 +71,15 @@ void AddDestinationCommands(CLI::App& app, Invocation& inv) {
         if (verb.takes_id) c->add_option("ID", o->id, "destination id")->required();
         if (std::string(verb.name) == "resume") {
             c->add_option("--target", o->target, "resume only this target of the destination");
+        }
+        if (std::string(verb.name) == "reports") {
+            auto* retry = c->add_flag("--retry-dead", o->retry_dead,
+                                      "send the destination's dead reports again");
+            auto* discard = c->add_flag("--discard-dead", o->discard_dead,
+                                        "give up the destination's dead reports");
+            retry->excludes(discard);
+            c->add_option("--limit", o->limit, "dead reports shown (1-1000)")
+                ->check(CLI::Range(1, 1000));
         }
         auto run = verb.run;
         c->callback([&inv, o, run] { inv.action = [&inv, o, run] { return run(inv, *o); }; });

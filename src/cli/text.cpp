@@ -190,6 +190,23 @@ std::string PauseOf(const store::TargetRow* row) {
 
 }  // namespace
 
+namespace {
+
+// "reports to Segment: ok, 3 pending, 120 sent, 1 dead (...)".
+std::string ReportLine(const store::ReportSummary& r) {
+    std::string line = "reports to Segment: " + r.status;
+    if (r.paused_until_ms > audsync::text::NowMs()) {
+        line += " until " + audsync::text::FormatIso8601(r.paused_until_ms);
+    }
+    line += ", " + std::to_string(r.pending) + " pending, " + std::to_string(r.sent) + " sent, " +
+            std::to_string(r.dead) + " dead";
+    if (r.dead > 0) line += " (see `audsync destinations reports`)";
+    if (r.status != "ok" && r.last_error) line += ", last error " + Safe(*r.last_error);
+    return line;
+}
+
+}  // namespace
+
 void Print(std::ostream& out, const admin::DestinationList& list) {
     out << Cell("DESTINATION", 14) << Cell("TARGET", 14) << Cell("PLATFORM", 13)
         << Cell("STATUS", 13) << Cell("PENDING", 9) << Cell("DEAD", 6) << Cell("PAUSED UNTIL", 26)
@@ -204,6 +221,7 @@ void Print(std::ostream& out, const admin::DestinationList& list) {
                 << Cell(Time(row ? row->last_success_ms : std::nullopt), 26)
                 << Safe(row && row->last_error ? *row->last_error : "-") << "\n";
         }
+        if (v.reports) out << "  " << Safe(v.destination.id) << ": " << ReportLine(*v.reports) << "\n";
     }
 }
 
@@ -229,6 +247,36 @@ void Print(std::ostream& out, const admin::DestinationView& v) {
             << PauseOf(row) << ", last success " << Time(row ? row->last_success_ms : std::nullopt)
             << ", last error " << Safe(row && row->last_error ? *row->last_error : "-") << "\n";
     }
+    if (v.reports) out << ReportLine(*v.reports) << "\n";
+}
+
+void Print(std::ostream& out, const admin::ReportView& view) {
+    if (!view.enabled) {
+        out << "destination " << Safe(view.destination)
+            << " has no report_to_segment; what is kept from before:\n";
+    }
+    out << ReportLine(view.summary) << "\n";
+    out << "last success:   " << Time(view.summary.last_success_ms) << "\n"
+        << "last error:     " << Safe(view.summary.last_error.value_or("-")) << "\n";
+    if (view.summary.oldest_pending_ms) {
+        out << "oldest pending: " << Time(view.summary.oldest_pending_ms) << "\n";
+    }
+    if (view.dead.empty()) return;
+    out << "dead reports (oldest first):\n"
+        << Cell("MESSAGE ID", 42) << Cell("USER", 24) << Cell("AUDIENCE", 24) << Cell("TARGET", 14)
+        << Cell("STATUS", 7) << "ERROR\n";
+    for (const auto& d : view.dead) {
+        out << Cell(d.row.message_id, 42) << Cell(Safe(d.row.user_id), 24)
+            << Cell(Safe(d.row.audience_key), 24) << Cell(Safe(d.row.target), 14)
+            << Cell(d.status ? std::to_string(*d.status) : "-", 7) << Safe(d.error.value_or("-"))
+            << "\n";
+    }
+}
+
+void Print(std::ostream& out, const admin::ReportChange& change) {
+    out << (change.retry ? "retried " : "discarded ") << change.changed << " dead report"
+        << (change.changed == 1 ? "" : "s") << " of destination " << Safe(change.destination)
+        << (change.retry ? "; they are sent again" : "") << "\n";
 }
 
 void PrintDeadLettersHeader(std::ostream& out) {

@@ -29,6 +29,8 @@ void Print(std::ostream& out, const admin::ReplayReport& report);
 void Print(std::ostream& out, const admin::PushReport& report);
 void Print(std::ostream& out, const admin::SegmentDeletion& deletion);
 void Print(std::ostream& out, const admin::Resumed& resumed);
+void Print(std::ostream& out, const admin::ReportView& view);
+void Print(std::ostream& out, const admin::ReportChange& change);
 void Print(std::ostream& out, const admin::FutureTimesRepair& repair);
 void Print(std::ostream& out, const admin::EventReplayReport& report);
 

@@ -461,6 +461,35 @@ Result<Target> LoadTarget(const rapidjson::Value& v, const std::string& path,
     return t;
 }
 
+// A destination's report_to_segment object.
+Status LoadSegmentReport(const rapidjson::Value& v, const std::string& path, const Context& context,
+                         SegmentReport* out) {
+    if (!v.IsObject()) return ConfigError(path, "must be an object");
+    ObjectReader r(v, path, context,
+                   {"write_key", "api_base", "max_batch", "request_timeout_ms", "retry_base_ms",
+                    "retry_max_ms"});
+    AUDSYNC_TRY(r.CheckUnknown());
+    SegmentReport report;
+    report.enabled = true;
+    AUDSYNC_TRY(r.Secret("write_key", &report.write_key, true));
+    AUDSYNC_TRY(Url(r, "api_base", &report.api_base));
+    if (report.api_base.size() >= 3 &&
+        report.api_base.compare(report.api_base.size() - 3, 3, "/v1") == 0) {
+        return ConfigError(r.Field("api_base"),
+                           "give the host only (e.g. https://api.segment.io); audsync adds "
+                           "/v1/batch");
+    }
+    AUDSYNC_TRY(r.Int("max_batch", &report.max_batch, 1, static_cast<int>(kSegmentBatchMaxEvents)));
+    AUDSYNC_TRY(r.Int("request_timeout_ms", &report.request_timeout_ms, 100, 600000));
+    AUDSYNC_TRY(r.Int("retry_base_ms", &report.retry_base_ms, 1, 3600000));
+    AUDSYNC_TRY(r.Int("retry_max_ms", &report.retry_max_ms, 1, 24 * 3600000));
+    if (report.retry_max_ms < report.retry_base_ms) {
+        return ConfigError(r.Field("retry_max_ms"), "must be at least retry_base_ms");
+    }
+    *out = std::move(report);
+    return Ok();
+}
+
 // `raw_write_keys` receives the write keys as written, for the uniqueness check when
 // secrets are not resolved.
 Result<Destination> LoadDestination(const rapidjson::Value& v, const std::string& path,
@@ -488,7 +517,8 @@ Result<Destination> LoadDestination(const rapidjson::Value& v, const std::string
                     "retry_max_ms",
                     "auth_retry_ms",
                     "audience_context_kinds",
-                    "targets"});
+                    "targets",
+                    "report_to_segment"});
     AUDSYNC_TRY(r.CheckUnknown());
     Destination d;
     AUDSYNC_TRY(r.String("id", &d.id, true));
@@ -620,6 +650,9 @@ Result<Destination> LoadDestination(const rapidjson::Value& v, const std::string
             }
             d.audience_context_kinds[name] = std::string(json::View(it->value));
         }
+    }
+    if (const rapidjson::Value* report = r.Get("report_to_segment")) {
+        AUDSYNC_TRY(LoadSegmentReport(*report, r.Field("report_to_segment"), context, &d.report));
     }
     return d;
 }

@@ -68,6 +68,9 @@ bool IsAdminRoute(RouteId id) {
         case RouteId::kDestinations:
         case RouteId::kDestination:
         case RouteId::kDestinationResume:
+        case RouteId::kDestinationReports:
+        case RouteId::kDestinationReportsRetry:
+        case RouteId::kDestinationReportsDiscard:
         case RouteId::kDeadLetters:
         case RouteId::kDeadLettersRetry:
         case RouteId::kDeadLettersDiscard:
@@ -119,6 +122,9 @@ const std::vector<std::string>& RouteTable() {
         "GET /v1/destinations",
         "GET /v1/destinations/{id}",
         "POST /v1/destinations/{id}/resume",
+        "GET /v1/destinations/{id}/reports",
+        "POST /v1/destinations/{id}/reports/retry",
+        "POST /v1/destinations/{id}/reports/discard",
         "GET /v1/dead-letters",
         "POST /v1/dead-letters/retry",
         "POST /v1/dead-letters/discard",
@@ -192,6 +198,12 @@ RouteMatch MatchRoute(std::string_view method, std::string_view path) {
         RouteMatch m;
         if (parts.size() == 4 && parts[3] == "resume") {
             m = Only(method, "POST", RouteId::kDestinationResume);
+        } else if (parts.size() == 4 && parts[3] == "reports") {
+            m = Only(method, "GET", RouteId::kDestinationReports);
+        } else if (parts.size() == 5 && parts[3] == "reports" && parts[4] == "retry") {
+            m = Only(method, "POST", RouteId::kDestinationReportsRetry);
+        } else if (parts.size() == 5 && parts[3] == "reports" && parts[4] == "discard") {
+            m = Only(method, "POST", RouteId::kDestinationReportsDiscard);
         } else if (parts.size() == 4 && parts[3] == "events") {
             m = Only(method, "POST", RouteId::kWebhookEvents);
         } else if (parts.size() == 4 && parts[3] == "audiences") {

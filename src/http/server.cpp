@@ -225,6 +225,12 @@ Answer DispatchAdmin(const Shared& s, const config::Config& c, const Request& re
             return FromResult(a.GetDestination(m.destination));
         case RouteId::kDestinationResume:
             return FromResult(a.ResumeDestination(m.destination, QueryOf(req)));
+        case RouteId::kDestinationReports:
+            return FromResult(a.DestinationReports(m.destination, QueryOf(req)));
+        case RouteId::kDestinationReportsRetry:
+            return FromResult(a.ChangeDeadReports(m.destination, true));
+        case RouteId::kDestinationReportsDiscard:
+            return FromResult(a.ChangeDeadReports(m.destination, false));
         case RouteId::kDeadLetters:
             return FromResult(a.ListDeadLetters(QueryOf(req)));
         case RouteId::kDeadLettersRetry:

@@ -295,6 +295,18 @@ std::vector<TargetRow> ReadTargets(Database& db) {
 
 }  // namespace
 
+std::vector<OverLimitCount> CountOverLimit(Database& db) {
+    Statement s(detail::Access::Handle(db),
+                "SELECT g.destination, t.id, t.platform, coalesce(st.limit_name, ''), count(*) "
+                "FROM segment_targets st JOIN segments g ON g.id = st.segment_id "
+                "JOIN targets t ON t.destination = g.destination AND t.id = st.target "
+                "WHERE st.status = 'over_limit' AND t.active = 1 "
+                "GROUP BY g.destination, t.id, t.platform, st.limit_name ORDER BY 1, 2, 4");
+    std::vector<OverLimitCount> out;
+    while (s.Step()) out.push_back({s.Text(0), s.Text(1), s.Text(2), s.Text(3), s.Int(4)});
+    return out;
+}
+
 std::vector<DestinationRow> ListDestinations(Database& db) {
     Statement s(detail::Access::Handle(db), "SELECT id FROM destinations ORDER BY id");
     std::vector<DestinationRow> out;

@@ -76,6 +76,14 @@ WriteStore::WriteStore(Database& db)
                   "AND m.context_key = d.context_key AND d.segment_id = ?1 "
                   "AND d.context_key = ?2 AND d.target = ?3 "
                   "AND (d.acked_version IS NULL OR d.acked_version <= ?5)"),
+      queue_report_(detail::Access::Handle(db),
+                    "INSERT INTO reports (destination, message_id, user_id, audience_id, "
+                    "audience_key, context_kind, target, platform, included, "
+                    "deciding_message_id, synced_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, "
+                    "?10, ?11) ON CONFLICT (destination, message_id) DO NOTHING"),
+      report_sent_(detail::Access::Handle(db),
+                   "UPDATE reports SET state = 1, done_ms = ?2, last_status = ?3, "
+                   "last_error = NULL WHERE id = ?1 AND state = 0"),
       record_retry_(detail::Access::Handle(db),
                     "UPDATE deliveries SET attempts = attempts + 1, next_attempt_ms = ?4, "
                     "last_status = ?5, last_error = ?6, last_push_ms = ?7 "
@@ -439,7 +447,7 @@ int64_t WriteStore::PruneDedupe(int64_t before_ms, int slice, int slices) {
     return db_.Changes();
 }
 
-void WriteStore::RecordAck(int64_t segment_id, const std::string& key, const std::string& target,
+bool WriteStore::RecordAck(int64_t segment_id, const std::string& key, const std::string& target,
                            bool pushed, int64_t version, int status, int64_t now_ms) {
     record_ack_.Bind(1, segment_id)
         .Bind(2, key)
@@ -449,6 +457,7 @@ void WriteStore::RecordAck(int64_t segment_id, const std::string& key, const std
         .Bind(6, int64_t{status})
         .Bind(7, now_ms);
     record_ack_.Run();
+    return db_.Changes() > 0;
 }
 
 void WriteStore::RecordRetry(int64_t segment_id, const std::string& key, const std::string& target,
@@ -616,7 +625,7 @@ SyncReader::SyncReader(Database& db)
            "WHERE d.target = t.id AND d.segment_id = s.id AND d.pending = 1 AND d.dead = 0 "
            "AND d.next_attempt_ms <= ?1) ORDER BY s.id, t.id"),
       dirty_(detail::Access::Handle(db),
-             "SELECT d.context_key, m.desired, m.version, d.attempts FROM deliveries d "
+             "SELECT d.context_key, m.desired, m.version, d.attempts, m.message_id FROM deliveries d "
              "INDEXED BY deliveries_due JOIN memberships m ON m.segment_id = d.segment_id "
              "AND m.context_key = d.context_key WHERE d.target = ?2 AND d.segment_id = ?1 "
              "AND d.pending = 1 AND d.dead = 0 AND d.next_attempt_ms <= ?3 LIMIT ?4"),
@@ -654,7 +663,7 @@ std::vector<DirtyMember> SyncReader::Dirty(int64_t segment_id, const std::string
     try {
         while (dirty_.Step()) {
             out.push_back({dirty_.Text(0), dirty_.Int(1) != 0, dirty_.Int(2),
-                           static_cast<int>(dirty_.Int(3))});
+                           static_cast<int>(dirty_.Int(3)), dirty_.Text(4)});
         }
     } catch (...) {
         dirty_.Reset();

@@ -32,6 +32,26 @@ std::string Detail(const Decision& d, const config::Target& target) {
     return log::Clip(out, kMaxLogDetailBytes);
 }
 
+// The report to Segment of a change the task's target acknowledged.
+store::ReportRow ReportOf(const store::DueSegment& segment, const config::Target& target,
+                          const store::DirtyMember& m, int64_t now) {
+    store::ReportRow r;
+    r.destination = segment.destination;
+    r.message_id = store::ReportMessageId(segment.destination, segment.audience_id,
+                                          segment.context_kind, m.context_key, target.id,
+                                          m.version, m.message_id);
+    r.user_id = m.context_key;
+    r.audience_id = segment.audience_id;
+    r.audience_key = segment.audience_key;
+    r.context_kind = segment.context_kind;
+    r.target = target.id;
+    r.platform = target.platform;
+    r.included = m.desired;
+    if (!m.message_id.empty()) r.deciding_message_id = m.message_id;
+    r.synced_ms = now;
+    return r;
+}
+
 // A list over the platform's limit is checked again this often (a change of the
 // membership makes it due at once).
 constexpr int64_t kOverLimitRecheckMs = 60000;
@@ -302,7 +322,10 @@ void Engine::Prepare(Task& task, store::SyncReader& reader, int64_t now) {
     if (count > t.max_list_items) {
         task.over_limit = "audience has " + std::to_string(count) + " members; " + t.platform +
                           " target " + t.id + " takes at most " + std::to_string(t.max_list_items) +
-                          " in one list (max_list_items, the plan's limit); nothing was sent";
+                          " in one list (max_list_items, " +
+                          (t.platform == "unleash" ? "the server's segmentValuesLimit"
+                                                   : "the plan's limit") +
+                          "); nothing was sent";
         return;
     }
     task.included = reader.Included(task.segment.id, t.max_list_items);
@@ -474,6 +497,7 @@ void Engine::Execute(Task& task, std::map<std::string, WorkerTarget>& targets,
     const bool list_refused =
         task.full_list && !over_limit && !decisions.empty() &&
         (decisions[0].action == Action::kDeadLetter || decisions[0].action == Action::kSplit);
+    const bool report = task.destination->report.enabled;
     Status stored = writer_.Run(
         [&](store::WriteStore& w) {
             for (size_t i = 0; i < decisions.size(); ++i) {
@@ -481,8 +505,11 @@ void Engine::Execute(Task& task, std::map<std::string, WorkerTarget>& targets,
                 const auto& d = decisions[i];
                 switch (d.action) {
                     case Action::kAcknowledge:
-                        w.RecordAck(task.segment.id, m.context_key, t.id, m.desired, m.version,
-                                    d.status, now);
+                        if (w.RecordAck(task.segment.id, m.context_key, t.id, m.desired,
+                                        m.version, d.status, now) &&
+                            report) {
+                            w.QueueReport(ReportOf(task.segment, t, m, now));
+                        }
                         break;
                     case Action::kDeadLetter:
                     case Action::kSplit:

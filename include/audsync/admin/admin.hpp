@@ -23,6 +23,7 @@ struct Counters;
 }
 namespace audsync::sync {
 struct SyncCounters;
+struct ReporterCounters;
 }
 
 namespace audsync::admin {
@@ -78,6 +79,23 @@ struct ContextView {
 struct DestinationView {
     config::Destination destination;             // rendered with every secret redacted
     std::optional<store::DestinationRow> state;  // nullopt: never pushed
+    // Its reports to Segment, when report_to_segment is configured.
+    std::optional<store::ReportSummary> reports;
+};
+
+// A destination's reports to Segment: the summary and the oldest dead reports.
+struct ReportView {
+    std::string destination;
+    bool enabled = false;  // report_to_segment configured
+    store::ReportSummary summary;
+    std::vector<store::DeadReport> dead;
+};
+
+// How many dead reports a retry or discard changed.
+struct ReportChange {
+    std::string destination;
+    bool retry = true;  // false: discarded
+    int64_t changed = 0;
 };
 
 struct DestinationList {
@@ -185,7 +203,8 @@ class Service {
   public:
     Service(std::shared_ptr<const config::Config> config, std::string db_path, WriteRunner write,
             const ingest::Counters* ingest_counters, const sync::SyncCounters* sync_counters,
-            const store::ApplierCounters* applier_counters = nullptr);
+            const store::ApplierCounters* applier_counters = nullptr,
+            const sync::ReporterCounters* reporter_counters = nullptr);
 
     void SetConfig(std::shared_ptr<const config::Config> config);
     void SetNotify(Notify notify);
@@ -210,6 +229,11 @@ class Service {
     // With a target, only that one; errors: unknown_destination, unknown_target.
     Result<Resumed> ResumeDestination(const std::string& id,
                                       const std::optional<std::string>& target = std::nullopt);
+    // A destination's reports to Segment with at most `limit` dead ones (1..1000);
+    // errors: unknown_destination, bad limit.
+    Result<ReportView> DestinationReports(const std::string& id, int limit);
+    // Sends the destination's dead reports again (retry) or gives them up (discard).
+    Result<ReportChange> ChangeDeadReports(const std::string& id, bool retry);
     // Orders members decided by future-dated events by their receive time; a dry run
     // only counts them.
     Result<FutureTimesRepair> RepairFutureTimes(bool dry_run);
@@ -231,6 +255,7 @@ class Service {
     const ingest::Counters* ingest_counters_;
     const sync::SyncCounters* sync_counters_;
     const store::ApplierCounters* applier_counters_;
+    const sync::ReporterCounters* reporter_counters_;
 };
 
 }  // namespace audsync::admin

@@ -24,6 +24,8 @@ std::string ToJson(const ReplayReport& report);
 std::string ToJson(const PushReport& report);
 std::string ToJson(const SegmentDeletion& deletion);
 std::string ToJson(const Resumed& resumed);
+std::string ToJson(const ReportView& view);
+std::string ToJson(const ReportChange& change);
 std::string ToJson(const FutureTimesRepair& repair);
 std::string ToJson(const EventReplayReport& report);
 

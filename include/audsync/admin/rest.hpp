@@ -29,6 +29,9 @@ class Rest {
     Result<std::string> GetDestination(const std::string& id);
     // ?target=ID resumes one target of the destination.
     Result<std::string> ResumeDestination(const std::string& id, const Query& query);
+    // ?limit= dead reports shown (default 50).
+    Result<std::string> DestinationReports(const std::string& id, const Query& query);
+    Result<std::string> ChangeDeadReports(const std::string& id, bool retry);
     Result<std::string> ListDeadLetters(const Query& q);
     // Body: {"ids": ["<segment>:<key>", ...]} or {"segment": <id>}.
     Result<std::string> RetryDeadLetters(std::string_view body);

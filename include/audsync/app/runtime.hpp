@@ -15,6 +15,7 @@
 #include "audsync/store/applier.hpp"
 #include "audsync/store/writer.hpp"
 #include "audsync/sync/engine.hpp"
+#include "audsync/sync/reporter.hpp"
 
 namespace audsync::http {
 class Server;
@@ -71,6 +72,7 @@ class Runtime {
     ingest::Service& ingest() { return *ingest_; }
     admin::Service& admin() { return *admin_; }
     sync::Engine* engine() { return engine_.get(); }
+    sync::Reporter* reporter() { return reporter_.get(); }
     // The bound HTTP port (0 without HTTP).
     uint16_t port() const;
     // The admin listener's port (0 without admin_listen or HTTP).
@@ -101,6 +103,7 @@ class Runtime {
     std::unique_ptr<store::Checkpointer> checkpointer_;
     std::unique_ptr<ingest::Service> ingest_;
     std::unique_ptr<sync::Engine> engine_;
+    std::unique_ptr<sync::Reporter> reporter_;
     std::unique_ptr<admin::Service> admin_;
     std::unique_ptr<admin::Rest> rest_;
     std::unique_ptr<http::Server> server_;

@@ -118,6 +118,24 @@ struct Target {
 // The platforms a target may name.
 bool IsKnownPlatform(std::string_view platform);
 
+// Segment's Tracking API limits for one /v1/batch request and one event.
+inline constexpr size_t kSegmentBatchMaxBytes = 500 * 1000;
+inline constexpr size_t kSegmentEventMaxBytes = 32 * 1000;
+inline constexpr size_t kSegmentBatchMaxEvents = 2500;
+
+// Reporting every synced change back into Segment: after a target acknowledges a
+// membership change, one "Audience Membership Synced" track event per (profile,
+// audience, target) goes to Segment's Tracking API (/v1/batch) with this write key.
+struct SegmentReport {
+    bool enabled = false;
+    std::string write_key;  // secret; empty when secrets are not resolved
+    std::string api_base = "https://api.segment.io";
+    int max_batch = 100;  // events per request (Segment: at most 2,500 and 500 KB)
+    int request_timeout_ms = 10000;
+    int retry_base_ms = 1000;
+    int retry_max_ms = 300000;
+};
+
 struct Destination;
 // The LaunchDarkly target the flat fields of `d` stand for (id "launchdarkly"), with
 // the destination's delivery settings: what LoadText makes of a destination without
@@ -161,6 +179,8 @@ struct Destination {
     // for one LaunchDarkly target with the id "launchdarkly" (the id that a database
     // made before targets existed holds its delivery state under).
     std::vector<Target> targets;
+    // Optional: report every acknowledged change to Segment (report.enabled).
+    SegmentReport report;
 
     const Target* FindTarget(std::string_view target_id) const;
 };

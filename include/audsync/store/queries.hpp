@@ -160,6 +160,16 @@ struct SyncGauges {
 };
 SyncGauges ReadSyncGauges(Database& db);
 
+// Segments over a platform's limit, per target and limit name (for /metrics).
+struct OverLimitCount {
+    std::string destination;
+    std::string target;
+    std::string platform;
+    std::string limit;
+    int64_t segments = 0;
+};
+std::vector<OverLimitCount> CountOverLimit(Database& db);
+
 // Operator writes are WriteStore methods (store.hpp).
 
 }  // namespace audsync::store

@@ -13,6 +13,7 @@
 #include "audsync/mapping/mapping.hpp"
 #include "audsync/store/database.hpp"
 #include "audsync/store/inbox.hpp"
+#include "audsync/store/reports.hpp"
 
 namespace audsync::store {
 
@@ -107,7 +108,9 @@ class WriteStore {
     // Sync outcomes at one target (semantics rules 11-13). `acked` records what the
     // platform now holds: the pushed state. A member whose desired state moved on
     // meanwhile stays pending; attempts reset only if `version` is current.
-    void RecordAck(int64_t segment_id, const std::string& key, const std::string& target,
+    // Returns whether the acknowledgement was recorded (false when the target already
+    // holds a later version).
+    bool RecordAck(int64_t segment_id, const std::string& key, const std::string& target,
                    bool pushed, int64_t version, int status, int64_t now_ms);
     void RecordRetry(int64_t segment_id, const std::string& key, const std::string& target,
                      int64_t next_attempt_ms, int status, const std::string& error, int64_t now_ms);
@@ -163,6 +166,21 @@ class WriteStore {
     // changed. Scans every membership.
     int64_t RepairFutureTimes(int64_t skew_ms);
 
+    // Reports to Segment (reports.hpp). Queue: a change just acknowledged, unless a
+    // report with its messageId is already kept. Sent / Dead: the reporter's outcome.
+    // Status: the reporter's health for a destination. Retry and discard act on a
+    // destination's dead reports and return how many changed. Prune deletes sent and
+    // discarded reports done before `before_ms`, at most `limit`, returning how many.
+    void QueueReport(const ReportRow& row);
+    void MarkReportsSent(const std::vector<int64_t>& ids, int status, int64_t now_ms);
+    void MarkReportDead(int64_t id, int status, const std::string& error, int64_t now_ms);
+    void SetReportStatus(const std::string& destination, const std::string& status,
+                         int64_t paused_until_ms, const std::optional<std::string>& error,
+                         std::optional<int64_t> success_ms);
+    int64_t RetryDeadReports(const std::string& destination);
+    int64_t DiscardDeadReports(const std::string& destination, int64_t now_ms);
+    int64_t PruneReports(int64_t before_ms, int limit);
+
     // Forgets cached ids after a rollback.
     void ForgetCache() {
         segment_ids_.clear();
@@ -190,6 +208,8 @@ class WriteStore {
     Statement insert_audience_;
     Statement prune_dedupe_;
     Statement record_ack_;
+    Statement queue_report_;
+    Statement report_sent_;
     Statement record_retry_;
     Statement record_dead_;
     Statement target_ok_;
@@ -221,6 +241,7 @@ struct DirtyMember {
     bool desired = false;
     int64_t version = 0;
     int attempts = 0;
+    std::string message_id;  // the event that decided `desired` (for reports)
 };
 
 // The sync engine's reads, prepared once on the engine's own connection.
