@@ -5,6 +5,7 @@
 #include "audsync/targets/flagsmith.hpp"
 #include "audsync/targets/launchdarkly.hpp"
 #include "audsync/targets/target.hpp"
+#include "audsync/targets/unleash.hpp"
 
 namespace audsync::targets {
 
@@ -12,6 +13,7 @@ std::unique_ptr<Target> MakeTarget(const config::Target& target) {
     if (target.platform == "launchdarkly") return std::make_unique<LaunchDarklyTarget>(target);
     if (target.platform == "flagsmith") return MakeFlagsmithTarget(target);
     if (target.platform == "configcat") return MakeConfigCatTarget(target);
+    if (target.platform == "unleash") return MakeUnleashTarget(target);
     // config::LoadText refuses any other platform.
     throw std::invalid_argument("unknown platform " + target.platform);
 }
