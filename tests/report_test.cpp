@@ -372,6 +372,13 @@ TEST_SUITE("report to segment") {
         auto both = testing::RunAudsync({"destinations", "reports", "ld", "--retry-dead",
                                          "--discard-dead", "--config", h.config});
         CHECK(both.exit_code == 2);
+        auto check = testing::RunAudsync({"check", "--config", h.config});
+        CHECK_MESSAGE(check.out.find("ld/report_to_segment: ok") != std::string::npos, check.out);
+        CHECK(check.out.find(kReportKey) == std::string::npos);
+        auto unknown = h.Admin("GET", "/v1/destinations/nope/reports");
+        CHECK(unknown.status == 404);
+        auto bad = h.Admin("GET", "/v1/destinations/ld/reports?limit=0");
+        CHECK(bad.status == 400);
     }
 
     TEST_CASE("429 and 5xx wait and retry; nothing is lost or sent twice") {

@@ -13,6 +13,7 @@
 #include "audsync/store/store.hpp"
 #include "audsync/store/writer.hpp"
 #include "audsync/targets/launchdarkly.hpp"
+#include "audsync/targets/segment_tracking.hpp"
 #include "common.hpp"
 
 namespace audsync::cli {
@@ -124,6 +125,21 @@ int Check(Invocation& inv, const CommonOptions& o, const std::string& only) {
                     << "): " << (r.ok ? "ok" : "FAILED") << "\n";
             for (const auto& line : r.lines) inv.out << "  " << line << "\n";
             all_ok = all_ok && r.ok;
+        }
+        if (d->report.enabled) {
+            // An empty batch: Segment answers 200 whatever the write key, so this proves
+            // only that the Tracking API is reachable.
+            targets::TrackingClient client(d->report);
+            targets::HttpResult r = client.SendBatch(R"({"batch":[]})");
+            const bool reached = r.status >= 200 && r.status < 500 && r.status != 401 &&
+                                 r.status != 403 && r.status != 404;
+            inv.out << d->id << "/report_to_segment: " << (reached ? "ok" : "FAILED") << "\n"
+                    << "  Tracking API " << d->report.api_base << ": "
+                    << (r.status == 0 ? "no answer (" + r.transport_error + ")"
+                                      : "HTTP " + std::to_string(r.status))
+                    << "\n  Segment accepts any write key here: see the source's debugger in "
+                       "Segment for the reports arriving\n";
+            all_ok = all_ok && reached;
         }
     }
     return all_ok ? kExitOk : kExitFailed;
