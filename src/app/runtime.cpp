@@ -296,6 +296,7 @@ std::vector<std::string> Runtime::Reload(std::shared_ptr<const config::Config> n
         warnings.push_back("targets: " + s.error().message);
     }
     log::SetLevel(applied->log_level);
+    log::SetFormat(applied->log_format);
     ingest_->SetConfig(applied);
     admin_->SetConfig(applied);
     if (engine_) engine_->Reload(applied);

@@ -30,6 +30,7 @@ int Serve(Invocation& inv, const CommonOptions& o) {
     if (!loaded) return Fail(inv, loaded.error());
     std::shared_ptr<const config::Config> config = loaded.value();
     log::SetLevel(config->log_level);
+    log::SetFormat(config->log_format);
 
     // Every thread started below inherits this mask, so the signals reach sigwait only.
     sigset_t signals;

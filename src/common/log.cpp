@@ -7,12 +7,14 @@
 #include <mutex>
 #include <string>
 
+#include "audsync/common/json.hpp"
 #include "audsync/common/text.hpp"
 
 namespace audsync::log {
 namespace {
 
 std::atomic<int> g_level{static_cast<int>(Level::kInfo)};
+std::atomic<int> g_format{static_cast<int>(Format::kText)};
 std::mutex g_sink_mu;
 std::shared_ptr<const std::function<void(Level, std::string_view)>> g_sink;  // by g_sink_mu
 
@@ -41,6 +43,47 @@ std::optional<Level> ParseLevel(std::string_view name) {
 
 void SetLevel(Level level) { g_level = static_cast<int>(level); }
 
+std::optional<Format> ParseFormat(std::string_view name) {
+    if (name == "text") return Format::kText;
+    if (name == "json") return Format::kJson;
+    return std::nullopt;
+}
+
+void SetFormat(Format format) { g_format = static_cast<int>(format); }
+
+std::string FormatRecord(int64_t unix_ms, Level level, std::string_view message, const Fields& fields) {
+    std::string line;
+    if (static_cast<Format>(g_format.load()) == Format::kJson) {
+        line = "{\"time\":";
+        json::AppendQuoted(line, text::FormatIso8601(unix_ms));
+        line += ",\"level\":";
+        json::AppendQuoted(line, Name(level));
+        line += ",\"message\":";
+        json::AppendQuoted(line, message);
+        line += ",\"fields\":{";
+        for (size_t i = 0; i < fields.size(); ++i) {
+            if (i > 0) line += ',';
+            json::AppendQuoted(line, fields[i].first);
+            line += ':';
+            json::AppendQuoted(line, fields[i].second);
+        }
+        line += "}}";
+        return line;
+    }
+    line = text::FormatIso8601(unix_ms);
+    line += ' ';
+    line += Name(level);
+    line += ' ';
+    line.append(message);
+    for (const auto& [k, v] : fields) {
+        line += ' ';
+        line += k;
+        line += '=';
+        line += v;
+    }
+    return line;
+}
+
 void SetSinkForTesting(std::function<void(Level, std::string_view)> sink) {
     std::lock_guard<std::mutex> lock(g_sink_mu);
     if (sink) {
@@ -51,7 +94,7 @@ void SetSinkForTesting(std::function<void(Level, std::string_view)> sink) {
     }
 }
 
-void Write(Level level, std::string_view message) {
+void Write(Level level, std::string_view message, const Fields& fields) {
     if (static_cast<int>(level) < g_level.load()) return;
     std::shared_ptr<const std::function<void(Level, std::string_view)>> sink;
     {
@@ -59,14 +102,16 @@ void Write(Level level, std::string_view message) {
         sink = g_sink;
     }
     if (sink) {
-        (*sink)(level, message);
+        if (fields.empty()) {
+            (*sink)(level, message);
+        } else {
+            std::string with(message);
+            for (const auto& [k, v] : fields) with += " " + k + "=" + v;
+            (*sink)(level, with);
+        }
         return;
     }
-    std::string line = text::FormatIso8601(text::NowMs());
-    line += ' ';
-    line += Name(level);
-    line += ' ';
-    line.append(message);
+    std::string line = FormatRecord(text::NowMs(), level, message, fields);
     line += '\n';
     std::fwrite(line.data(), 1, line.size(), stderr);
 }

@@ -802,7 +802,8 @@ Result<Config> Load(std::string_view text, const Context& context) {
     c.secrets_resolved = context.resolve_secrets;
     ObjectReader r(
         doc, "", context,
-        {"listen", "admin_listen", "database", "log_level", "admin_token", "metrics_public",
+        {"listen", "admin_listen", "database", "log_level", "log_format", "access_log",
+         "admin_token", "metrics_public",
          "admin_auth_free_failures", "http_threads", "keepalive_timeout_ms", "header_timeout_ms",
          "body_timeout_ms", "dedupe_window_hours", "raw_retention_hours",
          "ready_max_backlog_seconds", "sync", "limits", "destinations"});
@@ -826,6 +827,12 @@ Result<Config> Load(std::string_view text, const Context& context) {
         return ConfigError("log_level", "must be one of error, warn, info, debug");
     }
     c.log_level = *parsed_level;
+    std::string format = c.log_format == log::Format::kJson ? "json" : "text";
+    AUDSYNC_TRY(r.String("log_format", &format, false));
+    auto parsed_format = log::ParseFormat(format);
+    if (!parsed_format) return ConfigError("log_format", "must be text or json");
+    c.log_format = *parsed_format;
+    AUDSYNC_TRY(r.Bool("access_log", &c.access_log));
     // Absent, the admin API is off; present, it must be long enough to resist guessing.
     AUDSYNC_TRY(r.LongSecret("admin_token", &c.admin_token, nullptr));
     AUDSYNC_TRY(r.Bool("metrics_public", &c.metrics_public));

@@ -81,6 +81,68 @@ bool IsAdminRoute(RouteId id) {
     }
 }
 
+std::string_view RouteTemplate(RouteId id) {
+    switch (id) {
+        case RouteId::kBatch:
+            return "/v1/batch";
+        case RouteId::kIdentify:
+            return "/v1/identify";
+        case RouteId::kTrack:
+            return "/v1/track";
+        case RouteId::kImport:
+            return "/v1/import";
+        case RouteId::kWebhookEvents:
+            return "/v1/destinations/{id}/events";
+        case RouteId::kAudienceCreate:
+            return "/v1/destinations/{id}/audiences";
+        case RouteId::kAudienceLookup:
+            return "/v1/destinations/{id}/audiences/lookup";
+        case RouteId::kHealthz:
+            return "/healthz";
+        case RouteId::kReadyz:
+            return "/readyz";
+        case RouteId::kSegments:
+            return "/v1/segments";
+        case RouteId::kSegment:
+        case RouteId::kSegmentDelete:
+            return "/v1/segments/{id}";
+        case RouteId::kMembers:
+            return "/v1/segments/{id}/members";
+        case RouteId::kMember:
+            return "/v1/segments/{id}/members/{contextKey}";
+        case RouteId::kResync:
+            return "/v1/segments/{id}/resync";
+        case RouteId::kContext:
+            return "/v1/contexts/{contextKey}";
+        case RouteId::kDestinations:
+            return "/v1/destinations";
+        case RouteId::kDestination:
+            return "/v1/destinations/{id}";
+        case RouteId::kDestinationResume:
+            return "/v1/destinations/{id}/resume";
+        case RouteId::kDestinationReports:
+            return "/v1/destinations/{id}/reports";
+        case RouteId::kDestinationReportsRetry:
+            return "/v1/destinations/{id}/reports/retry";
+        case RouteId::kDestinationReportsDiscard:
+            return "/v1/destinations/{id}/reports/discard";
+        case RouteId::kDeadLetters:
+            return "/v1/dead-letters";
+        case RouteId::kDeadLettersRetry:
+            return "/v1/dead-letters/retry";
+        case RouteId::kDeadLettersDiscard:
+            return "/v1/dead-letters/discard";
+        case RouteId::kMetrics:
+            return "/metrics";
+        case RouteId::kMethodNotAllowed:
+            return "(method not allowed)";
+        case RouteId::kNotFound:
+        case RouteId::kBadPath:
+            break;
+    }
+    return "(no route)";
+}
+
 size_t BodyLimit(const config::Limits& limits, RouteId id) {
     switch (id) {
         case RouteId::kBatch:

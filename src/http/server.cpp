@@ -1,6 +1,8 @@
 // The audsync HTTP API: dispatch of each route to ingest or admin, over http::Transport.
 #include "audsync/http/server.hpp"
 
+#include <cstdio>
+
 #include <algorithm>
 #include <map>
 #include <mutex>
@@ -388,6 +390,32 @@ void Server::Start() {
         return [shared, side](const Request& req) {
             return ToResponse(Dispatch(*shared, side, req), MatchOn(side, req));
         };
+    };
+    o.on_access = [shared](const AccessRecord& a) {
+        if (!shared->Config()->access_log) return;
+        RouteMatch m;
+        if (!a.method.empty()) {
+            m = MatchRoute(a.method, std::string_view(a.target).substr(0, a.target.find('?')));
+        }
+        std::string destination = "-";
+        if (!m.destination.empty() && m.destination.size() <= 64 &&
+            m.destination.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                            "0123456789._-") == std::string::npos) {
+            destination = m.destination;
+        }
+        const bool known_method =
+            a.method.size() <= 10 &&
+            a.method.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ") == std::string::npos;
+        char duration[32];
+        std::snprintf(duration, sizeof duration, "%.3f", static_cast<double>(a.duration_us) / 1000.0);
+        log::Info("http: access", {{"method", a.method.empty() ? std::string("-") : known_method ? a.method : std::string("?")},
+                                   {"route", std::string(a.method.empty() ? std::string_view("-") : RouteTemplate(m.id))},
+                                   {"status", std::to_string(a.status)},
+                                   {"duration_ms", duration},
+                                   {"bytes_in", std::to_string(a.bytes_in)},
+                                   {"bytes_out", std::to_string(a.bytes_out)},
+                                   {"destination", destination},
+                                   {"sent", a.sent ? "true" : "false"}});
     };
     const Side public_side = c.admin_listen ? Side::kPublic : Side::kAll;
     impl_->transport = std::make_unique<Transport>(o, body_limit, handler_for(public_side));

@@ -210,6 +210,10 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
         if (ec) return OnReadError(ec);
         const auto& head = parser_->get();
         version_ = head.version();
+        started_ = Clock::now();
+        method_.assign(head.method_string().data(), head.method_string().size());
+        target_.assign(head.target().data(), head.target().size());
+        bytes_in_ = 0;
         keep_alive_ = parser_->keep_alive();
         is_head_ = head.method() == bhttp::verb::head;
         const size_t limit = core_->body_limit(
@@ -263,6 +267,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
             req.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
         }
         req.body = std::move(msg.body());
+        bytes_in_ = req.body.size();
         auto self = this->shared_from_this();
         core_->offload([self, req = std::move(req)]() mutable {
             Response res = Handle(*self->core_, req);
@@ -350,6 +355,25 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
         const size_t bytes = response_->body().size();
         const unsigned status = response_->result_int();
         response_.reset();
+        if (core_->options.on_access) {
+            AccessRecord a;
+            a.method = std::move(method_);
+            a.target = std::move(target_);
+            a.status = status;
+            if (started_ != Clock::time_point{}) {
+                a.duration_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                                    Clock::now() - started_)
+                                    .count();
+            }
+            a.bytes_in = bytes_in_;
+            a.bytes_out = bytes;
+            a.sent = !ec;
+            core_->options.on_access(a);
+        }
+        method_.clear();
+        target_.clear();
+        started_ = Clock::time_point{};
+        bytes_in_ = 0;
         if (ec) {
             core_->stats.answers_failed.fetch_add(1);
             {
@@ -406,6 +430,11 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     bool closed_ = false;
     bool counted_;
     std::string peer_;
+    // The request being answered, for the access log.
+    std::string method_;
+    std::string target_;
+    Clock::time_point started_{};
+    size_t bytes_in_ = 0;
 };
 
 size_t ConnectionCap(size_t configured) {

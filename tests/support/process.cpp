@@ -1,6 +1,12 @@
 // Test helpers around processes: spawning audsync, reading its state, a libcurl client.
 #include "support/process.hpp"
 
+#include <cstdlib>
+
+#include <atomic>
+#include <set>
+#include <rapidjson/document.h>
+
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -118,9 +124,50 @@ CommandResult RunAudsync(const std::vector<std::string>& args,
 
 ServerProcess::ServerProcess(std::string config_path) : config_path_(std::move(config_path)) {}
 
+namespace {
+
+// The secret values of a config (what its server must never log): every string under a
+// secret field's name, at any depth, that is not a ${VARIABLE} reference.
+void CollectSecrets(const rapidjson::Value& v, bool secret, std::vector<std::string>& out) {
+    static const std::set<std::string> kNames = {
+        "admin_token",     "service_token",  "write_keys",      "write_key",
+        "shared_secret",   "webhook_token",  "audience_url_key", "environment_key",
+        "api_user",        "api_password",   "api_token",       "console_api_key"};
+    if (v.IsString()) {
+        std::string s(v.GetString(), v.GetStringLength());
+        if (secret && s.size() >= 4 && s.find("${") == std::string::npos) out.push_back(s);
+    } else if (v.IsArray()) {
+        for (const auto& e : v.GetArray()) CollectSecrets(e, secret, out);
+    } else if (v.IsObject()) {
+        for (auto it = v.MemberBegin(); it != v.MemberEnd(); ++it) {
+            CollectSecrets(it->value, kNames.count(it->name.GetString()) > 0, out);
+        }
+    }
+}
+
+std::vector<std::string> ConfigSecrets(const std::string& config) {
+    rapidjson::Document doc;
+    doc.Parse(config.c_str());
+    std::vector<std::string> out;
+    if (!doc.HasParseError()) CollectSecrets(doc, false, out);
+    return out;
+}
+
+}  // namespace
+
 ServerProcess::~ServerProcess() {
     if (pid_ > 0) Kill();
-    if (!log_path_.empty()) unlink(log_path_.c_str());
+    if (log_path_.empty()) return;
+    // Kept for the suite's last test, which searches every server's log for secrets.
+    if (const char* keep = std::getenv("AUDSYNC_TEST_LOG_DIR"); keep != nullptr && *keep != 0) {
+        static std::atomic<int> n{0};
+        const std::string to = std::string(keep) + "/serve-" + std::to_string(getpid()) + "-" +
+                               std::to_string(n++) + ".log";
+        std::ofstream(to, std::ios::binary) << ReadFile(log_path_);
+        std::ofstream secrets(to + ".secrets", std::ios::binary);
+        for (const auto& secret : ConfigSecrets(ReadFile(config_path_))) secrets << secret << "\n";
+    }
+    unlink(log_path_.c_str());
 }
 
 bool ServerProcess::Start(int deadline_ms) {

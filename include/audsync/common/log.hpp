@@ -1,10 +1,13 @@
 // One-line log records to stderr, with a level filter and a sink tests can capture.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace audsync::log {
 
@@ -14,9 +17,23 @@ enum class Level { kDebug, kInfo, kWarn, kError };
 std::optional<Level> ParseLevel(std::string_view name);
 
 void SetLevel(Level level);
-// One line to stderr: time, level, message. Callers never pass secrets.
+
+// How a record is written: "text" (`<time> <level> <message> key=value ...`) or "json"
+// (one object per line: {"time","level","message","fields":{...}}).
+enum class Format { kText, kJson };
+std::optional<Format> ParseFormat(std::string_view name);
+void SetFormat(Format format);
+
+// Named values of a record (an access log line's method, status, ...).
+using Fields = std::vector<std::pair<std::string, std::string>>;
+
+// One line to stderr: time, level, message (and fields). Callers never pass secrets.
 // Thread-safe.
-void Write(Level level, std::string_view message);
+void Write(Level level, std::string_view message, const Fields& fields = {});
+
+// One record as the current format writes it, without the newline (for tests).
+std::string FormatRecord(int64_t unix_ms, Level level, std::string_view message,
+                         const Fields& fields);
 
 // Routes every line that passes the level filter to `sink` instead of stderr (the
 // message only, without time and level); an empty function restores stderr. For tests.
@@ -24,6 +41,7 @@ void SetSinkForTesting(std::function<void(Level, std::string_view)> sink);
 
 inline void Debug(std::string_view m) { Write(Level::kDebug, m); }
 inline void Info(std::string_view m) { Write(Level::kInfo, m); }
+inline void Info(std::string_view m, const Fields& fields) { Write(Level::kInfo, m, fields); }
 inline void Warn(std::string_view m) { Write(Level::kWarn, m); }
 inline void Error(std::string_view m) { Write(Level::kError, m); }
 

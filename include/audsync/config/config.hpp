@@ -198,6 +198,10 @@ struct Config {
     // Relative paths in a config file are resolved against the file's directory.
     std::string database = "audsync.db";
     log::Level log_level = log::Level::kInfo;
+    log::Format log_format = log::Format::kText;  // "text" | "json"
+    // One info line per HTTP request (method, route template, status, duration, bytes,
+    // destination); never a query string, header or body.
+    bool access_log = true;
     std::string admin_token;      // empty: the admin API answers 401 to everything
     bool metrics_public = false;  // serve /metrics without the admin token
     // Failed admin authentications a peer may make in a minute before each further

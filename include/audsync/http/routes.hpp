@@ -53,6 +53,11 @@ struct RouteMatch {
 // Pure routing: the path is the request target without the query.
 RouteMatch MatchRoute(std::string_view method, std::string_view path);
 
+// The route's path template ("/v1/segments/{id}"), what the access log names instead of
+// the raw path; "(no route)" for kNotFound and kBadPath, "(method not allowed)" for
+// kMethodNotAllowed.
+std::string_view RouteTemplate(RouteId id);
+
 // True for the routes that need the admin bearer token.
 bool IsAdminRoute(RouteId id);
 

@@ -47,6 +47,18 @@ struct RequestHead {
     std::string_view target;
 };
 
+// What the access log says of one answered request. `target` is the raw request target
+// (with its query): the receiver maps it to a route template and never logs it raw.
+struct AccessRecord {
+    std::string method;  // empty when the request line was not read
+    std::string target;
+    unsigned status = 0;
+    int64_t duration_us = 0;  // from the end of the headers (or the first byte) to the answer sent
+    size_t bytes_in = 0;      // body bytes read
+    size_t bytes_out = 0;     // answer body bytes
+    bool sent = true;         // false: the answer could not be sent
+};
+
 struct TransportOptions {
     std::string host = "127.0.0.1";
     uint16_t port = 0;                    // 0: any free port
@@ -64,6 +76,8 @@ struct TransportOptions {
     int keepalive_timeout_ms = 5000;  // idle between requests
     int linger_ms = 2000;             // after an error answer, discard what the client sends
     int accept_backoff_ms = 100;      // after EMFILE/ENFILE
+    // Called once per answer written (or failed to write), on an I/O thread: keep it cheap.
+    std::function<void(const AccessRecord&)> on_access;
 };
 
 // Chooses the body limit for a request from its head: the route's limit.
