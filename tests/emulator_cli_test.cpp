@@ -1,4 +1,5 @@
-// The emulator's command line: --help lists every control route, bad options exit 2.
+// The LaunchDarkly and Statsig emulators' command lines: --help lists every control route, bad
+// options exit 2.
 #include <doctest/doctest.h>
 #include <sys/wait.h>
 
@@ -21,9 +22,14 @@ std::string EmulatorBinary() {
     return audsync.substr(0, audsync.rfind('/') + 1) + "audsync-ld-emulator";
 }
 
-Run RunEmulator(const std::string& args) {
+std::string StatsigEmulatorBinary() {
+    std::string audsync = AUDSYNC_BINARY;
+    return audsync.substr(0, audsync.rfind('/') + 1) + "audsync-statsig-emulator";
+}
+
+Run RunBinary(const std::string& binary, const std::string& args) {
     Run r;
-    FILE* p = popen((EmulatorBinary() + " " + args + " 2>&1").c_str(), "r");
+    FILE* p = popen((binary + " " + args + " 2>&1").c_str(), "r");
     REQUIRE(p != nullptr);
     char buffer[4096];
     size_t n = 0;
@@ -33,6 +39,8 @@ Run RunEmulator(const std::string& args) {
     return r;
 }
 
+Run RunEmulator(const std::string& args) { return RunBinary(EmulatorBinary(), args); }
+
 std::string ReadSource(const std::string& path) {
     std::ifstream in(std::string(AUDSYNC_SOURCE_DIR) + "/" + path);
     std::stringstream ss;
@@ -41,8 +49,8 @@ std::string ReadSource(const std::string& path) {
 }
 
 // Every "/_emulator/..." route the emulator's code answers.
-std::set<std::string> ControlRoutes() {
-    std::string code = ReadSource("tools/ld_emulator/emulator.cpp");
+std::set<std::string> ControlRoutes(const std::string& source = "tools/ld_emulator/emulator.cpp") {
+    std::string code = ReadSource(source);
     std::set<std::string> routes;
     for (size_t at = code.find("\"/_emulator/"); at != std::string::npos;
          at = code.find("\"/_emulator/", at + 1)) {
@@ -78,6 +86,33 @@ TEST_SUITE("emulator cli") {
         for (const auto& route : ControlRoutes()) {
             CAPTURE(route);
             CHECK(doc.find(" " + route + "`") != std::string::npos);
+        }
+    }
+
+    TEST_CASE("the Statsig emulator's --help exits 0 and names every control route") {
+        std::ifstream binary(StatsigEmulatorBinary());
+        REQUIRE_MESSAGE(binary.good(), "build the audsync-statsig-emulator target first");
+        auto routes = ControlRoutes("tools/statsig_emulator/emulator.cpp");
+        CHECK(routes.size() >= 9);
+        for (const char* flag : {"--help", "-h"}) {
+            auto r = RunBinary(StatsigEmulatorBinary(), flag);
+            CHECK(r.exit_code == 0);
+            CHECK(r.out.find("usage: audsync-statsig-emulator") == 0);
+            for (const auto& route : routes) {
+                CAPTURE(route);
+                CHECK(r.out.find(route) != std::string::npos);
+            }
+        }
+    }
+
+    TEST_CASE("the Statsig emulator's unknown options and bad values exit 2") {
+        for (const char* args :
+             {"--bogus", "--listen", "--listen 8768", "--listen h:70000", "--key", "--key ''",
+              "--rate-limit -1", "--rate-limit x", "--rate-window-ms 0", "-x 1", "extra"}) {
+            CAPTURE(args);
+            auto r = RunBinary(StatsigEmulatorBinary(), args);
+            CHECK(r.exit_code == 2);
+            CHECK(r.out.find("usage:") != std::string::npos);
         }
     }
 

@@ -177,6 +177,13 @@ Decision Decide(const targets::HttpResult& result, int attempts, size_t batch_si
         auto wait = RateLimitWait(result, now_ms, cap);
         if (!wait) {
             d.delay_ms = Backoff(attempts, schedule, jitter);
+            if (result.rate_limit_window_ms) {
+                // No header, but a known window: retrying within it is refused again.
+                const int64_t window = std::max<int64_t>(0, *result.rate_limit_window_ms);
+                d.delay_ms = std::max(
+                    d.delay_ms,
+                    window + static_cast<int64_t>(jitter * static_cast<double>(window / 10 + 100)));
+            }
         } else {
             // Jitter spreads the retries of several workers over a tenth of the wait.
             d.delay_ms =

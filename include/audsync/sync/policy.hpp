@@ -71,7 +71,10 @@ std::optional<int64_t> RateLimitWait(const targets::HttpResult& result, int64_t 
 // one, else the body, cut at a UTF-8 character boundary.
 std::string PlatformMessage(std::string_view body);
 
-// The pure outcome -> action function. `jitter` in [0, 1) is drawn by the caller.
+// The pure outcome -> action function. `jitter` in [0, 1) is drawn by the caller. A 429
+// waits what its headers ask (plus up to a tenth for jitter); without a usable header, the
+// backoff, but at least the result's rate_limit_window_ms when the target sets one; always
+// within [kRateLimitFloorMs, max(retry_max_ms, kRateLimitFloorMs)].
 Decision Decide(const targets::HttpResult& result, int attempts, size_t batch_size, int64_t now_ms,
                 const RetrySchedule& schedule, double jitter);
 

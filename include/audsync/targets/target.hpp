@@ -36,6 +36,11 @@ struct HttpResult {
     std::string body;                            // at most a few KiB, for dead letters and errors
     std::optional<std::string> retry_after;      // Retry-After
     std::optional<std::string> ratelimit_reset;  // epoch ms when the window resets
+    // Set by a target whose platform counts requests in windows of a documented length
+    // but sends no header saying when one ends (Statsig: 10 s): a 429 without a usable
+    // Retry-After or ratelimit_reset then waits at least this long, longer as the
+    // backoff grows.
+    std::optional<int64_t> rate_limit_window_ms;
     std::string transport_error;
     // Set when the target refused the push itself, without a request, because the
     // platform's limits forbid it (a list over the platform's item or size limit). The

@@ -4,6 +4,7 @@
 #include "audsync/targets/configcat.hpp"
 #include "audsync/targets/flagsmith.hpp"
 #include "audsync/targets/launchdarkly.hpp"
+#include "audsync/targets/statsig.hpp"
 #include "audsync/targets/target.hpp"
 #include "audsync/targets/unleash.hpp"
 
@@ -14,6 +15,7 @@ std::unique_ptr<Target> MakeTarget(const config::Target& target) {
     if (target.platform == "flagsmith") return MakeFlagsmithTarget(target);
     if (target.platform == "configcat") return MakeConfigCatTarget(target);
     if (target.platform == "unleash") return MakeUnleashTarget(target);
+    if (target.platform == "statsig") return MakeStatsigTarget(target);
     // config::LoadText refuses any other platform.
     throw std::invalid_argument("unknown platform " + target.platform);
 }
