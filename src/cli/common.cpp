@@ -37,9 +37,12 @@ Result<std::shared_ptr<const config::Config>> LoadConfig(Invocation& inv,
         return MakeError(ErrorCode::kInvalidBody, "no_config",
                          "no config file: pass --config PATH or set AUDSYNC_CONFIG");
     }
-    // The file may hold secrets when it does not take them from the environment.
+    // The file may hold secrets when it does not take them from the environment. Group
+    // access is the service's own when the group is this process's (the Debian package
+    // installs the config root:audsync 0640 for the service user audsync): no warning.
     struct stat st {};
-    if (stat(path.c_str(), &st) == 0 && (st.st_mode & 077) != 0) {
+    if (stat(path.c_str(), &st) == 0 &&
+        ((st.st_mode & 007) != 0 || ((st.st_mode & 070) != 0 && st.st_gid != getegid()))) {
         char mode[8];
         std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
         log::Warn("config file " + path + " is readable by other users (mode " + mode +
