@@ -37,6 +37,12 @@ Result<std::shared_ptr<const config::Config>> LoadConfig(Invocation& inv,
         return MakeError(ErrorCode::kInvalidBody, "no_config",
                          "no config file: pass --config PATH or set AUDSYNC_CONFIG");
     }
+    config::LoadOptions load;
+    load.resolve_secrets = secrets == Secrets::kNeeded;
+    auto loaded = config::LoadFile(path, config::ProcessEnv(), load);
+    if (!loaded) return loaded.error();
+    // From here on the config's log format holds (a JSON log is JSON from its first line).
+    log::SetFormat(loaded.value().log_format);
     // The file may hold secrets when it does not take them from the environment. Group
     // access is the service's own when the group is this process's (the Debian package
     // installs the config root:audsync 0640 for the service user audsync): no warning.
@@ -48,10 +54,6 @@ Result<std::shared_ptr<const config::Config>> LoadConfig(Invocation& inv,
         log::Warn("config file " + path + " is readable by other users (mode " + mode +
                   "); it may hold secrets: chmod 600 it, or take them from ${VARIABLES}");
     }
-    config::LoadOptions load;
-    load.resolve_secrets = secrets == Secrets::kNeeded;
-    auto loaded = config::LoadFile(path, config::ProcessEnv(), load);
-    if (!loaded) return loaded.error();
     return std::shared_ptr<const config::Config>(
         std::make_shared<config::Config>(std::move(loaded).value()));
 }
