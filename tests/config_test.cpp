@@ -671,11 +671,12 @@ TEST_SUITE("config targets") {
 
     TEST_CASE("Unleash and Statsig targets: their fields and defaults") {
         auto c = config::LoadText(
-            WithTargets(R"({"id":"un","platform":"unleash","api_token":"${UNLEASH_TOKEN}",)"
-                        R"("api_base":"http://127.0.0.1:4242/"},)"
-                        R"({"id":"un2","platform":"unleash","api_token":"t","api_base":"https://u.example",)"
-                        R"("context_name":"accountId","project":"web","max_list_items":5000},)"
-                        R"({"id":"st","platform":"statsig","console_api_key":"${STATSIG_KEY}"})"),
+            WithTargets(
+                R"({"id":"un","platform":"unleash","api_token":"${UNLEASH_TOKEN}",)"
+                R"("api_base":"http://127.0.0.1:4242/"},)"
+                R"({"id":"un2","platform":"unleash","api_token":"t","api_base":"https://u.example",)"
+                R"("context_name":"accountId","project":"web","max_list_items":5000},)"
+                R"({"id":"st","platform":"statsig","console_api_key":"${STATSIG_KEY}"})"),
             Env({{"UNLEASH_TOKEN", "*:*.secret"}, {"STATSIG_KEY", "console-abc"}}));
         REQUIRE_MESSAGE(c.ok(), c.error().message);
         const auto& d = c.value().destinations.at(0);

@@ -61,8 +61,8 @@ TEST_SUITE("logging") {
         REQUIRE(d.ok());
         CHECK(d.value().log_format == log::Format::kText);
         CHECK(d.value().access_log);
-        auto j = config::LoadText(WithLogging("x.db", R"("log_format":"json","access_log":false)"),
-                                  env);
+        auto j =
+            config::LoadText(WithLogging("x.db", R"("log_format":"json","access_log":false)"), env);
         REQUIRE_MESSAGE(j.ok(), j.error().message);
         CHECK(j.value().log_format == log::Format::kJson);
         CHECK_FALSE(j.value().access_log);

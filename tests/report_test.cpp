@@ -32,11 +32,14 @@ constexpr const char* kReportKey = "wk-report-0123456789";
 class TrackingStandIn {
   public:
     TrackingStandIn()
-        : server_("127.0.0.1", 0, 4, 4 * 1024 * 1024,
-                  [this](const std::string& method, const std::string& target,
-                         const std::map<std::string, std::string>& headers,
-                         const std::string& body) { return Handle(method, target, headers, body); },
-                  [] { return emulator_common::Answer{500, R"({"success":false})", {}, false, 0}; }) {
+        : server_(
+              "127.0.0.1", 0, 4, 4 * 1024 * 1024,
+              [this](const std::string& method, const std::string& target,
+                     const std::map<std::string, std::string>& headers,
+                     const std::string& body) { return Handle(method, target, headers, body); },
+              [] {
+                  return emulator_common::Answer{500, R"({"success":false})", {}, false, 0};
+              }) {
         server_.Start();
     }
     ~TrackingStandIn() { server_.Stop(); }
@@ -98,8 +101,8 @@ class TrackingStandIn {
             r.user_id = e["userId"].GetString();
             const auto& p = e["properties"];
             r.included = p["included"].GetBool();
-            r.deciding = p["deciding_message_id"].IsString() ? p["deciding_message_id"].GetString()
-                                                              : "";
+            r.deciding =
+                p["deciding_message_id"].IsString() ? p["deciding_message_id"].GetString() : "";
             r.target = p["target"].GetString();
             r.raw = json::Serialize(e);
             got.push_back(std::move(r));
@@ -127,12 +130,14 @@ class TrackingStandIn {
 };
 
 std::string ReportConfig(const TrackingStandIn& s) {
-    return R"("report_to_segment":{"write_key":")" + std::string(kReportKey) +
-           R"(","api_base":")" + s.base_url() +
+    return R"("report_to_segment":{"write_key":")" + std::string(kReportKey) + R"(","api_base":")" +
+           s.base_url() +
            R"(","max_batch":10,"retry_base_ms":20,"retry_max_ms":200,"request_timeout_ms":3000})";
 }
 
-int64_t PendingReports(Harness& h) { return h.Count("SELECT count(*) FROM reports WHERE state = 0"); }
+int64_t PendingReports(Harness& h) {
+    return h.Count("SELECT count(*) FROM reports WHERE state = 0");
+}
 
 }  // namespace
 
@@ -140,7 +145,8 @@ TEST_SUITE("report to segment") {
     TEST_CASE("a report is one track event with the change's facts and a stable messageId") {
         store::ReportRow row;
         row.destination = "engage";
-        row.message_id = store::ReportMessageId("engage", "aud_1", "user", "u1", "ld-prod", 3, "m9");
+        row.message_id =
+            store::ReportMessageId("engage", "aud_1", "user", "u1", "ld-prod", 3, "m9");
         row.user_id = "u1";
         row.audience_id = "aud_1";
         row.audience_key = "high_value_users";
@@ -277,7 +283,8 @@ TEST_SUITE("report to segment") {
                 // Between the acknowledgement of pushes and their reports.
                 REQUIRE(Eventually([&] { return h.Count("SELECT count(*) FROM reports") > 0; }));
             } else if (at == 1) {
-                REQUIRE(Eventually([&] { return !segment.received().empty() || segment.requests() > 0; }));
+                REQUIRE(Eventually(
+                    [&] { return !segment.received().empty() || segment.requests() > 0; }));
             }
             h.server->Kill();
             ++kills;
@@ -287,8 +294,9 @@ TEST_SUITE("report to segment") {
             // The same events again (what Segment does after a failed request): duplicates.
             REQUIRE(h.Send(events).status == 200);
             REQUIRE_MESSAGE(Eventually([&] {
-                                return h.Count("SELECT count(*) FROM deliveries WHERE pending = 1 "
-                                               "AND dead = 0") == 0 &&
+                                return h.Count(
+                                           "SELECT count(*) FROM deliveries WHERE pending = 1 "
+                                           "AND dead = 0") == 0 &&
                                        PendingReports(h) == 0;
                             }),
                             h.server->Log());
@@ -328,7 +336,8 @@ TEST_SUITE("report to segment") {
             events.push_back(e.Json());
         }
         REQUIRE(h.Send(events).status == 200);
-        REQUIRE_MESSAGE(Eventually([&] { return segment.received().size() == 7; }), h.server->Log());
+        REQUIRE_MESSAGE(Eventually([&] { return segment.received().size() == 7; }),
+                        h.server->Log());
         // Received is not yet recorded: wait for the reporter's records.
         REQUIRE(Eventually([&] {
             return h.Count("SELECT count(*) FROM reports WHERE state = 2") == 1 &&
@@ -360,7 +369,8 @@ TEST_SUITE("report to segment") {
         CHECK(cli.out.find("1 dead") != std::string::npos);
         CHECK(cli.out.find("u3") != std::string::npos);
         auto list = testing::RunAudsync({"destinations", "list", "--config", h.config});
-        CHECK(list.out.find("reports to Segment: ok, 0 pending, 7 sent, 1 dead") != std::string::npos);
+        CHECK(list.out.find("reports to Segment: ok, 0 pending, 7 sent, 1 dead") !=
+              std::string::npos);
         // Fixed upstream: the operator retries, and it goes.
         segment.RefuseUser("");
         auto retry = testing::RunAudsync(
@@ -393,8 +403,10 @@ TEST_SUITE("report to segment") {
             events.push_back(e.Json());
         }
         REQUIRE(h.Send(events).status == 200);
-        REQUIRE_MESSAGE(Eventually([&] { return segment.received().size() == 25; }), h.server->Log());
-        CHECK(h.server->Log().find("Segment's Tracking API answered HTTP 429") != std::string::npos);
+        REQUIRE_MESSAGE(Eventually([&] { return segment.received().size() == 25; }),
+                        h.server->Log());
+        CHECK(h.server->Log().find("Segment's Tracking API answered HTTP 429") !=
+              std::string::npos);
         segment.Fail(true);
         std::vector<std::string> removals;
         for (int u = 0; u < 25; ++u) {

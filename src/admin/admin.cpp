@@ -525,8 +525,7 @@ Result<ReportChange> Service::ChangeDeadReports(const std::string& id, bool retr
     }
     ReportChange change{id, retry, 0};
     Status s = write_([&](store::WriteStore& w) {
-        change.changed =
-            retry ? w.RetryDeadReports(id) : w.DiscardDeadReports(id, text::NowMs());
+        change.changed = retry ? w.RetryDeadReports(id) : w.DiscardDeadReports(id, text::NowMs());
     });
     if (!s) return s.error();
     return change;
@@ -667,8 +666,8 @@ Result<std::string> Service::Metrics() {
                "limit's name.");
         for (const auto& o : store::CountOverLimit(db)) {
             count("audsync_target_segments_over_limit_by_limit{destination=\"" + o.destination +
-                      "\",target=\"" + o.target + "\",platform=\"" + o.platform +
-                      "\",limit=\"" + o.limit + "\"}",
+                      "\",target=\"" + o.target + "\",platform=\"" + o.platform + "\",limit=\"" +
+                      o.limit + "\"}",
                   static_cast<uint64_t>(o.segments));
         }
         metric("audsync_target_up", "gauge",

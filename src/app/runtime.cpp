@@ -200,7 +200,8 @@ Status Runtime::Open(const RuntimeOptions& options) {
                                                      : sync::TargetFactory(targets::MakeTarget));
         // The server reports synced changes to Segment; a CLI push leaves them queued
         // for it.
-        if (options.http) reporter_ = std::make_unique<sync::Reporter>(config_, c.database, *writer_);
+        if (options.http)
+            reporter_ = std::make_unique<sync::Reporter>(config_, c.database, *writer_);
     }
     // The applier folds on the writer's thread; its commits (and the engine's own
     // records) wake the engine. Ingest commits only wake the applier.

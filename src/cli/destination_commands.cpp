@@ -1,4 +1,5 @@
-// destinations list|show|resume|reports: where membership is pushed, lifting its pauses, and its reports to Segment.
+// destinations list|show|resume|reports: where membership is pushed, lifting its pauses, and its
+// reports to Segment.
 #include "audsync/admin/render.hpp"
 #include "audsync/cli/cli.hpp"
 #include "common.hpp"

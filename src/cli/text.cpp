@@ -221,7 +221,8 @@ void Print(std::ostream& out, const admin::DestinationList& list) {
                 << Cell(Time(row ? row->last_success_ms : std::nullopt), 26)
                 << Safe(row && row->last_error ? *row->last_error : "-") << "\n";
         }
-        if (v.reports) out << "  " << Safe(v.destination.id) << ": " << ReportLine(*v.reports) << "\n";
+        if (v.reports)
+            out << "  " << Safe(v.destination.id) << ": " << ReportLine(*v.reports) << "\n";
     }
 }
 

@@ -383,7 +383,8 @@ Status LoadPlatformFields(ObjectReader& r, Target* t) {
         AUDSYNC_TRY(r.Secret("api_token", &t->api_token, true));
         AUDSYNC_TRY(r.String("api_base", &t->api_base, true));
         AUDSYNC_TRY(Url(r, "api_base", &t->api_base));
-        if (t->api_base.size() >= 4 && t->api_base.compare(t->api_base.size() - 4, 4, "/api") == 0) {
+        if (t->api_base.size() >= 4 &&
+            t->api_base.compare(t->api_base.size() - 4, 4, "/api") == 0) {
             return ConfigError(r.Field("api_base"),
                                "give the server's base URL (e.g. https://unleash.example.com); "
                                "audsync adds /api/admin");
@@ -447,9 +448,10 @@ Result<Target> LoadTarget(const rapidjson::Value& v, const std::string& path,
     Target t = defaults;
     AUDSYNC_TRY(r.String("platform", &t.platform, true));
     if (!IsKnownPlatform(t.platform)) {
-        return ConfigError(r.Field("platform"),
-                           "unsupported platform \"" + t.platform +
-                               "\" (supported: launchdarkly, flagsmith, configcat, unleash, statsig)");
+        return ConfigError(
+            r.Field("platform"),
+            "unsupported platform \"" + t.platform +
+                "\" (supported: launchdarkly, flagsmith, configcat, unleash, statsig)");
     }
     AUDSYNC_TRY(r.CheckUnknown());
     AUDSYNC_TRY(r.String("id", &t.id, true));
@@ -803,10 +805,9 @@ Result<Config> Load(std::string_view text, const Context& context) {
     ObjectReader r(
         doc, "", context,
         {"listen", "admin_listen", "database", "log_level", "log_format", "access_log",
-         "admin_token", "metrics_public",
-         "admin_auth_free_failures", "http_threads", "keepalive_timeout_ms", "header_timeout_ms",
-         "body_timeout_ms", "dedupe_window_hours", "raw_retention_hours",
-         "ready_max_backlog_seconds", "sync", "limits", "destinations"});
+         "admin_token", "metrics_public", "admin_auth_free_failures", "http_threads",
+         "keepalive_timeout_ms", "header_timeout_ms", "body_timeout_ms", "dedupe_window_hours",
+         "raw_retention_hours", "ready_max_backlog_seconds", "sync", "limits", "destinations"});
     AUDSYNC_TRY(r.CheckUnknown());
     std::string listen = c.listen_host + ":" + std::to_string(c.listen_port);
     AUDSYNC_TRY(r.String("listen", &listen, false));

@@ -407,15 +407,20 @@ void Server::Start() {
             a.method.size() <= 10 &&
             a.method.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ") == std::string::npos;
         char duration[32];
-        std::snprintf(duration, sizeof duration, "%.3f", static_cast<double>(a.duration_us) / 1000.0);
-        log::Info("http: access", {{"method", a.method.empty() ? std::string("-") : known_method ? a.method : std::string("?")},
-                                   {"route", std::string(a.method.empty() ? std::string_view("-") : RouteTemplate(m.id))},
-                                   {"status", std::to_string(a.status)},
-                                   {"duration_ms", duration},
-                                   {"bytes_in", std::to_string(a.bytes_in)},
-                                   {"bytes_out", std::to_string(a.bytes_out)},
-                                   {"destination", destination},
-                                   {"sent", a.sent ? "true" : "false"}});
+        std::snprintf(duration, sizeof duration, "%.3f",
+                      static_cast<double>(a.duration_us) / 1000.0);
+        log::Info(
+            "http: access",
+            {{"method", a.method.empty() ? std::string("-")
+                        : known_method   ? a.method
+                                         : std::string("?")},
+             {"route", std::string(a.method.empty() ? std::string_view("-") : RouteTemplate(m.id))},
+             {"status", std::to_string(a.status)},
+             {"duration_ms", duration},
+             {"bytes_in", std::to_string(a.bytes_in)},
+             {"bytes_out", std::to_string(a.bytes_out)},
+             {"destination", destination},
+             {"sent", a.sent ? "true" : "false"}});
     };
     const Side public_side = c.admin_listen ? Side::kPublic : Side::kAll;
     impl_->transport = std::make_unique<Transport>(o, body_limit, handler_for(public_side));

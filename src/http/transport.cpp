@@ -361,9 +361,9 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
             a.target = std::move(target_);
             a.status = status;
             if (started_ != Clock::time_point{}) {
-                a.duration_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                                    Clock::now() - started_)
-                                    .count();
+                a.duration_us =
+                    std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started_)
+                        .count();
             }
             a.bytes_in = bytes_in_;
             a.bytes_out = bytes;

@@ -624,11 +624,12 @@ SyncReader::SyncReader(Database& db)
            "WHERE t.active = 1 AND EXISTS (SELECT 1 FROM deliveries d INDEXED BY deliveries_due "
            "WHERE d.target = t.id AND d.segment_id = s.id AND d.pending = 1 AND d.dead = 0 "
            "AND d.next_attempt_ms <= ?1) ORDER BY s.id, t.id"),
-      dirty_(detail::Access::Handle(db),
-             "SELECT d.context_key, m.desired, m.version, d.attempts, m.message_id FROM deliveries d "
-             "INDEXED BY deliveries_due JOIN memberships m ON m.segment_id = d.segment_id "
-             "AND m.context_key = d.context_key WHERE d.target = ?2 AND d.segment_id = ?1 "
-             "AND d.pending = 1 AND d.dead = 0 AND d.next_attempt_ms <= ?3 LIMIT ?4"),
+      dirty_(
+          detail::Access::Handle(db),
+          "SELECT d.context_key, m.desired, m.version, d.attempts, m.message_id FROM deliveries d "
+          "INDEXED BY deliveries_due JOIN memberships m ON m.segment_id = d.segment_id "
+          "AND m.context_key = d.context_key WHERE d.target = ?2 AND d.segment_id = ?1 "
+          "AND d.pending = 1 AND d.dead = 0 AND d.next_attempt_ms <= ?3 LIMIT ?4"),
       included_(detail::Access::Handle(db),
                 "SELECT context_key FROM memberships WHERE segment_id = ?1 AND desired = 1 "
                 "ORDER BY context_key LIMIT ?2"),

@@ -22,8 +22,8 @@ constexpr size_t kMaxLogDetailBytes = 300;
 std::string Detail(const Decision& d, const config::Target& target) {
     std::string out = d.status == 0 ? "no answer" : "HTTP " + std::to_string(d.status);
     if (!d.message.empty()) out += ": " + d.message;
-    for (const std::string* secret :
-         {&target.service_token, &target.environment_key, &target.api_password, &target.api_token}) {
+    for (const std::string* secret : {&target.service_token, &target.environment_key,
+                                      &target.api_password, &target.api_token}) {
         if (secret->size() < 4) continue;
         for (size_t at = out.find(*secret); at != std::string::npos; at = out.find(*secret, at)) {
             out.replace(at, secret->size(), "[redacted]");
@@ -37,9 +37,9 @@ store::ReportRow ReportOf(const store::DueSegment& segment, const config::Target
                           const store::DirtyMember& m, int64_t now) {
     store::ReportRow r;
     r.destination = segment.destination;
-    r.message_id = store::ReportMessageId(segment.destination, segment.audience_id,
-                                          segment.context_kind, m.context_key, target.id,
-                                          m.version, m.message_id);
+    r.message_id =
+        store::ReportMessageId(segment.destination, segment.audience_id, segment.context_kind,
+                               m.context_key, target.id, m.version, m.message_id);
     r.user_id = m.context_key;
     r.audience_id = segment.audience_id;
     r.audience_key = segment.audience_key;
@@ -320,12 +320,12 @@ void Engine::Prepare(Task& task, store::SyncReader& reader, int64_t now) {
     if (task.members.empty()) return;
     const int64_t count = reader.CountIncluded(task.segment.id);
     if (count > t.max_list_items) {
-        task.over_limit = "audience has " + std::to_string(count) + " members; " + t.platform +
-                          " target " + t.id + " takes at most " + std::to_string(t.max_list_items) +
-                          " in one list (max_list_items, " +
-                          (t.platform == "unleash" ? "the server's segmentValuesLimit"
-                                                   : "the plan's limit") +
-                          "); nothing was sent";
+        task.over_limit =
+            "audience has " + std::to_string(count) + " members; " + t.platform + " target " +
+            t.id + " takes at most " + std::to_string(t.max_list_items) +
+            " in one list (max_list_items, " +
+            (t.platform == "unleash" ? "the server's segmentValuesLimit" : "the plan's limit") +
+            "); nothing was sent";
         return;
     }
     task.included = reader.Included(task.segment.id, t.max_list_items);
@@ -505,8 +505,8 @@ void Engine::Execute(Task& task, std::map<std::string, WorkerTarget>& targets,
                 const auto& d = decisions[i];
                 switch (d.action) {
                     case Action::kAcknowledge:
-                        if (w.RecordAck(task.segment.id, m.context_key, t.id, m.desired,
-                                        m.version, d.status, now) &&
+                        if (w.RecordAck(task.segment.id, m.context_key, t.id, m.desired, m.version,
+                                        d.status, now) &&
                             report) {
                             w.QueueReport(ReportOf(task.segment, t, m, now));
                         }

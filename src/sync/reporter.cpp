@@ -78,11 +78,16 @@ std::string ReportBatch(const std::vector<const std::string*>& events, int64_t n
 
 Reporter::Reporter(std::shared_ptr<const config::Config> config, std::string db_path,
                    store::Writer& writer, Send send)
-    : writer_(writer), db_path_(std::move(db_path)), send_(std::move(send)), config_(std::move(config)) {}
+    : writer_(writer),
+      db_path_(std::move(db_path)),
+      send_(std::move(send)),
+      config_(std::move(config)) {}
 
 Reporter::~Reporter() { Stop(); }
 
-void Reporter::Start() { thread_ = std::thread([this] { Run(); }); }
+void Reporter::Start() {
+    thread_ = std::thread([this] { Run(); });
+}
 
 void Reporter::Stop() {
     {
@@ -149,7 +154,8 @@ bool Reporter::SendRows(const config::Destination& d, const std::vector<store::R
     std::uniform_real_distribution<double> uniform(0.0, 1.0);
     RetrySchedule schedule{d.report.retry_base_ms, d.report.retry_max_ms, d.auth_retry_ms};
     Decision decision = Decide(r, st.attempts, end - begin, now, schedule, uniform(rng));
-    std::string detail = decision.status == 0 ? "no answer" : "HTTP " + std::to_string(decision.status);
+    std::string detail =
+        decision.status == 0 ? "no answer" : "HTTP " + std::to_string(decision.status);
     if (!decision.message.empty()) detail += ": " + decision.message;
     if (d.report.write_key.size() >= 4) {
         for (size_t at = detail.find(d.report.write_key); at != std::string::npos;
@@ -217,7 +223,7 @@ bool Reporter::SendRows(const config::Destination& d, const std::vector<store::R
             ++counters_.requests_failed;
             ++st.attempts;
             st.next_ms = now + std::max<int64_t>(decision.delay_ms, 1);
-            const std::string status = decision.action == Action::kRateLimited ? "rate_limited"
+            const std::string status = decision.action == Action::kRateLimited  ? "rate_limited"
                                        : decision.action == Action::kAuthFailed ? "auth_failed"
                                                                                 : "retrying";
             if (st.status != status) {
@@ -267,7 +273,8 @@ void Reporter::Drain(const config::Destination& d, store::ReportReader& reader,
         while (begin < fit.size()) {
             size_t end = begin;
             size_t bytes = kBatchEnvelopeBytes;
-            while (end < fit.size() && bytes + events[end].size() + 1 <= config::kSegmentBatchMaxBytes) {
+            while (end < fit.size() &&
+                   bytes + events[end].size() + 1 <= config::kSegmentBatchMaxBytes) {
                 bytes += events[end].size() + 1;
                 ++end;
             }
@@ -308,7 +315,8 @@ void Reporter::Run() {
             if (now - last_prune >= kPruneEveryMs) {
                 last_prune = now;
                 const int64_t before = now - int64_t{config->dedupe_window_hours} * 3600 * 1000;
-                writer_.Post([before](store::WriteStore& w) { w.PruneReports(before, kPruneRows); });
+                writer_.Post(
+                    [before](store::WriteStore& w) { w.PruneReports(before, kPruneRows); });
             }
         } catch (const std::exception& e) {
             log::Error(std::string("report: cannot read the queue: ") + e.what());

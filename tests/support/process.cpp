@@ -3,9 +3,9 @@
 
 #include <cstdlib>
 
+#include <rapidjson/document.h>
 #include <atomic>
 #include <set>
-#include <rapidjson/document.h>
 
 #include <curl/curl.h>
 #include <fcntl.h>
@@ -130,9 +130,9 @@ namespace {
 // secret field's name, at any depth, that is not a ${VARIABLE} reference.
 void CollectSecrets(const rapidjson::Value& v, bool secret, std::vector<std::string>& out) {
     static const std::set<std::string> kNames = {
-        "admin_token",     "service_token",  "write_keys",      "write_key",
-        "shared_secret",   "webhook_token",  "audience_url_key", "environment_key",
-        "api_user",        "api_password",   "api_token",       "console_api_key"};
+        "admin_token",   "service_token", "write_keys",       "write_key",
+        "shared_secret", "webhook_token", "audience_url_key", "environment_key",
+        "api_user",      "api_password",  "api_token",        "console_api_key"};
     if (v.IsString()) {
         std::string s(v.GetString(), v.GetStringLength());
         if (secret && s.size() >= 4 && s.find("${") == std::string::npos) out.push_back(s);

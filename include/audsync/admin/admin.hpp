@@ -24,7 +24,7 @@ struct Counters;
 namespace audsync::sync {
 struct SyncCounters;
 struct ReporterCounters;
-}
+}  // namespace audsync::sync
 
 namespace audsync::admin {
 

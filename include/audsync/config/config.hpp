@@ -69,8 +69,9 @@ std::string_view ToString(WebhookSignature mode);
 // fields a platform does not use stay empty. Secrets: service_token, environment_key,
 // api_password, api_token (empty when secrets are not resolved).
 struct Target {
-    std::string id = "launchdarkly";        // unique within its destination; names its state
-    std::string platform = "launchdarkly";  // launchdarkly | flagsmith | configcat | unleash | statsig
+    std::string id = "launchdarkly";  // unique within its destination; names its state
+    std::string platform =
+        "launchdarkly";  // launchdarkly | flagsmith | configcat | unleash | statsig
     // The platform's API base, without a trailing '/':
     //   launchdarkly https://app.launchdarkly.com, flagsmith https://edge.api.flagsmith.com
     //   (requests go to <api_base>/api/v1/...), configcat https://api.configcat.com,

@@ -34,8 +34,8 @@ std::string ReportBatch(const std::vector<const std::string*>& events, int64_t n
 
 // Counters since start (exported as metrics).
 struct ReporterCounters {
-    std::atomic<uint64_t> sent{0};      // reports Segment accepted
-    std::atomic<uint64_t> dead{0};      // reports Segment refused alone (or over 32 KB)
+    std::atomic<uint64_t> sent{0};  // reports Segment accepted
+    std::atomic<uint64_t> dead{0};  // reports Segment refused alone (or over 32 KB)
     std::atomic<uint64_t> requests_ok{0};
     std::atomic<uint64_t> requests_failed{0};
 };
@@ -49,8 +49,8 @@ struct ReporterCounters {
 // One thread. Wake() and Reload() are thread-safe.
 class Reporter {
   public:
-    using Send = std::function<targets::HttpResult(const config::SegmentReport&,
-                                                   const std::string& body)>;
+    using Send =
+        std::function<targets::HttpResult(const config::SegmentReport&, const std::string& body)>;
     // `send`: default, Segment's Tracking API over libcurl (one connection per destination).
     Reporter(std::shared_ptr<const config::Config> config, std::string db_path,
              store::Writer& writer, Send send = nullptr);
@@ -97,8 +97,8 @@ class Reporter {
     std::mutex mu_;
     std::condition_variable cv_;
     std::shared_ptr<const config::Config> config_;  // by mu_
-    bool stopping_ = false;                          // by mu_
-    bool woken_ = false;                             // by mu_
+    bool stopping_ = false;                         // by mu_
+    bool woken_ = false;                            // by mu_
     std::thread thread_;
 };
 
