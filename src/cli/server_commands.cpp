@@ -13,7 +13,7 @@
 #include "audsync/store/store.hpp"
 #include "audsync/store/writer.hpp"
 #include "audsync/targets/launchdarkly.hpp"
-#include "audsync/targets/segment_tracking.hpp"
+#include "audsync/targets/segment.hpp"
 #include "common.hpp"
 
 namespace audsync::cli {

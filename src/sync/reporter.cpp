@@ -11,7 +11,7 @@
 #include "audsync/store/database.hpp"
 #include "audsync/store/store.hpp"
 #include "audsync/sync/policy.hpp"
-#include "audsync/targets/segment_tracking.hpp"
+#include "audsync/targets/segment.hpp"
 
 namespace audsync::sync {
 namespace {

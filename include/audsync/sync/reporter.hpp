@@ -17,7 +17,7 @@
 #include "audsync/config/config.hpp"
 #include "audsync/store/reports.hpp"
 #include "audsync/store/writer.hpp"
-#include "audsync/targets/segment_tracking.hpp"
+#include "audsync/targets/segment.hpp"
 #include "audsync/targets/target.hpp"
 
 namespace audsync::sync {

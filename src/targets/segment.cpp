@@ -1,5 +1,5 @@
 // Segment's Tracking API /v1/batch over libcurl.
-#include "audsync/targets/segment_tracking.hpp"
+#include "audsync/targets/segment.hpp"
 
 #include <vector>
 
