@@ -588,11 +588,18 @@ function pushRow(push, index) {
 
 const kViews = { overview, segments, members, 'dead-letters': deadLetters, pushes };
 
+// `#/segments/12` opens segment 12's members; any other unknown route is the overview.
 function parseRoute(hash) {
   const path = hash.replace(/^#\/?/, '');
   const member = path.match(/^segments\/([^/]+)$/);
-  if (member) return { view: 'members', segmentId: decodeURIComponent(member[1]) };
-  if (path in kViews && path !== 'members') return { view: path, segmentId: null };
+  if (member) {
+    try {
+      return { view: 'members', segmentId: decodeURIComponent(member[1]) };
+    } catch {
+      return { view: 'overview', segmentId: null };  // a malformed %-escape
+    }
+  }
+  if (Object.hasOwn(kViews, path) && path !== 'members') return { view: path, segmentId: null };
   return { view: 'overview', segmentId: null };
 }
 
