@@ -65,7 +65,7 @@ TEST_SUITE("config") {
         CHECK(d.shared_secret.empty());
         CHECK(d.webhook_token.empty());
         CHECK(d.audience_url_key.empty());
-        CHECK(d.webhook_signature == config::WebhookSignature::kRequireToken);
+        CHECK(d.webhook_signature == config::WebhookSignature::kRequireHeader);
         CHECK(cfg.limits.max_future_skew_seconds == 86400);
         CHECK(cfg.admin_token.empty());  // absent: the admin API is off
     }
@@ -525,7 +525,7 @@ TEST_SUITE("config") {
                       key + R"("}]})") == "ok");
     }
 
-    TEST_CASE("webhook_signature: require_token by default, first_element needs a secret") {
+    TEST_CASE("webhook_signature: require_header by default, first_element needs a secret") {
         auto secret = [](const std::string& extra) {
             return R"({"destinations":[{"id":"ld","service_token":"t","client_side_id":"c",)"
                    R"("shared_secret":"0123456789abcdef")" +
@@ -535,15 +535,20 @@ TEST_SUITE("config") {
         REQUIRE(c.ok());
         CHECK(c.value().destinations[0].webhook_signature ==
               config::WebhookSignature::kFirstElement);
-        CHECK(ErrorOf(secret(R"(,"webhook_signature":"require_token")")) == "ok");
+        CHECK(ErrorOf(secret(R"(,"webhook_signature":"require_header")")) == "ok");
+        // require_token is require_header's older name: configs written for it still load.
+        auto older = config::LoadText(secret(R"(,"webhook_signature":"require_token")"), Env({}));
+        REQUIRE(older.ok());
+        CHECK(older.value().destinations[0].webhook_signature ==
+              config::WebhookSignature::kRequireHeader);
         CHECK(ErrorOf(secret(R"(,"webhook_signature":"all")")) ==
-              "destinations[0].webhook_signature: must be require_token or first_element");
+              "destinations[0].webhook_signature: must be require_header or first_element");
         CHECK(ErrorOf(WithDestination(R"("webhook_signature":"first_element")")) ==
               "destinations[0].webhook_signature: first_element needs a shared_secret (it is "
               "about X-Signature)");
         CHECK(config::ParseWebhookSignature("first_element") ==
               config::WebhookSignature::kFirstElement);
-        CHECK(config::ToString(config::WebhookSignature::kRequireToken) == "require_token");
+        CHECK(config::ToString(config::WebhookSignature::kRequireHeader) == "require_header");
     }
 
     TEST_CASE("limits.max_future_skew_seconds: from a minute to 366 days") {

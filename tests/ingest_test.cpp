@@ -263,7 +263,10 @@ TEST_SUITE("ingest edge") {
              {Refused{std::nullopt, std::nullopt},
               Refused{std::string("wrong-token-0123456789"), std::nullopt},
               Refused{std::string(""), std::nullopt}, Refused{std::nullopt, Basic("wk-other")},
-              Refused{std::nullopt, Basic("wk-wrong")}}) {
+              Refused{std::nullopt, Basic("wk-wrong")},
+              Refused{std::nullopt, std::string("Bearer wrong-token-0123456789")},
+              Refused{std::nullopt, std::string("Bearer ")},
+              Refused{std::nullopt, std::string("Token ") + kWebhookToken}}) {
             auto request = Webhook(batch);
             request.signature = signature;
             request.token = r.token;
@@ -342,6 +345,35 @@ TEST_SUITE("ingest edge") {
             CHECK_FALSE(f.service->Ingest(alone).ok());
         }
         CHECK(Count(store::InboxPath(f.config.database), "inbox") == 0);
+    }
+
+    TEST_CASE("require_header: the webhook_token as Authorization: Bearer admits a signed batch") {
+        Fixture f([](config::Config& c) { c.destinations[0].webhook_token = kWebhookToken; });
+        REQUIRE(f.config.destinations[0].webhook_signature ==
+                config::WebhookSignature::kRequireHeader);
+        const std::string first = Event("m1");
+        const std::string batch = "[" + first + "," +
+                                  Event("m2", [](EngageEvent& e) { e.user_id = "u2"; }) + "," +
+                                  Event("m3", [](EngageEvent& e) { e.user_id = "u3"; }) + "]";
+        // The signature alone: 401, nothing stored, the answer names the header to add.
+        auto alone = Webhook(batch);
+        alone.signature = crypto::HmacSha1Hex("s3cret", first);
+        auto refused = f.service->Ingest(alone);
+        REQUIRE_FALSE(refused.ok());
+        CHECK(refused.error().code == ErrorCode::kUnauthorized);
+        CHECK(refused.error().message.find("Authorization: Bearer") != std::string::npos);
+        CHECK(Count(store::InboxPath(f.config.database), "inbox") == 0);
+        // The same batch with the token as a bearer token (as Segment's webhook settings
+        // send a custom Authorization header), the scheme in any case.
+        for (const std::string scheme : {"Bearer ", "bearer "}) {
+            auto with_header = Webhook(batch);
+            with_header.signature = crypto::HmacSha1Hex("s3cret", first);
+            with_header.authorization = scheme + kWebhookToken;
+            auto answer = f.service->Ingest(with_header);
+            REQUIRE(answer.ok());
+            CHECK(SummaryField(answer.value(), "stored") == 3);
+        }
+        CHECK(Count(store::InboxPath(f.config.database), "inbox") == 6);
     }
 
     TEST_CASE("webhook_signature first_element admits the whole signed batch (opt-in)") {

@@ -584,7 +584,7 @@ Result<Destination> LoadDestination(const rapidjson::Value& v, const std::string
     AUDSYNC_TRY(r.String("webhook_signature", &signature, false));
     auto mode = ParseWebhookSignature(signature);
     if (!mode) {
-        return ConfigError(r.Field("webhook_signature"), "must be require_token or first_element");
+        return ConfigError(r.Field("webhook_signature"), "must be require_header or first_element");
     }
     d.webhook_signature = *mode;
     if (d.webhook_signature == WebhookSignature::kFirstElement && !has_secret) {
@@ -684,13 +684,16 @@ std::string_view ToString(log::Level level) {
 }
 
 std::optional<WebhookSignature> ParseWebhookSignature(std::string_view name) {
-    if (name == "require_token") return WebhookSignature::kRequireToken;
+    // "require_token" is the older name of require_header, kept so configs keep loading.
+    if (name == "require_header" || name == "require_token") {
+        return WebhookSignature::kRequireHeader;
+    }
     if (name == "first_element") return WebhookSignature::kFirstElement;
     return std::nullopt;
 }
 
 std::string_view ToString(WebhookSignature mode) {
-    return mode == WebhookSignature::kFirstElement ? "first_element" : "require_token";
+    return mode == WebhookSignature::kFirstElement ? "first_element" : "require_header";
 }
 
 std::optional<ContextKeyChoice> ParseContextKeyChoice(std::string_view name) {
@@ -925,8 +928,8 @@ std::vector<std::string> StartupWarnings(const Config& config) {
             out.push_back(field +
                           ".webhook_signature: first_element: Segment signs only the first "
                           "event of a batch, so every other event of a signed batch is "
-                          "accepted unauthenticated; set a webhook_token and send it as "
-                          "X-Audsync-Token instead");
+                          "accepted unauthenticated; set a webhook_token and send it in an "
+                          "Authorization: Bearer header instead");
         }
         if (!d.has_audience_url_key && d.write_key_count > 0) {
             out.push_back(field +

@@ -4,6 +4,8 @@
 #include <rapidjson/document.h>
 
 #include <mutex>
+#include <optional>
+#include <string_view>
 
 #include "audsync/common/crypto.hpp"
 #include "audsync/common/json.hpp"
@@ -17,6 +19,19 @@ namespace {
 
 Error Unauthorized(const std::string& message) {
     return MakeError(ErrorCode::kUnauthorized, "unauthorized", message);
+}
+
+// The token of "Bearer <token>" (the scheme in any case), if that is the header's scheme.
+std::optional<std::string_view> BearerToken(std::string_view authorization) {
+    constexpr std::string_view kScheme = "bearer ";
+    if (authorization.size() <= kScheme.size()) return std::nullopt;
+    for (size_t i = 0; i < kScheme.size(); ++i) {
+        const char c = authorization[i];
+        if ((c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c) != kScheme[i]) {
+            return std::nullopt;
+        }
+    }
+    return authorization.substr(kScheme.size());
 }
 
 Error UnknownDestination(const std::string& id) {
@@ -196,8 +211,17 @@ Result<std::string> Service::Ingest(const Request& request) {
         // A write key or the webhook token covers the whole body; a signature covers
         // only what Segment signed: the body, or the first element of an array.
         bool whole_body = false;
-        if (!destination->webhook_token.empty() && request.token) {
-            whole_body = crypto::SecretEquals(destination->webhook_token, *request.token);
+        if (!destination->webhook_token.empty()) {
+            // The webhook_token as X-Audsync-Token, or as a bearer token: Segment's webhook
+            // settings add either header.
+            if (request.token) {
+                whole_body = crypto::SecretEquals(destination->webhook_token, *request.token);
+            }
+            if (!whole_body && request.authorization) {
+                if (auto bearer = BearerToken(*request.authorization)) {
+                    whole_body = crypto::SecretEquals(destination->webhook_token, *bearer);
+                }
+            }
         }
         if (!whole_body && basic_user) {
             whole_body = DestinationForWriteKey(config, *basic_user) == destination;
@@ -209,10 +233,10 @@ Result<std::string> Service::Ingest(const Request& request) {
         }
         if (!whole_body && !signed_first) {
             return Unauthorized(destination->shared_secret.empty()
-                                    ? "a valid write key (Basic auth) or X-Audsync-Token is "
-                                      "required"
-                                    : "a valid X-Signature, X-Audsync-Token or write key is "
-                                      "required");
+                                    ? "a valid write key (Basic auth) or webhook_token "
+                                      "(Authorization: Bearer, or X-Audsync-Token) is required"
+                                    : "a valid X-Signature, webhook_token (Authorization: "
+                                      "Bearer, or X-Audsync-Token) or write key is required");
         }
         parsed = segment::ParseWebhookBody(request.body, limits);
         if (!parsed) return parsed.error();
@@ -221,8 +245,8 @@ Result<std::string> Service::Ingest(const Request& request) {
             // Segment signs only the first element: the others could be anyone's.
             return Unauthorized(
                 "X-Signature covers only the first event of a batch: a batch of several "
-                "events also needs X-Audsync-Token (the destination's webhook_token) or a "
-                "write key");
+                "events also needs the destination's webhook_token (Authorization: Bearer, "
+                "or X-Audsync-Token) or a write key");
         }
     } else {
         if (basic_user) {

@@ -55,9 +55,11 @@ inline constexpr size_t kMaxFutureSkewSeconds = 366 * 86400;
 // How a webhook batch (an array of several events) is authenticated when the
 // destination has a shared_secret. Segment signs only the first element of a batch.
 enum class WebhookSignature {
-    // X-Signature alone covers a single event or a one-element array; a larger array
-    // also needs X-Audsync-Token (webhook_token) or a write key.
-    kRequireToken,
+    // "require_header" (the default; "require_token" is its older name): X-Signature
+    // alone covers a single event or a one-element array; a larger array also needs a
+    // header credential: the webhook_token (Authorization: Bearer, or X-Audsync-Token)
+    // or a write key (Basic auth).
+    kRequireHeader,
     // X-Signature of the first element admits the whole array (Segment's own rule):
     // the rest of the array is unauthenticated. An explicit opt-in, warned at start.
     kFirstElement,
@@ -160,7 +162,7 @@ struct Destination {
     // The ?key= of the Webhook Audiences URLs. Empty: those URLs fall back to the write
     // keys (warned at start); the shared secret is never accepted there.
     std::string audience_url_key;
-    WebhookSignature webhook_signature = WebhookSignature::kRequireToken;
+    WebhookSignature webhook_signature = WebhookSignature::kRequireHeader;
     // How many write keys and whether a shared secret are configured: known even when the
     // secrets themselves were not resolved (LoadOptions), for redacted views.
     size_t write_key_count = 0;

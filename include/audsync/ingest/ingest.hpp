@@ -26,10 +26,11 @@ enum class Route { kBatch, kIdentify, kTrack, kImport, kWebhook };
 inline constexpr const char* kTokenHeader = "X-Audsync-Token";
 
 // Webhook route authentication (destination with a shared_secret):
-// - a write key (Basic auth) or X-Audsync-Token = webhook_token admits any body;
+// - a write key (Basic auth), or the webhook_token as Authorization: Bearer or as
+//   X-Audsync-Token, admits any body;
 // - X-Signature alone admits one event or a one-element array (Segment signs only the
-//   first element of a batch); a longer array is refused 401 unless the destination
-//   opts in with webhook_signature "first_element".
+//   first element of a batch); a longer array is refused 401 (webhook_signature
+//   "require_header", the default) unless the destination opts in with "first_element".
 // A refused request stores nothing.
 struct Request {
     Route route = Route::kBatch;
