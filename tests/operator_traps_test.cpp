@@ -420,6 +420,13 @@ TEST_SUITE("admin listener") {
         CHECK(h.http.Post(admin + "/v1/batch", "{\"batch\":[]}", {BasicAuth("wk-ld")}).status ==
               404);
         CHECK(h.http.Get(admin + "/healthz").status == 200);
+        // The status page goes with the admin API: served on the admin side only.
+        CHECK(h.http.Get(admin + "/").status == 200);
+        CHECK(h.http.Get(admin + "/status/app.js").status == 200);
+        CHECK(h.http.Get(h.server->url("/")).status == 404);
+        CHECK(h.http.Get(h.server->url("/status/app.js")).status == 404);
+        CHECK(h.http.Get(h.server->url("/v1/pushes"), token).status == 404);
+        CHECK(h.http.Get(admin + "/v1/pushes", token).status == 200);
     }
 }
 

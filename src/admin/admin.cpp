@@ -243,7 +243,8 @@ Result<MemberPage> Service::ListMembers(int64_t segment_id, const MemberQuery& q
     return Read<MemberPage>(db_path_, [&](store::Database& db) -> Result<MemberPage> {
         if (!FindSegment(db, segment_id)) return NoSegment();
         // One extra row tells whether another page exists.
-        auto rows = store::ListMembers(db, segment_id, query.state, after, query.limit + 1);
+        auto rows =
+            store::ListMembers(db, segment_id, query.state, after, query.limit + 1, query.prefix);
         MemberPage page;
         if (rows.size() > static_cast<size_t>(query.limit)) {
             rows.pop_back();
@@ -516,6 +517,17 @@ Result<ReportView> Service::DestinationReports(const std::string& id, int limit)
         v.dead = store::ListDeadReports(db, id, limit);
         return v;
     });
+}
+
+Result<PushList> Service::ListPushes(const PushQuery& query) {
+    if (query.limit < 1 || query.limit > kMaxLimit) {
+        return BadRequest("limit must be a number from 1 to " + std::to_string(kMaxLimit));
+    }
+    PushList list;
+    if (sync_counters_ == nullptr) return list;
+    list.pushes = sync_counters_->pushes.Recent(query.filter, static_cast<size_t>(query.limit));
+    list.kept = sync_counters_->pushes.size();
+    return list;
 }
 
 Result<ReportChange> Service::ChangeDeadReports(const std::string& id, bool retry) {

@@ -302,6 +302,7 @@ void WriteTarget(JsonWriter& w, const config::Target& t, const store::TargetRow*
     w.Key("paused_until");
     Time(w, paused ? std::optional<int64_t>(row->paused_until_ms) : std::nullopt);
     Count(w, "pending", row ? row->pending : 0);
+    Count(w, "retrying", row ? row->retrying : 0);
     Count(w, "dead_letters", row ? row->dead : 0);
     Count(w, "segments_over_limit", row ? row->over_limit_segments : 0);
     w.EndObject();
@@ -652,6 +653,43 @@ std::string ToJson(const ReportChange& change) {
         Str(w, change.destination);
         w.Key(change.retry ? "retried" : "discarded");
         w.Int64(change.changed);
+        w.EndObject();
+    });
+}
+
+std::string ToJson(const PushList& list) {
+    return Render([&](JsonWriter& w) {
+        w.StartObject();
+        w.Key("pushes");
+        w.StartArray();
+        for (const auto& p : list.pushes) {
+            w.StartObject();
+            w.Key("at");
+            Time(w, p.at_ms);
+            w.Key("destination");
+            Str(w, p.destination);
+            w.Key("target");
+            Str(w, p.target);
+            w.Key("platform");
+            Str(w, p.platform);
+            Count(w, "segment_id", p.segment_id);
+            w.Key("audience_key");
+            Str(w, p.audience_key);
+            w.Key("context_kind");
+            Str(w, p.context_kind);
+            Count(w, "adds", static_cast<int64_t>(p.adds));
+            Count(w, "removes", static_cast<int64_t>(p.removes));
+            w.Key("status");
+            OptInt(w, p.status == 0 ? std::nullopt : std::optional<int64_t>(p.status));
+            w.Key("outcome");
+            Str(w, p.outcome);
+            w.Key("message");
+            OptStr(w, p.message.empty() ? std::nullopt : std::optional<std::string>(p.message));
+            Count(w, "duration_ms", p.duration_ms);
+            w.EndObject();
+        }
+        w.EndArray();
+        Count(w, "kept", static_cast<int64_t>(list.kept));
         w.EndObject();
     });
 }

@@ -121,6 +121,13 @@ Result<std::string> Rest::ListMembers(const std::string& id, const Query& q) {
         query.state = *parsed;
     }
     query.cursor = Get(q, "cursor");
+    if (auto p = Get(q, "prefix")) {
+        if (p->empty() || p->size() > kMaxKeyPrefixBytes) {
+            return BadRequest("prefix must be 1 to " + std::to_string(kMaxKeyPrefixBytes) +
+                              " bytes");
+        }
+        query.prefix = std::move(*p);
+    }
     auto sid = SegmentIdOf(id);
     if (!sid) return sid.error();
     return Json(service_.ListMembers(sid.value(), query));
@@ -199,6 +206,21 @@ Result<std::string> Rest::DiscardDeadLetters(std::string_view body) {
     auto selection = SelectionOf(body);
     if (!selection) return selection.error();
     return Json(service_.DiscardDeadLetters(selection.value()));
+}
+
+Result<std::string> Rest::ListPushes(const Query& q) {
+    PushQuery query;
+    auto limit = LimitOf(q);
+    if (!limit) return limit.error();
+    query.limit = limit.value();
+    query.filter.destination = Get(q, "destination");
+    query.filter.target = Get(q, "target");
+    if (auto s = Get(q, "segment")) {
+        auto sid = ParseId(*s, "segment");
+        if (!sid) return BadRequest("segment must be a segment id");
+        query.filter.segment_id = sid.value();
+    }
+    return Json(service_.ListPushes(query));
 }
 
 Result<std::string> Rest::Metrics() { return service_.Metrics(); }

@@ -19,6 +19,7 @@ struct SegmentOptions {
     int64_t id = 0;
     std::string key;
     std::string state;
+    std::string prefix;
     int64_t limit = -1;  // -1: every member
     bool yes = false;
     bool empty_on_platform = false;
@@ -59,6 +60,13 @@ int Members(Invocation& inv, const SegmentOptions& o) {
         auto parsed = admin::ParseMemberState(o.state);
         if (!parsed) return UsageError(inv, "--state is included, excluded, pending or dead");
         query.state = *parsed;
+    }
+    if (!o.prefix.empty()) {
+        if (o.prefix.size() > admin::kMaxKeyPrefixBytes) {
+            return UsageError(inv, "--prefix takes at most " +
+                                       std::to_string(admin::kMaxKeyPrefixBytes) + " bytes");
+        }
+        query.prefix = o.prefix;
     }
     return WithService(inv, o.common, [&](admin::Service& s) {
         query.limit = admin::kMaxLimit;
@@ -199,6 +207,7 @@ void AddSegmentCommands(CLI::App& app, Invocation& inv) {
         auto* c = Leaf(segments, "members", "a segment's members, in key order", inv, o, Members);
         AddId(c, *o);
         c->add_option("--state", o->state, "included, excluded, pending or dead");
+        c->add_option("--prefix", o->prefix, "only the keys starting with PREFIX");
         c->add_option("--limit", o->limit, "print at most N members")
             ->check(CLI::Range(int64_t{1}, int64_t{1} << 62));
     }

@@ -74,11 +74,16 @@ bool IsAdminRoute(RouteId id) {
         case RouteId::kDeadLetters:
         case RouteId::kDeadLettersRetry:
         case RouteId::kDeadLettersDiscard:
+        case RouteId::kPushes:
         case RouteId::kMetrics:
             return true;
         default:
             return false;
     }
+}
+
+bool IsStatusPageRoute(RouteId id) {
+    return id == RouteId::kStatusPage || id == RouteId::kStatusAsset;
 }
 
 std::string_view RouteTemplate(RouteId id) {
@@ -101,6 +106,10 @@ std::string_view RouteTemplate(RouteId id) {
             return "/healthz";
         case RouteId::kReadyz:
             return "/readyz";
+        case RouteId::kStatusPage:
+            return "/";
+        case RouteId::kStatusAsset:
+            return "/status/{file}";
         case RouteId::kSegments:
             return "/v1/segments";
         case RouteId::kSegment:
@@ -132,6 +141,8 @@ std::string_view RouteTemplate(RouteId id) {
             return "/v1/dead-letters/retry";
         case RouteId::kDeadLettersDiscard:
             return "/v1/dead-letters/discard";
+        case RouteId::kPushes:
+            return "/v1/pushes";
         case RouteId::kMetrics:
             return "/metrics";
         case RouteId::kMethodNotAllowed:
@@ -174,6 +185,8 @@ const std::vector<std::string>& RouteTable() {
         "POST /v1/destinations/{id}/audiences/lookup",
         "GET /healthz",
         "GET /readyz",
+        "GET /",
+        "GET /status/{file}",
         "GET /v1/segments",
         "GET /v1/segments/{id}",
         "DELETE /v1/segments/{id}",
@@ -190,13 +203,20 @@ const std::vector<std::string>& RouteTable() {
         "GET /v1/dead-letters",
         "POST /v1/dead-letters/retry",
         "POST /v1/dead-letters/discard",
+        "GET /v1/pushes",
         "GET /metrics",
     };
     return kRoutes;
 }
 
 RouteMatch MatchRoute(std::string_view method, std::string_view path) {
+    if (path == "/") return Only(method, "GET", RouteId::kStatusPage);
     auto parts = Split(path);
+    if (parts.size() == 2 && parts[0] == "status") {
+        RouteMatch m = Only(method, "GET", RouteId::kStatusAsset);
+        m.key = std::string(parts[1]);
+        return m;
+    }
     if (parts.size() == 1) {
         if (parts[0] == "healthz") return Only(method, "GET", RouteId::kHealthz);
         if (parts[0] == "readyz") return Only(method, "GET", RouteId::kReadyz);
@@ -242,6 +262,7 @@ RouteMatch MatchRoute(std::string_view method, std::string_view path) {
     if (parts.size() == 2 && parts[1] == "destinations") {
         return Only(method, "GET", RouteId::kDestinations);
     }
+    if (parts.size() == 2 && parts[1] == "pushes") return Only(method, "GET", RouteId::kPushes);
     if (parts.size() == 3 && parts[1] == "destinations") {
         RouteMatch m = Only(method, "GET", RouteId::kDestination);
         auto id = text::PercentDecode(parts[2]);

@@ -13,6 +13,7 @@
 #include "audsync/common/log.hpp"
 #include "audsync/common/text.hpp"
 #include "audsync/http/routes.hpp"
+#include "audsync/http/status_page.hpp"
 #include "audsync/http/transport.hpp"
 #include "audsync/segment/body.hpp"
 
@@ -100,6 +101,7 @@ struct Answer {
     std::string body;
     std::string content_type;  // empty: application/json
     int delay_ms = 0;          // hold the answer (failed authentication)
+    std::vector<std::pair<std::string, std::string>> headers = {};  // extra headers
 };
 
 Answer FromResult(const Result<std::string>& r) {
@@ -239,6 +241,8 @@ Answer DispatchAdmin(const Shared& s, const config::Config& c, const Request& re
             return FromResult(a.RetryDeadLetters(req.body));
         case RouteId::kDeadLettersDiscard:
             return FromResult(a.DiscardDeadLetters(req.body));
+        case RouteId::kPushes:
+            return FromResult(a.ListPushes(QueryOf(req)));
         case RouteId::kMetrics: {
             auto r = a.Metrics();
             if (!r) return FromError(r.error());
@@ -247,6 +251,21 @@ Answer DispatchAdmin(const Shared& s, const config::Config& c, const Request& re
         default:
             return FromError(MakeError(ErrorCode::kInternal, "internal", "internal error"));
     }
+}
+
+// The status page or one of its files, with headers that confine what the page may do.
+Answer StatusPage(const RouteMatch& m) {
+    auto file = StatusPageFile(m.id == RouteId::kStatusPage ? std::string_view("index.html")
+                               : m.key == "index.html"      ? std::string_view()
+                                                            : std::string_view(m.key));
+    if (!file) return FromError(MakeError(ErrorCode::kNotFound, "not_found", "no such file"));
+    Answer a{200, std::string(file->body), std::string(file->content_type), 0, {}};
+    a.headers = {{"Content-Security-Policy", kStatusPageCsp},
+                 {"X-Content-Type-Options", "nosniff"},
+                 {"X-Frame-Options", "DENY"},
+                 {"Referrer-Policy", "no-referrer"},
+                 {"Cache-Control", "no-cache"}};
+    return a;
 }
 
 // Route -> ingest or admin call -> answer. Knows nothing of the transport.
@@ -261,6 +280,7 @@ bool Serves(Side side, RouteId id) {
     const bool no_route =
         id == RouteId::kNotFound || id == RouteId::kMethodNotAllowed || id == RouteId::kBadPath;
     if (health || no_route) return true;
+    if (IsStatusPageRoute(id)) return side == Side::kAdmin;
     return side == Side::kAdmin ? admin : !admin;
 }
 
@@ -286,6 +306,7 @@ Answer Dispatch(const Shared& s, Side side, const Request& req) {
         return FromError(Stranger());
     }
     if (IsAdminRoute(m.id)) return DispatchAdmin(s, c, req, m);
+    if (IsStatusPageRoute(m.id)) return StatusPage(m);
     ingest::Request in;
     switch (m.id) {
         case RouteId::kHealthz:
@@ -339,6 +360,7 @@ Response ToResponse(Answer a, const RouteMatch& m) {
     r.body = std::move(a.body);
     if (!a.content_type.empty()) r.content_type = std::move(a.content_type);
     r.delay_ms = a.delay_ms;
+    r.headers = std::move(a.headers);
     if (m.id == RouteId::kMethodNotAllowed) r.headers.emplace_back("Allow", m.allow);
     return r;
 }

@@ -184,17 +184,35 @@ std::vector<SegmentSummary> ListSegments(Database& db, const SegmentFilter& f) {
     return out;
 }
 
+std::optional<std::string> PrefixEnd(std::string_view prefix) {
+    std::string end(prefix);
+    while (!end.empty() && static_cast<unsigned char>(end.back()) == 0xFF) end.pop_back();
+    if (end.empty()) return std::nullopt;
+    end.back() = static_cast<char>(static_cast<unsigned char>(end.back()) + 1);
+    return end;
+}
+
 std::vector<MemberRow> ListMembers(Database& db, int64_t segment_id, MemberState state,
-                                   const std::optional<std::string>& after_key, int limit) {
-    // The state clause is one of five fixed strings; every value is bound.
-    Statement s(detail::Access::Handle(db), std::string("SELECT ") + kMemberColumns +
-                                                " FROM memberships m WHERE m.segment_id = ?1"
-                                                " AND (?2 IS NULL OR m.context_key > ?2)" +
-                                                StateClause(state) +
-                                                " ORDER BY m.context_key LIMIT ?3");
+                                   const std::optional<std::string>& after_key, int limit,
+                                   const std::optional<std::string>& prefix) {
+    // Each clause is a fixed string and every value is bound. The key bounds are range
+    // constraints on the primary key (segment_id, context_key), so a page starts at its
+    // cursor or prefix instead of scanning the segment from its first key. A prefix is
+    // the range [prefix, PrefixEnd(prefix)), compared bytewise as keys are stored.
+    const std::optional<std::string> end = prefix ? PrefixEnd(*prefix) : std::nullopt;
+    std::string sql =
+        std::string("SELECT ") + kMemberColumns + " FROM memberships m WHERE m.segment_id = ?1";
+    if (after_key) sql += " AND m.context_key > ?2";
+    if (prefix) sql += " AND m.context_key >= ?4";
+    if (end) sql += " AND m.context_key < ?5";
+    sql += StateClause(state);
+    sql += " ORDER BY m.context_key LIMIT ?3";
+    Statement s(detail::Access::Handle(db), sql);
     s.Bind(1, segment_id);
-    after_key ? s.Bind(2, *after_key) : s.BindNull(2);
+    if (after_key) s.Bind(2, *after_key);
     s.Bind(3, int64_t{limit});
+    if (prefix) s.Bind(4, *prefix);
+    if (end) s.Bind(5, *end);
     std::vector<MemberRow> out;
     while (s.Step()) out.push_back(ReadMember(db, s, std::nullopt));
     return out;
@@ -269,6 +287,9 @@ constexpr const char* kTargetSelect =
     " (SELECT id FROM segments WHERE destination = t.destination)), "
     "(SELECT count(*) FROM segment_targets st WHERE st.target = t.id "
     " AND st.status = 'over_limit' AND st.segment_id IN "
+    " (SELECT id FROM segments WHERE destination = t.destination)), "
+    "(SELECT count(*) FROM deliveries d INDEXED BY deliveries_due WHERE d.target = t.id "
+    " AND d.pending = 1 AND d.dead = 0 AND d.attempts > 0 AND d.segment_id IN "
     " (SELECT id FROM segments WHERE destination = t.destination)) "
     "FROM targets t WHERE t.active = 1 ORDER BY t.destination, t.id";
 
@@ -288,6 +309,7 @@ std::vector<TargetRow> ReadTargets(Database& db) {
         r.pending = s.Int(8);
         r.dead = s.Int(9);
         r.over_limit_segments = s.Int(10);
+        r.retrying = s.Int(11);
         out.push_back(std::move(r));
     }
     return out;

@@ -69,6 +69,39 @@ std::string TargetName(const store::DueSegment& s) {
     return "target " + s.target + " of destination " + s.destination;
 }
 
+std::string OutcomeName(Action action) {
+    switch (action) {
+        case Action::kAcknowledge:
+            return "accepted";
+        case Action::kRetry:
+            return "retry";
+        case Action::kRateLimited:
+            return "rate_limited";
+        case Action::kAuthFailed:
+            return "auth_failed";
+        case Action::kSplit:
+        case Action::kDeadLetter:
+            break;
+    }
+    return "refused";
+}
+
+// The record of one request of `task`'s segment to its target.
+PushRecord RecordOf(const store::DueSegment& segment, const config::Target& target,
+                    const std::vector<targets::PushMember>& sent, int64_t duration_ms) {
+    PushRecord r;
+    r.at_ms = text::NowMs();
+    r.destination = segment.destination;
+    r.target = target.id;
+    r.platform = target.platform;
+    r.segment_id = segment.id;
+    r.audience_key = segment.audience_key;
+    r.context_kind = segment.context_kind;
+    for (const auto& m : sent) ++(m.value ? r.adds : r.removes);
+    r.duration_ms = duration_ms;
+    return r;
+}
+
 }  // namespace
 
 void Histogram::Observe(double seconds) {
@@ -91,6 +124,29 @@ std::vector<uint64_t> Histogram::Cumulative() const {
 
 double Histogram::Sum() const {
     return static_cast<double>(sum_micros_.load(std::memory_order_relaxed)) / 1e6;
+}
+
+void PushLog::Add(PushRecord record) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (records_.size() >= kCapacity) records_.pop_front();
+    records_.push_back(std::move(record));
+}
+
+std::vector<PushRecord> PushLog::Recent(const Filter& filter, size_t limit) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<PushRecord> out;
+    for (auto it = records_.rbegin(); it != records_.rend() && out.size() < limit; ++it) {
+        if (filter.destination && it->destination != *filter.destination) continue;
+        if (filter.target && it->target != *filter.target) continue;
+        if (filter.segment_id && it->segment_id != *filter.segment_id) continue;
+        out.push_back(*it);
+    }
+    return out;
+}
+
+size_t PushLog::size() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return records_.size();
 }
 
 std::map<std::string, SyncCounters::PerTarget> SyncCounters::ByTarget() const {
@@ -366,13 +422,16 @@ std::vector<Decision> Engine::PushDeltas(Task& task, targets::Target& target,
     std::vector<targets::PushMember> members;
     members.reserve(task.members.size());
     for (const auto& m : task.members) members.push_back({m.context_key, m.desired});
+    PushRecord record;  // of the request `push` sent last, completed by `decide`
     auto push = [&](const std::vector<targets::PushMember>& part) {
         targets::PushRequest request{task.segment.audience_id, task.segment.audience_key,
                                      task.segment.context_kind, part};
         auto started = std::chrono::steady_clock::now();
         targets::HttpResult r = target.Push(request);
-        counters_.push_seconds.Observe(
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+        const auto took = std::chrono::steady_clock::now() - started;
+        counters_.push_seconds.Observe(std::chrono::duration<double>(took).count());
+        record = RecordOf(task.segment, t, part,
+                          std::chrono::duration_cast<std::chrono::milliseconds>(took).count());
         return r;
     };
     auto decide = [&](const targets::HttpResult& r, size_t size) {
@@ -380,6 +439,10 @@ std::vector<Decision> Engine::PushDeltas(Task& task, targets::Target& target,
         if (d.action != Action::kAcknowledge) {
             log::Debug("sync: " + SegmentName(task.segment) + ": " + Detail(d, t));
         }
+        record.status = r.status;
+        record.outcome = OutcomeName(d.action);
+        if (d.action != Action::kAcknowledge) record.message = Detail(d, t);
+        counters_.pushes.Add(std::move(record));
         return d;
     };
     return PushWithBisection(members, push, decide);
@@ -398,19 +461,31 @@ std::vector<Decision> Engine::PushList(Task& task, targets::Target& target, std:
         task.included.clear();
         auto started = std::chrono::steady_clock::now();
         targets::HttpResult r = target.Push(request);
-        counters_.push_seconds.Observe(
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+        const auto took = std::chrono::steady_clock::now() - started;
+        counters_.push_seconds.Observe(std::chrono::duration<double>(took).count());
         if (!r.over_limit) {
+            PushRecord record =
+                RecordOf(task.segment, t, request.members,
+                         std::chrono::duration_cast<std::chrono::milliseconds>(took).count());
             std::uniform_real_distribution<double> uniform(0.0, 1.0);
             // One list, one answer: a refusal cannot be narrowed down by bisection.
             Decision d = Decide(r, attempts, 1, text::NowMs(), schedule, uniform(rng));
+            record.status = r.status;
+            record.outcome = OutcomeName(d.action);
             if (d.action != Action::kAcknowledge) {
                 log::Debug("sync: " + SegmentName(task.segment) + ": " + Detail(d, t));
+                record.message = Detail(d, t);
             }
+            counters_.pushes.Add(std::move(record));
             return std::vector<Decision>(task.members.size(), d);
         }
         task.over_limit = *r.over_limit;
     }
+    // Nothing was sent: the record says why.
+    PushRecord record = RecordOf(task.segment, t, {}, 0);
+    record.outcome = "over_limit";
+    record.message = log::Clip(*task.over_limit, kMaxLogDetailBytes);
+    counters_.pushes.Add(std::move(record));
     // Held, not dead: the list is sent once it fits (a change makes it due at once).
     Decision held;
     held.action = Action::kRetry;

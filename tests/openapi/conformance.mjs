@@ -57,7 +57,10 @@ async function call(port, method, template, path, { headers = {}, body, status }
   if (!called.has(key)) called.set(key, new Set());
   called.get(key).add(r.status);
   const response = documentedResponse(method, template, r.status);
-  const [mediaType, media] = Object.entries(response.content ?? {})[0] ?? [];
+  // The documented media type the answer claims, else the first one documented.
+  const media_types = Object.entries(response.content ?? {});
+  const [mediaType, media] =
+    media_types.find(([type]) => type === r.headers.get('content-type')) ?? media_types[0] ?? [];
   assert.ok(media, `${where}: the documented response has no content`);
   if (mediaType === 'application/json') {
     assert.match(r.headers.get('content-type') ?? '', /^application\/json/, where);
@@ -138,6 +141,13 @@ test('every route answers as docs/openapi.yaml documents', async () => {
       (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200, 20000, 'ready');
     await call(port, 'GET', '/readyz', '/readyz', { status: 200 });
 
+    // The status page: no credential.
+    const page = await call(port, 'GET', '/', '/', { status: 200 });
+    assert.match(page, /<script src="\/status\/app\.js"/);
+    await call(port, 'GET', '/status/{file}', '/status/app.js', { status: 200 });
+    await call(port, 'GET', '/status/{file}', '/status/app.css', { status: 200 });
+    await call(port, 'GET', '/status/{file}', '/status/nope.js', { status: 404 });
+
     // Ingest, each shape and credential.
     const ingest = { headers: { Authorization: basic }, status: 200 };
     const summary = await call(port, 'POST', '/v1/batch', '/v1/batch', {
@@ -194,6 +204,8 @@ test('every route answers as docs/openapi.yaml documents', async () => {
     await get('/v1/segments/{id}', `/v1/segments/${id}`, { status: 200 });
     await get('/v1/segments/{id}/members', `/v1/segments/${id}/members?state=included&limit=2`,
       { status: 200 });
+    await get('/v1/segments/{id}/members', `/v1/segments/${id}/members?prefix=u-&limit=2`,
+      { status: 200 });
     const member = await get('/v1/segments/{id}/members/{contextKey}',
       `/v1/segments/${id}/members/u-1`, { status: 200 });
     assert.equal(member.state, 'excluded');
@@ -216,12 +228,23 @@ test('every route answers as docs/openapi.yaml documents', async () => {
     assert.deepEqual(retried.not_found, [`${id}:u-2`]);
     await post('/v1/dead-letters/discard', '/v1/dead-letters/discard',
       { status: 200, body: { segment: id, target: 'ld' } });
+    // Nothing listens at the target's address: the pushes so far failed without an answer.
+    await eventually(async () => {
+      const recent = await get('/v1/pushes', '/v1/pushes?destination=dest-1&limit=5',
+        { status: 200 });
+      return recent.pushes.length > 0 || recent;
+    }, 20000, 'a push recorded');
+    const recent = await get('/v1/pushes', `/v1/pushes?segment=${id}&target=ld`, { status: 200 });
+    assert.ok(recent.pushes.every((p) => p.outcome === 'retry' && p.status === null));
     const metrics = await get('/metrics', '/metrics', { status: 200 });
     assert.match(metrics, /^audsync_pending_members /m);
 
     // Admin errors.
     await call(port, 'GET', '/v1/segments', '/v1/segments', { status: 401 });
     await get('/v1/segments', '/v1/segments?limit=0', { status: 400 });
+    await get('/v1/pushes', '/v1/pushes?limit=0', { status: 400 });
+    await call(port, 'GET', '/v1/pushes', '/v1/pushes', { status: 401 });
+    await get('/v1/segments/{id}/members', `/v1/segments/${id}/members?prefix=`, { status: 400 });
     await get('/v1/segments/{id}/members', `/v1/segments/${id}/members?state=maybe`, { status: 400 });
     await get('/v1/segments/{id}/members/{contextKey}', `/v1/segments/${id}/members/%zz`,
       { status: 400 });

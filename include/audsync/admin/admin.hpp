@@ -17,6 +17,7 @@
 #include "audsync/store/applier.hpp"
 #include "audsync/store/queries.hpp"
 #include "audsync/store/store.hpp"
+#include "audsync/sync/push_log.hpp"
 
 namespace audsync::ingest {
 struct Counters;
@@ -43,6 +44,7 @@ std::optional<std::string> DecodeCursor(std::string_view cursor);
 inline constexpr int kDefaultLimit = 100;
 inline constexpr int kMaxLimit = 1000;
 inline constexpr size_t kMaxDeadLetterIds = 10000;
+inline constexpr size_t kMaxKeyPrefixBytes = 1024;  // a member search's prefix
 
 // --- results -------------------------------------------------------------------------
 
@@ -152,6 +154,12 @@ struct FutureTimesRepair {
     int64_t members = 0;  // found (dry run) or reordered by their receive time
 };
 
+// The recent pushes of this server (GET /v1/pushes), the newest first.
+struct PushList {
+    std::vector<sync::PushRecord> pushes;
+    size_t kept = 0;  // how many this server keeps now (at most sync::PushLog::kCapacity)
+};
+
 struct Resumed {
     std::string destination;
     std::optional<std::string> target;  // nullopt: every target of the destination
@@ -168,7 +176,13 @@ struct PageQuery {
 
 struct MemberQuery {
     store::MemberState state = store::MemberState::kAll;
+    std::optional<std::string> prefix;  // only keys starting with it
     std::optional<std::string> cursor;
+    int limit = kDefaultLimit;
+};
+
+struct PushQuery {
+    sync::PushLog::Filter filter;
     int limit = kDefaultLimit;
 };
 
@@ -240,6 +254,8 @@ class Service {
     // Members of a segment awaiting a push at its active targets, on the pending index
     // (cheap however large the segment, unlike GetSegment's counts).
     Result<int64_t> CountPending(int64_t segment_id);
+    // The recent pushes of this process, newest first (none where no sync engine runs).
+    Result<PushList> ListPushes(const PushQuery& query);
     // Prometheus text format.
     Result<std::string> Metrics();
 

@@ -26,6 +26,7 @@ std::string ToJson(const SegmentDeletion& deletion);
 std::string ToJson(const Resumed& resumed);
 std::string ToJson(const ReportView& view);
 std::string ToJson(const ReportChange& change);
+std::string ToJson(const PushList& list);
 std::string ToJson(const FutureTimesRepair& repair);
 std::string ToJson(const EventReplayReport& report);
 

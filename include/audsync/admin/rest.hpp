@@ -37,6 +37,7 @@ class Rest {
     Result<std::string> RetryDeadLetters(std::string_view body);
     Result<std::string> DiscardDeadLetters(std::string_view body);
     // Prometheus text format.
+    Result<std::string> ListPushes(const Query& q);
     Result<std::string> Metrics();
 
   private:

@@ -19,6 +19,10 @@ enum class RouteId {
     kAudienceLookup,
     kHealthz,
     kReadyz,
+    // The status page (no credential: it holds no data; its script calls the admin API
+    // with the token the operator enters) and its script and style sheet.
+    kStatusPage,
+    kStatusAsset,
     // Admin (bearer token):
     kSegments,
     kSegment,
@@ -36,6 +40,7 @@ enum class RouteId {
     kDeadLetters,
     kDeadLettersRetry,
     kDeadLettersDiscard,
+    kPushes,
     kMetrics,
     kNotFound,
     kMethodNotAllowed,
@@ -46,7 +51,7 @@ struct RouteMatch {
     RouteId id = RouteId::kNotFound;
     std::string destination;  // percent-decoded {id} of /v1/destinations/{id}/...
     std::string segment;      // {id} of /v1/segments/{id}/...
-    std::string key;          // percent-decoded context key
+    std::string key;          // percent-decoded context key; kStatusAsset: the file name
     std::string allow;        // for kMethodNotAllowed: the Allow header
 };
 
@@ -60,6 +65,10 @@ std::string_view RouteTemplate(RouteId id);
 
 // True for the routes that need the admin bearer token.
 bool IsAdminRoute(RouteId id);
+
+// True for the status page and its files: served where the admin API is (with
+// admin_listen, only there), without a credential.
+bool IsStatusPageRoute(RouteId id);
 
 // The largest body a request may declare on that route, checked from the headers before
 // the body is read: the Tracking or webhook request limit for ingest, 1 MiB for admin

@@ -106,9 +106,17 @@ struct MemberRow {
 
 enum class MemberState { kAll, kIncluded, kExcluded, kPending, kDead };
 
-// Keyset pagination: members after `after_key` (exclusive) in key order.
+// Keyset pagination: members after `after_key` (exclusive) in key order; with a
+// `prefix`, only keys that start with it (a range of the primary key, however large the
+// segment).
 std::vector<MemberRow> ListMembers(Database& db, int64_t segment_id, MemberState state,
-                                   const std::optional<std::string>& after_key, int limit);
+                                   const std::optional<std::string>& after_key, int limit,
+                                   const std::optional<std::string>& prefix = std::nullopt);
+
+// The least string greater than every string starting with `prefix` (its last byte
+// below 0xFF incremented, the bytes after it dropped); nullopt when there is none
+// (empty, or only 0xFF bytes).
+std::optional<std::string> PrefixEnd(std::string_view prefix);
 std::optional<MemberRow> GetMember(Database& db, int64_t segment_id, const std::string& key);
 
 // Every segment where `key` is a member (desired included), with its row.
@@ -130,7 +138,8 @@ struct TargetRow {
     std::optional<int64_t> last_success_ms;
     std::optional<std::string> last_error;
     int64_t paused_until_ms = 0;
-    int64_t pending = 0;  // pending deliveries, not dead
+    int64_t pending = 0;   // pending deliveries, not dead
+    int64_t retrying = 0;  // of those, the ones whose last push failed
     int64_t dead = 0;
     int64_t over_limit_segments = 0;
 };

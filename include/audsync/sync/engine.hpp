@@ -21,6 +21,7 @@
 #include "audsync/store/store.hpp"
 #include "audsync/store/writer.hpp"
 #include "audsync/sync/policy.hpp"
+#include "audsync/sync/push_log.hpp"
 #include "audsync/sync/state.hpp"
 #include "audsync/targets/target.hpp"
 
@@ -54,6 +55,7 @@ struct SyncCounters {
     std::atomic<uint64_t> members_acknowledged{0};
     std::atomic<uint64_t> members_dead{0};
     std::atomic<uint64_t> lists_over_limit{0};  // full-list pushes refused before sending
+    PushLog pushes;                             // the recent requests themselves
 
     // The same, per target ("<destination>/<target>"), for metrics labelled by target.
     struct PerTarget {
