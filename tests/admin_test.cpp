@@ -19,14 +19,8 @@ using namespace audsync::testing;
 
 namespace {
 
-rapidjson::Document Parse(const std::string& body) {
-    rapidjson::Document doc;
-    REQUIRE_MESSAGE(json::Parse(body, doc, 64).ok(), body);
-    return doc;
-}
-
 std::string ErrorNameOf(const HttpResponse& r) {
-    auto doc = Parse(r.body);
+    auto doc = ParseJson(r.body);
     const auto* e = json::FindObject(doc, "error");
     REQUIRE_MESSAGE(e != nullptr, r.body);
     return json::FindString(*e, "code").value_or("");
@@ -36,7 +30,7 @@ std::string ErrorNameOf(const HttpResponse& r) {
 int64_t SegmentIdOf(Harness& h, const std::string& audience_id, const std::string& kind = "user") {
     auto r = h.Admin("GET", "/v1/segments");
     REQUIRE(r.status == 200);
-    auto doc = Parse(r.body);
+    auto doc = ParseJson(r.body);
     for (const auto& s : doc["segments"].GetArray()) {
         if (json::FindString(s, "audience_id") == audience_id &&
             json::FindString(s, "context_kind") == kind) {
@@ -60,10 +54,6 @@ std::vector<std::string> Events(int n, const std::string& prefix,
         out.push_back(e.Json());
     }
     return out;
-}
-
-bool InSync(Harness& h) {
-    return h.Count("SELECT count(*) FROM deliveries WHERE pending = 1 AND dead = 0") == 0;
 }
 
 }  // namespace
@@ -119,11 +109,11 @@ TEST_SUITE("admin api") {
         other.value = "false";
         events.push_back(other.Json());
         REQUIRE(h.Send(events).status == 200);
-        REQUIRE(Eventually([&] { return InSync(h); }));
+        REQUIRE(Eventually([&] { return h.InSync(); }));
 
         auto list = h.Admin("GET", "/v1/segments");
         REQUIRE(list.status == 200);
-        auto doc = Parse(list.body);
+        auto doc = ParseJson(list.body);
         REQUIRE(doc["segments"].Size() == 2);
         const auto& first = doc["segments"][0];
         for (const char* field :
@@ -132,13 +122,14 @@ TEST_SUITE("admin api") {
             CHECK_MESSAGE(first.HasMember(field), field);
         }
         int64_t seg = SegmentIdOf(h, "aud_1");
-        auto filtered = Parse(h.Admin("GET", "/v1/segments?audience_key=churn_risk").body);
+        auto filtered = ParseJson(h.Admin("GET", "/v1/segments?audience_key=churn_risk").body);
         REQUIRE(filtered["segments"].Size() == 1);
         CHECK(json::FindString(filtered["segments"][0], "audience_id") ==
               std::optional<std::string>("aud_2"));
-        CHECK(Parse(h.Admin("GET", "/v1/segments?destination=nope").body)["segments"].Size() == 0);
+        CHECK(ParseJson(h.Admin("GET", "/v1/segments?destination=nope").body)["segments"].Size() ==
+              0);
 
-        auto one = Parse(h.Admin("GET", "/v1/segments/" + std::to_string(seg)).body);
+        auto one = ParseJson(h.Admin("GET", "/v1/segments/" + std::to_string(seg)).body);
         CHECK(one["members"].GetInt64() == static_cast<int64_t>(odd.size()));
         CHECK(json::FindString(one, "status") == std::optional<std::string>("in_sync"));
         CHECK(one["counts"]["included"].GetInt64() == static_cast<int64_t>(odd.size()));
@@ -151,25 +142,26 @@ TEST_SUITE("admin api") {
             auto r = h.Admin("GET", "/v1/segments/" + std::to_string(seg) + "/members/" +
                                         text::PercentEncode(key));
             REQUIRE(r.status == 200);
-            auto m = Parse(r.body);
+            auto m = ParseJson(r.body);
             CHECK(json::FindString(m, "context_key") == key);
             CHECK(json::FindString(m, "state") == std::optional<std::string>("included"));
             CHECK(json::FindString(m, "acknowledged") == std::optional<std::string>("included"));
             CHECK(m["deciding_event"]["message_id"].IsString());
             CHECK(m["last_push"]["status"].GetInt() == 204);
-            auto ctx = Parse(h.Admin("GET", "/v1/contexts/" + text::PercentEncode(key)).body);
+            auto ctx = ParseJson(h.Admin("GET", "/v1/contexts/" + text::PercentEncode(key)).body);
             CHECK(ctx["segments"].Size() == 1);  // aud_2 holds "plain" as excluded only
         }
         auto missing = h.Admin("GET", "/v1/segments/" + std::to_string(seg) + "/members/nobody");
         CHECK(missing.status == 404);
         CHECK(ErrorNameOf(missing) == "not_found");
 
-        auto members = Parse(
+        auto members = ParseJson(
             h.Admin("GET", "/v1/segments/" + std::to_string(seg) + "/members?state=included").body);
         CHECK(members["members"].Size() == odd.size());
         CHECK(members["next_cursor"].IsNull());
-        CHECK(Parse(h.Admin("GET", "/v1/segments/" + std::to_string(seg) + "/members?state=pending")
-                        .body)["members"]
+        CHECK(ParseJson(
+                  h.Admin("GET", "/v1/segments/" + std::to_string(seg) + "/members?state=pending")
+                      .body)["members"]
                   .Size() == 0);
         CHECK(
             h.Admin("GET", "/v1/segments/" + std::to_string(seg) + "/members?state=weird").status ==
@@ -214,7 +206,7 @@ TEST_SUITE("admin api") {
                                (cursor.empty() ? "" : "&cursor=" + cursor);
             auto r = h.Admin("GET", path);
             REQUIRE(r.status == 200);
-            auto doc = Parse(r.body);
+            auto doc = ParseJson(r.body);
             for (const auto& m : doc["members"].GetArray()) {
                 if (!seen.insert(*json::FindString(m, "context_key")).second) ++duplicates;
             }
@@ -232,7 +224,7 @@ TEST_SUITE("admin api") {
     TEST_CASE("destinations are shown with every secret redacted") {
         Harness h;
         REQUIRE(h.Send(Events(3, "d")).status == 200);
-        REQUIRE(Eventually([&] { return InSync(h); }));
+        REQUIRE(Eventually([&] { return h.InSync(); }));
         auto list = h.Admin("GET", "/v1/destinations");
         auto one = h.Admin("GET", "/v1/destinations/ld");
         REQUIRE(list.status == 200);
@@ -243,7 +235,7 @@ TEST_SUITE("admin api") {
                 CHECK_MESSAGE(body.find(secret) == std::string::npos, secret);
             }
         }
-        auto doc = Parse(one.body);
+        auto doc = ParseJson(one.body);
         REQUIRE(doc["targets"].IsArray());
         CHECK(json::FindString(doc["targets"][0], "service_token") ==
               std::optional<std::string>("[redacted]"));
@@ -260,36 +252,36 @@ TEST_SUITE("admin api") {
         h.emulator.RefuseKeys({"dl-user-1000", "dl-user-1001", "dl-user-1002"});
         REQUIRE(h.Send(Events(10, "dl")).status == 200);
         REQUIRE(Eventually([&] {
-            return InSync(h) && h.Count("SELECT count(*) FROM deliveries WHERE dead = 1") == 3;
+            return h.InSync() && h.Count("SELECT count(*) FROM deliveries WHERE dead = 1") == 3;
         }));
-        auto list = Parse(h.Admin("GET", "/v1/dead-letters?limit=2").body);
+        auto list = ParseJson(h.Admin("GET", "/v1/dead-letters?limit=2").body);
         REQUIRE(list["dead_letters"].Size() == 2);
         REQUIRE(list["next_cursor"].IsString());
-        auto rest = Parse(h.Admin("GET", "/v1/dead-letters?cursor=" +
-                                             std::string(list["next_cursor"].GetString()))
-                              .body);
+        auto rest = ParseJson(h.Admin("GET", "/v1/dead-letters?cursor=" +
+                                                 std::string(list["next_cursor"].GetString()))
+                                  .body);
         REQUIRE(rest["dead_letters"].Size() == 1);
         CHECK(rest["next_cursor"].IsNull());
         const auto& item = list["dead_letters"][0];
         CHECK(item["status"].GetInt() == 400);
         CHECK(std::string(item["error"].GetString()).find("refused") != std::string::npos);
         std::string id = item["id"].GetString();
-        auto seg = Parse(
+        auto seg = ParseJson(
             h.Admin("GET", "/v1/segments/" + std::to_string(item["segment_id"].GetInt64())).body);
         CHECK(seg["dead_letters"].GetInt() == 3);
 
         h.emulator.RefuseKeys({"dl-user-1002"});
         auto retried = h.Admin("POST", "/v1/dead-letters/retry", "{\"ids\":[\"" + id + "\"]}");
         REQUIRE(retried.status == 200);
-        CHECK(Parse(retried.body)["retried"].GetInt() == 1);
+        CHECK(ParseJson(retried.body)["retried"].GetInt() == 1);
         REQUIRE(
             Eventually([&] { return h.emulator.Included("aud_1").count("dl-user-1000") == 1; }));
         auto by_segment =
             h.Admin("POST", "/v1/dead-letters/discard",
                     "{\"segment\":" + std::to_string(item["segment_id"].GetInt64()) + "}");
-        CHECK(Parse(by_segment.body)["discarded"].GetInt() == 2);
+        CHECK(ParseJson(by_segment.body)["discarded"].GetInt() == 2);
         CHECK(h.Count("SELECT count(*) FROM deliveries WHERE dead = 1") == 0);
-        CHECK(InSync(h));
+        CHECK(h.InSync());
         for (const char* bad : {"{}", "[]", R"({"ids":[]})", R"({"ids":["x"]})",
                                 R"({"ids":["1:a"],"segment":1})", R"({"segment":"1"})", "nope"}) {
             CAPTURE(bad);
@@ -304,12 +296,12 @@ TEST_SUITE("admin api") {
         REQUIRE(Eventually([&] { return Converged(h.emulator, s); }));
         h.emulator.Reset();  // LaunchDarkly's environment was reset
         CHECK_FALSE(Converged(h.emulator, s));
-        auto doc = Parse(h.Admin("GET", "/v1/segments").body);
+        auto doc = ParseJson(h.Admin("GET", "/v1/segments").body);
         for (const auto& seg : doc["segments"].GetArray()) {
             auto r =
                 h.Admin("POST", "/v1/segments/" + std::to_string(seg["id"].GetInt64()) + "/resync");
             REQUIRE(r.status == 200);
-            CHECK(Parse(r.body)["marked"].GetInt64() > 0);
+            CHECK(ParseJson(r.body)["marked"].GetInt64() > 0);
         }
         REQUIRE(Eventually([&] { return Converged(h.emulator, s); }));
         CHECK(h.Admin("POST", "/v1/segments/999/resync").status == 404);
@@ -322,7 +314,7 @@ TEST_SUITE("admin api") {
             h.Send(
                  {R"({"type":"identify","userId":"x","context":{"personas":{"computation_class":"audience","computation_id":"a","computation_key":"k"}}})"})
                 .status == 200);
-        REQUIRE(Eventually([&] { return InSync(h); }));
+        REQUIRE(Eventually([&] { return h.InSync(); }));
         auto r = h.Admin("GET", "/metrics");
         REQUIRE(r.status == 200);
         CHECK(r.headers["content-type"].rfind("text/plain", 0) == 0);
@@ -344,14 +336,14 @@ TEST_SUITE("operator cli") {
     TEST_CASE("segments list, show and members as tables and JSON") {
         Harness h;
         REQUIRE(h.Send(Events(12, "c")).status == 200);
-        REQUIRE(Eventually([&] { return InSync(h); }));
+        REQUIRE(Eventually([&] { return h.InSync(); }));
         int64_t seg = SegmentIdOf(h, "aud_1");
         auto list = RunAudsync({"segments", "list", "--config", h.config});
         CHECK(list.exit_code == 0);
         CHECK(list.out.find("high_value_users") != std::string::npos);
         CHECK(list.out.find("in_sync") != std::string::npos);
         auto json_list = RunAudsync({"segments", "list", "--json", "--config", h.config});
-        CHECK(Parse(json_list.out)["segments"][0]["members"].GetInt() == 12);
+        CHECK(ParseJson(json_list.out)["segments"][0]["members"].GetInt() == 12);
         auto show = RunAudsync({"segments", "show", std::to_string(seg), "--config", h.config});
         CHECK(show.out.find("included:       12") != std::string::npos);
         auto members = RunAudsync({"segments", "members", std::to_string(seg), "--state",
@@ -377,15 +369,15 @@ TEST_SUITE("operator cli") {
         Harness h;
         Stream s = MixedStream(150, 21);
         SendAll(h, s, 50);
-        REQUIRE(Eventually([&] { return Converged(h.emulator, s) && InSync(h); }));
+        REQUIRE(Eventually([&] { return Converged(h.emulator, s) && h.InSync(); }));
         h.emulator.Reset();
         auto dry = RunAudsync({"replay", "segments", "--dry-run", "--config", h.config});
         CHECK(dry.exit_code == 0);
         CHECK(dry.out.find("dry run: would re-push") != std::string::npos);
-        CHECK(InSync(h));  // nothing marked
+        CHECK(h.InSync());  // nothing marked
         auto dry_json =
             RunAudsync({"replay", "segments", "--dry-run", "--json", "--config", h.config});
-        auto doc = Parse(dry_json.out);
+        auto doc = ParseJson(dry_json.out);
         int64_t expected_adds = 0;
         for (const auto& [cohort, keys] : s.expected)
             expected_adds += static_cast<int64_t>(keys.size());
@@ -401,7 +393,7 @@ TEST_SUITE("operator cli") {
         Harness h;
         Stream s = MixedStream(120, 22);
         SendAll(h, s, 60);
-        REQUIRE(Eventually([&] { return Converged(h.emulator, s) && InSync(h); }));
+        REQUIRE(Eventually([&] { return Converged(h.emulator, s) && h.InSync(); }));
         CHECK(h.server->Stop() == 0);
         h.server.reset();
         h.emulator.Reset();
@@ -409,7 +401,7 @@ TEST_SUITE("operator cli") {
             RunAudsync({"replay", "segments", "--push-now", "--json", "--config", h.config});
         CHECK_MESSAGE(aud_a.exit_code == 0, aud_a.err);
         CHECK(Converged(h.emulator, s));
-        auto doc = Parse(aud_a.out);
+        auto doc = ParseJson(aud_a.out);
         CHECK(doc["pending"].GetInt() == 0);
     }
 
@@ -434,7 +426,7 @@ TEST_SUITE("operator cli") {
         auto r = RunAudsync(
             {"replay", "events", dir.File("events.ndjson"), "--json", "--config", h.config});
         REQUIRE_MESSAGE(r.exit_code == 0, r.err);
-        auto doc = Parse(r.out);
+        auto doc = ParseJson(r.out);
         CHECK(doc["events"].GetInt() == 6);
         // Stored: a, b, a again and the stale one; applied (duplicates and stale events are
         // the applier's to find) before the command returns.
@@ -453,8 +445,8 @@ TEST_SUITE("operator cli") {
         auto arr = RunAudsync(
             {"replay", "events", dir.File("events.json"), "--json", "--config", h.config});
         REQUIRE(arr.exit_code == 0);
-        CHECK(Parse(arr.out)["stored"].GetInt() == 2);
-        CHECK(Parse(arr.out)["applied"].GetBool());
+        CHECK(ParseJson(arr.out)["stored"].GetInt() == 2);
+        CHECK(ParseJson(arr.out)["applied"].GetBool());
 
         EngageEvent e = a;
         e.message_id = "r5";
@@ -497,7 +489,7 @@ TEST_SUITE("operator cli") {
             Eventually([&] { return h.emulator.Included("aud_1").count("cdl-user-1000") == 1; }));
         auto discard = RunAudsync({"dead-letters", "discard", "--segment", std::to_string(seg),
                                    "--json", "--config", h.config});
-        CHECK(Parse(discard.out)["discarded"].GetInt() == 1);
+        CHECK(ParseJson(discard.out)["discarded"].GetInt() == 1);
         CHECK(RunAudsync({"dead-letters", "retry", "--config", h.config}).exit_code == 2);
         CHECK(RunAudsync({"dead-letters", "retry", "bad-id", "--config", h.config}).exit_code == 2);
         // A member that is no dead letter is named, and the command fails.

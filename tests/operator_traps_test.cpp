@@ -19,12 +19,6 @@ using namespace audsync::testing;
 
 namespace {
 
-rapidjson::Document Parse(const std::string& body) {
-    rapidjson::Document doc;
-    REQUIRE_MESSAGE(json::Parse(body, doc, 64).ok(), body);
-    return doc;
-}
-
 std::string Replace(std::string s, const std::string& from, const std::string& to) {
     size_t at = s.find(from);
     REQUIRE(at != std::string::npos);
@@ -71,7 +65,7 @@ TEST_SUITE("operator traps") {
             auto dry =
                 RunAudsync({"replay", "events", file, "--dry-run", "--json", "--config", h.config});
             REQUIRE_MESSAGE(dry.exit_code == 0, dry.err);
-            auto doc = Parse(dry.out);
+            auto doc = ParseJson(dry.out);
             CHECK(doc["dry_run"].GetBool());
             CHECK(doc["events"].GetInt() == 5);
             CHECK(doc["accepted"].GetInt() == 1);
@@ -89,9 +83,9 @@ TEST_SUITE("operator traps") {
         // The real run does what the dry run said.
         auto real = RunAudsync({"replay", "events", file, "--json", "--config", h.config});
         REQUIRE(real.exit_code == 0);
-        CHECK(Parse(real.out)["stored"].GetInt() == 4);
-        CHECK(Parse(real.out)["applied"].GetBool());
-        CHECK_FALSE(Parse(real.out)["dry_run"].GetBool());
+        CHECK(ParseJson(real.out)["stored"].GetInt() == 4);
+        CHECK(ParseJson(real.out)["applied"].GetBool());
+        CHECK_FALSE(ParseJson(real.out)["dry_run"].GetBool());
         // One new member, dry-a kept with the stale d2 as its latest ignored event (after
         // the duplicate d1), d3 once.
         CHECK(Rows(h.db, "SELECT count(*) FROM memberships") == members_before + 1);
@@ -130,7 +124,7 @@ TEST_SUITE("operator traps") {
         auto deleted = RunAudsync({"segments", "delete", "1", "--yes", "--empty-on-platform",
                                    "--json", "--config", h.config});
         REQUIRE_MESSAGE(deleted.exit_code == 0, deleted.err);
-        auto doc = Parse(deleted.out);
+        auto doc = ParseJson(deleted.out);
         CHECK(doc["members_deleted"].GetInt() == 2);
         CHECK(doc["emptied_on_platform"].GetBool());
         // The running server pushed the removals before the segment was forgotten.
@@ -154,7 +148,7 @@ TEST_SUITE("operator traps") {
         REQUIRE(Eventually([&] {
             auto r = RunAudsync({"destinations", "show", "ld", "--json", "--config", h.config});
             return r.exit_code == 0 &&
-                   Parse(r.out)["status"].GetString() == std::string("auth_failed");
+                   ParseJson(r.out)["status"].GetString() == std::string("auth_failed");
         }));
         auto list = RunAudsync({"destinations", "list", "--config", h.config});
         CHECK(list.out.find("auth_failed") != std::string::npos);
@@ -205,7 +199,7 @@ TEST_SUITE("operator traps") {
         }
         auto show = RunAudsync({"destinations", "show", "ld", "--json", "--config", cfg});
         CHECK(show.exit_code == 0);
-        CHECK(Parse(show.out)["write_keys"].Size() == 1);  // configured, shown redacted
+        CHECK(ParseJson(show.out)["write_keys"].Size() == 1);  // configured, shown redacted
         auto serve = RunAudsync({"serve", "--config", cfg});
         CHECK(serve.exit_code == 1);
         CHECK(serve.err.find("AUDSYNC_TEST_UNSET") != std::string::npos);
@@ -281,7 +275,7 @@ TEST_SUITE("admin pagination") {
                 auto r =
                     h.Admin("GET", base + "?limit=3" + (cursor.empty() ? "" : "&cursor=" + cursor));
                 REQUIRE(r.status == 200);
-                auto doc = Parse(r.body);
+                auto doc = ParseJson(r.body);
                 for (const auto& s : doc["segments"].GetArray()) {
                     ids.push_back(s.HasMember("segment") ? s["segment"]["id"].GetInt64()
                                                          : s["id"].GetInt64());
@@ -439,14 +433,14 @@ TEST_SUITE("operator routes") {
         REQUIRE(Eventually([&] { return h.emulator.Included("aud_1").count("rest-del") == 1; }));
         auto deleted = h.Admin("DELETE", "/v1/segments/1");
         REQUIRE(deleted.status == 200);
-        CHECK(Parse(deleted.body)["members_deleted"].GetInt() == 1);
-        CHECK_FALSE(Parse(deleted.body)["emptied_on_platform"].GetBool());
+        CHECK(ParseJson(deleted.body)["members_deleted"].GetInt() == 1);
+        CHECK_FALSE(ParseJson(deleted.body)["emptied_on_platform"].GetBool());
         CHECK(h.Admin("GET", "/v1/segments/1").status == 404);
         CHECK(h.Admin("DELETE", "/v1/segments/1").status == 404);
         CHECK(h.Admin("PUT", "/v1/segments/1").status == 405);
         auto resumed = h.Admin("POST", "/v1/destinations/ld/resume");
         REQUIRE(resumed.status == 200);
-        CHECK(Parse(resumed.body)["destination"].GetString() == std::string("ld"));
+        CHECK(ParseJson(resumed.body)["destination"].GetString() == std::string("ld"));
         CHECK(h.Admin("POST", "/v1/destinations/nope/resume").status == 404);
         // Without the token: 401, like every admin route.
         CHECK(h.http.Request("DELETE", h.server->url("/v1/segments/2")).status == 401);

@@ -20,12 +20,6 @@ using namespace audsync::testing;
 
 namespace {
 
-rapidjson::Document Parse(const std::string& body) {
-    rapidjson::Document doc;
-    REQUIRE_MESSAGE(json::Parse(body, doc, 64).ok(), body);
-    return doc;
-}
-
 std::string SourceFile(const std::string& path) {
     std::ifstream in(std::string(AUDSYNC_SOURCE_DIR) + "/" + path, std::ios::binary);
     REQUIRE_MESSAGE(in.good(), path);
@@ -47,10 +41,6 @@ std::vector<std::string> Members(const std::string& prefix, int n,
     return out;
 }
 
-bool InSync(Harness& h) {
-    return h.Count("SELECT count(*) FROM deliveries WHERE pending = 1 AND dead = 0") == 0;
-}
-
 // Every context key of a members listing, following next_cursor to the end.
 std::vector<std::string> AllKeys(Harness& h, const std::string& path) {
     std::vector<std::string> keys;
@@ -58,7 +48,7 @@ std::vector<std::string> AllKeys(Harness& h, const std::string& path) {
     for (int pages = 0; pages < 100; ++pages) {
         auto r = h.Admin("GET", path + (cursor.empty() ? "" : "&cursor=" + cursor));
         REQUIRE_MESSAGE(r.status == 200, r.body);
-        auto doc = Parse(r.body);
+        auto doc = ParseJson(r.body);
         for (const auto& m : doc["members"].GetArray())
             keys.push_back(m["context_key"].GetString());
         if (doc["next_cursor"].IsNull()) return keys;
@@ -131,18 +121,18 @@ TEST_SUITE("status page") {
     TEST_CASE("GET /v1/pushes: the recent requests and their answers, newest first") {
         Harness h;
         CHECK(h.http.Get(h.server->url("/v1/pushes")).status == 401);
-        auto empty = Parse(h.Admin("GET", "/v1/pushes").body);
+        auto empty = ParseJson(h.Admin("GET", "/v1/pushes").body);
         CHECK(empty["pushes"].Size() == 0);
         CHECK(empty["kept"].GetInt() == 0);
 
         h.emulator.RefuseKeys({"pu102"});
         REQUIRE(h.Send(Members("pu", 5)).status == 200);
         REQUIRE(Eventually([&] {
-            return InSync(h) && h.Count("SELECT count(*) FROM deliveries WHERE dead = 1") == 1;
+            return h.InSync() && h.Count("SELECT count(*) FROM deliveries WHERE dead = 1") == 1;
         }));
         auto r = h.Admin("GET", "/v1/pushes");
         REQUIRE(r.status == 200);
-        auto doc = Parse(r.body);
+        auto doc = ParseJson(r.body);
         const auto& pushes = doc["pushes"];
         // 5 members in one batch (max_batch 7): refused, then bisected down to pu102.
         REQUIRE(pushes.Size() >= 3);
@@ -175,14 +165,16 @@ TEST_SUITE("status page") {
         }
         CHECK(accepted_adds == 4);
         CHECK(refused >= 2);  // the whole batch, then each part holding pu102
-        CHECK(Parse(h.Admin("GET", "/v1/pushes?limit=1").body)["pushes"].Size() == 1);
+        CHECK(ParseJson(h.Admin("GET", "/v1/pushes?limit=1").body)["pushes"].Size() == 1);
         const int64_t segment = pushes[0]["segment_id"].GetInt64();
-        CHECK(Parse(h.Admin("GET", "/v1/pushes?segment=" + std::to_string(segment)).body)["pushes"]
+        CHECK(ParseJson(
+                  h.Admin("GET", "/v1/pushes?segment=" + std::to_string(segment)).body)["pushes"]
                   .Size() == pushes.Size());
-        CHECK(Parse(h.Admin("GET", "/v1/pushes?destination=ld&target=launchdarkly").body)["pushes"]
+        CHECK(ParseJson(
+                  h.Admin("GET", "/v1/pushes?destination=ld&target=launchdarkly").body)["pushes"]
                   .Size() == pushes.Size());
-        CHECK(Parse(h.Admin("GET", "/v1/pushes?destination=other").body)["pushes"].Size() == 0);
-        CHECK(Parse(h.Admin("GET", "/v1/pushes?segment=999").body)["pushes"].Size() == 0);
+        CHECK(ParseJson(h.Admin("GET", "/v1/pushes?destination=other").body)["pushes"].Size() == 0);
+        CHECK(ParseJson(h.Admin("GET", "/v1/pushes?segment=999").body)["pushes"].Size() == 0);
         for (const char* bad : {"limit=0", "limit=1001", "limit=x", "segment=0", "segment=x"}) {
             CAPTURE(bad);
             CHECK(h.Admin("GET", std::string("/v1/pushes?") + bad).status == 400);
@@ -195,7 +187,7 @@ TEST_SUITE("status page") {
         for (auto& e : Members("alp", 1)) events.push_back(e);
         for (auto& e : Members("beta-", 3)) events.push_back(e);
         REQUIRE(h.Send(events).status == 200);
-        REQUIRE(Eventually([&] { return InSync(h); }));
+        REQUIRE(Eventually([&] { return h.InSync(); }));
         const std::string base = "/v1/segments/1/members?limit=5";
         auto alpha = AllKeys(h, base + "&prefix=alpha-");
         REQUIRE(alpha.size() == 12);
@@ -236,14 +228,14 @@ TEST_SUITE("status page") {
         h.emulator.AddFault(outage);
         REQUIRE(h.Send(Members("rt", 3)).status == 200);
         auto target = [&] {
-            auto doc = Parse(h.Admin("GET", "/v1/destinations/ld").body);
+            auto doc = ParseJson(h.Admin("GET", "/v1/destinations/ld").body);
             return std::make_pair(std::string(doc["targets"][0]["status"].GetString()),
                                   doc["targets"][0]["retrying"].GetInt64());
         };
         REQUIRE(Eventually([&] { return target().second == 3; }));
         CHECK(target().first == "ok");  // a 503 is no pause: the page shows it as retrying
         h.emulator.ClearFaults();
-        REQUIRE(Eventually([&] { return InSync(h); }));
+        REQUIRE(Eventually([&] { return h.InSync(); }));
         CHECK(target().second == 0);
     }
 }

@@ -4,40 +4,16 @@
 // emulators (run as the binaries built beside audsync).
 // Usage: node analytics_node.mjs /path/to/audsync
 import { Analytics } from '@segment/analytics-node';
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { eventually, startProcess, stop } from './lib/processes.mjs';
 
 const binary = process.argv[2];
 assert.ok(binary, 'pass the audsync binary as the first argument');
-
-// Starts `file args` and resolves the port of its "listening on http://host:port " line.
-function startProcess(file, args, name) {
-  const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d) => { stderr += d; });
-  const port = new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`${name} did not start: ${stderr}`)), 20000);
-    child.stdout.on('data', (d) => {
-      out += d;
-      const m = out.match(/listening on http:\/\/[^ ]+:(\d+)[ \n]/);
-      if (m) { clearTimeout(timer); resolve(Number(m[1])); }
-    });
-    child.on('exit', (code) => reject(new Error(`${name} exited ${code}: ${stderr}`)));
-  });
-  return { child, port, stderr: () => stderr };
-}
-
-async function stop(proc) {
-  if (proc.child.exitCode !== null) return proc.child.exitCode;
-  const exited = new Promise((resolve) => proc.child.on('exit', (code) => resolve(code)));
-  proc.child.kill('SIGTERM');
-  return exited;
-}
 
 function startEmulators() {
   const bin = dirname(binary);
@@ -87,18 +63,6 @@ function canonical(value) {
     return `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonical(value[k])}`).join(',')}}`;
   }
   return JSON.stringify(value);
-}
-
-// Polls `check` until it returns true, or fails after `ms` with the last state.
-async function eventually(check, ms, what) {
-  const deadline = Date.now() + ms;
-  let last;
-  for (;;) {
-    last = await check();
-    if (last === true) return;
-    if (Date.now() > deadline) assert.fail(`${what}: ${JSON.stringify(last)}`);
-    await new Promise((r) => setTimeout(r, 50));  // poll interval
-  }
 }
 
 function query(db, sql) {

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { eventually } from '../e2e/lib/processes.mjs';
 
 const [sourceDir, binary] = process.argv.slice(2);
 assert.ok(sourceDir && binary, 'usage: node conformance.mjs SOURCE_DIR /path/to/audsync');
@@ -105,17 +106,6 @@ function startServer(dir) {
     child.on('exit', (code) => fail(new Error(`audsync exited ${code}: ${stderr}`)));
   });
   return { child, port };
-}
-
-// Polls `check` until it returns true, or fails after `ms` with the last state.
-async function eventually(check, ms, what) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const last = await check();
-    if (last === true) return;
-    if (Date.now() > deadline) assert.fail(`${what}: ${JSON.stringify(last)}`);
-    await new Promise((r) => setTimeout(r, 50));  // poll interval
-  }
 }
 
 const personas = { computation_class: 'audience', computation_id: 'aud_oa',

@@ -4,6 +4,7 @@
 // `audsync serve` as a child process pointed at it.
 
 #include <doctest/doctest.h>
+#include <rapidjson/document.h>
 
 #include <algorithm>
 #include <chrono>
@@ -17,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "audsync/common/json.hpp"
 #include "audsync/common/text.hpp"
 #include "audsync/store/database.hpp"
 #include "emulator.hpp"
@@ -28,6 +30,13 @@ namespace audsync::testing {
 
 inline constexpr const char* kToken = "api-emulated-token";
 inline constexpr const char* kClientSideId = "cs-emulated";
+
+// An answer's JSON; the test fails (showing the body) when it is not JSON.
+inline rapidjson::Document ParseJson(const std::string& body) {
+    rapidjson::Document doc;
+    REQUIRE_MESSAGE(json::Parse(body, doc, 64).ok(), body);
+    return doc;
+}
 
 inline bool Eventually(const std::function<bool()>& done, int64_t deadline_ms = 45000) {
     const int64_t deadline = text::NowMs() + deadline_ms;
@@ -98,6 +107,10 @@ struct Harness {
         store::Statement s(store::TestAccess::Handle(d), sql);
         s.Step();
         return s.Int(0);
+    }
+    // No member change awaits a push (each is acknowledged or a dead letter).
+    bool InSync() {
+        return Count("SELECT count(*) FROM deliveries WHERE pending = 1 AND dead = 0") == 0;
     }
 };
 

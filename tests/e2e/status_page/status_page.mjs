@@ -5,13 +5,13 @@
 // states, a dead letter's retry and discard are driven through the page.
 // Usage: node status_page.mjs /path/to/audsync SCREENSHOT_DIR
 import puppeteer from 'puppeteer-core';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { eventually, startProcess, stop } from '../lib/processes.mjs';
 
 const [binary, screenshotDir] = process.argv.slice(2);
 assert.ok(binary && screenshotDir, 'usage: node status_page.mjs /path/to/audsync SCREENSHOT_DIR');
@@ -33,47 +33,6 @@ const kHostileKeys = ['<img src=x onerror="window.__xss=1">', 'a/b%2Fc "quoted" 
 
 // ---------------------------------------------------------------------------
 // Processes
-
-// Starts `file args` and resolves the port of its "listening on http://host:port " line.
-function startProcess(file, args, name) {
-  const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (d) => { stderr += d; });
-  const port = new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`${name} did not start: ${stderr}`)), 20000);
-    child.stdout.on('data', (d) => {
-      out += d;
-      const m = out.match(/listening on http:\/\/[^ ]+:(\d+)[ \n]/);
-      if (m) { clearTimeout(timer); resolve(Number(m[1])); }
-    });
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${name} exited ${code}: ${stderr}`));
-    });
-  });
-  port.catch(() => {});  // reported where it is awaited
-  return { child, port, stderr: () => stderr };
-}
-
-async function stop(proc) {
-  if (!proc) return undefined;
-  if (proc.child.exitCode !== null || proc.child.signalCode !== null) return proc.child.exitCode;
-  const exited = new Promise((resolve) => proc.child.on('exit', (code) => resolve(code)));
-  proc.child.kill('SIGTERM');
-  return exited;
-}
-
-// Polls `check` until it returns true, or fails after `ms` with the last state.
-async function eventually(check, ms, what) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const last = await check();
-    if (last === true) return;
-    if (Date.now() > deadline) assert.fail(`${what}: ${JSON.stringify(last)}`);
-    await new Promise((r) => setTimeout(r, 50));  // poll interval
-  }
-}
 
 // ---------------------------------------------------------------------------
 // The stream of Engage events

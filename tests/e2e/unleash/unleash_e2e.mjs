@@ -12,6 +12,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { eventually as poll } from '../lib/processes.mjs';
+
+// Polls `check` every 100 ms until it returns true, or fails after `ms` with the last state.
+const eventually = (check, ms, what) => poll(check, ms, what, 100);
 
 const binary = process.argv[2];
 const serverInfo = process.argv[3];
@@ -32,18 +36,6 @@ const LAX = `lax_audience_${RUN}`;
 const MAX_LIST_ITEMS = 3;        // audsync's limit for the main target
 const SERVER_VALUES_LIMIT = unleash.segment_values_limit;  // set by server.sh: 5
 const WAIT_MS = 30000;
-
-// Polls `check` until it returns true, or fails after `ms` with the last state.
-async function eventually(check, ms, what) {
-  const deadline = Date.now() + ms;
-  let last;
-  for (;;) {
-    last = await check();
-    if (last === true) return;
-    if (Date.now() > deadline) assert.fail(`${what}: ${JSON.stringify(last)}`);
-    await new Promise((r) => setTimeout(r, 100));  // poll interval
-  }
-}
 
 // --- Unleash's admin API, with the admin token -------------------------------------------
 
