@@ -10,9 +10,15 @@
 #include "audsync/common/json.hpp"
 #include "audsync/common/text.hpp"
 #include "shared/curl_client.hpp"
+#include "shared/list_text.hpp"
 
 namespace audsync::targets {
 namespace {
+
+using shared::Description;
+using shared::Grouped;
+using shared::IncludedKeys;
+using shared::Shown;
 
 // How much of an answer's body the client keeps: a segment list of a product at the
 // largest plan's 1,000 segments (about 550 bytes each) fits well.
@@ -20,42 +26,8 @@ constexpr size_t kCurlBodyKept = 8 * 1024 * 1024;
 // Enough depth for a segment list: array > segment > product > organization.
 constexpr int kListDepth = 8;
 
-// 1204 -> "1,204".
-std::string Grouped(size_t n) {
-    std::string digits = std::to_string(n);
-    std::string out;
-    for (size_t i = 0; i < digits.size(); ++i) {
-        if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
-        out += digits[i];
-    }
-    return out;
-}
-
 bool IsSpace(char c) {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
-}
-
-// At most 40 bytes of a key for a message, cut at a character boundary.
-std::string Shown(std::string_view key) {
-    if (key.size() <= 40) return std::string(key);
-    size_t end = 40;
-    while (end > 0 && (static_cast<unsigned char>(key[end]) & 0xC0) == 0x80) --end;
-    return std::string(key.substr(0, end)) + "...";
-}
-
-// The included members' keys, in request order, each once.
-std::vector<std::string_view> IncludedKeys(const PushRequest& request) {
-    std::vector<std::string_view> keys;
-    std::set<std::string_view> seen;
-    for (const auto& m : request.members) {
-        if (m.value && seen.insert(m.context_key).second) keys.push_back(m.context_key);
-    }
-    return keys;
-}
-
-std::string Description(const PushRequest& request) {
-    return "Managed by audsync from Segment audience " + request.audience_id +
-           "; edits are overwritten";
 }
 
 std::string Basic(const config::Target& target) {
@@ -66,12 +38,7 @@ std::string Basic(const config::Target& target) {
 }  // namespace
 
 std::string ConfigCatSegmentName(std::string_view audience_key, std::string_view context_kind) {
-    std::string name(audience_key);
-    if (context_kind != "user") {
-        name += ':';
-        name += context_kind;
-    }
-    return name;
+    return shared::SegmentName(audience_key, context_kind);
 }
 
 std::string ConfigCatComparisonValue(const PushRequest& request) {

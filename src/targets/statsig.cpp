@@ -9,9 +9,12 @@
 #include "audsync/common/json.hpp"
 #include "audsync/common/text.hpp"
 #include "shared/curl_client.hpp"
+#include "shared/list_text.hpp"
 
 namespace audsync::targets {
 namespace {
+
+using shared::Grouped;
 
 constexpr size_t kHashDigits = 8;
 
@@ -34,17 +37,6 @@ std::string Sanitised(std::string_view s) {
         auto c = static_cast<unsigned char>(ch);
         if ((c & 0xC0) == 0x80) continue;  // continuation byte: its lead byte counted
         out += IsWordChar(ch) ? ch : '_';
-    }
-    return out;
-}
-
-// 1204 -> "1,204".
-std::string Grouped(size_t n) {
-    std::string digits = std::to_string(n);
-    std::string out;
-    for (size_t i = 0; i < digits.size(); ++i) {
-        if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
-        out += digits[i];
     }
     return out;
 }

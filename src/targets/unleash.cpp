@@ -13,9 +13,15 @@
 #include "audsync/common/text.hpp"
 #include "audsync/targets/configcat.hpp"  // Utf16Length
 #include "shared/curl_client.hpp"
+#include "shared/list_text.hpp"
 
 namespace audsync::targets {
 namespace {
+
+using shared::Description;
+using shared::Grouped;
+using shared::IncludedKeys;
+using shared::Shown;
 
 // How much of an answer's body the client keeps. The segment list carries every
 // segment's values: Unleash's default 300 segments of 1,000 UUIDs are about 12 MB.
@@ -28,40 +34,6 @@ constexpr int kErrorDepth = 4;
 constexpr size_t kMaxErrorMessage = 1024;
 // The tail of the message of a failed request validation (src/lib/error/bad-data-error.ts).
 constexpr std::string_view kReferToDetails = " Refer to the `details` list for more information.";
-
-// 1204 -> "1,204".
-std::string Grouped(size_t n) {
-    std::string digits = std::to_string(n);
-    std::string out;
-    for (size_t i = 0; i < digits.size(); ++i) {
-        if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
-        out += digits[i];
-    }
-    return out;
-}
-
-// At most 40 bytes of a key for a message, cut at a character boundary.
-std::string Shown(std::string_view key) {
-    if (key.size() <= 40) return std::string(key);
-    size_t end = 40;
-    while (end > 0 && (static_cast<unsigned char>(key[end]) & 0xC0) == 0x80) --end;
-    return std::string(key.substr(0, end)) + "...";
-}
-
-// The included members' keys, in request order, each once.
-std::vector<std::string_view> IncludedKeys(const PushRequest& request) {
-    std::vector<std::string_view> keys;
-    std::set<std::string_view> seen;
-    for (const auto& m : request.members) {
-        if (m.value && seen.insert(m.context_key).second) keys.push_back(m.context_key);
-    }
-    return keys;
-}
-
-std::string Description(const PushRequest& request) {
-    return "Managed by audsync from Segment audience " + request.audience_id +
-           "; edits are overwritten";
-}
 
 // Replaces every occurrence of `secret` in `text`: no answer may carry the token into a
 // log, a dead letter or the API.
@@ -84,12 +56,7 @@ std::optional<std::string> IdText(const rapidjson::Value& segment) {
 }  // namespace
 
 std::string UnleashSegmentName(std::string_view audience_key, std::string_view context_kind) {
-    std::string name(audience_key);
-    if (context_kind != "user") {
-        name += ':';
-        name += context_kind;
-    }
-    return name;
+    return shared::SegmentName(audience_key, context_kind);
 }
 
 std::string UnleashSegmentBody(const PushRequest& request, std::string_view context_name,
