@@ -1,12 +1,11 @@
 // audsync-configcat-emulator: a local ConfigCat for the demo and manual tests.
-#include <signal.h>
-
 #include <cstdlib>
 #include <iostream>
 #include <optional>
 #include <string>
 
 #include "emulator.hpp"
+#include "serve.hpp"
 
 namespace {
 
@@ -74,16 +73,6 @@ int UsageError(const std::string& problem) {
     return 2;
 }
 
-// A whole number from `min` to 10^9, or nullopt.
-std::optional<long> ParseCount(const std::string& s, long min) {
-    if (s.empty() || s.size() > 10 || s.find_first_not_of("0123456789") != std::string::npos) {
-        return std::nullopt;
-    }
-    long n = std::strtol(s.c_str(), nullptr, 10);
-    if (n < min || n > 1000000000) return std::nullopt;
-    return n;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -112,7 +101,7 @@ int main(int argc, char** argv) {
             (a == "--user" ? o.user : a == "--password" ? o.password : o.product_id) = v;
         } else {
             const long min = a == "--rate-limit" ? 0 : 1;
-            auto n = ParseCount(v, min);
+            auto n = audsync::emulator_common::ParseCount(v, min);
             if (!n) {
                 return UsageError(a + " takes a whole number from " + std::to_string(min) +
                                   " to 1000000000");
@@ -123,23 +112,8 @@ int main(int argc, char** argv) {
             if (a == "--rate-window-ms") o.rate_window_ms = *n;
         }
     }
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
     audsync::configcat_emulator::Emulator e(o);
-    try {
-        e.Start();
-    } catch (const std::exception& ex) {
-        std::cerr << "audsync-configcat-emulator: cannot listen on " << o.host << ":" << o.port
-                  << ": " << ex.what() << "\n";
-        return 1;
-    }
-    std::cout << "audsync-configcat-emulator listening on " << e.base_url() << " (product "
-              << o.product_id << "; GET /_emulator/segments shows the segments)" << std::endl;
-    int sig = 0;
-    sigwait(&signals, &sig);
-    e.Stop();
-    return 0;
+    return audsync::emulator_common::ServeUntilSignal(
+        "audsync-configcat-emulator", e, o.host + ":" + std::to_string(o.port),
+        "product " + o.product_id + "; GET /_emulator/segments shows the segments");
 }

@@ -99,4 +99,14 @@ std::optional<std::pair<std::string, uint16_t>> ParseListen(const std::string& v
     return std::make_pair(value.substr(0, colon), static_cast<uint16_t>(p));
 }
 
+std::optional<long> ParseCount(const std::string& value, long min) {
+    if (value.empty() || value.size() > 10 ||
+        value.find_first_not_of("0123456789") != std::string::npos) {
+        return std::nullopt;
+    }
+    const long n = std::strtol(value.c_str(), nullptr, 10);
+    if (n < min || n > 1000000000) return std::nullopt;
+    return n;
+}
+
 }  // namespace audsync::emulator_common

@@ -1,12 +1,11 @@
 // audsync-flagsmith-emulator: a local Flagsmith for the demo and manual tests.
-#include <signal.h>
-
 #include <cstdlib>
 #include <iostream>
 #include <optional>
 #include <string>
 
 #include "emulator.hpp"
+#include "serve.hpp"
 
 namespace {
 
@@ -41,23 +40,8 @@ int main(int argc, char** argv) {
             o.environment_key = v;
         }
     }
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
     audsync::flagsmith_emulator::Emulator e(o);
-    try {
-        e.Start();
-    } catch (const std::exception& ex) {
-        std::cerr << "audsync-flagsmith-emulator: cannot listen on " << o.host << ":" << o.port
-                  << ": " << ex.what() << "\n";
-        return 1;
-    }
-    std::cout << "audsync-flagsmith-emulator listening on " << e.base_url()
-              << " (GET /_emulator/identities shows the identities and their traits)" << std::endl;
-    int sig = 0;
-    sigwait(&signals, &sig);
-    e.Stop();
-    return 0;
+    return audsync::emulator_common::ServeUntilSignal(
+        "audsync-flagsmith-emulator", e, o.host + ":" + std::to_string(o.port),
+        "GET /_emulator/identities shows the identities and their traits");
 }

@@ -1,12 +1,11 @@
 // audsync-ld-emulator: a local LaunchDarkly for the demo, the benchmarks and manual tests.
-#include <signal.h>
-
 #include <cstdlib>
 #include <iostream>
 #include <optional>
 #include <string>
 
 #include "emulator.hpp"
+#include "serve.hpp"
 
 namespace {
 
@@ -81,23 +80,8 @@ int main(int argc, char** argv) {
             o.client_side_id = v;
         }
     }
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
     audsync::emulator::Emulator e(o);
-    try {
-        e.Start();
-    } catch (const std::exception& ex) {
-        std::cerr << "audsync-ld-emulator: cannot listen on " << o.host << ":" << o.port << ": "
-                  << ex.what() << "\n";
-        return 1;
-    }
-    std::cout << "audsync-ld-emulator listening on " << e.base_url()
-              << " (GET /_emulator/segments shows the synced segments)" << std::endl;
-    int sig = 0;
-    sigwait(&signals, &sig);
-    e.Stop();
-    return 0;
+    return audsync::emulator_common::ServeUntilSignal(
+        "audsync-ld-emulator", e, o.host + ":" + std::to_string(o.port),
+        "GET /_emulator/segments shows the synced segments");
 }
