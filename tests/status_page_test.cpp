@@ -13,6 +13,7 @@
 #include "audsync/common/json.hpp"
 #include "audsync/http/routes.hpp"
 #include "audsync/store/queries.hpp"
+#include "audsync/sync/push_log.hpp"
 #include "support/sync_harness.hpp"
 
 using namespace audsync;
@@ -209,6 +210,36 @@ TEST_SUITE("status page") {
         CHECK(out.exit_code == 0);
         CHECK(out.out.find("beta-100") != std::string::npos);
         CHECK(out.out.find("alpha-") == std::string::npos);
+    }
+
+    TEST_CASE("the push log keeps the newest 1,000 records, newest first, filtered") {
+        sync::PushLog log;
+        for (int64_t i = 0; i < 1005; ++i) {
+            sync::PushRecord r;
+            r.segment_id = i;
+            r.destination = i % 2 == 0 ? "even" : "odd";
+            r.target = "t";
+            log.Add(r);
+        }
+        CHECK(log.size() == sync::PushLog::kCapacity);
+        auto all = log.Recent({}, 5000);
+        REQUIRE(all.size() == sync::PushLog::kCapacity);
+        CHECK(all.front().segment_id == 1004);  // the newest first
+        CHECK(all.back().segment_id == 5);      // the 5 oldest went
+        auto two = log.Recent({}, 2);
+        REQUIRE(two.size() == 2);
+        CHECK(two[1].segment_id == 1003);
+        sync::PushLog::Filter odd;
+        odd.destination = "odd";
+        auto odds = log.Recent(odd, 5000);
+        CHECK(odds.size() == 500);
+        CHECK(odds.front().segment_id == 1003);
+        sync::PushLog::Filter one;
+        one.segment_id = 7;
+        one.target = "t";
+        CHECK(log.Recent(one, 10).size() == 1);
+        one.target = "other";
+        CHECK(log.Recent(one, 10).empty());
     }
 
     TEST_CASE("PrefixEnd: the first key after every key with the prefix") {
