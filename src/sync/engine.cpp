@@ -412,6 +412,16 @@ std::vector<Engine::Task> Engine::SplitLanes(Task& task, int64_t now) {
     return lanes;
 }
 
+void Engine::RecordAnswer(PushRecord record, int status, const Decision& d, const Task& task) {
+    record.status = status;
+    record.outcome = OutcomeName(d.action);
+    if (d.action != Action::kAcknowledge) {
+        record.message = Detail(d, *task.target);
+        log::Debug("sync: " + SegmentName(task.segment) + ": " + record.message);
+    }
+    counters_.pushes.Add(std::move(record));
+}
+
 std::vector<Decision> Engine::PushDeltas(Task& task, targets::Target& target,
                                          std::mt19937_64& rng) {
     const config::Target& t = *task.target;
@@ -436,13 +446,7 @@ std::vector<Decision> Engine::PushDeltas(Task& task, targets::Target& target,
     };
     auto decide = [&](const targets::HttpResult& r, size_t size) {
         Decision d = Decide(r, attempts, size, text::NowMs(), schedule, uniform(rng));
-        if (d.action != Action::kAcknowledge) {
-            log::Debug("sync: " + SegmentName(task.segment) + ": " + Detail(d, t));
-        }
-        record.status = r.status;
-        record.outcome = OutcomeName(d.action);
-        if (d.action != Action::kAcknowledge) record.message = Detail(d, t);
-        counters_.pushes.Add(std::move(record));
+        RecordAnswer(std::move(record), r.status, d, task);
         return d;
     };
     return PushWithBisection(members, push, decide);
@@ -470,13 +474,7 @@ std::vector<Decision> Engine::PushList(Task& task, targets::Target& target, std:
             std::uniform_real_distribution<double> uniform(0.0, 1.0);
             // One list, one answer: a refusal cannot be narrowed down by bisection.
             Decision d = Decide(r, attempts, 1, text::NowMs(), schedule, uniform(rng));
-            record.status = r.status;
-            record.outcome = OutcomeName(d.action);
-            if (d.action != Action::kAcknowledge) {
-                log::Debug("sync: " + SegmentName(task.segment) + ": " + Detail(d, t));
-                record.message = Detail(d, t);
-            }
-            counters_.pushes.Add(std::move(record));
+            RecordAnswer(std::move(record), r.status, d, task);
             return std::vector<Decision>(task.members.size(), d);
         }
         task.over_limit = *r.over_limit;

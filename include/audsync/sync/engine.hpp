@@ -147,6 +147,9 @@ class Engine {
     std::vector<Task> SplitLanes(Task& task, int64_t now);  // by mu_
     std::vector<Decision> PushDeltas(Task& task, targets::Target& target, std::mt19937_64& rng);
     std::vector<Decision> PushList(Task& task, targets::Target& target, std::mt19937_64& rng);
+    // Completes the record of one request with the platform's answer and its decision,
+    // logs a refusal (debug) and keeps the record in counters_.pushes.
+    void RecordAnswer(PushRecord record, int status, const Decision& d, const Task& task);
     void Report(const Task& task, const Fold& fold);
     void Finish(const Task& task);
 
