@@ -8,5 +8,10 @@ int main(int argc, char** argv) {
     // default; two arenas cut peak RSS by about a fifth with no measurable cost
     // (docs/performance.md).
     mallopt(M_ARENA_MAX, 2);
+    // A fixed threshold: request bodies and parsed batches (hundreds of KB) are mapped
+    // and unmapped whole. glibc's default raises the threshold after the first such free,
+    // and from then on they stay in the arenas: 15 % more peak RSS under ingest
+    // (docs/performance.md).
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
     return audsync::cli::Run(argc, argv);
 }

@@ -284,7 +284,7 @@ Result<Summary> Service::Apply(const config::Destination& destination_ref,
 
     struct Change {
         size_t index;
-        const segment::Event* event;
+        segment::Event* event;
         mapping::MembershipChange change;
     };
     std::vector<Change> changes;
@@ -334,7 +334,9 @@ Result<Summary> Service::Apply(const config::Destination& destination_ref,
             e.context_key = std::move(c.context_key);
             e.included = c.included;
             e.event_ms = c.event_time_ms;
-            e.raw = changes[i].event->raw;
+            // Moved, not copied: the request's events are not read again, and a copy
+            // held each raw event twice while the request waited for its commit.
+            e.raw = std::move(changes[i].event->raw);
         }
         int64_t last_seq = 0;
         Status stored = inbox_.Run(
