@@ -570,7 +570,9 @@ using Runs = std::map<std::pair<int, int>, LoadResult>;  // (batch, connections)
 
 // Durable ingest against a running `audsync serve`: batches of 100 as Tracking API bodies
 // to /v1/batch, of 1,000 as webhook arrays, at 1, 8 and 32 connections.
-Runs IngestRuns(uint16_t port, double seconds, const std::string& prefix) {
+// `server`: the audsync process under load; its peak RSS so far is printed after each
+// cell, so that a peak can be traced to its load.
+Runs IngestRuns(uint16_t port, double seconds, const std::string& prefix, pid_t server) {
     Runs runs;
     for (int batch : {100, 1000}) {
         std::string url = "http://127.0.0.1:" + std::to_string(port) +
@@ -579,6 +581,8 @@ Runs IngestRuns(uint16_t port, double seconds, const std::string& prefix) {
             runs[{batch, conns}] =
                 Load(url, conns, batch, batch == 100, seconds,
                      prefix + std::to_string(batch) + "-" + std::to_string(conns) + "-");
+            std::cerr << "  batch " << batch << ", " << conns << " conn: server peak RSS so far "
+                      << Fmt(PeakRssMb(server), 1) << " MB\n";
         }
     }
     return runs;
@@ -994,7 +998,7 @@ int All(const std::map<std::string, std::string>& flags) {
             std::string cfg = WriteConfig(dir, db, emu.base_url());
             Child server = Spawn({audsync, "serve", "--config", cfg});
             uint16_t port = WaitPort(server);
-            ingest = IngestRuns(port, seconds, "ingest-");
+            ingest = IngestRuns(port, seconds, "ingest-", server.pid);
             // Let the server apply and the engine push everything (60 s at most), then read
             // what it pushed per accepted event.
             {
@@ -1006,6 +1010,7 @@ int All(const std::map<std::string, std::string>& flags) {
                     std::cerr << "ingest: not drained before the coalescing count: " << why << "\n";
                 }
             }
+            std::cerr << "  drained: server peak RSS " << Fmt(PeakRssMb(server.pid), 1) << " MB\n";
             {
                 // What the applier found to change a membership (not duplicates, not stale).
                 MetricsClient metrics(port);
@@ -1038,7 +1043,7 @@ int All(const std::map<std::string, std::string>& flags) {
                 WriteConfig(dir, db, baseline_emu.base_url(), 1000, "baseline-config.json");
             Child server = Spawn({baseline_audsync, "serve", "--config", cfg});
             uint16_t port = WaitPort(server);
-            baseline_ingest = IngestRuns(port, seconds, "baseline-ingest-");
+            baseline_ingest = IngestRuns(port, seconds, "baseline-ingest-", server.pid);
             baseline_server_rss = StopChild(server);
             baseline_emu.Stop();
         }
