@@ -432,6 +432,88 @@ TEST_SUITE("store") {
         CHECK(w.MarkForResync(999) == 0);
     }
 
+    TEST_CASE("a replay at a delta platform is a cursor over the members held there") {
+        Fixture f;
+        store::WriteStore w(f.db);
+        const std::string t = "launchdarkly";
+        int64_t seg = 0;
+        {
+            store::Transaction tx(f.db);
+            w.EnsureTargets("ld", store::ImplicitTargets(), 0);
+            for (int i = 0; i < 6; ++i) {
+                const std::string key = "k" + std::to_string(i);
+                w.Apply("ld", "m" + key, Change(key, i != 5, 1), 0);
+            }
+            seg = store::FindMembership(f.db, "ld", "aud_1", "user", "k0")->segment_id;
+            for (int i = 0; i < 6; ++i) {
+                REQUIRE(w.RecordAck(seg, "k" + std::to_string(i), t, i != 5, 1, 200, 7));
+            }
+            w.Apply("ld", "mk1-later", Change("k1", false, 2), 0);  // pending again
+            w.RecordDead(seg, "k2", t, 1, 400, "refused", 5);       // a dead letter
+            w.RecordRetry(seg, "k1", t, 1'000'000, 503, "busy", 8);  // due later
+            tx.Commit();
+        }
+        auto keys = [](const std::vector<store::DirtyMember>& ms) {
+            std::string out;
+            for (const auto& m : ms) out += m.context_key + (m.replay ? "" : "!") + " ";
+            return out;
+        };
+        auto rows_written = [&] {
+            return Count(f.db, "SELECT total_changes()");  // on this connection
+        };
+        const int64_t before = rows_written();
+        CHECK(w.MarkForResync(seg) == 6);
+        // Only what is not held was written: the dead letter revived, the pending member
+        // made due now, and the cursor.
+        CHECK(rows_written() - before == 3);
+        CHECK(Count(f.db, "SELECT count(*) FROM deliveries WHERE dead = 1") == 0);
+        CHECK(Count(f.db, "SELECT count(*) FROM deliveries WHERE pending = 1 "
+                          "AND next_attempt_ms = 0") == 2);
+        CHECK(store::CountPending(f.db, seg) == 6);
+
+        store::SyncReader r(f.db);
+        auto all = r.Replay(seg, t, 10, 10);
+        REQUIRE(all.has_value());
+        CHECK(keys(all->members) == "k0 k3 k4 k5 ");
+        CHECK(all->last);
+        CHECK_FALSE(all->members[3].desired);  // an excluded member's removal is replayed
+        auto two = r.Replay(seg, t, 10, 2);
+        CHECK(keys(two->members) == "k0 k3 ");
+        CHECK_FALSE(two->last);
+        CHECK(r.DueSegments(10).size() == 1);
+
+        w.AdvanceReplay(seg, t, two->generation, "k3", false, 0);
+        CHECK(keys(r.Replay(seg, t, 10, 10)->members) == "k4 k5 ");
+        CHECK(store::CountPending(f.db, seg) == 4);  // 2 pending, 2 left to replay
+
+        // Started again: a range of the older request moves nothing.
+        CHECK(w.MarkForResync(seg, t) == 6);
+        auto again = r.Replay(seg, t, 10, 10);
+        CHECK(again->generation == two->generation + 1);
+        w.AdvanceReplay(seg, t, two->generation, "k4", false, 0);
+        CHECK(keys(r.Replay(seg, t, 10, 10)->members) == "k0 k3 k4 k5 ");
+
+        // A failed range: the replay waits, and the scheduler knows until when.
+        w.AdvanceReplay(seg, t, again->generation, "k0", false, 5000);
+        CHECK_FALSE(r.Replay(seg, t, 10, 10).has_value());
+        CHECK(r.NextAttemptAfter(10) == std::optional<int64_t>(5000));
+        CHECK(keys(r.Replay(seg, t, 5000, 10)->members) == "k3 k4 k5 ");
+
+        // A replayed member whose push failed is pending like any other.
+        w.ReplayMissed(seg, "k4", t);
+        CHECK(keys(r.Replay(seg, t, 5000, 10)->members) == "k3 k5 ");
+        CHECK_FALSE(store::GetMember(f.db, seg, "k4")->acked.has_value());
+
+        // The last range ends it; deleting the segment forgets a running one.
+        w.AdvanceReplay(seg, t, again->generation, "k5", true, 0);
+        CHECK(Count(f.db, "SELECT count(*) FROM replays") == 0);
+        CHECK_FALSE(r.Replay(seg, t, 5000, 10).has_value());
+        CHECK(w.MarkForResync(seg) == 6);
+        CHECK(Count(f.db, "SELECT count(*) FROM replays") == 1);
+        w.DeleteSegment(seg);
+        CHECK(Count(f.db, "SELECT count(*) FROM replays") == 0);
+    }
+
     TEST_CASE("deleting a segment forgets it, its members and dead letters, and only those") {
         Fixture f;
         int64_t seg = DeadSegment(f.db, 3);

@@ -18,7 +18,11 @@ constexpr const char* kSegmentSelect =
 constexpr const char* kSegmentTargets =
     "SELECT t.id, t.platform, t.status, coalesce(st.status, 'ok'), st.error, st.limit_name, "
     "(SELECT count(*) FROM deliveries d WHERE d.segment_id = ?1 AND d.target = t.id "
-    " AND d.pending = 1 AND d.dead = 0), "
+    " AND d.pending = 1 AND d.dead = 0) + "
+    // A replay's members not pushed yet count as pending.
+    "(SELECT count(*) FROM replays r JOIN deliveries d ON d.segment_id = r.segment_id "
+    " AND d.context_key > r.after_key AND d.target = r.target WHERE r.segment_id = ?1 "
+    " AND r.target = t.id AND d.pending = 0 AND d.dead = 0), "
     "(SELECT count(*) FROM deliveries d WHERE d.segment_id = ?1 AND d.target = t.id "
     " AND d.pending = 1 AND d.dead = 0 AND d.attempts > 0), "
     "(SELECT count(*) FROM deliveries d WHERE d.segment_id = ?1 AND d.target = t.id "
@@ -282,6 +286,11 @@ constexpr const char* kTargetSelect =
     "t.last_error, t.paused_until_ms, "
     "(SELECT count(*) FROM deliveries d INDEXED BY deliveries_due WHERE d.target = t.id "
     " AND d.pending = 1 AND d.dead = 0 AND d.segment_id IN "
+    " (SELECT id FROM segments WHERE destination = t.destination)) + "
+    // A replay's members not pushed yet count as pending.
+    "(SELECT count(*) FROM replays r JOIN deliveries d ON d.segment_id = r.segment_id "
+    " AND d.context_key > r.after_key AND d.target = r.target WHERE r.target = t.id "
+    " AND d.pending = 0 AND d.dead = 0 AND r.segment_id IN "
     " (SELECT id FROM segments WHERE destination = t.destination)), "
     "(SELECT count(*) FROM deliveries d WHERE d.target = t.id AND d.dead = 1 AND d.segment_id IN "
     " (SELECT id FROM segments WHERE destination = t.destination)), "
@@ -361,7 +370,18 @@ int64_t CountPending(Database& db, int64_t segment_id) {
                 "AND d.pending = 1 AND d.dead = 0");
     s.Bind(1, segment_id);
     s.Step();
-    return s.Int(0);
+    const int64_t pending = s.Int(0);
+    // And the members a replay has still to push.
+    Statement replay(detail::Access::Handle(db),
+                     "SELECT count(*) FROM replays r JOIN targets t ON t.id = r.target "
+                     "AND t.active = 1 JOIN segments s ON s.id = r.segment_id "
+                     "AND s.destination = t.destination JOIN deliveries d "
+                     "ON d.segment_id = r.segment_id AND d.context_key > r.after_key "
+                     "AND d.target = r.target WHERE r.segment_id = ?1 AND d.pending = 0 "
+                     "AND d.dead = 0");
+    replay.Bind(1, segment_id);
+    replay.Step();
+    return pending + replay.Int(0);
 }
 
 SyncGauges ReadSyncGauges(Database& db) {

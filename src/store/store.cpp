@@ -7,6 +7,7 @@
 #include "access.hpp"
 
 #include "audsync/common/crypto.hpp"
+#include "audsync/common/text.hpp"
 
 namespace audsync::store {
 
@@ -138,7 +139,39 @@ WriteStore::WriteStore(Database& db)
       mark_resync_(detail::Access::Handle(db),
                    "UPDATE deliveries SET acked = NULL, acked_version = NULL, attempts = 0, "
                    "next_attempt_ms = 0, dead = 0, pending = 1 "
-                   "WHERE segment_id = ?1 AND (?2 IS NULL OR target = ?2)") {}
+                   "WHERE segment_id = ?1 AND target = ?2"),
+      // Replays (schema 7): a cursor per segment and target; only the members that are
+      // not held at the target (pending, dead) are written when one starts.
+      replay_targets_(detail::Access::Handle(db),
+                      "SELECT t.id, t.platform FROM segments s JOIN targets t "
+                      "ON t.destination = s.destination WHERE s.id = ?1 AND t.active = 1 "
+                      "AND (?2 IS NULL OR t.id = ?2) ORDER BY t.id"),
+      replay_due_pending_(detail::Access::Handle(db),
+                          "UPDATE deliveries INDEXED BY deliveries_due SET attempts = 0, "
+                          "next_attempt_ms = 0 WHERE target = ?2 AND segment_id = ?1 "
+                          "AND pending = 1 AND dead = 0 AND next_attempt_ms > 0"),
+      replay_revive_dead_(detail::Access::Handle(db),
+                          "UPDATE deliveries INDEXED BY deliveries_dead SET dead = 0, "
+                          "acked = NULL, acked_version = NULL, pending = 1, attempts = 0, "
+                          "next_attempt_ms = 0 WHERE segment_id = ?1 AND dead = 1 "
+                          "AND target = ?2"),
+      replay_start_(detail::Access::Handle(db),
+                    "INSERT INTO replays (segment_id, target, after_key, generation, "
+                    "started_ms, next_attempt_ms) VALUES (?1, ?2, '', 1, ?3, 0) "
+                    "ON CONFLICT (segment_id, target) DO UPDATE SET after_key = '', "
+                    "generation = replays.generation + 1, started_ms = excluded.started_ms, "
+                    "next_attempt_ms = 0"),
+      replay_count_(detail::Access::Handle(db),
+                    "SELECT count(*) FROM deliveries WHERE segment_id = ?1 AND target = ?2"),
+      replay_advance_(detail::Access::Handle(db),
+                      "UPDATE replays SET after_key = ?4, next_attempt_ms = ?5 "
+                      "WHERE segment_id = ?1 AND target = ?2 AND generation = ?3"),
+      replay_end_(detail::Access::Handle(db),
+                  "DELETE FROM replays WHERE segment_id = ?1 AND target = ?2 "
+                  "AND generation = ?3"),
+      replay_missed_(detail::Access::Handle(db),
+                     "UPDATE deliveries SET acked = NULL, acked_version = NULL, pending = 1 "
+                     "WHERE segment_id = ?1 AND context_key = ?2 AND target = ?3") {}
 
 void WriteStore::EnsureDestination(const std::string& id, int64_t now_ms) {
     ensure_destination_.Bind(1, id).Bind(2, now_ms);
@@ -553,15 +586,64 @@ int64_t WriteStore::DiscardDeadLetter(int64_t segment_id, const std::optional<st
 }
 
 int64_t WriteStore::MarkForResync(int64_t segment_id, const std::optional<std::string>& target) {
-    mark_resync_.Bind(1, segment_id);
-    target ? mark_resync_.Bind(2, *target) : mark_resync_.BindNull(2);
-    mark_resync_.Run();
-    return db_.Changes();
+    std::vector<std::pair<std::string, std::string>> targets;  // id, platform
+    replay_targets_.Bind(1, segment_id);
+    target ? replay_targets_.Bind(2, *target) : replay_targets_.BindNull(2);
+    try {
+        while (replay_targets_.Step()) {
+            targets.emplace_back(replay_targets_.Text(0), replay_targets_.Text(1));
+        }
+    } catch (...) {
+        replay_targets_.Reset();
+        throw;
+    }
+    replay_targets_.Reset();
+    int64_t marked = 0;
+    for (const auto& [id, platform] : targets) {
+        if (IsFullListPlatform(platform)) {
+            mark_resync_.Bind(1, segment_id).Bind(2, id);
+            mark_resync_.Run();
+            marked += db_.Changes();
+            continue;
+        }
+        for (Statement* s : {&replay_due_pending_, &replay_revive_dead_}) {
+            s->Bind(1, segment_id).Bind(2, id);
+            s->Run();
+        }
+        replay_start_.Bind(1, segment_id).Bind(2, id).Bind(3, text::NowMs());
+        replay_start_.Run();
+        replay_count_.Bind(1, segment_id).Bind(2, id);
+        if (replay_count_.Step()) marked += replay_count_.Int(0);
+        replay_count_.Reset();
+    }
+    return marked;
+}
+
+void WriteStore::AdvanceReplay(int64_t segment_id, const std::string& target, int64_t generation,
+                               const std::string& end_key, bool finished, int64_t retry_at_ms) {
+    if (finished) {
+        replay_end_.Bind(1, segment_id).Bind(2, target).Bind(3, generation);
+        replay_end_.Run();
+        return;
+    }
+    replay_advance_.Bind(1, segment_id)
+        .Bind(2, target)
+        .Bind(3, generation)
+        .Bind(4, end_key)
+        .Bind(5, retry_at_ms);
+    replay_advance_.Run();
+}
+
+void WriteStore::ReplayMissed(int64_t segment_id, const std::string& key,
+                              const std::string& target) {
+    replay_missed_.Bind(1, segment_id).Bind(2, key).Bind(3, target);
+    replay_missed_.Run();
 }
 
 int64_t WriteStore::DeleteSegment(int64_t segment_id) {
     // Rare and operator-driven: prepared here.
-    for (const char* sql : {"DELETE FROM deliveries WHERE segment_id = ?1",
+    for (const char* sql : {"DELETE FROM replays WHERE segment_id = ?1",
+                            "DELETE FROM deliveries WHERE segment_id = ?1",
                             "DELETE FROM segment_targets WHERE segment_id = ?1"}) {
         Statement s(detail::Access::Handle(db_), sql);
         s.Bind(1, segment_id);
@@ -621,9 +703,11 @@ SyncReader::SyncReader(Database& db)
     : due_(detail::Access::Handle(db),
            "SELECT s.id, s.destination, s.audience_id, s.audience_key, s.context_kind, t.id "
            "FROM targets t JOIN segments s ON s.destination = t.destination "
-           "WHERE t.active = 1 AND EXISTS (SELECT 1 FROM deliveries d INDEXED BY deliveries_due "
+           "WHERE t.active = 1 AND (EXISTS (SELECT 1 FROM deliveries d INDEXED BY deliveries_due "
            "WHERE d.target = t.id AND d.segment_id = s.id AND d.pending = 1 AND d.dead = 0 "
-           "AND d.next_attempt_ms <= ?1) ORDER BY s.id, t.id"),
+           "AND d.next_attempt_ms <= ?1) OR EXISTS (SELECT 1 FROM replays r "
+           "WHERE r.segment_id = s.id AND r.target = t.id AND r.next_attempt_ms <= ?1)) "
+           "ORDER BY s.id, t.id"),
       dirty_(
           detail::Access::Handle(db),
           "SELECT d.context_key, m.desired, m.version, d.attempts, m.message_id FROM deliveries d "
@@ -636,10 +720,21 @@ SyncReader::SyncReader(Database& db)
       count_included_(detail::Access::Handle(db),
                       "SELECT count(*) FROM memberships WHERE segment_id = ?1 AND desired = 1"),
       next_(detail::Access::Handle(db),
-            "SELECT min(next_attempt_ms) FROM deliveries INDEXED BY deliveries_next "
-            "WHERE pending = 1 AND dead = 0 AND next_attempt_ms > ?1"),
+            "SELECT min(x) FROM (SELECT min(next_attempt_ms) AS x FROM deliveries "
+            "INDEXED BY deliveries_next WHERE pending = 1 AND dead = 0 AND next_attempt_ms > ?1 "
+            "UNION ALL SELECT min(next_attempt_ms) FROM replays WHERE next_attempt_ms > ?1)"),
       pauses_(detail::Access::Handle(db),
-              "SELECT destination, id, paused_until_ms FROM targets WHERE active = 1") {}
+              "SELECT destination, id, paused_until_ms FROM targets WHERE active = 1"),
+      replay_cursor_(detail::Access::Handle(db),
+                     "SELECT after_key, generation FROM replays WHERE segment_id = ?1 "
+                     "AND target = ?2 AND next_attempt_ms <= ?3"),
+      // On the primary keys of both tables, in key order: one pass over the range.
+      replay_range_(detail::Access::Handle(db),
+                    "SELECT m.context_key, m.desired, m.version, m.message_id FROM memberships m "
+                    "JOIN deliveries d ON d.segment_id = m.segment_id "
+                    "AND d.context_key = m.context_key AND d.target = ?2 "
+                    "WHERE m.segment_id = ?1 AND m.context_key > ?3 AND d.pending = 0 "
+                    "AND d.dead = 0 ORDER BY m.context_key LIMIT ?4") {}
 
 std::vector<DueSegment> SyncReader::DueSegments(int64_t now_ms) {
     std::vector<DueSegment> out;
@@ -671,6 +766,38 @@ std::vector<DirtyMember> SyncReader::Dirty(int64_t segment_id, const std::string
         throw;
     }
     dirty_.Reset();
+    return out;
+}
+
+std::optional<ReplayRange> SyncReader::Replay(int64_t segment_id, const std::string& target,
+                                              int64_t now_ms, int limit) {
+    replay_cursor_.Bind(1, segment_id).Bind(2, target).Bind(3, now_ms);
+    std::optional<ReplayRange> out;
+    std::string after;
+    if (replay_cursor_.Step()) {
+        out.emplace();
+        after = replay_cursor_.Text(0);
+        out->generation = replay_cursor_.Int(1);
+    }
+    replay_cursor_.Reset();
+    if (!out) return out;
+    replay_range_.Bind(1, segment_id).Bind(2, target).Bind(3, after).Bind(4, int64_t{limit});
+    try {
+        while (replay_range_.Step()) {
+            DirtyMember m;
+            m.context_key = replay_range_.Text(0);
+            m.desired = replay_range_.Int(1) != 0;
+            m.version = replay_range_.Int(2);
+            m.message_id = replay_range_.Text(3);
+            m.replay = true;
+            out->members.push_back(std::move(m));
+        }
+    } catch (...) {
+        replay_range_.Reset();
+        throw;
+    }
+    replay_range_.Reset();
+    out->last = out->members.size() < static_cast<size_t>(limit);
     return out;
 }
 

@@ -321,6 +321,7 @@ void Engine::Schedule() {
                         continue;
                     }
                     std::vector<Task> lanes = SplitLanes(task, text::NowMs());
+                    StartReplayRound(task, lanes);
                     tasks_.push_back(std::move(task));
                     for (auto& lane : lanes) tasks_.push_back(std::move(lane));
                 }
@@ -361,11 +362,32 @@ void Engine::Work() {
 
 void Engine::Prepare(Task& task, store::SyncReader& reader, int64_t now) {
     const config::Target& t = *task.target;
-    task.full_list = t.platform == "configcat" || t.platform == "unleash";
+    task.full_list = store::IsFullListPlatform(t.platform);
     if (!task.full_list) {
         // Distinct members: the batches SplitLanes cuts from them are disjoint.
-        task.members =
-            reader.Dirty(task.segment.id, t.id, now, std::max(1, t.max_batch) * task.lanes);
+        const int limit = std::max(1, t.max_batch) * task.lanes;
+        task.members = reader.Dirty(task.segment.id, t.id, now, limit);
+        const int room = limit - static_cast<int>(task.members.size());
+        if (room <= 0) return;
+        // Then a replay's next range, if one runs: pending members never appear in it.
+        auto range = reader.Replay(task.segment.id, t.id, now, room);
+        if (!range) return;
+        if (range->members.empty()) {
+            // Nothing is left to replay (what is not held is pending): it ends here.
+            Status ended = writer_.Run(
+                [&](store::WriteStore& w) {
+                    w.AdvanceReplay(task.segment.id, t.id, range->generation, "", true, 0);
+                },
+                1);
+            if (!ended) log::Error("sync: cannot end a replay: " + ended.error().message);
+            return;
+        }
+        auto round = std::make_shared<ReplayRound>();
+        round->generation = range->generation;
+        round->read = range->members.size();
+        round->last = range->last;
+        for (auto& m : range->members) task.members.push_back(std::move(m));
+        task.replay = std::move(round);
         return;
     }
     // The pending members first, then the list: a member changed in between is then
@@ -410,6 +432,49 @@ std::vector<Engine::Task> Engine::SplitLanes(Task& task, int64_t now) {
     members.resize(batch);
     task.members = std::move(members);
     return lanes;
+}
+
+void Engine::StartReplayRound(Task& task, std::vector<Task>& lanes) {
+    if (!task.replay) return;
+    size_t sent = 0;
+    std::string end;
+    auto scan = [&](const Task& x) {
+        for (const auto& m : x.members) {
+            if (!m.replay) continue;
+            ++sent;
+            end = m.context_key;  // key order: the last is the greatest
+        }
+    };
+    scan(task);
+    for (const auto& lane : lanes) scan(lane);
+    if (sent == 0) {
+        // Every replayed member was in a batch without a free lane: read again later.
+        task.replay.reset();
+        for (auto& lane : lanes) lane.replay.reset();
+        return;
+    }
+    ReplayRound& round = *task.replay;
+    round.last = round.last && sent == round.read;
+    round.end_key = std::move(end);
+    round.lanes = static_cast<int>(1 + lanes.size());
+}
+
+void Engine::EndReplayLane(const Task& task, bool recorded, int64_t retry_at_ms) {
+    ReplayRound& round = *task.replay;
+    if (!recorded) round.failed = true;
+    int64_t seen = round.retry_at_ms.load();
+    while (retry_at_ms > seen && !round.retry_at_ms.compare_exchange_weak(seen, retry_at_ms)) {
+    }
+    if (round.lanes.fetch_sub(1) != 1 || round.failed) return;
+    // Every lane's outcomes are committed: the range is done. A crash before this commit
+    // pushes the range again, which changes nothing at the platform.
+    Status moved = writer_.Run(
+        [&](store::WriteStore& w) {
+            w.AdvanceReplay(task.segment.id, task.target->id, round.generation, round.end_key,
+                            round.last, round.retry_at_ms.load());
+        },
+        1);
+    if (!moved) log::Error("sync: cannot record a replay's progress: " + moved.error().message);
 }
 
 void Engine::RecordAnswer(PushRecord record, int status, const Decision& d, const Task& task) {
@@ -571,11 +636,22 @@ void Engine::Execute(Task& task, std::map<std::string, WorkerTarget>& targets,
         task.full_list && !over_limit && !decisions.empty() &&
         (decisions[0].action == Action::kDeadLetter || decisions[0].action == Action::kSplit);
     const bool report = task.destination->report.enabled;
+    int64_t replay_retry_at = 0;
     Status stored = writer_.Run(
         [&](store::WriteStore& w) {
+            replay_retry_at = 0;
             for (size_t i = 0; i < decisions.size(); ++i) {
                 const auto& m = task.members[i];
                 const auto& d = decisions[i];
+                if (m.replay) {
+                    // Held at the target already: an acknowledgement changes nothing to
+                    // record. A failure makes it pending, then is recorded as usual.
+                    if (d.action == Action::kAcknowledge) continue;
+                    w.ReplayMissed(task.segment.id, m.context_key, t.id);
+                    if (d.action != Action::kDeadLetter && d.action != Action::kSplit) {
+                        replay_retry_at = std::max(replay_retry_at, now + d.delay_ms);
+                    }
+                }
                 switch (d.action) {
                     case Action::kAcknowledge:
                         if (w.RecordAck(task.segment.id, m.context_key, t.id, m.desired, m.version,
@@ -637,6 +713,10 @@ void Engine::Execute(Task& task, std::map<std::string, WorkerTarget>& targets,
             log::Info("sync: " + SegmentName(task.segment) + " fits the platform's limit again");
         }
         Report(task, fold);
+    }
+    if (task.replay) {
+        EndReplayLane(task, stored.ok() && decisions.size() == task.members.size(),
+                      replay_retry_at);
     }
     Finish(task);
 }

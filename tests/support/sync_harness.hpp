@@ -108,9 +108,16 @@ struct Harness {
         s.Step();
         return s.Int(0);
     }
-    // No member change awaits a push (each is acknowledged or a dead letter).
+    std::string Text(const std::string& sql) {
+        store::Database d(db, false);
+        store::Statement s(store::TestAccess::Handle(d), sql);
+        return s.Step() && !s.IsNull(0) ? s.Text(0) : std::string();
+    }
+    // No member change awaits a push (each is acknowledged or a dead letter), and no
+    // replay is under way.
     bool InSync() {
-        return Count("SELECT count(*) FROM deliveries WHERE pending = 1 AND dead = 0") == 0;
+        return Count("SELECT count(*) FROM deliveries WHERE pending = 1 AND dead = 0") == 0 &&
+               Count("SELECT count(*) FROM replays") == 0;
     }
 };
 

@@ -141,10 +141,21 @@ class WriteStore {
     // Discard: recorded as if the platform held the desired state, so it is not pushed.
     int64_t DiscardDeadLetter(int64_t segment_id, const std::optional<std::string>& key,
                               const std::optional<std::string>& target = std::nullopt);
-    // Marks every member of the segment as never acknowledged (at one target or all),
-    // so all are pushed again. Returns the delivery rows changed.
+    // Pushes every member of the segment again (at one target or all): returns the
+    // delivery rows to push. At a delta platform this starts a replay cursor (the
+    // `replays` table) and makes dead letters and pending members due now; at a
+    // full-list platform every member is marked as never acknowledged.
     int64_t MarkForResync(int64_t segment_id,
                           const std::optional<std::string>& target = std::nullopt);
+    // A range of a replay was pushed: members up to `end_key` are done. `finished`: the
+    // range was the last one, and the replay ends. `retry_at_ms` > 0: a member of it
+    // failed, and the replay waits until then. Does nothing if the replay was started
+    // again since generation `generation` was read (the newer one starts from the top).
+    void AdvanceReplay(int64_t segment_id, const std::string& target, int64_t generation,
+                       const std::string& end_key, bool finished, int64_t retry_at_ms);
+    // A replayed member whose push failed: not held at the target any more, so pending
+    // like any other (its retry or dead letter is recorded after this).
+    void ReplayMissed(int64_t segment_id, const std::string& key, const std::string& target);
     // Forgets the segment, its members, their delivery state and dead letters; returns
     // the members deleted. The de-duplication log keeps its entries (a resent event
     // stays a duplicate); a later event for the audience creates the segment anew.
@@ -220,6 +231,14 @@ class WriteStore {
     Statement discard_dead_key_;
     Statement discard_dead_segment_;
     Statement mark_resync_;
+    Statement replay_targets_;
+    Statement replay_due_pending_;
+    Statement replay_revive_dead_;
+    Statement replay_start_;
+    Statement replay_count_;
+    Statement replay_advance_;
+    Statement replay_end_;
+    Statement replay_missed_;
     std::map<std::tuple<std::string, std::string, std::string>, int64_t> segment_ids_;
     std::map<std::string, std::vector<std::string>> targets_;  // active, per destination
     std::set<std::string> destinations_;                       // known to exist
@@ -242,7 +261,24 @@ struct DirtyMember {
     int64_t version = 0;
     int attempts = 0;
     std::string message_id;  // the event that decided `desired` (for reports)
+    // Read by a replay: held at the target already, pushed again. An acknowledgement
+    // writes nothing for it; a failure makes it pending (WriteStore::ReplayMissed).
+    bool replay = false;
 };
+
+// The next range of a segment's replay at one target: members held there (pending = 0,
+// dead = 0) with keys above the cursor, in key order.
+struct ReplayRange {
+    int64_t generation = 0;
+    std::vector<DirtyMember> members;
+    bool last = false;  // fewer than asked: nothing is left after these
+};
+
+// Platforms that take a segment's whole list in one request (ConfigCat, Unleash): a
+// replay marks every member of theirs, and the engine pushes the list.
+inline bool IsFullListPlatform(const std::string& platform) {
+    return platform == "configcat" || platform == "unleash";
+}
 
 // The sync engine's reads, prepared once on the engine's own connection.
 // Not thread-safe. Methods throw SqliteError.
@@ -257,7 +293,11 @@ class SyncReader {
     // platforms), and how many there are in all.
     std::vector<std::string> Included(int64_t segment_id, int limit);
     int64_t CountIncluded(int64_t segment_id);
-    // The earliest next attempt of a pending member after `now_ms`, if any.
+    // The next range of the segment's replay at `target` (limit members at most), if a
+    // replay runs there and is due at `now_ms`.
+    std::optional<ReplayRange> Replay(int64_t segment_id, const std::string& target,
+                                      int64_t now_ms, int limit);
+    // The earliest next attempt of a pending member or a waiting replay after `now_ms`.
     std::optional<int64_t> NextAttemptAfter(int64_t now_ms);
     // Every target's pause, keyed "<destination>/<target>".
     std::map<std::string, int64_t> TargetPauses();
@@ -269,6 +309,8 @@ class SyncReader {
     Statement count_included_;
     Statement next_;
     Statement pauses_;
+    Statement replay_cursor_;
+    Statement replay_range_;
 };
 
 // "<destination>/<target>": how the engine and the metrics name a target (ids hold no '/').

@@ -120,6 +120,18 @@ class Engine {
     const SyncCounters& counters() const { return counters_; }
 
   private:
+    // One range of a segment's replay, shared by the lanes that push it: the last lane
+    // to record its outcomes moves the cursor past it (WriteStore::AdvanceReplay), so that
+    // a range is never skipped, only pushed again after a failure or a crash.
+    struct ReplayRound {
+        int64_t generation = 0;
+        size_t read = 0;       // replayed members read; those sent may be fewer
+        bool last = false;     // nothing was left after them
+        std::string end_key;   // the last replayed member sent
+        std::atomic<int> lanes{0};
+        std::atomic<bool> failed{false};         // a lane's outcomes were not recorded
+        std::atomic<int64_t> retry_at_ms{0};     // a replayed member failed: wait until then
+    };
     struct Task {
         store::DueSegment segment;
         std::vector<store::DirtyMember> members;
@@ -133,6 +145,8 @@ class Engine {
         bool full_list = false;
         std::vector<std::string> included;
         std::optional<std::string> over_limit;
+        // Delta platforms: the replay range among `members`, if any.
+        std::shared_ptr<ReplayRound> replay;
     };
     struct WorkerTarget {
         std::shared_ptr<const config::Config> config;  // keeps `target` alive
@@ -145,6 +159,10 @@ class Engine {
     void Execute(Task& task, std::map<std::string, WorkerTarget>& targets, std::mt19937_64& rng);
     void Prepare(Task& task, store::SyncReader& reader, int64_t now);
     std::vector<Task> SplitLanes(Task& task, int64_t now);  // by mu_
+    // After SplitLanes: what of the replay range was sent, and by how many lanes.
+    static void StartReplayRound(Task& task, std::vector<Task>& lanes);
+    // After a lane's outcomes are recorded (or not: `recorded`).
+    void EndReplayLane(const Task& task, bool recorded, int64_t retry_at_ms);
     std::vector<Decision> PushDeltas(Task& task, targets::Target& target, std::mt19937_64& rng);
     std::vector<Decision> PushList(Task& task, targets::Target& target, std::mt19937_64& rng);
     // Completes the record of one request with the platform's answer and its decision,
