@@ -405,10 +405,23 @@ TEST_SUITE("operator cli") {
         CHECK(doc["pending"].GetInt() == 0);
     }
 
-    TEST_CASE("replay segments: a cursor that writes nothing per acknowledged member, and "
-              "resumes after a crash") {
+    TEST_CASE(
+        "replay segments: a cursor that writes nothing per acknowledged member, and "
+        "resumes after a crash") {
         Harness h;
+        // 400 members of one audience (and some excluded): ranges of 112 (4 lanes of 4
+        // batches of 7), so the cursor moves several times.
         Stream s = MixedStream(150, 23);
+        for (int i = 0; i < 400; ++i) {
+            EngageEvent e;
+            e.message_id = "big-" + std::to_string(i);
+            e.audience_id = "aud_big";
+            e.audience_key = "big_audience";
+            e.user_id = "big-" + std::to_string(i);
+            e.value = i % 10 == 0 ? "false" : "true";
+            s.events.push_back(e.Json());
+            if (i % 10 != 0) s.expected["aud_big"].insert(e.user_id);
+        }
         SendAll(h, s, 50);
         REQUIRE(Eventually([&] { return Converged(h.emulator, s) && h.InSync(); }));
         const std::string rows =
@@ -425,8 +438,9 @@ TEST_SUITE("operator cli") {
         // The running server takes the cursor up; killed once it has moved, the next
         // server goes on from it.
         REQUIRE_MESSAGE(Eventually([&] {
-                            return h.Count("SELECT count(*) FROM replays "
-                                           "WHERE after_key <> ''") > 0;
+                            return h.Count(
+                                       "SELECT count(*) FROM replays "
+                                       "WHERE after_key <> ''") > 0;
                         }),
                         h.server->Log());
         h.server->Kill();
@@ -437,6 +451,8 @@ TEST_SUITE("operator cli") {
         REQUIRE_MESSAGE(Eventually([&] { return Converged(h.emulator, s) && h.InSync(); }),
                         h.server->Log());
         CHECK(h.Text(rows) == before);  // no delivery row was written for the replay
+        // Lanes take several batches of a replay, each request within max_batch (7).
+        CHECK(h.emulator.stats().max_batch == 7);
     }
 
     TEST_CASE("replay segments: a failure on the way goes the usual way, retried or refused") {

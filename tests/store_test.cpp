@@ -448,8 +448,8 @@ TEST_SUITE("store") {
             for (int i = 0; i < 6; ++i) {
                 REQUIRE(w.RecordAck(seg, "k" + std::to_string(i), t, i != 5, 1, 200, 7));
             }
-            w.Apply("ld", "mk1-later", Change("k1", false, 2), 0);  // pending again
-            w.RecordDead(seg, "k2", t, 1, 400, "refused", 5);       // a dead letter
+            w.Apply("ld", "mk1-later", Change("k1", false, 2), 0);   // pending again
+            w.RecordDead(seg, "k2", t, 1, 400, "refused", 5);        // a dead letter
             w.RecordRetry(seg, "k1", t, 1'000'000, 503, "busy", 8);  // due later
             tx.Commit();
         }
@@ -467,8 +467,9 @@ TEST_SUITE("store") {
         // made due now, and the cursor.
         CHECK(rows_written() - before == 3);
         CHECK(Count(f.db, "SELECT count(*) FROM deliveries WHERE dead = 1") == 0);
-        CHECK(Count(f.db, "SELECT count(*) FROM deliveries WHERE pending = 1 "
-                          "AND next_attempt_ms = 0") == 2);
+        CHECK(Count(f.db,
+                    "SELECT count(*) FROM deliveries WHERE pending = 1 "
+                    "AND next_attempt_ms = 0") == 2);
         CHECK(store::CountPending(f.db, seg) == 6);
 
         store::SyncReader r(f.db);

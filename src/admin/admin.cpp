@@ -436,7 +436,9 @@ Result<ReplayReport> Service::ReplaySegments(const store::SegmentFilter& filter,
     if (dry_run) return report;
     Status s = write_([&](store::WriteStore& w) {
         report.marked = 0;
-        for (const auto& e : report.segments) report.marked += w.MarkForResync(e.segment.id);
+        for (const auto& e : report.segments) {
+            report.marked += w.MarkForResync(e.segment.id, std::nullopt, e.adds + e.removes);
+        }
     });
     if (!s) return s.error();
     {

@@ -57,10 +57,12 @@ bool PushAndWait(Invocation& inv, const CommonOptions& options,
         }
         inv.err << "waiting for that server to push them\n";
     }
-    std::set<std::string> destinations;
-    for (int64_t id : wait.segments) {
-        auto s = direct.GetSegment(id);
-        if (s) destinations.insert(s.value().segment.destination);
+    std::set<std::string> destinations = wait.destinations;
+    if (destinations.empty()) {
+        for (int64_t id : wait.segments) {
+            auto s = direct.GetSegment(id);
+            if (s) destinations.insert(s.value().segment.destination);
+        }
     }
     auto pending = [&]() -> int64_t {
         int64_t n = 0;
@@ -82,7 +84,10 @@ bool PushAndWait(Invocation& inv, const CommonOptions& options,
     };
     const int64_t finished_before = engine != nullptr ? finished() : 0;
     const int64_t exact_every_ms = engine != nullptr ? 5000 : 1000;
-    int64_t next_exact = 0;
+    // Pushing here, the first figure is what was marked: counting a large replay's
+    // members again would only delay its first push.
+    int64_t next_exact =
+        engine != nullptr && report->marked > 0 ? audsync::text::NowMs() + exact_every_ms : 0;
     int64_t last = -1;
     int64_t stalled_since = audsync::text::NowMs();
     for (;;) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <memory>
+#include <set>
 #include <vector>
 
 #include "audsync/admin/admin.hpp"
@@ -11,7 +12,10 @@ namespace audsync::cli {
 
 struct PushWait {
     std::vector<int64_t> segments;  // whose pending members to wait for
-    int64_t marked = 0;             // members made due, for the progress bar
+    // Their destinations, if the caller knows them (else read per segment, which counts
+    // each segment's members: seconds on a large one).
+    std::set<std::string> destinations;
+    int64_t marked = 0;  // members made due, for the progress bar
     // When another audsync holds the database: wait for its pushes (true), or leave them
     // to it and return at once (false).
     bool wait_for_server = false;

@@ -54,7 +54,10 @@ int ReplaySegments(Invocation& inv, const ReplayOptions& o) {
         return kExitOk;
     }
     PushWait wait;
-    for (const auto& e : report.value().segments) wait.segments.push_back(e.segment.id);
+    for (const auto& e : report.value().segments) {
+        wait.segments.push_back(e.segment.id);
+        wait.destinations.insert(e.segment.destination);
+    }
     wait.marked = report.value().marked;
     admin::PushReport pushed;
     if (!PushAndWait(inv, o.common, config.value(), *service.value(), wait, &pushed)) {

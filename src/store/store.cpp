@@ -585,7 +585,8 @@ int64_t WriteStore::DiscardDeadLetter(int64_t segment_id, const std::optional<st
     return RunForMembers(db_, discard_dead_key_, discard_dead_segment_, segment_id, key, target);
 }
 
-int64_t WriteStore::MarkForResync(int64_t segment_id, const std::optional<std::string>& target) {
+int64_t WriteStore::MarkForResync(int64_t segment_id, const std::optional<std::string>& target,
+                                  std::optional<int64_t> members) {
     std::vector<std::pair<std::string, std::string>> targets;  // id, platform
     replay_targets_.Bind(1, segment_id);
     target ? replay_targets_.Bind(2, *target) : replay_targets_.BindNull(2);
@@ -612,6 +613,10 @@ int64_t WriteStore::MarkForResync(int64_t segment_id, const std::optional<std::s
         }
         replay_start_.Bind(1, segment_id).Bind(2, id).Bind(3, text::NowMs());
         replay_start_.Run();
+        if (members) {
+            marked += *members;
+            continue;
+        }
         replay_count_.Bind(1, segment_id).Bind(2, id);
         if (replay_count_.Step()) marked += replay_count_.Int(0);
         replay_count_.Reset();
@@ -728,13 +733,13 @@ SyncReader::SyncReader(Database& db)
       replay_cursor_(detail::Access::Handle(db),
                      "SELECT after_key, generation FROM replays WHERE segment_id = ?1 "
                      "AND target = ?2 AND next_attempt_ms <= ?3"),
-      // On the primary keys of both tables, in key order: one pass over the range.
+      // One pass over the deliveries' primary key: a member the target holds has
+      // acked = desired (pending = 0), so the memberships table is not read. Its
+      // acknowledged version stands for the version (a replay reports nothing).
       replay_range_(detail::Access::Handle(db),
-                    "SELECT m.context_key, m.desired, m.version, m.message_id FROM memberships m "
-                    "JOIN deliveries d ON d.segment_id = m.segment_id "
-                    "AND d.context_key = m.context_key AND d.target = ?2 "
-                    "WHERE m.segment_id = ?1 AND m.context_key > ?3 AND d.pending = 0 "
-                    "AND d.dead = 0 ORDER BY m.context_key LIMIT ?4") {}
+                    "SELECT context_key, acked, acked_version FROM deliveries "
+                    "WHERE segment_id = ?1 AND context_key > ?3 AND target = ?2 "
+                    "AND pending = 0 AND dead = 0 ORDER BY context_key LIMIT ?4") {}
 
 std::vector<DueSegment> SyncReader::DueSegments(int64_t now_ms) {
     std::vector<DueSegment> out;
@@ -781,14 +786,14 @@ std::optional<ReplayRange> SyncReader::Replay(int64_t segment_id, const std::str
     }
     replay_cursor_.Reset();
     if (!out) return out;
+    out->after = after;
     replay_range_.Bind(1, segment_id).Bind(2, target).Bind(3, after).Bind(4, int64_t{limit});
     try {
         while (replay_range_.Step()) {
             DirtyMember m;
             m.context_key = replay_range_.Text(0);
             m.desired = replay_range_.Int(1) != 0;
-            m.version = replay_range_.Int(2);
-            m.message_id = replay_range_.Text(3);
+            m.version = replay_range_.IsNull(2) ? 0 : replay_range_.Int(2);
             m.replay = true;
             out->members.push_back(std::move(m));
         }

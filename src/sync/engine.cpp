@@ -57,6 +57,9 @@ store::ReportRow ReportOf(const store::DueSegment& segment, const config::Target
 constexpr int64_t kOverLimitRecheckMs = 60000;
 // Pending members read for one full-list push; more are acknowledged by later pushes.
 constexpr int kMaxListPending = 100000;
+// A replay's range is this many batches per lane, pushed one after another by each lane:
+// fewer rounds (a read, a wake, a commit each) for the same members.
+constexpr int kReplayBatchesPerLane = 4;
 
 std::string Seconds(int64_t ms) { return std::to_string((ms + 999) / 1000) + " s"; }
 
@@ -367,7 +370,7 @@ void Engine::Prepare(Task& task, store::SyncReader& reader, int64_t now) {
         // Distinct members: the batches SplitLanes cuts from them are disjoint.
         const int limit = std::max(1, t.max_batch) * task.lanes;
         task.members = reader.Dirty(task.segment.id, t.id, now, limit);
-        const int room = limit - static_cast<int>(task.members.size());
+        const int room = limit * kReplayBatchesPerLane - static_cast<int>(task.members.size());
         if (room <= 0) return;
         // Then a replay's next range, if one runs: pending members never appear in it.
         auto range = reader.Replay(task.segment.id, t.id, now, room);
@@ -384,6 +387,7 @@ void Engine::Prepare(Task& task, store::SyncReader& reader, int64_t now) {
         }
         auto round = std::make_shared<ReplayRound>();
         round->generation = range->generation;
+        round->start_key = range->after;
         round->read = range->members.size();
         round->last = range->last;
         for (auto& m : range->members) task.members.push_back(std::move(m));
@@ -411,7 +415,9 @@ void Engine::Prepare(Task& task, store::SyncReader& reader, int64_t now) {
 
 std::vector<Engine::Task> Engine::SplitLanes(Task& task, int64_t now) {
     std::vector<Task> lanes;
-    const size_t batch = static_cast<size_t>(std::max(1, task.target->max_batch));
+    // A lane's share: one batch, or several in a replay (pushed in turn: PushDeltas).
+    const size_t batch = static_cast<size_t>(std::max(1, task.target->max_batch)) *
+                         (task.replay ? kReplayBatchesPerLane : 1);
     if (task.full_list || task.members.size() <= batch) return lanes;
     const size_t wanted = (task.members.size() - 1) / batch;  // batches after the first
     LaneAdmission admitted = AdmitLanes(std::move(state_), {task.segment.id, task.key},
@@ -459,22 +465,31 @@ void Engine::StartReplayRound(Task& task, std::vector<Task>& lanes) {
     round.lanes = static_cast<int>(1 + lanes.size());
 }
 
-void Engine::EndReplayLane(const Task& task, bool recorded, int64_t retry_at_ms) {
+void Engine::RecordReplayLane(const Task& task, store::WriteStore& w, int64_t retry_at_ms) {
+    // Lanes' transactions run one after another on the writer: the last of them to run
+    // records the range as done, with every other lane's outcomes committed before it or
+    // in the same transaction (a failed one rewinds: RewindReplay).
     ReplayRound& round = *task.replay;
-    if (!recorded) round.failed = true;
     int64_t seen = round.retry_at_ms.load();
     while (retry_at_ms > seen && !round.retry_at_ms.compare_exchange_weak(seen, retry_at_ms)) {
     }
     if (round.lanes.fetch_sub(1) != 1 || round.failed) return;
-    // Every lane's outcomes are committed: the range is done. A crash before this commit
-    // pushes the range again, which changes nothing at the platform.
-    Status moved = writer_.Run(
+    w.AdvanceReplay(task.segment.id, task.target->id, round.generation, round.end_key, round.last,
+                    round.retry_at_ms.load());
+}
+
+void Engine::RewindReplay(const Task& task) {
+    ReplayRound& round = *task.replay;
+    round.failed = true;
+    // The cursor may have moved in another lane's transaction: back to where the range
+    // started, so that the members whose outcome was lost are pushed again.
+    Status rewound = writer_.Run(
         [&](store::WriteStore& w) {
-            w.AdvanceReplay(task.segment.id, task.target->id, round.generation, round.end_key,
-                            round.last, round.retry_at_ms.load());
+            w.AdvanceReplay(task.segment.id, task.target->id, round.generation, round.start_key,
+                            false, 0);
         },
         1);
-    if (!moved) log::Error("sync: cannot record a replay's progress: " + moved.error().message);
+    if (!rewound) log::Error("sync: cannot rewind a replay: " + rewound.error().message);
 }
 
 void Engine::RecordAnswer(PushRecord record, int status, const Decision& d, const Task& task) {
@@ -514,7 +529,28 @@ std::vector<Decision> Engine::PushDeltas(Task& task, targets::Target& target,
         RecordAnswer(std::move(record), r.status, d, task);
         return d;
     };
-    return PushWithBisection(members, push, decide);
+    // One request per max_batch members, in turn. A retry or a pause answered for one
+    // holds for the rest: they are not sent, and are retried with it.
+    const size_t chunk = static_cast<size_t>(std::max(1, t.max_batch));
+    if (members.size() <= chunk) return PushWithBisection(members, push, decide);
+    std::vector<Decision> out;
+    out.reserve(members.size());
+    for (size_t at = 0; at < members.size(); at += chunk) {
+        const auto begin = members.begin() + static_cast<std::ptrdiff_t>(at);
+        const auto end =
+            members.begin() + static_cast<std::ptrdiff_t>(std::min(members.size(), at + chunk));
+        std::vector<Decision> part = PushWithBisection({begin, end}, push, decide);
+        out.insert(out.end(), part.begin(), part.end());
+        auto held = std::find_if(part.begin(), part.end(), [](const Decision& d) {
+            return d.action == Action::kRetry || d.action == Action::kRateLimited ||
+                   d.action == Action::kAuthFailed;
+        });
+        if (held != part.end()) {
+            out.resize(members.size(), *held);
+            break;
+        }
+    }
+    return out;
 }
 
 std::vector<Decision> Engine::PushList(Task& task, targets::Target& target, std::mt19937_64& rng) {
@@ -687,6 +723,7 @@ void Engine::Execute(Task& task, std::map<std::string, WorkerTarget>& targets,
                                             now);
                 }
             }
+            if (task.replay) RecordReplayLane(task, w, replay_retry_at);
             if (fold.write) {
                 const DestinationWrite& dw = *fold.write;
                 w.SetTargetState(task.segment.destination, t.id, std::string(ToString(dw.status)),
@@ -714,10 +751,7 @@ void Engine::Execute(Task& task, std::map<std::string, WorkerTarget>& targets,
         }
         Report(task, fold);
     }
-    if (task.replay) {
-        EndReplayLane(task, stored.ok() && decisions.size() == task.members.size(),
-                      replay_retry_at);
-    }
+    if (task.replay && (!stored || decisions.size() != task.members.size())) RewindReplay(task);
     Finish(task);
 }
 

@@ -145,8 +145,11 @@ class WriteStore {
     // delivery rows to push. At a delta platform this starts a replay cursor (the
     // `replays` table) and makes dead letters and pending members due now; at a
     // full-list platform every member is marked as never acknowledged.
+    // `members`: the segment's member count if the caller has it (one delivery row per
+    // member and target), which saves counting them.
     int64_t MarkForResync(int64_t segment_id,
-                          const std::optional<std::string>& target = std::nullopt);
+                          const std::optional<std::string>& target = std::nullopt,
+                          std::optional<int64_t> members = std::nullopt);
     // A range of a replay was pushed: members up to `end_key` are done. `finished`: the
     // range was the last one, and the replay ends. `retry_at_ms` > 0: a member of it
     // failed, and the replay waits until then. Does nothing if the replay was started
@@ -270,6 +273,7 @@ struct DirtyMember {
 // dead = 0) with keys above the cursor, in key order.
 struct ReplayRange {
     int64_t generation = 0;
+    std::string after;  // the cursor it was read from
     std::vector<DirtyMember> members;
     bool last = false;  // fewer than asked: nothing is left after these
 };
@@ -295,8 +299,8 @@ class SyncReader {
     int64_t CountIncluded(int64_t segment_id);
     // The next range of the segment's replay at `target` (limit members at most), if a
     // replay runs there and is due at `now_ms`.
-    std::optional<ReplayRange> Replay(int64_t segment_id, const std::string& target,
-                                      int64_t now_ms, int limit);
+    std::optional<ReplayRange> Replay(int64_t segment_id, const std::string& target, int64_t now_ms,
+                                      int limit);
     // The earliest next attempt of a pending member or a waiting replay after `now_ms`.
     std::optional<int64_t> NextAttemptAfter(int64_t now_ms);
     // Every target's pause, keyed "<destination>/<target>".

@@ -121,16 +121,18 @@ class Engine {
 
   private:
     // One range of a segment's replay, shared by the lanes that push it: the last lane
-    // to record its outcomes moves the cursor past it (WriteStore::AdvanceReplay), so that
-    // a range is never skipped, only pushed again after a failure or a crash.
+    // to record its outcomes moves the cursor past it in the same transaction
+    // (WriteStore::AdvanceReplay), so that a range is never skipped, only pushed again
+    // after a failure or a crash.
     struct ReplayRound {
         int64_t generation = 0;
-        size_t read = 0;       // replayed members read; those sent may be fewer
-        bool last = false;     // nothing was left after them
-        std::string end_key;   // the last replayed member sent
+        std::string start_key;  // the cursor the range was read from
+        size_t read = 0;        // replayed members read; those sent may be fewer
+        bool last = false;      // nothing was left after them
+        std::string end_key;    // the last replayed member sent
         std::atomic<int> lanes{0};
-        std::atomic<bool> failed{false};         // a lane's outcomes were not recorded
-        std::atomic<int64_t> retry_at_ms{0};     // a replayed member failed: wait until then
+        std::atomic<bool> failed{false};      // a lane's outcomes were not recorded
+        std::atomic<int64_t> retry_at_ms{0};  // a replayed member failed: wait until then
     };
     struct Task {
         store::DueSegment segment;
@@ -161,8 +163,10 @@ class Engine {
     std::vector<Task> SplitLanes(Task& task, int64_t now);  // by mu_
     // After SplitLanes: what of the replay range was sent, and by how many lanes.
     static void StartReplayRound(Task& task, std::vector<Task>& lanes);
-    // After a lane's outcomes are recorded (or not: `recorded`).
-    void EndReplayLane(const Task& task, bool recorded, int64_t retry_at_ms);
+    // In a lane's transaction, after its outcomes: the last lane moves the cursor.
+    static void RecordReplayLane(const Task& task, store::WriteStore& w, int64_t retry_at_ms);
+    // After a lane's transaction failed: the range goes out again.
+    void RewindReplay(const Task& task);
     std::vector<Decision> PushDeltas(Task& task, targets::Target& target, std::mt19937_64& rng);
     std::vector<Decision> PushList(Task& task, targets::Target& target, std::mt19937_64& rng);
     // Completes the record of one request with the platform's answer and its decision,
