@@ -174,7 +174,7 @@ Status Runtime::Open(const RuntimeOptions& options) {
         }
         // Appends touch the last pages only: a small cache keeps the process small.
         store::WriterOptions inbox_options = wopts;
-        inbox_options.cache_kib = 2048;
+        inbox_options.cache_kib = 512;
         inbox_writer_ = std::make_unique<store::InboxWriter>(inbox_path, inbox_options);
         // Folds touch pages all over the tables: a larger cache holds a batch's pages.
         store::WriterOptions db_options = wopts;

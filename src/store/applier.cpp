@@ -26,7 +26,7 @@ constexpr int64_t kInboxPruneIntervalMs = 10000;
 Applier::Applier(const std::string& inbox_path, ApplierOptions options, InboxWriter& inbox_writer)
     : options_(options),
       inbox_db_(inbox_path, false),
-      reader_((inbox_db_.SetCacheKiB(2048), inbox_db_)),  // reads the inbox's tail once
+      reader_((inbox_db_.SetCacheKiB(512), inbox_db_)),  // reads the inbox's tail once
       inbox_writer_(inbox_writer) {}
 
 Applier::~Applier() = default;
