@@ -505,6 +505,14 @@ TEST_SUITE("store") {
         CHECK(keys(r.Replay(seg, t, 5000, 10)->members) == "k3 k5 ");
         CHECK_FALSE(store::GetMember(f.db, seg, "k4")->acked.has_value());
 
+        // A target whose platform changed (or that comes back) has no replay to go on with.
+        CHECK(Count(f.db, "SELECT count(*) FROM replays") == 1);
+        w.EnsureTargets("ld", {{t, "flagsmith"}}, 0);
+        CHECK(Count(f.db, "SELECT count(*) FROM replays") == 0);
+        w.EnsureTargets("ld", store::ImplicitTargets(), 0);
+        CHECK(w.MarkForResync(seg) == 6);
+        again = r.Replay(seg, t, 10, 10);
+
         // The last range ends it; deleting the segment forgets a running one.
         w.AdvanceReplay(seg, t, again->generation, "k5", true, 0);
         CHECK(Count(f.db, "SELECT count(*) FROM replays") == 0);

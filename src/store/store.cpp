@@ -197,6 +197,11 @@ int64_t WriteStore::EnsureTargets(const std::string& destination,
                        "pending = (deliveries.acked IS NOT (SELECT desired FROM memberships "
                        "WHERE segment_id = deliveries.segment_id AND "
                        "context_key = deliveries.context_key))");
+    // A replay left from before (the target was retired, or its platform changed) ends:
+    // the backfill above decides what is pending, and a full-list platform has no cursor.
+    Statement end_replays(detail::Access::Handle(db_),
+                          "DELETE FROM replays WHERE target = ?2 AND segment_id IN "
+                          "(SELECT id FROM segments WHERE destination = ?1)");
     int64_t made_pending = 0;
     std::string keep;
     for (const auto& t : targets) {
@@ -206,6 +211,8 @@ int64_t WriteStore::EnsureTargets(const std::string& destination,
             backfill.Bind(1, destination).Bind(2, t.id);
             backfill.Run();
             made_pending += db_.Changes();
+            end_replays.Bind(1, destination).Bind(2, t.id);
+            end_replays.Run();
         }
     }
     Statement active(detail::Access::Handle(db_),
