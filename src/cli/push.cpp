@@ -57,13 +57,7 @@ bool PushAndWait(Invocation& inv, const CommonOptions& options,
         }
         inv.err << "waiting for that server to push them\n";
     }
-    std::set<std::string> destinations = wait.destinations;
-    if (destinations.empty()) {
-        for (int64_t id : wait.segments) {
-            auto s = direct.GetSegment(id);
-            if (s) destinations.insert(s.value().segment.destination);
-        }
-    }
+    const std::set<std::string>& destinations = wait.destinations;
     auto pending = [&]() -> int64_t {
         int64_t n = 0;
         for (int64_t id : wait.segments) {

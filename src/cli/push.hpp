@@ -11,11 +11,9 @@
 namespace audsync::cli {
 
 struct PushWait {
-    std::vector<int64_t> segments;  // whose pending members to wait for
-    // Their destinations, if the caller knows them (else read per segment, which counts
-    // each segment's members: seconds on a large one).
-    std::set<std::string> destinations;
-    int64_t marked = 0;  // members made due, for the progress bar
+    std::vector<int64_t> segments;       // whose pending members to wait for
+    std::set<std::string> destinations;  // theirs: whose pauses end the wait
+    int64_t marked = 0;                  // members made due, for the progress bar
     // When another audsync holds the database: wait for its pushes (true), or leave them
     // to it and return at once (false).
     bool wait_for_server = false;

@@ -148,6 +148,7 @@ int Delete(Invocation& inv, const SegmentOptions& o) {
             if (!excluded) return Fail(inv, excluded.error());
             PushWait wait;
             wait.segments = {o.id};
+            wait.destinations = {segment.value().segment.destination};
             wait.marked = excluded.value();
             wait.wait_for_server = true;
             admin::PushReport pushed;
