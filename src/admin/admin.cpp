@@ -215,6 +215,24 @@ Result<SegmentList> Service::ListSegments(const store::SegmentFilter& filter,
         f.limit = page.limit + 1;  // one extra row tells whether another page exists
         SegmentList list{store::ListSegments(db, f), std::nullopt,
                          store::ReadBacklog(db, store::InboxPath(db_path_))};
+        const auto cfg = config();
+        const ingest::BacklogLimits bounds{static_cast<int64_t>(cfg->limits.max_backlog_events),
+                                           cfg->limits.max_backlog_seconds};
+        list.max_backlog_events = bounds.max_events;
+        list.max_backlog_seconds = bounds.max_seconds;
+        if (admission_ != nullptr) {
+            list.admitting = admission_->Current(bounds).admitting;
+        } else {
+            ingest::BacklogView v;
+            v.events = list.backlog.events;
+            v.age_ms = list.backlog.oldest_received_ms
+                           ? std::max<int64_t>(0, text::NowMs() - *list.backlog.oldest_received_ms)
+                           : 0;
+            // Without the server's gate: would one more event be admitted?
+            list.admitting = ingest::Decide(v, 1, bounds, false).admit;
+        }
+        list.storage = store::StorageSizes(db_path_);
+        list.max_wal_bytes = static_cast<int64_t>(cfg->limits.max_wal_bytes);
         if (list.segments.size() > static_cast<size_t>(page.limit)) {
             list.segments.pop_back();
             list.next_cursor = EncodeCursor(std::to_string(list.segments.back().id));
@@ -708,6 +726,48 @@ Result<std::string> Service::Metrics() {
                       0, static_cast<double>(text::NowMs() - *backlog.oldest_received_ms) / 1000.0)
                 : 0);
         auto cfg = config();
+        metric("audsync_inbox_backlog_limit_events", "gauge",
+               "limits.max_backlog_events: beyond it ingest answers 503 overloaded.");
+        count("audsync_inbox_backlog_limit_events",
+              static_cast<uint64_t>(cfg->limits.max_backlog_events));
+        metric("audsync_inbox_backlog_limit_seconds", "gauge",
+               "limits.max_backlog_seconds: beyond it ingest answers 503 overloaded.");
+        count("audsync_inbox_backlog_limit_seconds",
+              static_cast<uint64_t>(cfg->limits.max_backlog_seconds));
+        if (admission_ != nullptr) {
+            const ingest::BacklogLimits bounds{
+                static_cast<int64_t>(cfg->limits.max_backlog_events),
+                cfg->limits.max_backlog_seconds};
+            metric("audsync_ingest_admitting", "gauge",
+                   "1 while ingest admits requests, 0 while the backlog is past a limit and "
+                   "requests are answered 503 overloaded.");
+            count("audsync_ingest_admitting", admission_->Current(bounds).admitting ? 1 : 0);
+            const auto& a = admission_->counters();
+            metric("audsync_ingest_overloaded_total", "counter",
+                   "Ingest requests answered 503 overloaded (nothing stored), by the limit "
+                   "that refused them.");
+            count("audsync_ingest_overloaded_total{limit=\"events\"}",
+                  a.refused_events_limit.load());
+            count("audsync_ingest_overloaded_total{limit=\"seconds\"}",
+                  a.refused_seconds_limit.load());
+            metric("audsync_ingest_overloaded_events_total", "counter",
+                   "Events carried by the requests answered 503 overloaded.");
+            count("audsync_ingest_overloaded_events_total", a.refused_events.load());
+            metric("audsync_replay_backlog_waits_total", "counter",
+                   "Times an event replay waited for the backlog to fall instead of being "
+                   "refused.");
+            count("audsync_replay_backlog_waits_total", a.waits.load());
+        }
+        metric("audsync_storage_bytes", "gauge",
+               "Size of each file of the store: the database, the inbox, their WAL and "
+               "shared-memory files.");
+        for (const auto& f : store::StorageSizes(db_path_)) {
+            count("audsync_storage_bytes{file=\"" + f.file + "\"}",
+                  static_cast<uint64_t>(f.bytes));
+        }
+        metric("audsync_storage_wal_limit_bytes", "gauge",
+               "limits.max_wal_bytes: each WAL file is checkpointed and truncated before it.");
+        count("audsync_storage_wal_limit_bytes", static_cast<uint64_t>(cfg->limits.max_wal_bytes));
         metric("audsync_segment_reports", "gauge",
                "Reports of synced changes to Segment, by destination and state (sent: kept for "
                "the de-duplication window).");

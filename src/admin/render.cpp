@@ -460,6 +460,24 @@ std::string ToJson(const SegmentList& list) {
                                                                *list.backlog.oldest_received_ms) /
                                                1000.0)
                      : 0.0);
+        Count(w, "max_events", list.max_backlog_events);
+        Count(w, "max_seconds", list.max_backlog_seconds);
+        w.Key("admitting");
+        w.Bool(list.admitting);
+        w.EndObject();
+        w.Key("storage");
+        w.StartObject();
+        Count(w, "max_wal_bytes", list.max_wal_bytes);
+        w.Key("files");
+        w.StartArray();
+        for (const auto& f : list.storage) {
+            w.StartObject();
+            w.Key("file");
+            w.String(f.file);
+            Count(w, "bytes", f.bytes);
+            w.EndObject();
+        }
+        w.EndArray();
         w.EndObject();
         w.EndObject();
     });

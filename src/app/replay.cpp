@@ -56,7 +56,8 @@ Result<admin::EventReplayReport> ReplayEvents(const config::Config& config,
         Result<ingest::Summary> r = ingest::Summary{};
         try {
             r = dry ? Result<ingest::Summary>(dry->Classify(destination, batch, batch_base))
-                    : runtime->ingest().Apply(destination, batch, batch_base);
+                    : runtime->ingest().Apply(destination, batch, batch_base,
+                                             ingest::Service::WhenOverloaded::kWait);
         } catch (const store::SqliteError& e) {
             r = MakeError(ErrorCode::kUnavailable, "storage_unavailable", e.what());
         }

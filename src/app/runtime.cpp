@@ -30,7 +30,8 @@ bool SameLimits(const config::Limits& a, const config::Limits& b) {
         return std::tie(l.tracking_max_request_bytes, l.tracking_max_events,
                         l.webhook_max_request_bytes, l.webhook_max_events, l.max_event_bytes,
                         l.max_json_depth, l.max_id_bytes, l.max_key_bytes, l.max_pending_events,
-                        l.max_buffered_body_bytes, l.max_connections, l.max_future_skew_seconds);
+                        l.max_buffered_body_bytes, l.max_connections, l.max_future_skew_seconds,
+                        l.max_backlog_events, l.max_backlog_seconds, l.max_wal_bytes);
     };
     return tie(a) == tie(b);
 }
@@ -185,14 +186,30 @@ Status Runtime::Open(const RuntimeOptions& options) {
         store::ApplierOptions aopts;
         aopts.dedupe_window_ms = int64_t{c.dedupe_window_hours} * 3600 * 1000;
         aopts.raw_retention_ms = int64_t{c.raw_retention_hours} * 3600 * 1000;
+        aopts.max_transaction_wal_bytes = static_cast<int64_t>(c.limits.max_wal_bytes) / 4;
         applier_ = std::make_unique<store::Applier>(inbox_path, aopts, *inbox_writer_);
+        store::CheckpointOptions copts;
+        copts.max_bytes = static_cast<int64_t>(c.limits.max_wal_bytes);
+        copts.truncate_bytes = copts.max_bytes / 8;
         checkpointer_ = std::make_unique<store::Checkpointer>(
-            std::vector<std::string>{c.database, inbox_path}, 1000);
+            std::vector<std::string>{c.database, inbox_path}, copts);
+        backlog_reader_ = std::make_unique<store::BacklogReader>(c.database, inbox_path);
+        store::BacklogReader* backlog = backlog_reader_.get();
+        store::Applier* counted = applier_.get();
+        // Called under the gate's lock only, so the reader's connections have one user.
+        admission_ = std::make_unique<ingest::Admission>(
+            [backlog, counted] {
+                store::Backlog b = backlog->Read();
+                return ingest::Admission::Source{b.events, b.oldest_received_ms,
+                                                 counted->counters().applied.load()};
+            },
+            [] { return text::NowMs(); });
     } catch (const store::SqliteError& e) {
         return Unavailable(std::string("cannot open the database ") + c.database + ": " + e.what());
     }
     AUDSYNC_TRY(EnsureTargets(*writer_, c));
-    ingest_ = std::make_unique<ingest::Service>(config_, *writer_, *inbox_writer_, audiences_);
+    ingest_ = std::make_unique<ingest::Service>(config_, *writer_, *inbox_writer_, audiences_,
+                                                admission_.get());
     if (options.sync) {
         engine_ = std::make_unique<sync::Engine>(config_, c.database, *writer_,
                                                  options.target_factory
@@ -225,6 +242,7 @@ Status Runtime::Open(const RuntimeOptions& options) {
             return writer_->Run([&](store::WriteStore& w) { f(w); }, 1);
         },
         &ingest_->counters(), engine_ ? &engine_->counters() : nullptr, &applier_->counters());
+    admin_->SetAdmission(admission_.get());
     rest_ = std::make_unique<admin::Rest>(*admin_);
     if (options.http) {
         const int newest = store::EmbeddedMigrations().back().version;

@@ -38,10 +38,15 @@ int List(Invocation& inv, const SegmentOptions& o) {
         for (;;) {
             auto r = s.ListSegments(f, page);
             if (!r) return Fail(inv, r.error());
-            for (auto& seg : r.value().segments) all.segments.push_back(std::move(seg));
-            all.backlog = r.value().backlog;
-            if (!r.value().next_cursor) break;
-            page.cursor = r.value().next_cursor;
+            // The last page's backlog, bounds and storage (the newest figures).
+            std::optional<std::string> next = r.value().next_cursor;
+            std::vector<store::SegmentSummary> segments = std::move(all.segments);
+            for (auto& seg : r.value().segments) segments.push_back(std::move(seg));
+            all = std::move(r.value());
+            all.segments = std::move(segments);
+            all.next_cursor.reset();
+            if (!next) break;
+            page.cursor = std::move(next);
         }
         return Show(inv, o.common, Result<admin::SegmentList>(std::move(all)));
     });

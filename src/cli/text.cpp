@@ -64,8 +64,21 @@ void Print(std::ostream& out, const admin::SegmentList& list) {
                       0, (audsync::text::NowMs() - *list.backlog.oldest_received_ms) / 1000)
                 : 0;
         out << Plural(list.backlog.events, "stored event", "stored events")
-            << " not applied yet (the oldest " << age_s << " s old); the rows show the state "
-            << "before them\n";
+            << " not applied yet (the oldest " << age_s << " s old; limits "
+            << list.max_backlog_events << " events, " << list.max_backlog_seconds
+            << " s); the rows show the state before them\n";
+    }
+    if (!list.admitting) {
+        out << "ingest refuses new events (503 overloaded) until the backlog is back under "
+               "its limits\n";
+    }
+    for (const auto& f : list.storage) {
+        if (f.file.size() > 4 && f.file.compare(f.file.size() - 4, 4, "-wal") == 0 &&
+            list.max_wal_bytes > 0 && f.bytes > list.max_wal_bytes) {
+            out << "the " << f.file << " file is " << f.bytes / (1024 * 1024)
+                << " MB, over limits.max_wal_bytes (" << list.max_wal_bytes / (1024 * 1024)
+                << " MB)\n";
+        }
     }
 }
 

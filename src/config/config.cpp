@@ -861,7 +861,8 @@ Result<Config> Load(std::string_view text, const Context& context) {
                        {"tracking_max_request_bytes", "tracking_max_events",
                         "webhook_max_request_bytes", "webhook_max_events", "max_event_bytes",
                         "max_json_depth", "max_id_bytes", "max_key_bytes", "max_pending_events",
-                        "max_future_skew_seconds", "max_buffered_body_bytes", "max_connections"});
+                        "max_future_skew_seconds", "max_buffered_body_bytes", "max_connections",
+                        "max_backlog_events", "max_backlog_seconds", "max_wal_bytes"});
         AUDSYNC_TRY(l.CheckUnknown());
         Limits& L = c.limits;
         AUDSYNC_TRY(l.Size("tracking_max_request_bytes", &L.tracking_max_request_bytes, 1024,
@@ -882,6 +883,13 @@ Result<Config> Load(std::string_view text, const Context& context) {
         AUDSYNC_TRY(
             l.Size("max_future_skew_seconds", &skew, kMinFutureSkewSeconds, kMaxFutureSkewSeconds));
         L.max_future_skew_seconds = static_cast<int64_t>(skew);
+        AUDSYNC_TRY(l.Size("max_backlog_events", &L.max_backlog_events, kMinBacklogEvents,
+                           kMaxBacklogEvents));
+        size_t backlog_seconds = static_cast<size_t>(L.max_backlog_seconds);
+        AUDSYNC_TRY(l.Size("max_backlog_seconds", &backlog_seconds, kMinBacklogSeconds,
+                           kMaxBacklogSeconds));
+        L.max_backlog_seconds = static_cast<int64_t>(backlog_seconds);
+        AUDSYNC_TRY(l.Size("max_wal_bytes", &L.max_wal_bytes, kMinWalBytes, kMaxWalBytes));
     }
     const rapidjson::Value* dests = r.Get("destinations");
     if (dests == nullptr) return ConfigError("destinations", "required");

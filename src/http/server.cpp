@@ -104,12 +104,16 @@ struct Answer {
     std::vector<std::pair<std::string, std::string>> headers = {};  // extra headers
 };
 
-Answer FromResult(const Result<std::string>& r) {
-    if (r) return {200, r.value(), ""};
-    return {StatusFor(r.error().code), ErrorBody(r.error()), ""};
+Answer FromError(const Error& e) {
+    Answer a{StatusFor(e.code), ErrorBody(e), ""};
+    if (e.retry_after_s > 0) a.headers.emplace_back("Retry-After", std::to_string(e.retry_after_s));
+    return a;
 }
 
-Answer FromError(const Error& e) { return {StatusFor(e.code), ErrorBody(e), ""}; }
+Answer FromResult(const Result<std::string>& r) {
+    if (r) return {200, r.value(), ""};
+    return FromError(r.error());
+}
 
 // The raw value of the first `name` parameter of a query, if any.
 std::optional<std::string> QueryRaw(std::string_view query, std::string_view name) {

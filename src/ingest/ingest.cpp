@@ -3,9 +3,11 @@
 
 #include <rapidjson/document.h>
 
+#include <chrono>
 #include <mutex>
 #include <optional>
 #include <string_view>
+#include <thread>
 
 #include "audsync/common/crypto.hpp"
 #include "audsync/common/json.hpp"
@@ -165,8 +167,12 @@ std::optional<std::string> AudienceRegistry::ContextKind(const std::string& dest
 }
 
 Service::Service(std::shared_ptr<const config::Config> config, store::Writer& writer,
-                 store::InboxWriter& inbox, AudienceRegistry& audiences)
-    : config_(std::move(config)), writer_(writer), inbox_(inbox), audiences_(audiences) {}
+                 store::InboxWriter& inbox, AudienceRegistry& audiences, Admission* admission)
+    : config_(std::move(config)),
+      writer_(writer),
+      inbox_(inbox),
+      audiences_(audiences),
+      admission_(admission) {}
 
 void Service::SetConfig(std::shared_ptr<const config::Config> config) {
     std::lock_guard<std::mutex> lock(config_mu_);
@@ -270,7 +276,8 @@ Result<std::string> Service::Ingest(const Request& request) {
 }
 
 Result<Summary> Service::Apply(const config::Destination& destination_ref,
-                               std::vector<segment::Item>& items, size_t index_base) {
+                               std::vector<segment::Item>& items, size_t index_base,
+                               WhenOverloaded when_overloaded) {
     const auto snapshot = Snapshot();
     const config::Config& config = *snapshot;
     const config::Limits& limits = config.limits;
@@ -338,12 +345,36 @@ Result<Summary> Service::Apply(const config::Destination& destination_ref,
             // held each raw event twice while the request waited for its commit.
             e.raw = std::move(changes[i].event->raw);
         }
+        if (admission_ != nullptr) {
+            const BacklogLimits bounds{static_cast<int64_t>(limits.max_backlog_events),
+                                       limits.max_backlog_seconds};
+            bool waited = false;
+            for (;;) {
+                Status admitted = admission_->Admit(entries.size(), bounds);
+                if (admitted) break;
+                if (when_overloaded == WhenOverloaded::kRefuse) {
+                    // Nothing of the request is stored, and its items count nowhere: the
+                    // sender retries the whole request.
+                    return admitted.error();
+                }
+                if (!waited) {
+                    waited = true;
+                    admission_->CountWait();
+                    log::Info("replay: waiting for the applier (" + admitted.error().message +
+                              ")");
+                }
+                // An operator's replay is never refused: it waits for room, looking again
+                // at the rate the backlog is read.
+                std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            }
+        }
         int64_t last_seq = 0;
         Status stored = inbox_.Run(
             [&](store::InboxStore& inbox) {
                 for (const auto& e : entries) last_seq = inbox.Append(e);
             },
             entries.size());
+        if (admission_ != nullptr) admission_->Done(entries.size(), stored ? entries.size() : 0);
         if (!stored) return stored.error();
         summary.stored = entries.size();
         summary.last_seq = last_seq;

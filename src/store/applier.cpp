@@ -34,8 +34,17 @@ Applier::~Applier() = default;
 bool Applier::Step(WriteStore& w) {
     // Staged and not published: the transaction of that step did not commit.
     RolledBack();
+    // The pages the previous transaction wrote (its jobs' too: an overestimate).
+    const int64_t pages = w.TakePagesWritten();
+    if (last_fold_rows_ > 0) {
+        const double sample = static_cast<double>(pages) / static_cast<double>(last_fold_rows_);
+        pages_per_event_ = pages_per_event_ == 0 ? sample : 0.5 * pages_per_event_ + 0.5 * sample;
+    }
+    last_fold_rows_ = 0;
     const int64_t cursor = w.AppliedSeq();
-    std::vector<InboxEntry> rows = reader_.After(cursor, options_.batch);
+    const int batch = NextBatch(std::max<int64_t>(0, reader_.LastSeq() - cursor));
+    last_batch_ = batch;
+    std::vector<InboxEntry> rows = reader_.After(cursor, batch);
     const int64_t now = text::NowMs();
     w.PruneDedupe(now - options_.dedupe_window_ms, prune_slice_, kDedupeSlices);
     prune_slice_ = (prune_slice_ + 1) % kDedupeSlices;
@@ -48,7 +57,18 @@ bool Applier::Step(WriteStore& w) {
     staged_.stale += c.stale;
     staged_rows_ += static_cast<int64_t>(rows.size());
     staged_seq_ = rows.back().seq;
-    return rows.size() == static_cast<size_t>(options_.batch);
+    last_fold_rows_ = static_cast<int64_t>(rows.size());
+    return rows.size() == static_cast<size_t>(batch);
+}
+
+int Applier::NextBatch(int64_t backlog) const {
+    int batch = backlog > options_.large_backlog ? options_.large_batch : options_.batch;
+    if (pages_per_event_ > 0) {
+        const double pages = static_cast<double>(options_.max_transaction_wal_bytes) / 4096.0;
+        const double fit = pages / pages_per_event_;
+        if (fit < batch) batch = static_cast<int>(std::max<double>(options_.min_batch, fit));
+    }
+    return batch;
 }
 
 bool Applier::Committed() {
@@ -132,8 +152,54 @@ Backlog ReadBacklog(Database& db, const std::string& inbox_path) {
     return out;
 }
 
-Checkpointer::Checkpointer(std::vector<std::string> paths, int64_t interval_ms)
-    : paths_(std::move(paths)), interval_ms_(interval_ms) {
+BacklogReader::BacklogReader(const std::string& database, const std::string& inbox_path)
+    : db_(database, false),
+      inbox_((db_.SetCacheKiB(256), inbox_path), false),
+      applied_(detail::Access::Handle(db_), "SELECT applied_seq FROM applier WHERE id = 1"),
+      reader_((inbox_.SetCacheKiB(256), inbox_)) {}
+
+Backlog BacklogReader::Read() {
+    Backlog out;
+    int64_t seq = 0;
+    try {
+        seq = applied_.Step() ? applied_.Int(0) : 0;
+    } catch (...) {
+        applied_.Reset();
+        throw;
+    }
+    applied_.Reset();
+    out.events = std::max<int64_t>(0, reader_.LastSeq() - seq);
+    if (out.events > 0) out.oldest_received_ms = reader_.ReceivedAfter(seq);
+    return out;
+}
+
+std::vector<StorageFile> StorageSizes(const std::string& database) {
+    const std::string inbox = InboxPath(database);
+    const std::pair<const char*, std::string> files[] = {
+        {"database", database},         {"database-wal", database + "-wal"},
+        {"database-shm", database + "-shm"}, {"inbox", inbox},
+        {"inbox-wal", inbox + "-wal"},   {"inbox-shm", inbox + "-shm"}};
+    std::vector<StorageFile> out;
+    for (const auto& [name, path] : files) {
+        struct stat st {};
+        out.push_back({name, ::stat(path.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : 0});
+    }
+    return out;
+}
+
+namespace {
+
+int64_t FileBytes(const std::string& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : 0;
+}
+
+std::string Megabytes(int64_t bytes) { return std::to_string(bytes / (1024 * 1024)) + " MB"; }
+
+}  // namespace
+
+Checkpointer::Checkpointer(std::vector<std::string> paths, CheckpointOptions options)
+    : paths_(std::move(paths)), options_(options) {
     thread_ = std::thread([this] { Loop(); });
 }
 
@@ -148,12 +214,45 @@ void Checkpointer::Stop() {
     if (thread_.joinable()) thread_.join();
 }
 
+void Checkpointer::Round(Database& db, const std::string& path, bool& warned) {
+    const std::string wal = path + "-wal";
+    const Database::CheckpointResult passive = db.Checkpoint(Database::CheckpointMode::kPassive);
+    const int64_t bytes = FileBytes(wal);
+    if (bytes > options_.max_bytes) {
+        counters_.over_bound.fetch_add(1, std::memory_order_relaxed);
+        if (!warned) {
+            warned = true;
+            log::Warn("the write-ahead log " + wal + " is " + Megabytes(bytes) +
+                      ", over limits.max_wal_bytes (" + Megabytes(options_.max_bytes) +
+                      "): a reader holds an old snapshot, or the disk is slower than the writes; "
+                      "it is truncated once its readers let go");
+        }
+    }
+    // Everything copied and a file left over (a burst that ended), or a WAL past the
+    // trigger: truncate it. The file only grows again from zero.
+    const bool all_copied = !passive.busy && passive.wal_frames > 0 &&
+                            passive.checkpointed_frames == passive.wal_frames;
+    if (bytes > options_.truncate_bytes || (bytes > 0 && all_copied)) {
+        const Database::CheckpointResult t = db.Checkpoint(Database::CheckpointMode::kTruncate);
+        if (t.busy) {
+            counters_.truncates_busy.fetch_add(1, std::memory_order_relaxed);
+        } else {
+            counters_.truncates.fetch_add(1, std::memory_order_relaxed);
+        }
+    }
+    if (warned && FileBytes(wal) <= options_.max_bytes) {
+        warned = false;
+        log::Info("the write-ahead log " + wal + " is back under limits.max_wal_bytes");
+    }
+}
+
 void Checkpointer::Loop() {
     std::vector<std::unique_ptr<Database>> dbs;
+    std::vector<char> warned(paths_.size(), 0);
     for (;;) {
         {
             std::unique_lock<std::mutex> lock(mu_);
-            if (cv_.wait_for(lock, std::chrono::milliseconds(interval_ms_),
+            if (cv_.wait_for(lock, std::chrono::milliseconds(options_.interval_ms),
                              [this] { return stopping_; })) {
                 return;
             }
@@ -163,9 +262,15 @@ void Checkpointer::Loop() {
                 for (const auto& p : paths_) {
                     dbs.push_back(std::make_unique<Database>(p, false));
                     dbs.back()->SetCacheKiB(1024);
+                    dbs.back()->SetBusyTimeoutMs(options_.busy_ms);
                 }
             }
-            for (auto& db : dbs) db->Checkpoint();
+            for (size_t i = 0; i < dbs.size(); ++i) {
+                bool w = warned[i] != 0;
+                Round(*dbs[i], paths_[i], w);
+                warned[i] = w ? 1 : 0;
+            }
+            counters_.rounds.fetch_add(1, std::memory_order_relaxed);
         } catch (const SqliteError& e) {
             log::Warn(std::string("checkpoint failed (tried again shortly): ") + e.what());
             dbs.clear();

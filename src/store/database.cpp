@@ -167,7 +167,30 @@ void Database::LeaveCheckpointsToOthers() { Exec("PRAGMA wal_autocheckpoint = 0"
 
 void Database::SetCacheKiB(int kib) { Exec("PRAGMA cache_size = -" + std::to_string(kib)); }
 
-void Database::Checkpoint() { Exec("PRAGMA wal_checkpoint(PASSIVE)"); }
+Database::CheckpointResult Database::Checkpoint(CheckpointMode mode) {
+    CheckpointResult out;
+    const int rc = sqlite3_wal_checkpoint_v2(
+        db_, nullptr,
+        mode == CheckpointMode::kPassive ? SQLITE_CHECKPOINT_PASSIVE : SQLITE_CHECKPOINT_TRUNCATE,
+        &out.wal_frames, &out.checkpointed_frames);
+    if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED) {
+        out.busy = true;
+        return out;
+    }
+    if (rc != SQLITE_OK) Fail(db_, "checkpoint");
+    return out;
+}
+
+int64_t Database::TakePagesWritten() {
+    int current = 0;
+    int high = 0;
+    if (sqlite3_db_status(db_, SQLITE_DBSTATUS_CACHE_WRITE, &current, &high, 1) != SQLITE_OK) {
+        return 0;
+    }
+    return current;
+}
+
+void Database::SetBusyTimeoutMs(int ms) { sqlite3_busy_timeout(db_, ms); }
 
 Database::~Database() { sqlite3_close_v2(db_); }
 

@@ -21,6 +21,7 @@
 
 namespace audsync::ingest {
 struct Counters;
+class Admission;
 }
 namespace audsync::sync {
 struct SyncCounters;
@@ -53,6 +54,14 @@ struct SegmentList {
     std::optional<std::string> next_cursor;  // nullopt on the last page
     // Events stored and not yet applied: the segments show the state before them.
     store::Backlog backlog;
+    // Its bounds (limits.max_backlog_events and max_backlog_seconds), and whether ingest
+    // admits requests now (beyond a bound it answers 503 overloaded).
+    int64_t max_backlog_events = 0;
+    int64_t max_backlog_seconds = 0;
+    bool admitting = true;
+    // The size of each file of the store, and the bound of each WAL file.
+    std::vector<store::StorageFile> storage;
+    int64_t max_wal_bytes = 0;
 };
 
 // One segment with its counts by state and next retry (the detail view).
@@ -222,6 +231,9 @@ class Service {
 
     void SetConfig(std::shared_ptr<const config::Config> config);
     void SetNotify(Notify notify);
+    // The server's backlog gate (for `admitting` and the metrics); set before serving.
+    // Without one (the CLI beside no server) the bounds are checked against the files.
+    void SetAdmission(ingest::Admission* admission) { admission_ = admission; }
 
     Result<SegmentList> ListSegments(const store::SegmentFilter& filter, const PageQuery& page);
     Result<SegmentDetail> GetSegment(int64_t id);
@@ -272,6 +284,7 @@ class Service {
     const sync::SyncCounters* sync_counters_;
     const store::ApplierCounters* applier_counters_;
     const sync::ReporterCounters* reporter_counters_;
+    ingest::Admission* admission_ = nullptr;
 };
 
 }  // namespace audsync::admin

@@ -70,6 +70,8 @@ class Runtime {
     store::Applier& applier() { return *applier_; }
     ingest::AudienceRegistry& audiences() { return audiences_; }
     ingest::Service& ingest() { return *ingest_; }
+    ingest::Admission& admission() { return *admission_; }
+    store::Checkpointer& checkpointer() { return *checkpointer_; }
     admin::Service& admin() { return *admin_; }
     sync::Engine* engine() { return engine_.get(); }
     sync::Reporter* reporter() { return reporter_.get(); }
@@ -101,6 +103,10 @@ class Runtime {
     std::unique_ptr<store::InboxWriter> inbox_writer_;
     std::unique_ptr<store::Writer> writer_;
     std::unique_ptr<store::Checkpointer> checkpointer_;
+    // The backlog gate of ingest; its reader's connections are its own (guarded by the
+    // gate's lock).
+    std::unique_ptr<store::BacklogReader> backlog_reader_;
+    std::unique_ptr<ingest::Admission> admission_;
     std::unique_ptr<ingest::Service> ingest_;
     std::unique_ptr<sync::Engine> engine_;
     std::unique_ptr<sync::Reporter> reporter_;

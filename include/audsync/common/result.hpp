@@ -25,6 +25,7 @@ struct Error {
     ErrorCode code;
     std::string name;     // e.g. "malformed_json", "unknown_destination"
     std::string message;  // one sentence, never containing a secret
+    int retry_after_s = 0;  // > 0: answered with Retry-After (503 overloaded)
 };
 
 // Value-or-error for expected failures (parsing, validation, I/O outcomes).
@@ -52,7 +53,7 @@ using Status = Result<Unit>;
 inline Status Ok() { return Unit{}; }
 
 inline Error MakeError(ErrorCode code, std::string name, std::string message) {
-    return Error{code, std::move(name), std::move(message)};
+    return Error{code, std::move(name), std::move(message), 0};
 }
 
 }  // namespace audsync

@@ -43,6 +43,15 @@ struct Limits {
     // An event dated later than this after its receipt is rejected (invalid_timestamp):
     // otherwise it would decide its member's state against every genuine event.
     int64_t max_future_skew_seconds = 86400;
+    // Admission control: beyond either bound (events stored and not yet applied, or the
+    // age of the oldest of them) ingest answers 503 overloaded with a Retry-After and
+    // stores nothing of the request, instead of acknowledging what cannot be applied in
+    // time. An operator's `replay events` waits instead.
+    size_t max_backlog_events = 1000000;
+    int64_t max_backlog_seconds = 120;
+    // Each SQLite file's write-ahead log is checkpointed and truncated before it passes
+    // this (a warning is logged when it does all the same).
+    size_t max_wal_bytes = 256 * 1024 * 1024;
 };
 
 // Secrets shorter than this are refused (admin_token, webhook_token, audience_url_key)
@@ -51,6 +60,16 @@ inline constexpr size_t kMinSecretLength = 16;
 // limits.max_future_skew_seconds: from a minute to 366 days.
 inline constexpr size_t kMinFutureSkewSeconds = 60;
 inline constexpr size_t kMaxFutureSkewSeconds = 366 * 86400;
+// limits.max_backlog_events: at least two of the largest requests (a webhook batch of
+// 4,000 events is admitted into an empty backlog whatever the bound), at most 100 M.
+inline constexpr size_t kMinBacklogEvents = 10000;
+inline constexpr size_t kMaxBacklogEvents = 100000000;
+// limits.max_backlog_seconds: from 5 s to a day.
+inline constexpr size_t kMinBacklogSeconds = 5;
+inline constexpr size_t kMaxBacklogSeconds = 86400;
+// limits.max_wal_bytes: from 16 MiB to 64 GiB.
+inline constexpr size_t kMinWalBytes = size_t{16} * 1024 * 1024;
+inline constexpr size_t kMaxWalBytes = size_t{64} * 1024 * 1024 * 1024;
 
 // How a webhook batch (an array of several events) is authenticated when the
 // destination has a shared_secret. Segment signs only the first element of a batch.

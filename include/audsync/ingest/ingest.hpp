@@ -14,6 +14,7 @@
 
 #include "audsync/common/result.hpp"
 #include "audsync/config/config.hpp"
+#include "audsync/ingest/admission.hpp"
 #include "audsync/segment/body.hpp"
 #include "audsync/store/writer.hpp"
 
@@ -136,8 +137,11 @@ struct Counters {
 // the inbox writer, audience registrations by the database's writer.
 class Service {
   public:
+    // `admission`: the backlog gate in front of the inbox (none: every request is
+    // admitted).
     Service(std::shared_ptr<const config::Config> config, store::Writer& writer,
-            store::InboxWriter& inbox, AudienceRegistry& audiences);
+            store::InboxWriter& inbox, AudienceRegistry& audiences,
+            Admission* admission = nullptr);
 
     // A reloaded config (SIGHUP): requests already being handled keep the one they began
     // with. Thread-safe.
@@ -151,8 +155,12 @@ class Service {
     // the membership changes to the inbox in one job (shared by HTTP ingest and replays).
     // `index_base` offsets the reported indexes. Logs one warning per (destination,
     // audience) whose events resolve to two context kinds (see KindConflictWatch).
+    // With the backlog past its limits, a live request (kRefuse) is answered 503
+    // overloaded with nothing stored; a replay (kWait) waits until it is admitted.
+    enum class WhenOverloaded { kRefuse, kWait };
     Result<Summary> Apply(const config::Destination& destination, std::vector<segment::Item>& items,
-                          size_t index_base = 0);
+                          size_t index_base = 0,
+                          WhenOverloaded when_overloaded = WhenOverloaded::kRefuse);
 
     // Webhook Audiences createAudienceUrl / getAudienceUrl. `key` is the ?key= value:
     // the destination's audience_url_key, or, when it has none, one of its write keys.
@@ -180,6 +188,7 @@ class Service {
     store::Writer& writer_;
     store::InboxWriter& inbox_;
     AudienceRegistry& audiences_;
+    Admission* admission_;
     Counters counters_;
     KindConflictWatch kind_watch_;
 };

@@ -22,8 +22,17 @@ namespace audsync::store {
 
 struct ApplierOptions {
     // Inbox rows folded in one transaction at most: the pages of the tables a batch
-    // touches are written once per batch, so larger batches cost less per event.
+    // touches are written once per batch, so larger batches cost less per event; with a
+    // backlog over `large_backlog` events, up to `large_batch`.
     int batch = 40000;
+    int large_batch = 80000;
+    int64_t large_backlog = 200000;
+    // A transaction's pages go to the WAL whole: it cannot be checkpointed before its
+    // commit. The batch is sized from the pages the last folds wrote per event so that one
+    // transaction writes at most this many bytes (a quarter of limits.max_wal_bytes), on
+    // a large workspace where each event dirties pages of its own.
+    int64_t max_transaction_wal_bytes = 64LL * 1024 * 1024;
+    int min_batch = 500;
     int64_t dedupe_window_ms = 7LL * 24 * 3600 * 1000;
     int64_t raw_retention_ms = 24LL * 3600 * 1000;  // 0: a row goes once it is applied
     int64_t poll_ms = 200;  // how often the inbox is looked at without a notification
@@ -67,6 +76,8 @@ class Applier {
     // Waits until every row up to `seq` is applied, or `timeout_ms` passes.
     bool WaitApplied(int64_t seq, int64_t timeout_ms) const;
     const ApplierCounters& counters() const { return counters_; }
+    // The batch the next step reads at most (writer thread; for tests and the bench).
+    int NextBatch(int64_t backlog) const;
 
   private:
     void PruneInbox(int64_t applied, int64_t now_ms);
@@ -81,6 +92,9 @@ class Applier {
     int64_t staged_rows_ = 0;
     int64_t staged_seq_ = -1;
     int prune_slice_ = 0;
+    double pages_per_event_ = 0;  // smoothed over the last folds (0: none yet)
+    int64_t last_fold_rows_ = 0;  // rows of the step whose pages the next step reads
+    int last_batch_ = 0;
     int64_t next_inbox_prune_ms_ = 0;
     std::atomic<bool> inbox_prune_running_{false};
     mutable std::mutex mu_;
@@ -98,20 +112,70 @@ struct Backlog {
 // Throws SqliteError.
 Backlog ReadBacklog(Database& db, const std::string& inbox_path);
 
-// Runs PASSIVE WAL checkpoints of the given files every `interval_ms` on connections of
-// its own, so that no writer's commit pays for one.
+// The same, on connections kept open (for a caller that reads it often). Not
+// thread-safe. Throws SqliteError.
+class BacklogReader {
+  public:
+    BacklogReader(const std::string& database, const std::string& inbox_path);
+    Backlog Read();
+
+  private:
+    Database db_;
+    Database inbox_;
+    Statement applied_;
+    InboxReader reader_;
+};
+
+// The size of each file of a database: the database, the inbox, their WAL and shared
+// memory files, named "database", "database-wal", "database-shm", "inbox", "inbox-wal",
+// "inbox-shm" (0 for a file that does not exist).
+struct StorageFile {
+    std::string file;
+    int64_t bytes = 0;
+};
+std::vector<StorageFile> StorageSizes(const std::string& database);
+
+// Keeps every WAL file small, off the writers' commit path: every `interval_ms` a
+// PASSIVE checkpoint of each file (copies what no reader still needs, blocks nobody);
+// then, when the WAL file is over `truncate_bytes`, or everything is copied and the
+// file is not empty, a TRUNCATE checkpoint: it takes the file's write lock (the
+// database's writer and the inbox's appender wait for it, at most `busy_ms`), waits up
+// to `busy_ms` for the readers of older snapshots to end, and truncates the WAL to zero.
+// Without it a WAL under continuous writes never restarts and grows without bound (a
+// PASSIVE checkpoint never catches up with a writer that always has a transaction
+// open after the last one). Logs a warning when a WAL passes `max_bytes`, and an info
+// line when it is back under it.
+// Thread-safety: its own thread; Stop() from any thread.
+struct CheckpointOptions {
+    int64_t interval_ms = 250;
+    int64_t max_bytes = 256LL * 1024 * 1024;
+    int64_t truncate_bytes = 32LL * 1024 * 1024;  // default max_bytes / 8
+    int busy_ms = 2000;
+};
+
+// What one checkpoint round did to one file (for tests and logs).
+struct CheckpointCounters {
+    std::atomic<uint64_t> rounds{0};
+    std::atomic<uint64_t> truncates{0};       // TRUNCATE checkpoints that completed
+    std::atomic<uint64_t> truncates_busy{0};  // TRUNCATE checkpoints that timed out
+    std::atomic<uint64_t> over_bound{0};      // rounds that found a WAL over max_bytes
+};
+
 class Checkpointer {
   public:
-    Checkpointer(std::vector<std::string> paths, int64_t interval_ms);
+    Checkpointer(std::vector<std::string> paths, CheckpointOptions options);
     ~Checkpointer();
     Checkpointer(const Checkpointer&) = delete;
     Checkpointer& operator=(const Checkpointer&) = delete;
     void Stop();
+    const CheckpointCounters& counters() const { return counters_; }
 
   private:
     void Loop();
+    void Round(Database& db, const std::string& path, bool& warned);
     std::vector<std::string> paths_;
-    int64_t interval_ms_;
+    CheckpointOptions options_;
+    CheckpointCounters counters_;
     std::mutex mu_;
     std::condition_variable cv_;
     bool stopping_ = false;

@@ -86,9 +86,22 @@ class Database {
     // The page cache of this connection (default 16 MiB): small for connections that
     // only append or read one row at a time, so that the process stays small.
     void SetCacheKiB(int kib);
-    // Copies what the WAL holds into the database as far as readers allow, without
-    // blocking writers (PASSIVE).
-    void Checkpoint();
+    // PASSIVE: copies what the WAL holds into the database as far as readers allow,
+    // without blocking writers. TRUNCATE: takes the write lock, copies everything, waits
+    // for the readers of older snapshots, and truncates the WAL file to zero bytes (the
+    // busy timeout bounds both waits; `busy` then says it did not finish).
+    enum class CheckpointMode { kPassive, kTruncate };
+    struct CheckpointResult {
+        bool busy = false;
+        int wal_frames = 0;           // frames in the WAL (-1: not in WAL mode)
+        int checkpointed_frames = 0;  // of them, copied into the database
+    };
+    CheckpointResult Checkpoint(CheckpointMode mode = CheckpointMode::kPassive);
+    // Pages this connection wrote to the WAL since the last call (dirty pages of its
+    // transactions, spills included).
+    int64_t TakePagesWritten();
+    // How long a statement waits for a lock before failing SQLITE_BUSY (default 10 s).
+    void SetBusyTimeoutMs(int ms);
 
     // The highest applied migration version (0 for an empty database).
     int SchemaVersion();

@@ -91,6 +91,8 @@ class WriteStore {
     // One event without the inbox (tests, tools): Fold of a single row.
     ApplyOutcome Apply(const std::string& destination, const std::string& message_id,
                        const mapping::MembershipChange& change, int64_t received_ms);
+    // Pages written to the WAL since the last call (see Database::TakePagesWritten).
+    int64_t TakePagesWritten() { return db_.TakePagesWritten(); }
     // The applier's position: every inbox row up to it is folded.
     int64_t AppliedSeq();
     void SetAppliedSeq(int64_t seq);
