@@ -66,6 +66,20 @@ std::string Canonical(const std::string& text) {
     return json::Serialize(doc);
 }
 
+// A segment list, canonical, with each storage file's size blanked: the sizes are measured
+// when the answer is made (the CLI reads the files itself, and a checkpoint may run between
+// the two reads), so only which files are listed, in which order, can be the same.
+std::string CanonicalList(const std::string& text) {
+    rapidjson::Document doc;
+    REQUIRE_MESSAGE(json::Parse(text, doc, 64).ok(), text);
+    REQUIRE_MESSAGE(doc.HasMember("storage"), text);
+    for (auto& file : doc["storage"]["files"].GetArray()) {
+        REQUIRE(file["bytes"].IsNumber());
+        file["bytes"].SetInt(0);
+    }
+    return json::Serialize(doc);
+}
+
 }  // namespace
 
 TEST_SUITE("cli parsing") {
@@ -209,7 +223,7 @@ TEST_SUITE("one renderer") {
         auto rest_segments = h.Admin("GET", "/v1/segments");
         auto cli_segments = RunAudsync({"segments", "list", "--json", "--config", h.config});
         REQUIRE_MESSAGE(cli_segments.exit_code == 0, cli_segments.err);
-        CHECK(Canonical(cli_segments.out) == Canonical(rest_segments.body));
+        CHECK(CanonicalList(cli_segments.out) == CanonicalList(rest_segments.body));
 
         auto rest_one = h.Admin("GET", "/v1/segments/1");
         auto cli_one = RunAudsync({"segments", "show", "1", "--json", "--config", h.config});
