@@ -167,6 +167,11 @@ Status Runtime::Open(const RuntimeOptions& options) {
         }
         store::WriterOptions wopts;
         wopts.max_pending_weight = c.limits.max_pending_events;
+        // Each WAL's hard bound: past a quarter of limits.max_wal_bytes a writer truncates
+        // its WAL itself; one transaction more (sized to a quarter by the applier, with room
+        // for its estimate to be short by half again) stays under the limit. The
+        // Checkpointer keeps it near an eighth in the usual case.
+        wopts.wal_stop_bytes = static_cast<int64_t>(c.limits.max_wal_bytes) / 4;
         const std::string inbox_path = store::InboxPath(c.database);
         {
             // Made beside a database that has none yet (new, or from before the inbox).
@@ -193,6 +198,8 @@ Status Runtime::Open(const RuntimeOptions& options) {
         copts.truncate_bytes = copts.max_bytes / 8;
         checkpointer_ = std::make_unique<store::Checkpointer>(
             std::vector<std::string>{c.database, inbox_path}, copts);
+        writer_->SetYield(checkpointer_->yield(0));
+        inbox_writer_->SetYield(checkpointer_->yield(1));
         backlog_reader_ = std::make_unique<store::BacklogReader>(c.database, inbox_path);
         store::BacklogReader* backlog = backlog_reader_.get();
         store::Applier* counted = applier_.get();

@@ -38,7 +38,10 @@ bool Applier::Step(WriteStore& w) {
     const int64_t pages = w.TakePagesWritten();
     if (last_fold_rows_ > 0) {
         const double sample = static_cast<double>(pages) / static_cast<double>(last_fold_rows_);
-        pages_per_event_ = pages_per_event_ == 0 ? sample : 0.5 * pages_per_event_ + 0.5 * sample;
+        // Up at once, down slowly: a fold that wrote more pages per event than the
+        // estimate (a colder cache, a larger database) must not be followed by a batch
+        // sized on the lower figure.
+        pages_per_event_ = sample > pages_per_event_ ? sample : 0.5 * pages_per_event_ + 0.5 * sample;
     }
     last_fold_rows_ = 0;
     const int64_t cursor = w.AppliedSeq();
@@ -200,6 +203,7 @@ std::string Megabytes(int64_t bytes) { return std::to_string(bytes / (1024 * 102
 
 Checkpointer::Checkpointer(std::vector<std::string> paths, CheckpointOptions options)
     : paths_(std::move(paths)), options_(options) {
+    for (size_t i = 0; i < paths_.size(); ++i) yields_.push_back(std::make_unique<std::mutex>());
     thread_ = std::thread([this] { Loop(); });
 }
 
@@ -214,8 +218,8 @@ void Checkpointer::Stop() {
     if (thread_.joinable()) thread_.join();
 }
 
-void Checkpointer::Round(Database& db, const std::string& path, bool& warned) {
-    const std::string wal = path + "-wal";
+void Checkpointer::Round(Database& db, size_t i, bool& warned) {
+    const std::string wal = paths_[i] + "-wal";
     const Database::CheckpointResult passive = db.Checkpoint(Database::CheckpointMode::kPassive);
     const int64_t bytes = FileBytes(wal);
     if (bytes > options_.max_bytes) {
@@ -233,6 +237,9 @@ void Checkpointer::Round(Database& db, const std::string& path, bool& warned) {
     const bool all_copied = !passive.busy && passive.wal_frames > 0 &&
                             passive.checkpointed_frames == passive.wal_frames;
     if (bytes > options_.truncate_bytes || (bytes > 0 && all_copied)) {
+        // The writer of this process waits before its next transaction; readers and
+        // other processes get the busy timeout.
+        std::lock_guard<std::mutex> writers_wait(*yields_[i]);
         const Database::CheckpointResult t = db.Checkpoint(Database::CheckpointMode::kTruncate);
         if (t.busy) {
             counters_.truncates_busy.fetch_add(1, std::memory_order_relaxed);
@@ -267,7 +274,7 @@ void Checkpointer::Loop() {
             }
             for (size_t i = 0; i < dbs.size(); ++i) {
                 bool w = warned[i] != 0;
-                Round(*dbs[i], paths_[i], w);
+                Round(*dbs[i], i, w);
                 warned[i] = w ? 1 : 0;
             }
             counters_.rounds.fetch_add(1, std::memory_order_relaxed);

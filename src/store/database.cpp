@@ -144,7 +144,7 @@ Database::Database(const std::string& path, bool create) {
         db_ = nullptr;
         throw SqliteError("cannot open database " + path + ": " + msg);
     }
-    sqlite3_busy_timeout(db_, 10000);
+    sqlite3_busy_timeout(db_, kBusyTimeoutMs);
     sqlite3_extended_result_codes(db_, 1);
     Exec("PRAGMA journal_mode = WAL");
     // FULL: an acknowledged event survives power loss too, not only a process crash.

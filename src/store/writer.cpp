@@ -2,6 +2,7 @@
 #include "audsync/store/writer.hpp"
 
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -25,7 +26,7 @@ Error Unavailable(const std::string& message) {
 template <class Store>
 GroupWriter<Store>::GroupWriter(const std::string& path, WriterOptions options,
                                 const std::function<void(Database&)>& prepare)
-    : options_(options), db_(path, false) {
+    : options_(options), wal_path_(path + "-wal"), db_(path, false) {
     db_.LeaveCheckpointsToOthers();
     db_.SetCacheKiB(options_.cache_kib);
     if (prepare) prepare(db_);
@@ -101,6 +102,11 @@ void GroupWriter<Store>::SetAfterCommit(std::function<void()> hook) {
 }
 
 template <class Store>
+void GroupWriter<Store>::SetYield(std::mutex* yield) {
+    yield_ = yield;
+}
+
+template <class Store>
 void GroupWriter<Store>::Stop() {
     {
         std::lock_guard<std::mutex> lock(mu_);
@@ -170,6 +176,9 @@ void GroupWriter<Store>::RunGroup(std::deque<std::unique_ptr<Pending>>& group, b
     };
     std::vector<std::optional<Error>> job_errors(group.size());
     std::optional<Transaction> tx;
+    if (std::mutex* yield = yield_.load()) {
+        std::lock_guard<std::mutex> wait_for_checkpoint(*yield);
+    }
     try {
         tx.emplace(db_);
     } catch (const SqliteError& e) {
@@ -244,6 +253,40 @@ void GroupWriter<Store>::RunGroup(std::deque<std::unique_ptr<Pending>>& group, b
     }
     committed_jobs_ = group.size();
     if (hook) hook();
+    HoldWalBound();
+}
+
+template <class Store>
+void GroupWriter<Store>::HoldWalBound() {
+    if (options_.wal_stop_bytes <= 0) return;
+    struct stat st {};
+    if (::stat(wal_path_.c_str(), &st) != 0) return;
+    if (static_cast<int64_t>(st.st_size) <= options_.wal_stop_bytes) return;
+    // The callers of this group are answered; the next group waits for the truncation.
+    // The busy timeout covers the wait for the write lock and for older readers; a
+    // checkpoint running on another connection (the Checkpointer's PASSIVE copy) makes
+    // this one fail at once instead, so that case is tried again until the same deadline.
+    db_.SetBusyTimeoutMs(options_.wal_stop_busy_ms);
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.wal_stop_busy_ms);
+    try {
+        for (;;) {
+            const Database::CheckpointResult r =
+                db_.Checkpoint(Database::CheckpointMode::kTruncate);
+            if (!r.busy) {
+                wal_stops_.fetch_add(1, std::memory_order_relaxed);
+                break;
+            }
+            if (std::chrono::steady_clock::now() >= deadline) {
+                wal_stops_busy_.fetch_add(1, std::memory_order_relaxed);
+                break;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+    } catch (const SqliteError& e) {
+        log::Warn(std::string("writer: checkpoint failed: ") + e.what());
+    }
+    db_.SetBusyTimeoutMs(Database::kBusyTimeoutMs);
 }
 
 template class GroupWriter<WriteStore>;

@@ -92,7 +92,10 @@ class Applier {
     int64_t staged_rows_ = 0;
     int64_t staged_seq_ = -1;
     int prune_slice_ = 0;
-    double pages_per_event_ = 0;  // smoothed over the last folds (0: none yet)
+    // Smoothed over the last folds; until one is measured, what a fold at a large
+    // workspace writes (a page of each table per event), so that the first transaction
+    // cannot overshoot the bound.
+    double pages_per_event_ = 4;
     int64_t last_fold_rows_ = 0;  // rows of the step whose pages the next step reads
     int last_batch_ = 0;
     int64_t next_inbox_prune_ms_ = 0;
@@ -169,13 +172,17 @@ class Checkpointer {
     Checkpointer& operator=(const Checkpointer&) = delete;
     void Stop();
     const CheckpointCounters& counters() const { return counters_; }
+    // Held around each TRUNCATE checkpoint of paths[i]: the file's writer in this process
+    // takes it before each transaction (GroupWriter::SetYield), and so waits for it.
+    std::mutex* yield(size_t i) { return yields_[i].get(); }
 
   private:
     void Loop();
-    void Round(Database& db, const std::string& path, bool& warned);
+    void Round(Database& db, size_t i, bool& warned);
     std::vector<std::string> paths_;
     CheckpointOptions options_;
     CheckpointCounters counters_;
+    std::vector<std::unique_ptr<std::mutex>> yields_;
     std::mutex mu_;
     std::condition_variable cv_;
     bool stopping_ = false;

@@ -100,7 +100,9 @@ class Database {
     // Pages this connection wrote to the WAL since the last call (dirty pages of its
     // transactions, spills included).
     int64_t TakePagesWritten();
-    // How long a statement waits for a lock before failing SQLITE_BUSY (default 10 s).
+    // How long a statement waits for a lock before failing SQLITE_BUSY (default
+    // kBusyTimeoutMs).
+    static constexpr int kBusyTimeoutMs = 10000;
     void SetBusyTimeoutMs(int ms);
 
     // The highest applied migration version (0 for an empty database).

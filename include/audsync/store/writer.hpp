@@ -2,6 +2,7 @@
 // beside a running server.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -29,6 +30,13 @@ struct WriterOptions {
     int nice = 0;
     // Its connection's page cache.
     int cache_kib = 16000;
+    // The hard bound of the file's WAL (0: none). After a commit that leaves the WAL file
+    // larger than this, the writer truncates it itself (a TRUNCATE checkpoint, waiting at
+    // most `wal_stop_busy_ms` for older readers) before it takes its next job: it slows
+    // down rather than let the WAL grow past the bound when the Checkpointer, which keeps
+    // the file far smaller in the usual case, falls behind.
+    int64_t wal_stop_bytes = 0;
+    int wal_stop_busy_ms = 1000;
 };
 
 // A single writer of one SQLite file (group commit). Handler threads hand it jobs with
@@ -75,6 +83,12 @@ class GroupWriter {
                        std::function<void()> rolled_back = nullptr);
     void Notify();
 
+    // A lock the writer takes for a moment before each transaction: a Checkpointer
+    // holds it around a TRUNCATE checkpoint, so that the writer yields the file's write
+    // lock to it instead of taking it again the moment it commits (call before the first
+    // Run; the lock must outlive the writer's thread).
+    void SetYield(std::mutex* yield);
+
     // Called on the writer thread after every successful commit.
     void SetAfterCommit(std::function<void()> hook);
     // Inside the after-commit hook: how many queued jobs the commit carried (0: only
@@ -87,6 +101,10 @@ class GroupWriter {
     // Transactions committed so far, and events waiting (for tests and metrics).
     uint64_t commits() const;
     size_t queued_weight() const;
+    // TRUNCATE checkpoints the writer ran itself past wal_stop_bytes, and those readers
+    // kept from completing.
+    uint64_t wal_stops() const { return wal_stops_.load(std::memory_order_relaxed); }
+    uint64_t wal_stops_busy() const { return wal_stops_busy_.load(std::memory_order_relaxed); }
 
   private:
     struct Pending {
@@ -99,6 +117,7 @@ class GroupWriter {
     void RunGroup(std::deque<std::unique_ptr<Pending>>& group, bool background);
 
     WriterOptions options_;
+    std::string wal_path_;
     Database db_;
     std::unique_ptr<Store> store_;
     mutable std::mutex mu_;
@@ -113,6 +132,10 @@ class GroupWriter {
     Background background_;
     std::function<void()> background_rolled_back_;
     int64_t poll_ms_ = 0;
+    std::atomic<std::mutex*> yield_{nullptr};
+    std::atomic<uint64_t> wal_stops_{0};
+    std::atomic<uint64_t> wal_stops_busy_{0};
+    void HoldWalBound();
     std::thread thread_;
 };
 

@@ -1,0 +1,317 @@
+// The store at a large workspace's scale: each WAL stays under limits.max_wal_bytes while
+// a database of a million members is folded under sustained overload and shrinks once the
+// load stops (sizes, not times); folds of any batch size decide byte for byte alike.
+#include <doctest/doctest.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <atomic>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "audsync/app/runtime.hpp"
+#include "audsync/common/text.hpp"
+#include "audsync/store/applier.hpp"
+#include "audsync/store/database.hpp"
+#include "audsync/store/inbox.hpp"
+#include "audsync/store/migrations.hpp"
+#include "audsync/store/store.hpp"
+#include "support/helpers.hpp"
+#include "support/store_access.hpp"
+#include "support/sync_harness.hpp"
+
+using namespace audsync;
+
+namespace {
+
+int64_t FileBytes(const std::string& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : 0;
+}
+
+store::InboxEntry Entry(const std::string& message_id, const std::string& audience,
+                        const std::string& key, bool included, int64_t event_ms,
+                        int64_t received_ms) {
+    store::InboxEntry e;
+    e.destination = "ld";
+    e.message_id = message_id;
+    e.received_ms = received_ms;
+    e.audience_id = audience;
+    e.audience_key = audience + "_key";
+    e.context_kind = "user";
+    e.context_key = key;
+    e.included = included;
+    e.event_ms = event_ms;
+    e.raw = R"({"messageId":")" + message_id + R"("})";
+    return e;
+}
+
+// A migrated database with the implicit target, and its inbox.
+void MakeDatabase(const std::string& db) {
+    store::Database d(db, true);
+    REQUIRE(store::Migrate(d, store::EmbeddedMigrations()).ok());
+    store::WriteStore w(d);
+    w.EnsureDestination("ld", 0);
+    w.EnsureTargets("ld", store::ImplicitTargets(), 0);
+    store::Database i(store::InboxPath(db), true);
+    store::PrepareInbox(i);
+}
+
+// Every column a member lookup and the engine read, of every membership and delivery.
+std::string Dump(const std::string& db_path) {
+    store::Database db(db_path, false);
+    std::string out;
+    store::Statement m(store::TestAccess::Handle(db),
+                       "SELECT s.audience_id, m.context_key, m.desired, m.version, m.message_id, "
+                       "m.event_ms, m.received_ms, coalesce(m.inbox_seq, -1), "
+                       "coalesce(m.ignored_message_id, '-'), coalesce(m.ignored_outcome, '-'), "
+                       "coalesce(m.ignored_ms, -1) FROM memberships m JOIN segments s "
+                       "ON s.id = m.segment_id ORDER BY 1, 2");
+    while (m.Step()) {
+        for (int c = 0; c < 11; ++c) out += m.Text(c) + "|";
+        out += "\n";
+    }
+    store::Statement d(store::TestAccess::Handle(db),
+                       "SELECT s.audience_id, d.context_key, d.target, d.pending, "
+                       "coalesce(d.acked, -1), coalesce(d.acked_version, -1), d.attempts, "
+                       "d.next_attempt_ms, d.dead FROM deliveries d JOIN segments s "
+                       "ON s.id = d.segment_id ORDER BY 1, 2, 3");
+    while (d.Step()) {
+        for (int c = 0; c < 9; ++c) out += d.Text(c) + "|";
+        out += "\n";
+    }
+    return out;
+}
+
+// Seeded: resends of earlier messageIds (duplicates), events out of time order, equal
+// times, flips, over few members so that every rule meets every other.
+std::vector<store::InboxEntry> Stream(size_t n, uint32_t seed, int64_t now) {
+    std::mt19937 rng(seed);
+    std::vector<store::InboxEntry> out;
+    for (size_t i = 0; i < n; ++i) {
+        if (!out.empty() && rng() % 6 == 0) {
+            store::InboxEntry again = out[rng() % out.size()];
+            out.push_back(again);
+            continue;
+        }
+        out.push_back(Entry("m" + std::to_string(seed) + "-" + std::to_string(i),
+                            rng() % 3 == 0 ? "aud_2" : "aud_1", "k" + std::to_string(rng() % 23),
+                            rng() % 2 == 0, static_cast<int64_t>(rng() % 40),
+                            now + static_cast<int64_t>(i)));
+    }
+    int64_t seq = 0;
+    for (auto& e : out) e.seq = ++seq;
+    return out;
+}
+
+}  // namespace
+
+TEST_SUITE("storage") {
+    TEST_CASE("folds in large and small batches decide byte for byte the same") {
+        const int64_t now = text::NowMs();
+        for (uint32_t seed : {1u, 2u, 3u, 17u, 99u}) {
+            CAPTURE(seed);
+            const auto stream = Stream(1500, seed, now);
+            std::vector<std::string> dumps;
+            for (size_t batch : {size_t{1}, size_t{7}, size_t{64}, size_t{500}, stream.size()}) {
+                CAPTURE(batch);
+                testing::TempDir dir;
+                const std::string db = dir.File("f.db");
+                MakeDatabase(db);
+                {
+                    store::Database d(db, false);
+                    store::WriteStore w(d);
+                    for (size_t at = 0; at < stream.size(); at += batch) {
+                        store::Transaction tx(d);
+                        std::vector<store::InboxEntry> part(
+                            stream.begin() + static_cast<std::ptrdiff_t>(at),
+                            stream.begin() +
+                                static_cast<std::ptrdiff_t>(std::min(stream.size(), at + batch)));
+                        w.Fold(part);
+                        tx.Commit();
+                    }
+                }
+                dumps.push_back(Dump(db));
+                CHECK(dumps.back().size() > 0);
+            }
+            for (size_t i = 1; i < dumps.size(); ++i) CHECK(dumps[i] == dumps[0]);
+        }
+    }
+
+    TEST_CASE("before any fold the batch fits four pages per event, within its bounds") {
+        testing::TempDir dir;
+        const std::string db = dir.File("n.db");
+        MakeDatabase(db);
+        store::InboxWriter inbox_writer(store::InboxPath(db), store::WriterOptions{});
+        struct Row {
+            int64_t wal_bytes;
+            int64_t backlog;
+            int batch;
+        };
+        const store::ApplierOptions d;
+        const Row rows[] = {
+            {64LL * 1024 * 1024, 0, 4096},                  // 16,384 pages / 4
+            {4LL * 1024 * 1024, 0, d.min_batch},             // 256 fits: the floor
+            {int64_t{1} << 40, 0, d.batch},                  // the cap
+            {int64_t{1} << 40, d.large_backlog + 1, d.large_batch},  // a large backlog
+            {64LL * 1024 * 1024, d.large_backlog + 1, 4096},  // the WAL bound first
+        };
+        for (const auto& r : rows) {
+            CAPTURE(r.wal_bytes);
+            CAPTURE(r.backlog);
+            store::ApplierOptions o;
+            o.max_transaction_wal_bytes = r.wal_bytes;
+            store::Applier applier(store::InboxPath(db), o, inbox_writer);
+            CHECK(applier.NextBatch(r.backlog) == r.batch);
+        }
+        inbox_writer.Stop();
+    }
+
+    TEST_CASE("each WAL stays under its bound at a million members under overload, then shrinks") {
+        testing::TempDir dir;
+        const std::string db = dir.File("big.db");
+        const std::string inbox = store::InboxPath(db);
+        MakeDatabase(db);
+        constexpr int kMembers = 1000000;
+        {
+            // A million members in one segment, each acknowledged by the target.
+            store::Database d(db, false);
+            store::WriteStore w(d);
+            store::Transaction tx(d);
+            w.Fold({Entry("seed", "aud_1", "u0000000", true, 1, 1)});
+            store::TestAccess::Exec(
+                d,
+                "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < " +
+                    std::to_string(kMembers - 1) +
+                    ") INSERT INTO memberships (segment_id, context_key, desired, version, "
+                    "message_id, event_ms, received_ms) SELECT 1, printf('u%07d', i), 1, 1, "
+                    "'seed-' || i, 1, 1 FROM c");
+            store::TestAccess::Exec(
+                d,
+                "INSERT INTO deliveries (segment_id, context_key, target, pending, acked, "
+                "acked_version) SELECT segment_id, context_key, 'launchdarkly', 0, 1, 1 "
+                "FROM memberships WHERE true ON CONFLICT DO UPDATE SET pending = 0, acked = 1, "
+                "acked_version = 1");
+            tx.Commit();
+            CHECK(store::TestAccess::Int(d, "SELECT count(*) FROM memberships") == kMembers);
+            REQUIRE_FALSE(d.Checkpoint(store::Database::CheckpointMode::kTruncate).busy);
+        }
+        REQUIRE(FileBytes(db + "-wal") == 0);
+
+        config::Config c = testing::TestConfig(db);
+        c.limits.max_wal_bytes = 32LL * 1024 * 1024;  // the smallest test-sized bound
+        const int64_t bound = static_cast<int64_t>(c.limits.max_wal_bytes);
+        app::RuntimeOptions options;
+        auto started = app::Runtime::Start(std::make_shared<const config::Config>(c), options);
+        REQUIRE_MESSAGE(started.ok(), (started.ok() ? "" : started.error().message));
+        auto rt = std::move(started).value();
+
+        // Every WAL's size, sampled while the load runs and the backlog drains.
+        std::atomic<bool> sampling{true};
+        std::atomic<int64_t> max_wal{0};
+        std::atomic<int64_t> max_inbox_wal{0};
+        std::thread sampler([&] {
+            while (sampling) {
+                max_wal = std::max<int64_t>(max_wal, FileBytes(db + "-wal"));
+                max_inbox_wal = std::max<int64_t>(max_inbox_wal, FileBytes(inbox + "-wal"));
+                std::this_thread::sleep_for(std::chrono::milliseconds(5));
+            }
+        });
+        // Overload: events over random members appended far faster than a fold at this
+        // size applies them (each dirties a page of each table of its own).
+        std::mt19937 rng(7);
+        constexpr int kEvents = 150000;
+        constexpr int kPerAppend = 2500;
+        int64_t last_seq = 0;
+        const int64_t t0 = text::NowMs();
+        for (int at = 0; at < kEvents; at += kPerAppend) {
+            std::vector<store::InboxEntry> batch;
+            for (int i = 0; i < kPerAppend; ++i) {
+                char key[16];
+                std::snprintf(key, sizeof key, "u%07u", static_cast<unsigned>(rng() % kMembers));
+                batch.push_back(Entry("load-" + std::to_string(at + i), "aud_1", key,
+                                      rng() % 2 == 0, 1000 + at + i, t0 + at));
+            }
+            REQUIRE(rt->inbox_writer()
+                        .Run(
+                            [&](store::InboxStore& s) {
+                                for (const auto& e : batch) last_seq = s.Append(e);
+                            },
+                            batch.size())
+                        .ok());
+        }
+        CHECK(rt->applier().applied_seq() < last_seq);  // a backlog was left behind
+        REQUIRE(testing::Eventually([&] { return rt->applier().applied_seq() >= last_seq; },
+                                    110000));
+        // Once the load stops, the checkpointer takes each WAL back to (nearly) nothing.
+        REQUIRE(testing::Eventually(
+            [&] {
+                return FileBytes(db + "-wal") <= bound / 8 && FileBytes(inbox + "-wal") <= bound / 8;
+            },
+            30000));
+        sampling = false;
+        sampler.join();
+        MESSAGE("max WAL " << max_wal / 1024 << " KB, max inbox WAL " << max_inbox_wal / 1024
+                           << " KB, bound " << bound / 1024 << " KB");
+        CHECK(max_wal > 0);
+        CHECK(max_wal <= bound);
+        CHECK(max_inbox_wal <= bound);
+        CHECK(rt->checkpointer().counters().truncates > 0);
+        CHECK(rt->checkpointer().counters().over_bound == 0);
+        rt->Stop();
+        store::Database d(db, false);
+        CHECK(store::TestAccess::Int(d, "SELECT count(*) FROM memberships") >= kMembers);
+    }
+}
+
+TEST_SUITE("storage") {
+    // With no checkpointer at all, the writer alone holds its WAL: past wal_stop_bytes after
+    // a commit it truncates the file before its next transaction. Without the option the
+    // same appends grow the WAL to their whole size, so the check can fail.
+    TEST_CASE("a writer past wal_stop_bytes truncates its own WAL before its next transaction") {
+        for (const bool bounded : {true, false}) {
+            CAPTURE(bounded);
+            testing::TempDir dir;
+            const std::string db = dir.File("w.db");
+            MakeDatabase(db);
+            const std::string inbox = store::InboxPath(db);
+            store::WriterOptions o;
+            o.wal_stop_bytes = bounded ? 1024 * 1024 : 0;
+            store::InboxWriter writer(inbox, o);
+            int64_t largest = 0;
+            constexpr int kJobs = 60;
+            constexpr int kPerJob = 500;  // each job about 250 KB of WAL
+            for (int j = 0; j < kJobs; ++j) {
+                REQUIRE(writer
+                            .Run(
+                                [&](store::InboxStore& s) {
+                                    for (int i = 0; i < kPerJob; ++i) {
+                                        store::InboxEntry e =
+                                            Entry("m" + std::to_string(j * kPerJob + i), "aud_1",
+                                                  "k" + std::to_string(i), true, 1, 1);
+                                        e.raw = std::string(400, 'x');
+                                        s.Append(e);
+                                    }
+                                },
+                                kPerJob)
+                            .ok());
+                // Run returns after the commit; the truncation runs before the next group,
+                // so the file is measured after the following job's commit at the latest.
+                largest = std::max(largest, FileBytes(inbox + "-wal"));
+            }
+            writer.Stop();
+            if (bounded) {
+                // The stop size plus what one job adds (a job commits alone here).
+                CHECK(largest <= 2 * 1024 * 1024);
+                CHECK(writer.wal_stops() > 0);
+                CHECK(writer.wal_stops_busy() == 0);
+            } else {
+                CHECK(largest > 8 * 1024 * 1024);
+                CHECK(writer.wal_stops() == 0);
+            }
+        }
+    }
+}
