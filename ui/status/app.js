@@ -211,22 +211,141 @@ function healthCell(item) {
 }
 
 // ---------------------------------------------------------------------------
+// Numbers and sizes
+
+// Counts with their digits grouped in threes ("1,000,000"), whatever the browser's language.
+const kCountFormat = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
+const kSizeFormat = new Intl.NumberFormat('en-US', { maximumFractionDigits: 1 });
+const kSizeUnits = ['B', 'KB', 'MB', 'GB'];
+
+const isNumber = (value) => typeof value === 'number' && Number.isFinite(value);
+
+// A count as shown: "1,000,000"; "-" for a missing value.
+function count(value) {
+  return isNumber(value) ? kCountFormat.format(value) : '-';
+}
+
+// A size in 1024-based units (1 KB = 1,024 bytes), at most one decimal: "123 B",
+// "32 KB", "1.5 MB", "256 MB", "2,048 GB"; "-" for a missing value.
+function humanBytes(bytes) {
+  if (!isNumber(bytes) || bytes < 0) return '-';
+  let value = bytes;
+  let unit = 0;
+  while (unit < kSizeUnits.length - 1 && Math.round(value * 10) / 10 >= 1024) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${(unit === 0 ? kCountFormat : kSizeFormat).format(value)} ${kSizeUnits[unit]}`;
+}
+
+// A configured limit, or null when the server does not report it (an older audsync).
+function knownLimit(value) {
+  return isNumber(value) && value > 0 ? value : null;
+}
+
+// ---------------------------------------------------------------------------
 // Backlog
 
+const kRefusingText = 'ingest refusing new events (503 overloaded) until the backlog falls';
+
+// "Inbox backlog: 12 events of 1,000,000 (oldest 2 s of 120 s)", each limit left out
+// when the server does not report it; a warning after it while ingest refuses events.
 function renderBacklog(elementId, backlog) {
+  const b = backlog || {};
   const events = backlog ? backlog.events : null;
-  const age = backlog ? Math.round(Number(backlog.age_seconds || 0)) : null;
+  const age = backlog ? Math.round(Number(backlog.age_seconds) || 0) : null;
+  const maxEvents = knownLimit(b.max_events);
+  const maxSeconds = knownLimit(b.max_seconds);
+  const refusing = b.admitting === false;
+  const figure = (field, value) => element('strong', { text: count(value), attrs: { 'data-field': field } });
+  const parts = ['Inbox backlog: ', figure('events', events), ' events'];
+  if (maxEvents !== null) parts.push(' of ', figure('max_events', maxEvents));
+  parts.push(' (oldest ', figure('age_seconds', age), ' s');
+  if (maxSeconds !== null) parts.push(' of ', figure('max_seconds', maxSeconds), ' s');
+  parts.push(')');
+  if (refusing) {
+    parts.push(' \u2014 ', element('strong', {
+      text: kRefusingText, className: 'backlog-warning', attrs: { 'data-field': 'admitting' },
+    }));
+  }
   const node = $(elementId);
-  node.replaceChildren(
-    'Inbox backlog: ',
-    element('strong', { text: display(events), attrs: { 'data-field': 'events' } }),
-    ' events not yet applied, the oldest ',
-    element('strong', { text: display(age), attrs: { 'data-field': 'age_seconds' } }),
-    ' s old',
+  node.replaceChildren(...parts);
+  const hints = ['events received but not yet applied'];
+  if (b.oldest_received_at) hints.push(`the oldest received at ${b.oldest_received_at}`);
+  if (maxEvents !== null || maxSeconds !== null) {
+    hints.push('past either limit (limits.max_backlog_events, limits.max_backlog_seconds) ' +
+      'ingest answers 503 overloaded');
+  }
+  node.title = backlog ? hints.join('; ') : '';
+  node.classList.toggle('backlog-busy', Boolean(events) && !refusing);
+  node.classList.toggle('backlog-refusing', refusing);
+}
+
+// ---------------------------------------------------------------------------
+// Storage: the files of the database and the inbox, each WAL against its bound
+
+const isWal = (name) => String(name).endsWith('-wal');
+
+function renderStorage(storage) {
+  const summary = $('storage-summary');
+  if (!storage || !Array.isArray(storage.files)) {
+    summary.className = 'notice';
+    summary.textContent = 'This audsync does not report its storage (GET /v1/segments has no ' +
+      '"storage"). Upgrade audsync to see it.';
+    setRows('storage-files', []);
+    return;
+  }
+  const maxWal = knownLimit(storage.max_wal_bytes);
+  const files = storage.files;
+  const total = files.reduce((sum, f) => sum + (isNumber(f.bytes) ? f.bytes : 0), 0);
+  const over = files.filter((f) => walOver(f, maxWal)).map((f) => String(f.file));
+  summary.className = over.length ? 'storage-summary storage-over' : 'storage-summary muted';
+  const parts = maxWal === null
+    ? ['The bound of the WAL files is not reported.']
+    : ['Each WAL file is kept under ',
+      element('strong', { text: humanBytes(maxWal), attrs: { 'data-field': 'max_wal_bytes' } }),
+      ` (limits.max_wal_bytes, ${count(maxWal)} bytes).`];
+  parts.push(' All files: ', element('strong', { text: humanBytes(total), attrs: { 'data-field': 'total' } }), '.');
+  if (over.length) {
+    parts.push(' ', element('strong', {
+      text: `Above the bound: ${over.join(', ')}.`, className: 'storage-warning',
+      attrs: { 'data-field': 'over' },
+    }));
+  }
+  summary.replaceChildren(...parts);
+  setRows('storage-files', files.map((f) => storageRow(f, maxWal)));
+}
+
+function walOver(file, maxWal) {
+  return isWal(file.file) && maxWal !== null && isNumber(file.bytes) && file.bytes > maxWal;
+}
+
+// A WAL file: "4 MB of 256 MB (2%)", and a badge when above; other files: "-".
+function walBoundCell(file, maxWal) {
+  const td = cell('wal_bound', null);
+  if (!isWal(file.file) || maxWal === null || !isNumber(file.bytes)) return td;
+  const percent = Math.round((file.bytes / maxWal) * 100);
+  td.replaceChildren(`${humanBytes(file.bytes)} of ${humanBytes(maxWal)} (${percent}%)`);
+  if (walOver(file, maxWal)) {
+    td.classList.add('wal-over');
+    td.append(' ', badge('above the bound', 'bad'));
+  }
+  return td;
+}
+
+function storageRow(file, maxWal) {
+  const tr = element('tr');
+  tr.dataset.file = String(file.file);
+  if (walOver(file, maxWal)) tr.className = 'storage-over';
+  const size = numberCell('size', humanBytes(file.bytes));
+  if (isNumber(file.bytes)) size.title = `${count(file.bytes)} bytes`;
+  tr.append(
+    element('th', { text: display(file.file), attrs: { scope: 'row', 'data-field': 'file' } }),
+    size,
+    numberCell('bytes', count(file.bytes)),
+    walBoundCell(file, maxWal),
   );
-  const oldest = backlog ? backlog.oldest_received_at : null;
-  node.title = oldest ? `oldest received at ${oldest}` : '';
-  node.classList.toggle('backlog-busy', Boolean(events));
+  return tr;
 }
 
 // ---------------------------------------------------------------------------
@@ -238,10 +357,12 @@ const overview = {
       api('GET', '/v1/destinations'),
       api('GET', '/v1/segments?limit=1'),
     ]);
-    return { destinations: destinations.destinations, backlog: segments.backlog };
+    return { destinations: destinations.destinations, backlog: segments.backlog,
+             storage: segments.storage };
   },
   render(data) {
     renderBacklog('backlog', data.backlog);
+    renderStorage(data.storage);
     const rows = [];
     for (const destination of data.destinations) {
       rows.push(destinationRow(destination));
@@ -733,7 +854,8 @@ function signOut(message) {
   state.members.segmentId = null;
   state.deadLetters.pager.reset();
   for (const table of document.querySelectorAll('main table')) table.tBodies[0].replaceChildren();
-  for (const id of ['backlog', 'segments-backlog', 'dead-letters-message', 'pushes-message']) {
+  for (const id of ['backlog', 'segments-backlog', 'storage-summary', 'dead-letters-message',
+    'pushes-message']) {
     $(id).textContent = '';
   }
   $('member-detail').hidden = true;

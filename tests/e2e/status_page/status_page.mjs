@@ -84,6 +84,22 @@ function leaveEvents() {
 const show = (value) => (value === null || value === undefined || value === '' ? '-' : String(value));
 const words = (code) => show(code).replaceAll('_', ' ');
 const yesNo = (value) => (value ? 'yes' : 'no');
+const isNumber = (value) => typeof value === 'number' && Number.isFinite(value);
+// Counts grouped in threes, "1,000,000"; sizes in 1024-based units, at most one decimal.
+const count = (value) =>
+  (isNumber(value) ? new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 }).format(value) : '-');
+function humanBytes(bytes) {
+  if (!isNumber(bytes) || bytes < 0) return '-';
+  const units = ['B', 'KB', 'MB', 'GB'];
+  let value = bytes;
+  let unit = 0;
+  while (unit < units.length - 1 && Math.round(value * 10) / 10 >= 1024) { value /= 1024; unit += 1; }
+  if (unit === 0) return `${count(value)} B`;
+  return `${new Intl.NumberFormat('en-US', { maximumFractionDigits: 1 }).format(value)} ${units[unit]}`;
+}
+const knownLimit = (value) => (isNumber(value) && value > 0 ? value : null);
+const kStorageFiles = ['database', 'database-wal', 'database-shm', 'inbox', 'inbox-wal', 'inbox-shm'];
+const kRefusingText = 'ingest refusing new events (503 overloaded) until the backlog falls';
 
 function healthText(item) {
   if (item.status === 'auth_failed') return 'auth failed';
@@ -345,13 +361,57 @@ function readPager(prefix) {
 function readBacklog(id) {
   return run.page.evaluate((elementId) => {
     const node = document.getElementById(elementId);
-    const field = (name) => node.querySelector(`[data-field="${name}"]`)?.textContent;
-    return { events: field('events'), age_seconds: field('age_seconds') };
+    const field = (name) => node.querySelector(`[data-field="${name}"]`)?.textContent ?? null;
+    return { events: field('events'), age_seconds: field('age_seconds'), max_events: field('max_events'),
+             max_seconds: field('max_seconds'), admitting: field('admitting'),
+             refusing: node.classList.contains('backlog-refusing') };
   }, id);
 }
 
-const expectedBacklog = (b) =>
-  ({ events: String(b.events), age_seconds: String(Math.round(b.age_seconds)) });
+// "Inbox backlog: 12 events of 1,000,000 (oldest 2 s of 120 s)", and while ingest answers
+// 503 overloaded (admitting false) the warning after it.
+const expectedBacklog = (b) => {
+  const maxEvents = knownLimit(b.max_events);
+  const maxSeconds = knownLimit(b.max_seconds);
+  return {
+    events: count(b.events), age_seconds: count(Math.round(b.age_seconds)),
+    max_events: maxEvents === null ? null : count(maxEvents),
+    max_seconds: maxSeconds === null ? null : count(maxSeconds),
+    admitting: b.admitting === false ? kRefusingText : null, refusing: b.admitting === false,
+  };
+};
+
+const readStorage = async () => ({
+  rows: await readRows('storage-files', ['data-file']),
+  summary: await run.page.evaluate(() => {
+    const node = document.getElementById('storage-summary');
+    const field = (name) => node.querySelector(`[data-field="${name}"]`)?.textContent ?? null;
+    return { max_wal_bytes: field('max_wal_bytes'), total: field('total'), over: field('over') };
+  }),
+});
+
+// Each file's size; a WAL's against limits.max_wal_bytes ("4 MB of 256 MB (2%)", and
+// "above the bound" past it); "-" for the other files.
+function expectedStorage(storage) {
+  const maxWal = knownLimit(storage.max_wal_bytes);
+  const over = (f) => f.file.endsWith('-wal') && maxWal !== null && f.bytes > maxWal;
+  const walBound = (f) => {
+    if (!f.file.endsWith('-wal') || maxWal === null) return '-';
+    const text = `${humanBytes(f.bytes)} of ${humanBytes(maxWal)} (${Math.round((f.bytes / maxWal) * 100)}%)`;
+    return over(f) ? `${text} above the bound` : text;
+  };
+  const overNames = storage.files.filter(over).map((f) => f.file);
+  return {
+    rows: storage.files.map((f) => ({ key: `data-file=${f.file}`, fields: {
+      file: f.file, size: humanBytes(f.bytes), bytes: count(f.bytes), wal_bound: walBound(f),
+    } })),
+    summary: {
+      max_wal_bytes: maxWal === null ? null : humanBytes(maxWal),
+      total: humanBytes(storage.files.reduce((n, f) => n + f.bytes, 0)),
+      over: overNames.length ? `Above the bound: ${overNames.join(', ')}.` : null,
+    },
+  };
+}
 
 // Clicks "Refresh now" and waits for the page to finish a successful refresh.
 async function refreshPage() {
@@ -486,6 +546,44 @@ test('the right token is kept in sessionStorage only, and the overview equals th
   const shown = await readDestinations();
   assert.equal(shown.find((r) => r.key === 'data-target=engage/ld').fields.status, 'ok');
   assert.equal(shown.find((r) => r.key === 'data-destination=engage').fields.status, 'ok');
+
+  // The backlog against its limits (GET /v1/segments: backlog.max_events, max_seconds,
+  // admitting), and the storage section: each file of the database and the inbox.
+  const storageApi = await pageShowsApi('overview storage',
+    async () => ({ value: await readStorage() }),
+    async () => {
+      const answer = await adminGet('/v1/segments?limit=1');
+      assert.ok(answer.storage && Array.isArray(answer.storage.files),
+        `GET /v1/segments reports storage.files: ${JSON.stringify(answer.storage)}`);
+      return { answer, value: expectedStorage(answer.storage) };
+    });
+  const { backlog, storage } = storageApi;
+  for (const field of ['max_events', 'max_seconds']) {
+    assert.ok(isNumber(backlog[field]) && backlog[field] > 0,
+      `GET /v1/segments: backlog.${field} is a limit: ${JSON.stringify(backlog)}`);
+  }
+  assert.equal(backlog.admitting, true, `an idle audsync admits events: ${JSON.stringify(backlog)}`);
+  assert.ok(isNumber(storage.max_wal_bytes) && storage.max_wal_bytes > 0, JSON.stringify(storage));
+  const backlogText = await run.page.$eval('#backlog', (p) => p.textContent);
+  assert.match(backlogText,
+    /^Inbox backlog: [\d,]+ events of [\d,]+ \(oldest [\d,]+ s of [\d,]+ s\)$/, backlogText);
+  assert.ok(backlogText.includes(` events of ${count(backlog.max_events)} (oldest `), backlogText);
+  assert.ok(backlogText.includes(` s of ${count(backlog.max_seconds)} s)`), backlogText);
+  const files = await readStorage();
+  assert.deepEqual(files.rows.map((r) => r.fields.file).sort(), [...kStorageFiles].sort(),
+    'the storage section lists the six files');
+  assert.deepEqual(storage.files.map((f) => f.file).sort(), [...kStorageFiles].sort());
+  const database = files.rows.find((r) => r.key === 'data-file=database').fields;
+  assert.ok(storage.files.find((f) => f.file === 'database').bytes > 0, JSON.stringify(storage));
+  assert.match(database.size, /^\d[\d,]*(\.\d)? (B|KB|MB|GB)$/, `the size of database: ${database.size}`);
+  for (const row of files.rows) {
+    assert.match(row.fields.size, /^\d[\d,]*(\.\d)? (B|KB|MB|GB)$/, JSON.stringify(row));
+    if (row.fields.file.endsWith('-wal')) {
+      assert.ok(row.fields.wal_bound.includes(` of ${humanBytes(storage.max_wal_bytes)} (`),
+        JSON.stringify(row));
+    }
+  }
+  assert.ok(!JSON.stringify(files).includes('undefined'));
   await screenshot('02-overview');
 
   // It refreshes itself every 5 s.
