@@ -404,6 +404,12 @@ TEST_SUITE("ingest edge") {
             e.timestamp = text::FormatIso8601(ms);
             return e.Json();
         };
+        std::mutex mu;
+        std::vector<std::string> warnings;
+        log::SetSinkForTesting([&](log::Level l, std::string_view m) {
+            std::lock_guard<std::mutex> lock(mu);
+            if (l == log::Level::kWarn) warnings.emplace_back(m);
+        });
         auto summary =
             f.Apply({at("far", "u-far", now + 3600 * 1000 + 60 * 1000),
                      at("y2999", "u-2999", text::ParseIso8601("2999-01-01T00:00:00Z").value()),
@@ -420,6 +426,38 @@ TEST_SUITE("ingest edge") {
         CHECK(Count(store::InboxPath(f.config.database), "inbox") == 2);
         CHECK(Count(f.config.database, "memberships") == 2);
         CHECK(f.service->counters().RejectedByReason().at("invalid_timestamp") == 2);
+        // One warning for the two, naming the first as the example; a second request within
+        // the minute adds none.
+        f.Apply({at("far-again", "u-far", now + 7200 * 1000)});
+        log::SetSinkForTesting(nullptr);
+        std::lock_guard<std::mutex> lock(mu);
+        REQUIRE(warnings.size() == 1);
+        CHECK(warnings[0].find("ingest rejected an event of destination \"ld\" "
+                               "(invalid_timestamp): messageId \"far\"") == 0);
+        CHECK(warnings[0].find("audsync_events_rejected_total{reason=\"invalid_timestamp\"}") !=
+              std::string::npos);
+    }
+
+    TEST_CASE("rejection warnings: one a minute per destination and reason, then the count") {
+        ingest::RejectionLog r(60000);
+        auto first = r.Observe("ld", "invalid_timestamp", "m1", "too far", 1000);
+        REQUIRE(first.has_value());
+        CHECK(first->find("messageId \"m1\", \"too far\"") != std::string::npos);
+        CHECK_FALSE(r.Observe("ld", "invalid_timestamp", "m2", "too far", 2000).has_value());
+        CHECK_FALSE(r.Observe("ld", "invalid_timestamp", "m3", "too far", 60999).has_value());
+        // Another reason or destination is its own spell.
+        CHECK(r.Observe("ld", "missing_context_key", "m4", "no key", 3000).has_value());
+        CHECK(r.Observe("other", "invalid_timestamp", "m5", "too far", 3000).has_value());
+        auto later = r.Observe("ld", "invalid_timestamp", "m6", "too far", 61000);
+        REQUIRE(later.has_value());
+        CHECK(later->find("messageId \"m6\"") != std::string::npos);
+        CHECK(later->find("; 2 more invalid_timestamp since the last such line") !=
+              std::string::npos);
+        // A hostile messageId stays on one quoted line.
+        auto hostile = r.Observe("x", "invalid_body", "a\nb" + std::string(5000, 'z'), "d", 0);
+        REQUIRE(hostile.has_value());
+        CHECK(hostile->find('\n') == std::string::npos);
+        CHECK(hostile->size() < 1500);
     }
 
     TEST_CASE("audience URLs take audience_url_key only, once it is set") {

@@ -125,6 +125,21 @@ TEST_SUITE("logging") {
         for (const char* name : {"duration_ms", "bytes_in", "sent"}) {
             CHECK(access[0]["fields"].HasMember(name));
         }
+        // The start-up lines on stdout too, "listening on" included.
+        const std::vector<std::string> startup = Lines(server.Startup());
+        REQUIRE_FALSE(startup.empty());
+        for (const auto& line : startup) {
+            rapidjson::Document doc;
+            doc.Parse(line.c_str());
+            REQUIRE_MESSAGE(!doc.HasParseError(), line);
+            REQUIRE(doc.HasMember("fields"));
+        }
+        rapidjson::Document listening;
+        listening.Parse(startup.back().c_str());
+        CHECK(std::string(listening["message"].GetString()).find("listening on http://") !=
+              std::string::npos);
+        CHECK(std::string(listening["fields"]["listen"].GetString()) ==
+              "127.0.0.1:" + std::to_string(server.port()));
         const std::string log = server.Log();
         CHECK(log.find("lookup?") == std::string::npos);  // no raw target with its query
         CHECK(log.find("wk-ld") == std::string::npos);

@@ -213,8 +213,9 @@ Result<SegmentList> Service::ListSegments(const store::SegmentFilter& filter,
         store::SegmentFilter f = filter;
         f.after_id = after.value();
         f.limit = page.limit + 1;  // one extra row tells whether another page exists
-        SegmentList list{store::ListSegments(db, f), std::nullopt,
-                         store::ReadBacklog(db, store::InboxPath(db_path_))};
+        SegmentList list;
+        list.segments = store::ListSegments(db, f);
+        list.backlog = store::ReadBacklog(db, store::InboxPath(db_path_));
         const auto cfg = config();
         const ingest::BacklogLimits bounds{static_cast<int64_t>(cfg->limits.max_backlog_events),
                                            cfg->limits.max_backlog_seconds};

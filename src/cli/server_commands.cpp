@@ -8,6 +8,7 @@
 #include "audsync/app/runtime.hpp"
 #include "audsync/cli/cli.hpp"
 #include "audsync/common/log.hpp"
+#include "audsync/common/text.hpp"
 #include "audsync/store/database.hpp"
 #include "audsync/store/inbox.hpp"
 #include "audsync/store/store.hpp"
@@ -23,6 +24,16 @@ std::string ConfigPathOf(const CommonOptions& o) {
     if (!o.config_path.empty()) return o.config_path;
     const char* env = std::getenv("AUDSYNC_CONFIG");
     return env != nullptr ? env : "";
+}
+
+// A start-up line on stdout (a supervisor waits for "listening on"): plain text, or one
+// JSON record like every log line when log_format is json.
+void StartupLine(std::ostream& out, const std::string& message, const log::Fields& fields) {
+    if (log::CurrentFormat() == log::Format::kJson) {
+        out << log::FormatRecord(::audsync::text::NowMs(), log::Level::kInfo, message, fields) << std::endl;
+    } else {
+        out << message << std::endl;
+    }
 }
 
 int Serve(Invocation& inv, const CommonOptions& o) {
@@ -53,12 +64,19 @@ int Serve(Invocation& inv, const CommonOptions& o) {
     const size_t n = config->destinations.size();
     // Before the "listening on" line, which tells a supervisor that everything is up.
     if (config->admin_listen) {
-        inv.out << "admin API and metrics on http://" << config->admin_listen->first << ":"
-                << rt.admin_port() << std::endl;
+        const std::string admin =
+            config->admin_listen->first + ":" + std::to_string(rt.admin_port());
+        StartupLine(inv.out, "admin API and metrics on http://" + admin, {{"admin_listen", admin}});
     }
-    inv.out << "audsync " << AUDSYNC_VERSION << " listening on http://" << config->listen_host
-            << ":" << rt.port() << " (database " << config->database << ", " << n
-            << (n == 1 ? " destination)" : " destinations)") << std::endl;
+    const std::string listen = config->listen_host + ":" + std::to_string(rt.port());
+    StartupLine(inv.out,
+                std::string("audsync ") + AUDSYNC_VERSION + " listening on http://" + listen +
+                    " (database " + config->database + ", " + std::to_string(n) +
+                    (n == 1 ? " destination)" : " destinations)"),
+                {{"version", AUDSYNC_VERSION},
+                 {"listen", listen},
+                 {"database", config->database},
+                 {"destinations", std::to_string(n)}});
     for (;;) {
         int sig = 0;
         sigwait(&signals, &sig);

@@ -51,6 +51,8 @@ std::optional<Format> ParseFormat(std::string_view name) {
 
 void SetFormat(Format format) { g_format = static_cast<int>(format); }
 
+Format CurrentFormat() { return static_cast<Format>(g_format.load()); }
+
 std::string FormatRecord(int64_t unix_ms, Level level, std::string_view message,
                          const Fields& fields) {
     std::string line;

@@ -103,6 +103,43 @@ std::map<std::string, uint64_t> Counters::NotApplicableByReason() const {
     return not_applicable_by_reason_;
 }
 
+std::optional<std::string> RejectionLog::Observe(const std::string& destination,
+                                                 const std::string& reason,
+                                                 const std::string& message_id,
+                                                 const std::string& detail, int64_t now_ms) {
+    uint64_t more = 0;
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto key = std::make_pair(destination, reason);
+        auto it = spells_.find(key);
+        if (it == spells_.end()) {
+            if (spells_.size() >= max_) return std::nullopt;
+            spells_.emplace(std::move(key), Spell{now_ms, 0});
+        } else if (now_ms - it->second.logged_ms < interval_ms_) {
+            ++it->second.since;
+            return std::nullopt;
+        } else {
+            more = it->second.since;
+            it->second = Spell{now_ms, 0};
+        }
+    }
+    // A messageId and a detail come from the sender: quoted, and clipped, so that the
+    // warning stays one line of bounded length.
+    std::string out = "ingest rejected an event of destination ";
+    json::AppendQuoted(out, destination);
+    out += " (" + reason + "): messageId ";
+    json::AppendQuoted(out, log::Clip(message_id, 256));
+    out += ", ";
+    json::AppendQuoted(out, log::Clip(detail, 512));
+    if (more > 0) {
+        out += "; " + std::to_string(more) + " more " + reason + " since the last such line";
+    }
+    out += " (answered 200 with the item in \"rejected\"; counted in "
+           "audsync_events_rejected_total{reason=\"" + reason + "\"}; at most one such line a "
+           "minute per destination and reason)";
+    return out;
+}
+
 std::optional<std::string> KindConflictWatch::Observe(const std::string& destination,
                                                       const std::string& audience_id,
                                                       const std::string& audience_key,
@@ -384,7 +421,13 @@ Result<Summary> Service::Apply(const config::Destination& destination_ref,
     counters_.stored.fetch_add(summary.stored, std::memory_order_relaxed);
     counters_.not_applicable.fetch_add(not_applicable, std::memory_order_relaxed);
     counters_.AddNotApplicable(summary.not_applicable_reasons);
-    for (const auto& r : rejected) counters_.AddRejected(r.reason);
+    for (const auto& r : rejected) {
+        counters_.AddRejected(r.reason);
+        if (auto line = rejection_log_.Observe(dest_id, r.reason, r.message_id, r.detail,
+                                               received_ms)) {
+            log::Warn(*line);
+        }
+    }
     return summary;
 }
 

@@ -23,6 +23,7 @@ void SetLevel(Level level);
 enum class Format { kText, kJson };
 std::optional<Format> ParseFormat(std::string_view name);
 void SetFormat(Format format);
+Format CurrentFormat();
 
 // Named values of a record (an access log line's method, status, ...).
 using Fields = std::vector<std::pair<std::string, std::string>>;

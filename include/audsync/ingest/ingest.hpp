@@ -109,6 +109,30 @@ class KindConflictWatch {
     std::map<std::pair<std::string, std::string>, Seen> seen_;  // Protected by mu_
 };
 
+// Turns rejected events into warnings an operator sees: the first rejection of a
+// (destination, reason) logs at once with its messageId and detail as an example; the
+// next ones within `interval_ms` are only counted, and the first one after the interval
+// logs again, saying how many came since. Remembers at most `max_keys` pairs (reasons are
+// a fixed set; destinations come from the config). Thread-safe.
+class RejectionLog {
+  public:
+    explicit RejectionLog(int64_t interval_ms = 60000, size_t max_keys = 1000)
+        : interval_ms_(interval_ms), max_(max_keys) {}
+    std::optional<std::string> Observe(const std::string& destination, const std::string& reason,
+                                       const std::string& message_id, const std::string& detail,
+                                       int64_t now_ms);
+
+  private:
+    struct Spell {
+        int64_t logged_ms = 0;
+        uint64_t since = 0;  // rejections not logged since logged_ms
+    };
+    int64_t interval_ms_;
+    size_t max_;
+    std::mutex mu_;
+    std::map<std::pair<std::string, std::string>, Spell> spells_;  // Protected by mu_
+};
+
 // {"stored","not_applicable","not_applicable_reasons":{reason: count},
 // "rejected":[{"index","messageId","reason","detail"}]}
 std::string SummaryJson(const Summary& summary);
@@ -191,6 +215,7 @@ class Service {
     Admission* admission_;
     Counters counters_;
     KindConflictWatch kind_watch_;
+    RejectionLog rejection_log_;
 };
 
 }  // namespace audsync::ingest
