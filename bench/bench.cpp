@@ -3,17 +3,26 @@
 //
 //   audsync-bench all --audsync PATH --out FILE.json [--seconds N] [--replay-members N]
 //                     [--applier-seconds N] [--burst-events N]
-//                     [--only ingest|replay|applier|burst[,...]]
+//                     [--growth-windows N] [--growth-window-seconds N]
+//                     [--growth-drain-seconds N] [--growth-max-backlog-events N]
+//                     [--growth-max-backlog-seconds N]
+//                     [--overload-seconds N] [--overload-rate N]
+//                     [--only ingest|replay|applier|burst|growth|overload[,...]]
 //                     [--baseline-audsync PATH --baseline-bench PATH]
 //   audsync-bench echo                (the HTTP transport with a handler that reads the body)
 //
-// Parts (all by default; --only runs the listed ones): `ingest` (the ceilings, durable
-// ingest, the baseline and sync latency), `replay`, `applier` (the inbox applier's
-// sustained rate under a load faster than it) and `burst` (a burst of --burst-events:
-// how long after the last acknowledgement it is applied and pushed, and the disk it
-// takes with raw_retention_hours 0). These read the server's /metrics with the admin
-// token (the ingest part too, to wait for the server to drain); where a metric is missing
-// (an audsync without the inbox) they say so in the label and measure what they can.
+// Parts (all but `overload` by default; --only runs the listed ones): `ingest` (the
+// ceilings, durable ingest, the baseline and sync latency), `replay`, `applier` (the inbox
+// applier's sustained rate under a load faster than it), `burst` (a burst of
+// --burst-events: how long after the last acknowledgement it is applied and pushed, and
+// the disk it takes with raw_retention_hours 0), `growth` (consecutive windows of load as
+// fast as it is taken over 1,000,000 users: what is acknowledged, refused and applied in
+// each, the backlog, the files and RSS; then the drain and the WALs a minute later) and
+// `overload` (a fixed offered rate for --overload-seconds: refused, applied and lost; only
+// when named in --only, it takes 10 minutes by default). These read the server's /metrics
+// with the admin token (the ingest part too, to wait for the server to drain); where a
+// metric is missing (an audsync without the inbox) they say so in the label and measure
+// what they can.
 // Every figure is a figure: nothing here passes or fails.
 //
 // With the baseline flags (an audsync and an audsync-bench built from an older revision,
@@ -22,16 +31,21 @@
 // and reports them beside the current ones ("before" / "after"; JSON keys `baseline_`).
 #include <curl/curl.h>
 #include <signal.h>
+#include <strings.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -67,8 +81,9 @@ constexpr const char* kAdminToken = "bench-admin-token-0123";  // /metrics, the 
 
 // --- realistic Engage traffic -----------------------------------------------------
 
-// Fresh Engage membership events: identify and track over 50,000 users x 5 audiences (one
-// a journey step) in random order; emails and anonymous ids; enters and exits. Every
+// Fresh Engage membership events: identify and track over 50,000 users (or `users`) x 5
+// audiences (one a journey step) in random order; emails and anonymous ids; enters and
+// exits. Every
 // messageId is unique (prefix + count) and every timestamp is the wall clock less up to
 // 40 ms (local reordering), so an event is neither a duplicate nor, mostly, stale: it
 // changes the membership it names, whatever ran before it on the same database. (Re-sent
@@ -76,8 +91,8 @@ constexpr const char* kAdminToken = "bench-admin-token-0123";  // /metrics, the 
 // measure.)
 class Generator {
   public:
-    explicit Generator(uint64_t seed, std::string prefix)
-        : rng_(seed), prefix_(std::move(prefix)) {}
+    explicit Generator(uint64_t seed, std::string prefix, uint64_t users = 50000)
+        : rng_(seed), prefix_(std::move(prefix)), users_(users) {}
 
     // One event; `unique_user` makes every key distinct (for latency tracing).
     std::string Event(bool unique_user = false, std::string* user_out = nullptr) {
@@ -91,7 +106,7 @@ class Generator {
         const auto& aud = kAudiences[rng_() % 5];
         bool journey = aud[0][0] == 'j';
         std::string user = unique_user ? prefix_ + "-u" + std::to_string(count_)
-                                       : "user_" + std::to_string(rng_() % 50000);
+                                       : "user_" + std::to_string(rng_() % users_);
         if (user_out != nullptr) *user_out = user;
         bool enter = Uniform() < 0.7;
         bool identify = Uniform() < 0.5;
@@ -144,6 +159,7 @@ class Generator {
     double Uniform() { return std::uniform_real_distribution<double>(0, 1)(rng_); }
     std::mt19937_64 rng_;
     std::string prefix_;
+    uint64_t users_;
     uint64_t count_ = 0;
 };
 
@@ -909,6 +925,838 @@ BurstRun MeasureBurst(const std::string& audsync, const std::string& dir,
     return run;
 }
 
+// --- growth and overload ------------------------------------------------------------------
+
+// The user pool of the growth and overload parts (x 5 audiences).
+constexpr uint64_t kLargeUserPool = 1000000;
+// After the growth part's drain, the WALs are measured again this long after.
+constexpr double kGrowthAfterSeconds = 60;
+
+// A database's files, in this order, and their names in the JSON (as in /metrics'
+// audsync_storage_bytes{file=...}).
+constexpr std::array<const char*, 6> kDbSuffixes = {"",       "-wal",       "-shm",
+                                                    "-inbox", "-inbox-wal", "-inbox-shm"};
+constexpr std::array<const char*, 6> kDbFileNames = {"database", "database-wal", "database-shm",
+                                                     "inbox",    "inbox-wal",    "inbox-shm"};
+using FileSizes = std::array<uintmax_t, 6>;  // bytes, kDbSuffixes' order; missing: 0
+
+FileSizes StatFiles(const std::string& db) {
+    FileSizes sizes{};
+    for (size_t i = 0; i < kDbSuffixes.size(); ++i) {
+        std::error_code ec;
+        uintmax_t size = std::filesystem::file_size(db + kDbSuffixes[i], ec);
+        sizes[i] = ec ? 0 : size;
+    }
+    return sizes;
+}
+
+void RemoveDatabase(const std::string& db) {
+    for (const char* suffix : kDbSuffixes) {
+        std::error_code ec;
+        std::filesystem::remove(db + suffix, ec);
+    }
+}
+
+// A field of /proc/<pid>/status given in kB ("VmRSS:", "VmHWM:"), in MB; 0 when unreadable.
+double ProcStatusMb(pid_t pid, const char* field) {
+    if (pid <= 0) return 0;
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    const size_t n = std::strlen(field);
+    for (std::string line; std::getline(in, line);) {
+        if (line.compare(0, n, field) == 0) return std::atof(line.c_str() + n) / 1024.0;
+    }
+    return 0;
+}
+
+// A curl header callback: sets the bool at `flag` when the answer has a Retry-After header.
+size_t SeeRetryAfter(char* data, size_t size, size_t n, void* flag) {
+    static const char kName[] = "retry-after:";
+    const size_t length = size * n;
+    if (length >= sizeof kName - 1 && strncasecmp(data, kName, sizeof kName - 1) == 0) {
+        *static_cast<bool*>(flag) = true;
+    }
+    return length;
+}
+
+// What a BackgroundLoad has done since it started.
+struct LoadCounts {
+    uint64_t requests = 0;      // sent, answered or not
+    uint64_t events_sent = 0;   // in every request sent: the offered load
+    uint64_t acknowledged = 0;  // events in the requests answered 200
+    uint64_t acknowledged_requests = 0;
+    uint64_t stored = 0;               // what those answers said they stored (CountAnswer)
+    uint64_t refused = 0;              // requests answered 503
+    uint64_t refused_retry_after = 0;  // of which with a Retry-After header
+    uint64_t errors = 0;               // any other answer, or none (timeout, reset)
+    uint64_t late = 0;                 // paced requests whose time had passed (sent at once)
+};
+
+// Fresh Engage batches of `batch` (Tracking API bodies) to `url` from `connections`
+// keep-alive clients in threads of their own, from Start to Stop, over `users` users.
+// `rate` 0: each client sends its next batch as soon as the last is answered; otherwise the
+// clients together offer `rate` events/s, each sending its next batch at its scheduled
+// time, at once (no pacing) when that time has passed. A refused or failed request is
+// counted, not retried.
+class BackgroundLoad {
+  public:
+    BackgroundLoad(std::string url, int connections, int batch, uint64_t users, std::string prefix,
+                   double rate = 0)
+        : url_(std::move(url)),
+          connections_(connections),
+          batch_(batch),
+          users_(users),
+          prefix_(std::move(prefix)),
+          rate_(rate) {}
+    ~BackgroundLoad() { Stop(); }
+    BackgroundLoad(const BackgroundLoad&) = delete;
+    BackgroundLoad& operator=(const BackgroundLoad&) = delete;
+
+    void Start() {
+        start_ = Clock::now();
+        for (int t = 0; t < connections_; ++t) threads_.emplace_back([this, t] { Run(t); });
+    }
+
+    // Stops sending; returns once the requests in flight are answered (30 s at most).
+    void Stop() {
+        if (threads_.empty()) return;
+        stop_ = true;
+        for (auto& t : threads_) t.join();
+        threads_.clear();
+        stopped_ = Clock::now();
+    }
+
+    Clock::time_point started() const { return start_; }
+    Clock::time_point stopped() const { return stopped_; }
+
+    // The counts so far; `latencies` (if given) gets the milliseconds of the requests
+    // answered 200 since the previous call that took them.
+    LoadCounts Counts(std::vector<double>* latencies = nullptr) {
+        LoadCounts c;
+        c.requests = requests_;
+        c.events_sent = events_sent_;
+        c.acknowledged = acknowledged_;
+        c.acknowledged_requests = acknowledged_requests_;
+        c.stored = stored_;
+        c.refused = refused_;
+        c.refused_retry_after = refused_retry_after_;
+        c.errors = errors_;
+        c.late = late_;
+        if (latencies != nullptr) {
+            std::lock_guard<std::mutex> lock(mu_);
+            *latencies = std::move(latencies_);
+            latencies_.clear();
+        }
+        return c;
+    }
+
+  private:
+    void Run(int t) {
+        Generator gen(static_cast<uint64_t>(t) * 7919 + 1, prefix_ + std::to_string(t), users_);
+        CURL* c = curl_easy_init();
+        curl_slist* headers = nullptr;
+        headers = curl_slist_append(headers, "Content-Type: application/json");
+        headers = curl_slist_append(headers, "Expect:");
+        std::string auth =
+            std::string("Authorization: Basic ") + text::Base64Encode(std::string(kWriteKey) + ":");
+        headers = curl_slist_append(headers, auth.c_str());
+        std::string answer;
+        bool retry_after = false;
+        curl_easy_setopt(c, CURLOPT_URL, url_.c_str());
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, Append);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, &answer);
+        curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, SeeRetryAfter);
+        curl_easy_setopt(c, CURLOPT_HEADERDATA, &retry_after);
+        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
+        // Paced: one batch every `interval` per client, the clients spread over it.
+        const auto interval =
+            rate_ > 0 ? std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(
+                            static_cast<double>(connections_) * batch_ / rate_))
+                      : Clock::duration::zero();
+        auto next = start_ + interval * t / connections_;
+        std::string body = gen.Body(batch_, true);
+        while (!stop_) {
+            if (rate_ > 0) {
+                if (Clock::now() > next + std::chrono::milliseconds(1)) {
+                    ++late_;  // behind: sent at once
+                } else {
+                    while (!stop_ && Clock::now() < next) {
+                        std::this_thread::sleep_until(
+                            std::min(next, Clock::now() + std::chrono::milliseconds(100)));
+                    }
+                    if (stop_) break;
+                }
+                next += interval;
+            }
+            curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
+            curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+            answer.clear();
+            retry_after = false;
+            auto t0 = Clock::now();
+            CURLcode rc = curl_easy_perform(c);
+            double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+            long status = 0;
+            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+            if (rc == CURLE_OK && status == 200) {
+                AnswerCounts counts;
+                CountAnswer(answer, counts);
+                acknowledged_ += static_cast<uint64_t>(batch_);
+                ++acknowledged_requests_;
+                stored_ += counts.stored;
+                std::lock_guard<std::mutex> lock(mu_);
+                latencies_.push_back(ms);
+            } else if (rc == CURLE_OK && status == 503) {
+                ++refused_;
+                if (retry_after) ++refused_retry_after_;
+            } else {
+                ++errors_;
+            }
+            ++requests_;
+            events_sent_ += static_cast<uint64_t>(batch_);
+            body = gen.Body(batch_, true);  // the next request's body, outside the timing
+        }
+        curl_slist_free_all(headers);
+        curl_easy_cleanup(c);
+    }
+
+    const std::string url_;
+    const int connections_, batch_;
+    const uint64_t users_;
+    const std::string prefix_;
+    const double rate_;
+    Clock::time_point start_{}, stopped_{};
+    std::atomic<bool> stop_{false};
+    std::atomic<uint64_t> requests_{0}, events_sent_{0}, acknowledged_{0},
+        acknowledged_requests_{0}, stored_{0}, refused_{0}, refused_retry_after_{0}, errors_{0},
+        late_{0};
+    std::mutex mu_;
+    std::vector<double> latencies_;  // guarded by mu_
+    std::vector<std::thread> threads_;
+};
+
+// The maxima of a Sampler's readings.
+struct SampledMaxima {
+    size_t samples = 0;
+    FileSizes files{};            // each file's largest size
+    bool backlog_metric = false;  // /metrics had audsync_inbox_backlog_events
+    double backlog = 0, backlog_age = 0;
+    double rss_mb = 0;  // VmRSS
+};
+
+// Once a second, in a thread of its own from Start to Stop: the sizes of the database's
+// files (stat), the inbox gauges (/metrics) and the server's VmRSS; keeps each maximum.
+class Sampler {
+  public:
+    Sampler(uint16_t port, std::string db, pid_t pid)
+        : port_(port), db_(std::move(db)), pid_(pid) {}
+    ~Sampler() { Stop(); }
+    Sampler(const Sampler&) = delete;
+    Sampler& operator=(const Sampler&) = delete;
+
+    void Start() {
+        thread_ = std::thread([this] { Run(); });
+    }
+    void Stop() {
+        {
+            std::lock_guard<std::mutex> lock(mu_);
+            stop_ = true;
+        }
+        wake_.notify_all();
+        if (thread_.joinable()) thread_.join();
+    }
+    SampledMaxima Maxima() {
+        std::lock_guard<std::mutex> lock(mu_);
+        return max_;
+    }
+
+  private:
+    void Run() {
+        MetricsClient metrics(port_);
+        const auto origin = Clock::now();
+        for (auto tick = origin;; tick += std::chrono::seconds(1)) {
+            FileSizes files = StatFiles(db_);
+            InboxSample s = ReadInbox(metrics, origin);
+            double rss = ProcStatusMb(pid_, "VmRSS:");
+            std::unique_lock<std::mutex> lock(mu_);
+            ++max_.samples;
+            for (size_t i = 0; i < files.size(); ++i) {
+                max_.files[i] = std::max(max_.files[i], files[i]);
+            }
+            max_.backlog_metric = max_.backlog_metric || s.backlog.has_value();
+            max_.backlog = std::max(max_.backlog, s.backlog.value_or(0));
+            max_.backlog_age = std::max(max_.backlog_age, s.backlog_age.value_or(0));
+            max_.rss_mb = std::max(max_.rss_mb, rss);
+            // Sampling period.
+            if (wake_.wait_until(lock, tick + std::chrono::seconds(1), [this] { return stop_; })) {
+                return;
+            }
+        }
+    }
+
+    const uint16_t port_;
+    const std::string db_;
+    const pid_t pid_;
+    std::mutex mu_;
+    std::condition_variable wake_;
+    bool stop_ = false;  // guarded by mu_
+    SampledMaxima max_;  // guarded by mu_
+    std::thread thread_;
+};
+
+// Polls /metrics every 200 ms until audsync_inbox_backlog_events is 0. Returns when that
+// was seen, or nullopt at `deadline` or at once when the metric is missing (`*why` says
+// which); `*last` is the last reading that answered.
+std::optional<Clock::time_point> WaitBacklogEmpty(MetricsClient& metrics,
+                                                  Clock::time_point deadline, std::string* why,
+                                                  InboxSample* last) {
+    for (auto tick = Clock::now();; tick += std::chrono::milliseconds(200)) {
+        InboxSample s = ReadInbox(metrics, tick);
+        if (s.answered) {
+            *last = s;
+            if (!s.backlog) {
+                *why = std::string("no ") + kBacklogMetric + " in /metrics";
+                return std::nullopt;
+            }
+            if (*s.backlog == 0) return Clock::now();
+        }
+        if (Clock::now() >= deadline) {
+            *why = s.answered ? "backlog not 0 by the deadline" : "/metrics did not answer";
+            return std::nullopt;
+        }
+        std::this_thread::sleep_until(tick + std::chrono::milliseconds(200));  // polling period
+    }
+}
+
+// Counters read once from /metrics; nullopt: this audsync does not expose them.
+struct ServerCounts {
+    std::optional<double> applied;            // audsync_inbox_applied_total
+    std::optional<double> decided;            // audsync_events_total accepted+duplicate+stale
+    std::optional<double> overloaded;         // audsync_ingest_overloaded_total, every limit
+    std::optional<double> overloaded_events;  // audsync_ingest_overloaded_events_total
+};
+
+ServerCounts ReadServerCounts(MetricsClient& metrics) {
+    ServerCounts c;
+    auto text = metrics.Fetch();
+    if (!text) return c;
+    c.applied = MetricValue(*text, kAppliedMetric);
+    for (const char* outcome : {"accepted", "duplicate", "stale"}) {
+        auto v =
+            MetricValue(*text, std::string("audsync_events_total{outcome=\"") + outcome + "\"}");
+        if (v) c.decided = c.decided.value_or(0) + *v;
+    }
+    c.overloaded = MetricValue(*text, "audsync_ingest_overloaded_total");
+    c.overloaded_events = MetricValue(*text, "audsync_ingest_overloaded_events_total");
+    return c;
+}
+
+// limits.max_backlog_events / max_backlog_seconds for the growth and overload servers.
+// Unset: not written (the server's defaults; an audsync without them accepts the config).
+struct BacklogLimits {
+    std::optional<uint64_t> events, seconds;
+
+    // `"limits":{...},` for WriteConfig's top level, or "".
+    std::string Json() const {
+        if (!events && !seconds) return "";
+        std::string fields;
+        if (events) fields += "\"max_backlog_events\":" + std::to_string(*events);
+        if (seconds) {
+            fields += std::string(fields.empty() ? "" : ",") +
+                      "\"max_backlog_seconds\":" + std::to_string(*seconds);
+        }
+        return "\"limits\":{" + fields + "},";
+    }
+    std::string Describe() const {
+        if (!events && !seconds) return "the server's default limits";
+        std::string s;
+        if (events) s += "max_backlog_events " + std::to_string(*events);
+        if (seconds)
+            s += (s.empty() ? "" : ", ") + std::string("max_backlog_seconds ") +
+                 std::to_string(*seconds);
+        return s;
+    }
+};
+
+BacklogLimits BacklogLimitsFrom(const std::map<std::string, std::string>& flags) {
+    BacklogLimits l;
+    if (flags.count("--growth-max-backlog-events")) {
+        l.events = std::stoull(flags.at("--growth-max-backlog-events"));
+    }
+    if (flags.count("--growth-max-backlog-seconds")) {
+        l.seconds = std::stoull(flags.at("--growth-max-backlog-seconds"));
+    }
+    return l;
+}
+
+// A fresh `audsync serve` on `db` (its files removed first) whose destination syncs to
+// `emulator_url`, with `limits`; `*port` gets its port.
+Child ServeFresh(const std::string& audsync, const std::string& dir, const std::string& db,
+                 const std::string& emulator_url, const std::string& config_name,
+                 const BacklogLimits& limits, uint16_t* port) {
+    RemoveDatabase(db);
+    std::string cfg = WriteConfig(dir, db, emulator_url, 1000, config_name, limits.Json());
+    Child server = Spawn({audsync, "serve", "--config", cfg}, true);
+    *port = WaitPort(server);
+    return server;
+}
+
+struct GrowthOptions {
+    int windows = 6;
+    double window_seconds = 10;
+    double drain_seconds = 600;  // the deadline of the drain (the overload's too)
+    BacklogLimits limits;
+};
+
+GrowthOptions GrowthOptionsFrom(const std::map<std::string, std::string>& flags) {
+    GrowthOptions o;
+    if (flags.count("--growth-windows")) o.windows = std::stoi(flags.at("--growth-windows"));
+    if (flags.count("--growth-window-seconds")) {
+        o.window_seconds = std::stod(flags.at("--growth-window-seconds"));
+    }
+    if (flags.count("--growth-drain-seconds")) {
+        o.drain_seconds = std::stod(flags.at("--growth-drain-seconds"));
+    }
+    o.limits = BacklogLimitsFrom(flags);
+    return o;
+}
+
+// One window of the growth part: rates over it, the rest at its end.
+struct GrowthWindow {
+    double seconds = 0;         // as measured
+    uint64_t acknowledged = 0;  // events answered 200
+    double acknowledged_per_s = 0;
+    uint64_t refused = 0, refused_retry_after = 0, errors = 0;  // requests
+    std::optional<double> applied_per_s;  // nullopt: no audsync_inbox_applied_total
+    std::optional<double> backlog, backlog_age;
+    double p99_ms = 0;  // of the requests answered 200 in it
+    FileSizes files{};
+    double rss_mb = 0, peak_rss_mb = 0;  // VmRSS, VmHWM
+};
+
+struct GrowthRun {
+    GrowthOptions options;
+    std::vector<GrowthWindow> windows;
+    LoadCounts load;          // the totals
+    double load_seconds = 0;  // first request to the load's stop
+    bool drained = false;
+    double drain_seconds = -1;      // the load's stop to a backlog of 0
+    std::string not_drained;        // why not
+    std::optional<double> applied;  // audsync_inbox_applied_total at the drain's end, less before
+    double sustained_per_s = 0;     // applied / (first request to the drain's end)
+    double ack_ratio = 0;           // the last window's acknowledged rate over the first's
+    SampledMaxima max;              // once a second over the whole run
+    FileSizes minute_after{};       // kGrowthAfterSeconds after the drain
+    ServerCounts server;            // at the end
+    double peak_rss_mb = 0;
+    bool graceful = false;
+};
+
+// Growth: fresh Engage batches of 100 over 1,000,000 users x 5 audiences at 8 connections,
+// as fast as they are taken, for `windows` windows of `window_seconds` against one server
+// on a fresh database whose destination syncs to an emulator; then the load stops, the
+// backlog drains (deadline `drain_seconds`) and the WALs are measured a minute later.
+GrowthRun MeasureGrowth(const std::string& audsync, const std::string& dir,
+                        emulator::Emulator::Options eo, const GrowthOptions& options) {
+    GrowthRun run;
+    run.options = options;
+    eo.on_apply = nullptr;
+    emulator::Emulator emu(eo);
+    emu.Start();
+    const std::string db = dir + "/growth.db";
+    uint16_t port = 0;
+    Child server =
+        ServeFresh(audsync, dir, db, emu.base_url(), "growth-config.json", options.limits, &port);
+    MetricsClient metrics(port);
+    const auto origin = Clock::now();
+    const InboxSample before = ReadInbox(metrics, origin);
+    Sampler sampler(port, db, server.pid);
+    sampler.Start();
+    BackgroundLoad load("http://127.0.0.1:" + std::to_string(port) + "/v1/batch", 8, 100,
+                        kLargeUserPool, "growth-");
+    load.Start();
+    LoadCounts previous;
+    auto previous_at = load.started();
+    InboxSample previous_inbox = before;
+    const auto window = std::chrono::duration_cast<Clock::duration>(
+        std::chrono::duration<double>(options.window_seconds));
+    for (int i = 0; i < options.windows; ++i) {
+        std::this_thread::sleep_until(load.started() + window * (i + 1));  // the window's end
+        std::vector<double> latencies;
+        LoadCounts now = load.Counts(&latencies);
+        const auto at = Clock::now();
+        InboxSample inbox = ReadInbox(metrics, origin);
+        GrowthWindow w;
+        w.seconds = std::chrono::duration<double>(at - previous_at).count();
+        w.acknowledged = now.acknowledged - previous.acknowledged;
+        w.acknowledged_per_s = static_cast<double>(w.acknowledged) / w.seconds;
+        w.refused = now.refused - previous.refused;
+        w.refused_retry_after = now.refused_retry_after - previous.refused_retry_after;
+        w.errors = now.errors - previous.errors;
+        if (inbox.applied && previous_inbox.applied && inbox.t > previous_inbox.t) {
+            w.applied_per_s =
+                (*inbox.applied - *previous_inbox.applied) / (inbox.t - previous_inbox.t);
+        }
+        w.backlog = inbox.backlog;
+        w.backlog_age = inbox.backlog_age;
+        w.p99_ms = Percentile(latencies, 0.99);
+        w.files = StatFiles(db);
+        w.rss_mb = ProcStatusMb(server.pid, "VmRSS:");
+        w.peak_rss_mb = ProcStatusMb(server.pid, "VmHWM:");
+        std::cerr << "  growth window " << i + 1 << ": " << Fmt(w.acknowledged_per_s)
+                  << " acknowledged/s, " << w.refused << " refused, backlog "
+                  << (w.backlog ? Fmt(*w.backlog) : "n/a") << "\n";
+        run.windows.push_back(w);
+        previous = now;
+        previous_at = at;
+        if (inbox.answered) previous_inbox = inbox;
+    }
+    load.Stop();
+    run.load = load.Counts();
+    run.load_seconds = std::chrono::duration<double>(load.stopped() - load.started()).count();
+    if (run.windows.size() >= 1 && run.windows.front().acknowledged_per_s > 0) {
+        run.ack_ratio =
+            run.windows.back().acknowledged_per_s / run.windows.front().acknowledged_per_s;
+    }
+
+    InboxSample last = previous_inbox;
+    auto drained =
+        WaitBacklogEmpty(metrics,
+                         load.stopped() + std::chrono::duration_cast<Clock::duration>(
+                                              std::chrono::duration<double>(options.drain_seconds)),
+                         &run.not_drained, &last);
+    const auto drain_end = drained ? *drained : Clock::now();
+    if (drained) {
+        run.drained = true;
+        run.drain_seconds = std::chrono::duration<double>(*drained - load.stopped()).count();
+    }
+    if (last.applied && before.applied) run.applied = *last.applied - *before.applied;
+    const double span = std::chrono::duration<double>(drain_end - load.started()).count();
+    if (run.applied && span > 0) run.sustained_per_s = *run.applied / span;
+
+    std::cerr << "  growth: " << (run.drained ? "drained" : "not drained: " + run.not_drained)
+              << "; measuring the WALs " << Fmt(kGrowthAfterSeconds) << " s later\n";
+    std::this_thread::sleep_for(std::chrono::duration<double>(kGrowthAfterSeconds));
+    run.minute_after = StatFiles(db);
+    sampler.Stop();
+    run.max = sampler.Maxima();
+    run.server = ReadServerCounts(metrics);
+    run.peak_rss_mb = std::max(StopChild(server, &run.graceful), run.max.rss_mb);
+    emu.Stop();
+    RemoveDatabase(db);
+    return run;
+}
+
+struct OverloadOptions {
+    double seconds = 600;
+    double rate = 60000;  // events/s offered
+    double drain_seconds = 600;
+    BacklogLimits limits;
+};
+
+OverloadOptions OverloadOptionsFrom(const std::map<std::string, std::string>& flags) {
+    OverloadOptions o;
+    if (flags.count("--overload-seconds")) o.seconds = std::stod(flags.at("--overload-seconds"));
+    if (flags.count("--overload-rate")) o.rate = std::stod(flags.at("--overload-rate"));
+    if (flags.count("--growth-drain-seconds")) {
+        o.drain_seconds = std::stod(flags.at("--growth-drain-seconds"));
+    }
+    o.limits = BacklogLimitsFrom(flags);
+    return o;
+}
+
+struct OverloadRun {
+    OverloadOptions options;
+    LoadCounts load;
+    double load_seconds = 0;        // first request to the load's stop
+    double p50_ms = 0, p99_ms = 0;  // of the requests answered 200
+    SampledMaxima max;              // once a second over the load and the drain
+    bool drained = false;
+    double drain_seconds = -1;  // the load's stop to a backlog of 0
+    std::string not_drained;    // why not
+    ServerCounts server;        // after the drain
+    double peak_rss_mb = 0;
+    bool graceful = false;
+};
+
+// Overload: `seconds` of fresh Engage batches of 100 over 1,000,000 users x 5 audiences,
+// offered at `rate` events/s by 8 paced connections, against one server on a fresh
+// database; then the drain, and what the applier decided against what was acknowledged.
+OverloadRun MeasureOverload(const std::string& audsync, const std::string& dir,
+                            emulator::Emulator::Options eo, const OverloadOptions& options) {
+    OverloadRun run;
+    run.options = options;
+    eo.on_apply = nullptr;
+    emulator::Emulator emu(eo);
+    emu.Start();
+    const std::string db = dir + "/overload.db";
+    uint16_t port = 0;
+    Child server =
+        ServeFresh(audsync, dir, db, emu.base_url(), "overload-config.json", options.limits, &port);
+    MetricsClient metrics(port);
+    Sampler sampler(port, db, server.pid);
+    sampler.Start();
+    BackgroundLoad load("http://127.0.0.1:" + std::to_string(port) + "/v1/batch", 8, 100,
+                        kLargeUserPool, "overload-", options.rate);
+    load.Start();
+    const auto end = load.started() + std::chrono::duration_cast<Clock::duration>(
+                                          std::chrono::duration<double>(options.seconds));
+    for (auto progress = load.started() + std::chrono::seconds(60); Clock::now() < end;
+         progress += std::chrono::seconds(60)) {
+        std::this_thread::sleep_until(std::min(progress, end));
+        if (Clock::now() >= end) break;
+        LoadCounts c = load.Counts();
+        SampledMaxima m = sampler.Maxima();
+        std::cerr << "  overload: "
+                  << Fmt(std::chrono::duration<double>(Clock::now() - load.started()).count())
+                  << " s, " << Thousands(c.acknowledged) << " acknowledged, " << c.refused
+                  << " refused, max backlog " << Fmt(m.backlog) << "\n";
+    }
+    std::this_thread::sleep_until(end);
+    load.Stop();
+    std::vector<double> latencies;
+    run.load = load.Counts(&latencies);
+    run.load_seconds = std::chrono::duration<double>(load.stopped() - load.started()).count();
+    run.p50_ms = Percentile(latencies, 0.50);
+    run.p99_ms = Percentile(latencies, 0.99);
+    InboxSample last;
+    auto drained =
+        WaitBacklogEmpty(metrics,
+                         load.stopped() + std::chrono::duration_cast<Clock::duration>(
+                                              std::chrono::duration<double>(options.drain_seconds)),
+                         &run.not_drained, &last);
+    if (drained) {
+        run.drained = true;
+        run.drain_seconds = std::chrono::duration<double>(*drained - load.stopped()).count();
+    }
+    sampler.Stop();
+    run.max = sampler.Maxima();
+    run.server = ReadServerCounts(metrics);
+    run.peak_rss_mb = std::max(StopChild(server, &run.graceful), run.max.rss_mb);
+    emu.Stop();
+    RemoveDatabase(db);
+    return run;
+}
+
+// --- reporting the growth and overload parts -----------------------------------------------
+
+// Adds `"key":raw_value` to the JSON report.
+using JsonAdd = std::function<void(const std::string& key, const std::string& raw_value)>;
+
+std::string JsonNumber(std::optional<double> v) { return v ? Fmt(*v, 3) : "null"; }
+
+std::string JsonText(const std::string& v) {
+    std::string quoted;
+    json::AppendQuoted(quoted, v);
+    return quoted;
+}
+
+std::string Mb(uintmax_t bytes) { return Fmt(static_cast<double>(bytes) / 1e6, 1); }
+
+// A table row as the inbox rows are printed: a 78-column label, then up to three values.
+void Row(const std::string& name, const std::string& value, const std::string& p50 = "",
+         const std::string& p99 = "") {
+    std::string row(512, '\0');
+    row.resize(
+        static_cast<size_t>(std::snprintf(row.data(), row.size(), "%-78s %14s %10s %10s",
+                                          name.c_str(), value.c_str(), p50.c_str(), p99.c_str())));
+    row.erase(row.find_last_not_of(' ') + 1);
+    std::printf("%s\n", row.c_str());
+}
+
+// "a / b / c" of the six files' sizes in MB.
+std::string FilesMb(const FileSizes& files) {
+    std::string s;
+    for (uintmax_t bytes : files) s += (s.empty() ? "" : " / ") + Mb(bytes);
+    return s;
+}
+
+// {"database":N,...} in bytes.
+std::string FilesJson(const FileSizes& files) {
+    std::string s = "{";
+    for (size_t i = 0; i < files.size(); ++i) {
+        s += std::string(i ? "," : "") + "\"" + kDbFileNames[i] + "\":" + std::to_string(files[i]);
+    }
+    return s + "}";
+}
+
+// `who`: "growth", or "baseline growth" for the older audsync (its JSON keys then start
+// with "baseline_").
+void ReportGrowth(const GrowthRun& g, const JsonAdd& add_key, const std::string& who) {
+    const std::string key_prefix = who == "growth" ? "" : "baseline_";
+    const JsonAdd add = [&](const std::string& key, const std::string& raw) {
+        add_key(key_prefix + key, raw);
+    };
+    const GrowthOptions& o = g.options;
+    std::printf(
+        "\n%s: batches of 100 over %s users x 5 audiences, 8 conn, %d windows of %s s "
+        "(%s)\n",
+        who.c_str(), Thousands(kLargeUserPool).c_str(), o.windows, Fmt(o.window_seconds, 1).c_str(),
+        o.limits.Describe().c_str());
+    std::printf("%4s %11s %12s %6s %12s %10s %7s %8s %8s %8s %6s %8s %9s %9s %7s %7s\n", "win",
+                "acked ev/s", "503 (R-A)", "errors", "applied ev/s", "backlog", "age s", "p99 ms",
+                "db MB", "-wal", "-shm", "inbox", "-inb-wal", "-inb-shm", "RSS MB", "HWM MB");
+    std::string windows = "[";
+    for (size_t i = 0; i < g.windows.size(); ++i) {
+        const GrowthWindow& w = g.windows[i];
+        std::string refused =
+            std::to_string(w.refused) + " (" + std::to_string(w.refused_retry_after) + ")";
+        std::printf("%4zu %11s %12s %6llu %12s %10s %7s %8s %8s %8s %6s %8s %9s %9s %7s %7s\n",
+                    i + 1, Fmt(w.acknowledged_per_s).c_str(), refused.c_str(),
+                    static_cast<unsigned long long>(w.errors),
+                    w.applied_per_s ? Fmt(*w.applied_per_s).c_str() : "n/a",
+                    w.backlog ? Fmt(*w.backlog).c_str() : "n/a",
+                    w.backlog_age ? Fmt(*w.backlog_age, 1).c_str() : "n/a",
+                    Fmt(w.p99_ms, 1).c_str(), Mb(w.files[0]).c_str(), Mb(w.files[1]).c_str(),
+                    Mb(w.files[2]).c_str(), Mb(w.files[3]).c_str(), Mb(w.files[4]).c_str(),
+                    Mb(w.files[5]).c_str(), Fmt(w.rss_mb, 1).c_str(),
+                    Fmt(w.peak_rss_mb, 1).c_str());
+        windows += std::string(i ? "," : "") + "{\"seconds\":" + Fmt(w.seconds, 3) +
+                   ",\"acknowledged_events\":" + std::to_string(w.acknowledged) +
+                   ",\"acknowledged_per_s\":" + Fmt(w.acknowledged_per_s, 3) +
+                   ",\"refused_requests\":" + std::to_string(w.refused) +
+                   ",\"refused_with_retry_after\":" + std::to_string(w.refused_retry_after) +
+                   ",\"errors\":" + std::to_string(w.errors) +
+                   ",\"applied_per_s\":" + JsonNumber(w.applied_per_s) +
+                   ",\"backlog_events\":" + JsonNumber(w.backlog) +
+                   ",\"backlog_age_seconds\":" + JsonNumber(w.backlog_age) +
+                   ",\"p99_ms\":" + Fmt(w.p99_ms, 3) + ",\"file_bytes\":" + FilesJson(w.files) +
+                   ",\"rss_mb\":" + Fmt(w.rss_mb, 3) + ",\"peak_rss_mb\":" + Fmt(w.peak_rss_mb, 3) +
+                   "}";
+    }
+    windows += "]";
+    Row(who + ": sustained (events applied/s, first request to drained)",
+        g.applied ? Fmt(g.sustained_per_s) : "n/a");
+    if (!g.applied) {
+        std::printf("    (no %s in /metrics: nothing to count applied events by)\n",
+                    kAppliedMetric);
+    }
+    Row(who + ": acknowledged rate, last window / first", Fmt(g.ack_ratio, 2));
+    Row(who + ": events acknowledged / applied",
+        Thousands(g.load.acknowledged) + " / " +
+            (g.applied ? Thousands(static_cast<uint64_t>(*g.applied)) : std::string("n/a")));
+    Row(who + ": requests refused 503 (with Retry-After) / other errors",
+        std::to_string(g.load.refused) + " (" + std::to_string(g.load.refused_retry_after) +
+            ") / " + std::to_string(g.load.errors));
+    if (g.server.overloaded) {
+        Row(who + ": refused as counted by the server (audsync_ingest_overloaded_total)",
+            Fmt(*g.server.overloaded));
+    }
+    Row(who + ": backlog drained (s after the load stopped)",
+        g.drained ? Fmt(g.drain_seconds, 1) : "-");
+    if (!g.drained) std::printf("    (not drained: %s)\n", g.not_drained.c_str());
+    Row(who + ": max MB: db / -wal / -shm / -inbox / -inbox-wal / -inbox-shm",
+        FilesMb(g.max.files));
+    Row(who + ": WAL MB a minute after the drain: -wal / -inbox-wal",
+        Mb(g.minute_after[1]) + " / " + Mb(g.minute_after[4]));
+    Row("RSS MB: server under " + who + " (peak)", Fmt(g.peak_rss_mb, 1));
+    if (!g.graceful) std::printf("    (the server did not stop within 60 s of SIGTERM: killed)\n");
+
+    add("growth_windows", windows);
+    add("growth_window_seconds", Fmt(o.window_seconds, 3));
+    add("growth_window_count", std::to_string(o.windows));
+    add("growth_users", std::to_string(kLargeUserPool));
+    add("growth_limits", JsonText(o.limits.Describe()));
+    add("growth_load_seconds", Fmt(g.load_seconds, 3));
+    add("growth_acknowledged_events", std::to_string(g.load.acknowledged));
+    add("growth_applied_events", JsonNumber(g.applied));
+    add("growth_refused_requests", std::to_string(g.load.refused));
+    add("growth_refused_with_retry_after", std::to_string(g.load.refused_retry_after));
+    add("growth_errors", std::to_string(g.load.errors));
+    add("growth_server_overloaded_requests", JsonNumber(g.server.overloaded));
+    add("growth_server_overloaded_events", JsonNumber(g.server.overloaded_events));
+    add("growth_sustained_events_per_s", g.applied ? Fmt(g.sustained_per_s, 3) : "null");
+    add("growth_ack_rate_last_over_first", Fmt(g.ack_ratio, 3));
+    add("growth_drained", g.drained ? "1" : "0");
+    add("growth_drain_seconds", g.drained ? Fmt(g.drain_seconds, 3) : "null");
+    add("growth_not_drained_reason", JsonText(g.not_drained));
+    add("growth_max_file_bytes", FilesJson(g.max.files));
+    add("growth_minute_after_file_bytes", FilesJson(g.minute_after));
+    add("growth_max_backlog_events", g.max.backlog_metric ? Fmt(g.max.backlog, 3) : "null");
+    add("growth_max_backlog_age_seconds",
+        g.max.backlog_metric ? Fmt(g.max.backlog_age, 3) : "null");
+    add("growth_server_peak_rss_mb", Fmt(g.peak_rss_mb, 3));
+    add("growth_stopped_gracefully", g.graceful ? "1" : "0");
+}
+
+void ReportOverload(const OverloadRun& r, const JsonAdd& add) {
+    const OverloadOptions& o = r.options;
+    const LoadCounts& l = r.load;
+    const double secs = r.load_seconds > 0 ? r.load_seconds : 1;
+    std::printf(
+        "\noverload: %s s offered at %s events/s, batches of 100 over %s users x 5 "
+        "audiences, 8 conn (%s)\n",
+        Fmt(o.seconds).c_str(), Fmt(o.rate).c_str(), Thousands(kLargeUserPool).c_str(),
+        o.limits.Describe().c_str());
+    std::printf("%-78s %14s %10s %10s\n", "", "value", "p50 ms", "p99 ms");
+    Row("overload: offered (events/s)", Fmt(static_cast<double>(l.events_sent) / secs));
+    if (l.late > 0) {
+        std::printf("    (%s of %s requests sent after their time: the clients fell behind)\n",
+                    Thousands(l.late).c_str(), Thousands(l.requests).c_str());
+    }
+    Row("overload: acknowledged (events/s)", Fmt(static_cast<double>(l.acknowledged) / secs),
+        Fmt(r.p50_ms, 2), Fmt(r.p99_ms, 2));
+    Row("overload: requests refused 503 with Retry-After / without",
+        Thousands(l.refused_retry_after) + " / " + Thousands(l.refused - l.refused_retry_after));
+    Row("overload: other errors (requests)", Thousands(l.errors));
+    if (r.server.overloaded) {
+        Row("overload: refused as counted by the server (audsync_ingest_overloaded_total)",
+            Fmt(*r.server.overloaded));
+    }
+    Row("overload: max backlog (events) / max backlog age (s), sampled each second",
+        r.max.backlog_metric ? Fmt(r.max.backlog) + " / " + Fmt(r.max.backlog_age, 1)
+                             : std::string("n/a"));
+    Row("overload: max MB: db / -wal / -shm / -inbox / -inbox-wal / -inbox-shm",
+        FilesMb(r.max.files));
+    Row("overload: backlog drained (s after the load stopped)",
+        r.drained ? Fmt(r.drain_seconds, 1) : "-");
+    if (!r.drained) std::printf("    (not drained: %s)\n", r.not_drained.c_str());
+    const std::optional<double> lost =
+        r.server.decided
+            ? std::optional<double>(static_cast<double>(l.acknowledged) - *r.server.decided)
+            : std::nullopt;
+    Row("overload: events acknowledged / applied (accepted+duplicate+stale) / lost",
+        Thousands(l.acknowledged) + " / " +
+            (r.server.decided ? Thousands(static_cast<uint64_t>(*r.server.decided)) : "n/a") +
+            " / " + (lost ? Fmt(*lost) : "n/a"));
+    if (l.stored != l.acknowledged) {
+        std::printf("    (the 200 answers said %s events stored)\n", Thousands(l.stored).c_str());
+    }
+    Row("RSS MB: server under overload (peak)", Fmt(r.peak_rss_mb, 1));
+    if (!r.graceful) std::printf("    (the server did not stop within 60 s of SIGTERM: killed)\n");
+
+    add("overload_seconds", Fmt(o.seconds, 3));
+    add("overload_rate_events_per_s", Fmt(o.rate, 3));
+    add("overload_limits", JsonText(o.limits.Describe()));
+    add("overload_load_seconds", Fmt(r.load_seconds, 3));
+    add("overload_offered_events", std::to_string(l.events_sent));
+    add("overload_offered_events_per_s", Fmt(static_cast<double>(l.events_sent) / secs, 3));
+    add("overload_requests", std::to_string(l.requests));
+    add("overload_requests_late", std::to_string(l.late));
+    add("overload_acknowledged_events", std::to_string(l.acknowledged));
+    add("overload_acknowledged_events_per_s", Fmt(static_cast<double>(l.acknowledged) / secs, 3));
+    add("overload_stored_per_answers", std::to_string(l.stored));
+    add("overload_p50_ms", Fmt(r.p50_ms, 3));
+    add("overload_p99_ms", Fmt(r.p99_ms, 3));
+    add("overload_refused_requests", std::to_string(l.refused));
+    add("overload_refused_with_retry_after", std::to_string(l.refused_retry_after));
+    add("overload_refused_without_retry_after", std::to_string(l.refused - l.refused_retry_after));
+    add("overload_errors", std::to_string(l.errors));
+    add("overload_server_overloaded_requests", JsonNumber(r.server.overloaded));
+    add("overload_server_overloaded_events", JsonNumber(r.server.overloaded_events));
+    add("overload_max_backlog_events", r.max.backlog_metric ? Fmt(r.max.backlog, 3) : "null");
+    add("overload_max_backlog_age_seconds",
+        r.max.backlog_metric ? Fmt(r.max.backlog_age, 3) : "null");
+    add("overload_max_file_bytes", FilesJson(r.max.files));
+    add("overload_drained", r.drained ? "1" : "0");
+    add("overload_drain_seconds", r.drained ? Fmt(r.drain_seconds, 3) : "null");
+    add("overload_not_drained_reason", JsonText(r.not_drained));
+    add("overload_applied_events", JsonNumber(r.server.decided));
+    add("overload_lost_events", JsonNumber(lost));
+    add("overload_server_peak_rss_mb", Fmt(r.peak_rss_mb, 3));
+    add("overload_stopped_gracefully", r.graceful ? "1" : "0");
+}
+
 int All(const std::map<std::string, std::string>& flags) {
     const std::string audsync = flags.at("--audsync");
     const std::string self = flags.at("--self");
@@ -936,7 +1784,8 @@ int All(const std::map<std::string, std::string>& flags) {
     };
     std::vector<std::vector<std::string>> table;
 
-    // --only ingest,replay,applier,burst (any of them) runs those parts alone.
+    // --only ingest,replay,applier,burst,growth,overload (any of them) runs those parts
+    // alone; overload runs only when named.
     std::set<std::string> only;
     if (flags.count("--only")) {
         std::stringstream list(flags.at("--only"));
@@ -1190,6 +2039,25 @@ int All(const std::map<std::string, std::string>& flags) {
         std::cerr << "measuring a burst of " << burst_events << " events...\n";
         burst = MeasureBurst(audsync, dir, eo, burst_events);
     }
+    // Growth over consecutive windows; overload (long) only when named in --only.
+    std::optional<GrowthRun> growth;
+    if (run_part("growth")) {
+        std::cerr << "measuring growth...\n";
+        growth = MeasureGrowth(audsync, dir, eo, GrowthOptionsFrom(flags));
+    }
+    // The same load on the older audsync (its defaults: it may know none of the limits).
+    std::optional<GrowthRun> baseline_growth;
+    if (baseline && run_part("growth")) {
+        std::cerr << "measuring growth on the baseline...\n";
+        GrowthOptions bo = GrowthOptionsFrom(flags);
+        bo.limits = {};
+        baseline_growth = MeasureGrowth(baseline_audsync, dir, eo, bo);
+    }
+    std::optional<OverloadRun> overload;
+    if (only.count("overload")) {
+        std::cerr << "measuring overload...\n";
+        overload = MeasureOverload(audsync, dir, eo, OverloadOptionsFrom(flags));
+    }
 
     // Report.
     double lowest100 = std::min({parse100, storage100, http[{100, 8}].events_per_s});
@@ -1439,6 +2307,9 @@ int All(const std::map<std::string, std::string>& flags) {
         add("disk_total_bytes", static_cast<double>(b.disk_bytes));
         add("disk_bytes_per_event", per_event);
     }
+    if (growth) ReportGrowth(*growth, add_raw, "growth");
+    if (baseline_growth) ReportGrowth(*baseline_growth, add_raw, "baseline growth");
+    if (overload) ReportOverload(*overload, add_raw);
     if (run_ingest) {
         add("sync_p50_ms", sync_p50);
         add("sync_p99_ms", sync_p99);
@@ -1473,7 +2344,11 @@ int main(int argc, char** argv) {
     if (argc < 2 || std::string(argv[1]) != "all") {
         std::cerr << "usage: audsync-bench all --audsync PATH [--out FILE] [--seconds N] "
                      "[--replay-members N] [--applier-seconds N] [--burst-events N] "
-                     "[--only ingest|replay|applier|burst[,...]] "
+                     "[--growth-windows N] [--growth-window-seconds N] "
+                     "[--growth-drain-seconds N] [--growth-max-backlog-events N] "
+                     "[--growth-max-backlog-seconds N] [--overload-seconds N] "
+                     "[--overload-rate N] "
+                     "[--only ingest|replay|applier|burst|growth|overload[,...]] "
                      "[--baseline-audsync PATH --baseline-bench PATH] | echo\n";
         return 2;
     }
@@ -1483,9 +2358,10 @@ int main(int argc, char** argv) {
     if (flags.count("--only")) {
         std::stringstream list(flags.at("--only"));
         for (std::string part; std::getline(list, part, ',');) {
-            if (part != "ingest" && part != "replay" && part != "applier" && part != "burst") {
+            if (part != "ingest" && part != "replay" && part != "applier" && part != "burst" &&
+                part != "growth" && part != "overload") {
                 std::cerr << "--only: unknown part " << part
-                          << " (ingest, replay, applier, burst)\n";
+                          << " (ingest, replay, applier, burst, growth, overload)\n";
                 return 2;
             }
         }
