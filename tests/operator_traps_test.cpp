@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -111,6 +112,19 @@ TEST_SUITE("operator traps") {
         h.StartServer();
     }
 
+    TEST_CASE("serve with the database in a missing folder names the folder and the fix") {
+        testing::TempDir dir;
+        const std::string cfg = dir.File("audsync.json");
+        const std::string folder = dir.File("not-there");
+        std::ofstream(cfg) << testing::TestConfigJson(folder + "/audsync.db");
+        auto r = RunAudsync({"serve", "--config", cfg});
+        CHECK(r.exit_code == 1);
+        CHECK_MESSAGE(r.err.find("the folder " + folder + " does not exist: create it (mkdir -p " +
+                                 folder + ")") != std::string::npos,
+                      r.err);
+        CHECK_FALSE(std::filesystem::exists(folder));
+    }
+
     TEST_CASE("segments delete asks, refuses without a terminal, and forgets with --yes") {
         Harness h;
         REQUIRE(h.Send({Event("x1", "del-a", "true", "2024-05-06T10:00:00.000Z").Json(),
@@ -120,6 +134,8 @@ TEST_SUITE("operator traps") {
         auto refused = RunAudsync({"segments", "delete", "1", "--config", h.config});
         CHECK(refused.exit_code == 2);
         CHECK(refused.err.find("--yes") != std::string::npos);
+        CHECK(refused.err.find("its members stay on the platforms; --empty-on-platform") !=
+              std::string::npos);
         CHECK(Rows(h.db, "SELECT count(*) FROM segments") == 1);
         auto deleted = RunAudsync({"segments", "delete", "1", "--yes", "--empty-on-platform",
                                    "--json", "--config", h.config});
@@ -362,6 +378,14 @@ TEST_SUITE("admin authentication") {
         CHECK(sixth.first == 401);
         CHECK(sixth.second >= 400);
         CHECK(timed(kAdminToken).first == 200);
+        // One warning when the slowing starts, naming the peer, not one per refusal.
+        const std::string log = h.server->Log();
+        const std::string warning = "admin API: 4 failed authentications from 127.0.0.1";
+        CHECK_MESSAGE(log.find(warning) != std::string::npos, log);
+        CHECK(log.find(warning, log.find(warning) + 1) == std::string::npos);
+        CHECK(log.find("failed authentications from", log.find(warning) + warning.size()) ==
+              std::string::npos);
+        CHECK(log.find("wrong-token") == std::string::npos);
     }
 }
 

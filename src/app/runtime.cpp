@@ -51,7 +51,18 @@ Result<std::unique_ptr<DatabaseLock>> DatabaseLock::Acquire(const std::string& d
     const std::string path = database + ".lock";
     int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
-        return Unavailable("cannot open the lock file " + path + ": " + std::strerror(errno));
+        const int err = errno;
+        std::string message = "cannot open the lock file " + path + ": " + std::strerror(err);
+        if (err == ENOENT) {
+            const size_t slash = database.rfind('/');
+            const std::string folder = slash == std::string::npos ? "." : database.substr(0, slash);
+            message += "; the folder " + folder +
+                       " does not exist: create it (mkdir -p " + folder +
+                       ") or set database in the config to a file in an existing folder";
+        } else if (err == EACCES) {
+            message += "; the user running audsync needs write access to the database's folder";
+        }
+        return Unavailable(message);
     }
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
         char buf[32] = {};

@@ -134,12 +134,22 @@ int Delete(Invocation& inv, const SegmentOptions& o) {
         if (!segment) return Fail(inv, segment.error());
         if (!o.yes) {
             if (isatty(STDIN_FILENO) != 1) {
-                return UsageError(inv, "segments delete forgets segment " + std::to_string(o.id) +
-                                           " and its members: pass --yes to confirm");
+                return UsageError(
+                    inv, "segments delete forgets segment " + std::to_string(o.id) +
+                             " and its members: pass --yes to confirm" +
+                             (o.empty_on_platform
+                                  ? ""
+                                  : " (its members stay on the platforms; --empty-on-platform "
+                                    "removes them there first)"));
             }
             const auto& seg = segment.value().segment;
             inv.err << "Forget segment " << seg.id << " (" << text::Safe(seg.audience_key) << ", "
-                    << seg.included << " members) and its dead letters? [y/N] " << std::flush;
+                    << seg.included << " members) and its dead letters?"
+                    << (o.empty_on_platform
+                            ? " Its members are removed from the platforms first."
+                            : " Its members stay on the platforms (--empty-on-platform removes "
+                              "them there first).")
+                    << " [y/N] " << std::flush;
             std::string answer;
             std::getline(std::cin, answer);
             if (answer != "y" && answer != "yes") {

@@ -61,7 +61,8 @@ class FailedAuth {
     static constexpr int64_t kMaxPenaltyMs = 5000;
     static constexpr size_t kMaxPeers = 10000;
 
-    // Records a failure of `peer`; returns how long to hold its answer.
+    // Records a failure of `peer`; returns how long to hold its answer. The first failure
+    // of a window past the free ones logs a warning (one a minute per peer at most).
     int64_t Fail(const std::string& peer, int64_t now_ms, int free_failures) {
         std::lock_guard<std::mutex> lock(mu_);
         if (peers_.size() >= kMaxPeers && peers_.count(peer) == 0) peers_.clear();
@@ -69,6 +70,12 @@ class FailedAuth {
         if (now_ms - e.window_start > kFailureWindowMs) e = Entry{now_ms, 0};
         ++e.failures;
         if (e.failures <= free_failures) return 0;
+        if (e.failures == free_failures + 1) {
+            log::Warn("admin API: " + std::to_string(e.failures) +
+                      " failed authentications from " + peer +
+                      " within a minute; its further refusals are answered later (100 ms "
+                      "doubling to 5 s): a client with a stale admin_token, or someone guessing it");
+        }
         const int doublings = std::min(e.failures - free_failures - 1, 16);
         return std::min<int64_t>(kMaxPenaltyMs, int64_t{100} << doublings);
     }

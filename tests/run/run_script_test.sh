@@ -8,7 +8,9 @@
 #      without the event being sent again (and puts a readable config back to 0600);
 #   c. a busy AUDSYNC_PORT makes the script exit non-zero naming AUDSYNC_PORT;
 #   d. a relative AUDSYNC_CONFIG, run from another folder, is served, and its relative
-#      database path is taken beside the config file.
+#      database path is taken beside the config file;
+#   e. the demo's audsync serve stopped by its own pid (SIGTERM, then SIGKILL on another
+#      run) ends the script and its emulator: the next run finds both ports free.
 # Usage: run_script_test.sh BIN_DIR SOURCE_DIR
 #   BIN_DIR holds audsync and audsync-ld-emulator.
 set -euo pipefail
@@ -226,4 +228,28 @@ fi
 [ ! -e "$caller/rel.db" ] || fail "d: the relative database path was created in the current folder"
 echo "d. relative AUDSYNC_CONFIG served, database beside the config: ok"
 
-echo "4 passed, 0 failed"
+# ---- e. the server stopped by its pid takes the script and the emulator with it ----
+for sig in TERM KILL; do
+    port=$(free_port)
+    eport=$(free_port)
+    [ "$port" != "$eport" ] || eport=$(free_port)
+    out5="$dir/run5-$sig.out"
+    start_run "$caller" "$out5" AUDSYNC_DEMO_DIR="$demo" AUDSYNC_PORT="$port" AUDSYNC_EMULATOR_PORT="$eport"
+    run5=$last_pid
+    if ! wait_healthy "$port" "$run5"; then
+        show "$out5"
+        fail "e: the demo did not answer GET /healthz on 127.0.0.1:$port"
+    fi
+    serve_pid=$(ps -eo pid=,pgid=,args= | awk -v g="$run5" '$2 == g && $0 ~ /audsync serve/ { print $1 }')
+    [ -n "$serve_pid" ] || fail "e: no audsync serve in the run's process group"
+    kill "-$sig" "$serve_pid"
+    if ! poll 15 group_gone "$run5"; then
+        ps -eo pid=,pgid=,args= | awk -v g="$run5" '$2 == g' || true
+        fail "e: after SIG$sig to audsync serve (pid $serve_pid), processes of the run remain"
+    fi
+    wait "$run5" 2>/dev/null || true
+    port_free "$eport" || fail "e: the emulator still listens on $eport after SIG$sig to audsync serve"
+done
+echo "e. audsync serve stopped by its pid (TERM, KILL) ends the script and the emulator: ok"
+
+echo "5 passed, 0 failed"
