@@ -209,8 +209,6 @@ Status Runtime::Open(const RuntimeOptions& options) {
         copts.truncate_bytes = copts.max_bytes / 8;
         checkpointer_ = std::make_unique<store::Checkpointer>(
             std::vector<std::string>{c.database, inbox_path}, copts);
-        writer_->SetYield(checkpointer_->yield(0));
-        inbox_writer_->SetYield(checkpointer_->yield(1));
         backlog_reader_ = std::make_unique<store::BacklogReader>(c.database, inbox_path);
         store::BacklogReader* backlog = backlog_reader_.get();
         store::Applier* counted = applier_.get();

@@ -203,7 +203,6 @@ std::string Megabytes(int64_t bytes) { return std::to_string(bytes / (1024 * 102
 
 Checkpointer::Checkpointer(std::vector<std::string> paths, CheckpointOptions options)
     : paths_(std::move(paths)), options_(options) {
-    for (size_t i = 0; i < paths_.size(); ++i) yields_.push_back(std::make_unique<std::mutex>());
     thread_ = std::thread([this] { Loop(); });
 }
 
@@ -237,9 +236,6 @@ void Checkpointer::Round(Database& db, size_t i, bool& warned) {
     const bool all_copied = !passive.busy && passive.wal_frames > 0 &&
                             passive.checkpointed_frames == passive.wal_frames;
     if (bytes > options_.truncate_bytes || (bytes > 0 && all_copied)) {
-        // The writer of this process waits before its next transaction; readers and
-        // other processes get the busy timeout.
-        std::lock_guard<std::mutex> writers_wait(*yields_[i]);
         const Database::CheckpointResult t = db.Checkpoint(Database::CheckpointMode::kTruncate);
         if (t.busy) {
             counters_.truncates_busy.fetch_add(1, std::memory_order_relaxed);

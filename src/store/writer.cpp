@@ -102,11 +102,6 @@ void GroupWriter<Store>::SetAfterCommit(std::function<void()> hook) {
 }
 
 template <class Store>
-void GroupWriter<Store>::SetYield(std::mutex* yield) {
-    yield_ = yield;
-}
-
-template <class Store>
 void GroupWriter<Store>::Stop() {
     {
         std::lock_guard<std::mutex> lock(mu_);
@@ -176,9 +171,6 @@ void GroupWriter<Store>::RunGroup(std::deque<std::unique_ptr<Pending>>& group, b
     };
     std::vector<std::optional<Error>> job_errors(group.size());
     std::optional<Transaction> tx;
-    if (std::mutex* yield = yield_.load()) {
-        std::lock_guard<std::mutex> wait_for_checkpoint(*yield);
-    }
     try {
         tx.emplace(db_);
     } catch (const SqliteError& e) {
@@ -261,7 +253,12 @@ void GroupWriter<Store>::HoldWalBound() {
     if (options_.wal_stop_bytes <= 0) return;
     struct stat st {};
     if (::stat(wal_path_.c_str(), &st) != 0) return;
-    if (static_cast<int64_t>(st.st_size) <= options_.wal_stop_bytes) return;
+    const int64_t size = static_cast<int64_t>(st.st_size);
+    if (next_stop_bytes_ < options_.wal_stop_bytes) next_stop_bytes_ = options_.wal_stop_bytes;
+    if (size <= next_stop_bytes_) {
+        if (size <= options_.wal_stop_bytes) next_stop_bytes_ = options_.wal_stop_bytes;
+        return;
+    }
     // The callers of this group are answered; the next group waits for the truncation.
     // The busy timeout covers the wait for the write lock and for older readers; a
     // checkpoint running on another connection (the Checkpointer's PASSIVE copy) makes
@@ -275,10 +272,12 @@ void GroupWriter<Store>::HoldWalBound() {
                 db_.Checkpoint(Database::CheckpointMode::kTruncate);
             if (!r.busy) {
                 wal_stops_.fetch_add(1, std::memory_order_relaxed);
+                next_stop_bytes_ = options_.wal_stop_bytes;
                 break;
             }
             if (std::chrono::steady_clock::now() >= deadline) {
                 wal_stops_busy_.fetch_add(1, std::memory_order_relaxed);
+                next_stop_bytes_ = size + options_.wal_stop_bytes;
                 break;
             }
             std::this_thread::sleep_for(std::chrono::milliseconds(5));

@@ -153,7 +153,7 @@ struct CheckpointOptions {
     int64_t interval_ms = 250;
     int64_t max_bytes = 256LL * 1024 * 1024;
     int64_t truncate_bytes = 32LL * 1024 * 1024;  // default max_bytes / 8
-    int busy_ms = 2000;
+    int busy_ms = 100;  // short: the writer waits behind a TRUNCATE that waits for readers
 };
 
 // What one checkpoint round did to one file (for tests and logs).
@@ -172,9 +172,6 @@ class Checkpointer {
     Checkpointer& operator=(const Checkpointer&) = delete;
     void Stop();
     const CheckpointCounters& counters() const { return counters_; }
-    // Held around each TRUNCATE checkpoint of paths[i]: the file's writer in this process
-    // takes it before each transaction (GroupWriter::SetYield), and so waits for it.
-    std::mutex* yield(size_t i) { return yields_[i].get(); }
 
   private:
     void Loop();
@@ -182,7 +179,6 @@ class Checkpointer {
     std::vector<std::string> paths_;
     CheckpointOptions options_;
     CheckpointCounters counters_;
-    std::vector<std::unique_ptr<std::mutex>> yields_;
     std::mutex mu_;
     std::condition_variable cv_;
     bool stopping_ = false;

@@ -34,9 +34,11 @@ struct WriterOptions {
     // larger than this, the writer truncates it itself (a TRUNCATE checkpoint, waiting at
     // most `wal_stop_busy_ms` for older readers) before it takes its next job: it slows
     // down rather than let the WAL grow past the bound when the Checkpointer, which keeps
-    // the file far smaller in the usual case, falls behind.
+    // the file far smaller in the usual case, falls behind. When readers keep it from
+    // completing, it tries again only once the WAL has grown by another wal_stop_bytes,
+    // so that a reader holding an old snapshot does not slow every commit.
     int64_t wal_stop_bytes = 0;
-    int wal_stop_busy_ms = 1000;
+    int wal_stop_busy_ms = 100;
 };
 
 // A single writer of one SQLite file (group commit). Handler threads hand it jobs with
@@ -83,12 +85,6 @@ class GroupWriter {
                        std::function<void()> rolled_back = nullptr);
     void Notify();
 
-    // A lock the writer takes for a moment before each transaction: a Checkpointer
-    // holds it around a TRUNCATE checkpoint, so that the writer yields the file's write
-    // lock to it instead of taking it again the moment it commits (call before the first
-    // Run; the lock must outlive the writer's thread).
-    void SetYield(std::mutex* yield);
-
     // Called on the writer thread after every successful commit.
     void SetAfterCommit(std::function<void()> hook);
     // Inside the after-commit hook: how many queued jobs the commit carried (0: only
@@ -132,10 +128,10 @@ class GroupWriter {
     Background background_;
     std::function<void()> background_rolled_back_;
     int64_t poll_ms_ = 0;
-    std::atomic<std::mutex*> yield_{nullptr};
     std::atomic<uint64_t> wal_stops_{0};
     std::atomic<uint64_t> wal_stops_busy_{0};
     void HoldWalBound();
+    int64_t next_stop_bytes_ = 0;  // writer thread only: the size that triggers the next try
     std::thread thread_;
 };
 
