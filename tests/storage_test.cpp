@@ -153,11 +153,11 @@ TEST_SUITE("storage") {
         };
         const store::ApplierOptions d;
         const Row rows[] = {
-            {64LL * 1024 * 1024, 0, 4096},                  // 16,384 pages / 4
-            {4LL * 1024 * 1024, 0, d.min_batch},             // 256 fits: the floor
-            {int64_t{1} << 40, 0, d.batch},                  // the cap
+            {64LL * 1024 * 1024, 0, 4096},                           // 16,384 pages / 4
+            {4LL * 1024 * 1024, 0, d.min_batch},                     // 256 fits: the floor
+            {int64_t{1} << 40, 0, d.batch},                          // the cap
             {int64_t{1} << 40, d.large_backlog + 1, d.large_batch},  // a large backlog
-            {64LL * 1024 * 1024, d.large_backlog + 1, 4096},  // the WAL bound first
+            {64LL * 1024 * 1024, d.large_backlog + 1, 4096},         // the WAL bound first
         };
         for (const auto& r : rows) {
             CAPTURE(r.wal_bytes);
@@ -183,12 +183,11 @@ TEST_SUITE("storage") {
             store::Transaction tx(d);
             w.Fold({Entry("seed", "aud_1", "u0000000", true, 1, 1)});
             store::TestAccess::Exec(
-                d,
-                "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < " +
-                    std::to_string(kMembers - 1) +
-                    ") INSERT INTO memberships (segment_id, context_key, desired, version, "
-                    "message_id, event_ms, received_ms) SELECT 1, printf('u%07d', i), 1, 1, "
-                    "'seed-' || i, 1, 1 FROM c");
+                d, "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < " +
+                       std::to_string(kMembers - 1) +
+                       ") INSERT INTO memberships (segment_id, context_key, desired, version, "
+                       "message_id, event_ms, received_ms) SELECT 1, printf('u%07d', i), 1, 1, "
+                       "'seed-' || i, 1, 1 FROM c");
             store::TestAccess::Exec(
                 d,
                 "INSERT INTO deliveries (segment_id, context_key, target, pending, acked, "
@@ -244,12 +243,13 @@ TEST_SUITE("storage") {
                         .ok());
         }
         CHECK(rt->applier().applied_seq() < last_seq);  // a backlog was left behind
-        REQUIRE(testing::Eventually([&] { return rt->applier().applied_seq() >= last_seq; },
-                                    110000));
+        REQUIRE(
+            testing::Eventually([&] { return rt->applier().applied_seq() >= last_seq; }, 110000));
         // Once the load stops, the checkpointer takes each WAL back to (nearly) nothing.
         REQUIRE(testing::Eventually(
             [&] {
-                return FileBytes(db + "-wal") <= bound / 8 && FileBytes(inbox + "-wal") <= bound / 8;
+                return FileBytes(db + "-wal") <= bound / 8 &&
+                       FileBytes(inbox + "-wal") <= bound / 8;
             },
             30000));
         sampling = false;

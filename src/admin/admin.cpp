@@ -736,9 +736,8 @@ Result<std::string> Service::Metrics() {
         count("audsync_inbox_backlog_limit_seconds",
               static_cast<uint64_t>(cfg->limits.max_backlog_seconds));
         if (admission_ != nullptr) {
-            const ingest::BacklogLimits bounds{
-                static_cast<int64_t>(cfg->limits.max_backlog_events),
-                cfg->limits.max_backlog_seconds};
+            const ingest::BacklogLimits bounds{static_cast<int64_t>(cfg->limits.max_backlog_events),
+                                               cfg->limits.max_backlog_seconds};
             metric("audsync_ingest_admitting", "gauge",
                    "1 while ingest admits requests, 0 while the backlog is past a limit and "
                    "requests are answered 503 overloaded.");
@@ -763,8 +762,7 @@ Result<std::string> Service::Metrics() {
                "Size of each file of the store: the database, the inbox, their WAL and "
                "shared-memory files.");
         for (const auto& f : store::StorageSizes(db_path_)) {
-            count("audsync_storage_bytes{file=\"" + f.file + "\"}",
-                  static_cast<uint64_t>(f.bytes));
+            count("audsync_storage_bytes{file=\"" + f.file + "\"}", static_cast<uint64_t>(f.bytes));
         }
         metric("audsync_storage_wal_limit_bytes", "gauge",
                "limits.max_wal_bytes: each WAL file is checkpointed and truncated before it.");

@@ -56,8 +56,7 @@ Result<std::unique_ptr<DatabaseLock>> DatabaseLock::Acquire(const std::string& d
         if (err == ENOENT) {
             const size_t slash = database.rfind('/');
             const std::string folder = slash == std::string::npos ? "." : database.substr(0, slash);
-            message += "; the folder " + folder +
-                       " does not exist: create it (mkdir -p " + folder +
+            message += "; the folder " + folder + " does not exist: create it (mkdir -p " + folder +
                        ") or set database in the config to a file in an existing folder";
         } else if (err == EACCES) {
             message += "; the user running audsync needs write access to the database's folder";

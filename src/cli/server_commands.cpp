@@ -30,7 +30,8 @@ std::string ConfigPathOf(const CommonOptions& o) {
 // JSON record like every log line when log_format is json.
 void StartupLine(std::ostream& out, const std::string& message, const log::Fields& fields) {
     if (log::CurrentFormat() == log::Format::kJson) {
-        out << log::FormatRecord(::audsync::text::NowMs(), log::Level::kInfo, message, fields) << std::endl;
+        out << log::FormatRecord(::audsync::text::NowMs(), log::Level::kInfo, message, fields)
+            << std::endl;
     } else {
         out << message << std::endl;
     }

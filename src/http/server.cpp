@@ -71,10 +71,11 @@ class FailedAuth {
         ++e.failures;
         if (e.failures <= free_failures) return 0;
         if (e.failures == free_failures + 1) {
-            log::Warn("admin API: " + std::to_string(e.failures) +
-                      " failed authentications from " + peer +
-                      " within a minute; its further refusals are answered later (100 ms "
-                      "doubling to 5 s): a client with a stale admin_token, or someone guessing it");
+            log::Warn(
+                "admin API: " + std::to_string(e.failures) + " failed authentications from " +
+                peer +
+                " within a minute; its further refusals are answered later (100 ms "
+                "doubling to 5 s): a client with a stale admin_token, or someone guessing it");
         }
         const int doublings = std::min(e.failures - free_failures - 1, 16);
         return std::min<int64_t>(kMaxPenaltyMs, int64_t{100} << doublings);

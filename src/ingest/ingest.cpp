@@ -134,9 +134,12 @@ std::optional<std::string> RejectionLog::Observe(const std::string& destination,
     if (more > 0) {
         out += "; " + std::to_string(more) + " more " + reason + " since the last such line";
     }
-    out += " (answered 200 with the item in \"rejected\"; counted in "
-           "audsync_events_rejected_total{reason=\"" + reason + "\"}; at most one such line a "
-           "minute per destination and reason)";
+    out +=
+        " (answered 200 with the item in \"rejected\"; counted in "
+        "audsync_events_rejected_total{reason=\"" +
+        reason +
+        "\"}; at most one such line a "
+        "minute per destination and reason)";
     return out;
 }
 
@@ -397,8 +400,7 @@ Result<Summary> Service::Apply(const config::Destination& destination_ref,
                 if (!waited) {
                     waited = true;
                     admission_->CountWait();
-                    log::Info("replay: waiting for the applier (" + admitted.error().message +
-                              ")");
+                    log::Info("replay: waiting for the applier (" + admitted.error().message + ")");
                 }
                 // An operator's replay is never refused: it waits for room, looking again
                 // at the rate the backlog is read.
@@ -423,8 +425,8 @@ Result<Summary> Service::Apply(const config::Destination& destination_ref,
     counters_.AddNotApplicable(summary.not_applicable_reasons);
     for (const auto& r : rejected) {
         counters_.AddRejected(r.reason);
-        if (auto line = rejection_log_.Observe(dest_id, r.reason, r.message_id, r.detail,
-                                               received_ms)) {
+        if (auto line =
+                rejection_log_.Observe(dest_id, r.reason, r.message_id, r.detail, received_ms)) {
             log::Warn(*line);
         }
     }

@@ -41,7 +41,8 @@ bool Applier::Step(WriteStore& w) {
         // Up at once, down slowly: a fold that wrote more pages per event than the
         // estimate (a colder cache, a larger database) must not be followed by a batch
         // sized on the lower figure.
-        pages_per_event_ = sample > pages_per_event_ ? sample : 0.5 * pages_per_event_ + 0.5 * sample;
+        pages_per_event_ =
+            sample > pages_per_event_ ? sample : 0.5 * pages_per_event_ + 0.5 * sample;
     }
     last_fold_rows_ = 0;
     const int64_t cursor = w.AppliedSeq();
@@ -178,14 +179,17 @@ Backlog BacklogReader::Read() {
 
 std::vector<StorageFile> StorageSizes(const std::string& database) {
     const std::string inbox = InboxPath(database);
-    const std::pair<const char*, std::string> files[] = {
-        {"database", database},         {"database-wal", database + "-wal"},
-        {"database-shm", database + "-shm"}, {"inbox", inbox},
-        {"inbox-wal", inbox + "-wal"},   {"inbox-shm", inbox + "-shm"}};
+    const std::pair<const char*, std::string> files[] = {{"database", database},
+                                                         {"database-wal", database + "-wal"},
+                                                         {"database-shm", database + "-shm"},
+                                                         {"inbox", inbox},
+                                                         {"inbox-wal", inbox + "-wal"},
+                                                         {"inbox-shm", inbox + "-shm"}};
     std::vector<StorageFile> out;
     for (const auto& [name, path] : files) {
         struct stat st {};
-        out.push_back({name, ::stat(path.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : 0});
+        out.push_back(
+            {name, ::stat(path.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : 0});
     }
     return out;
 }

@@ -164,8 +164,7 @@ class Service {
     // `admission`: the backlog gate in front of the inbox (none: every request is
     // admitted).
     Service(std::shared_ptr<const config::Config> config, store::Writer& writer,
-            store::InboxWriter& inbox, AudienceRegistry& audiences,
-            Admission* admission = nullptr);
+            store::InboxWriter& inbox, AudienceRegistry& audiences, Admission* admission = nullptr);
 
     // A reloaded config (SIGHUP): requests already being handled keep the one they began
     // with. Thread-safe.
