@@ -1204,13 +1204,16 @@ class Sampler {
     std::thread thread_;
 };
 
-// Polls /metrics every 200 ms until audsync_inbox_backlog_events is 0. Returns when that
+// Polls /metrics once a second (a scrape walks every pending change, so polling faster
+// would take a core from the applier that a Prometheus at its 15 s does not) until
+// audsync_inbox_backlog_events is 0. Returns when that
 // was seen, or nullopt at `deadline` or at once when the metric is missing (`*why` says
 // which); `*last` is the last reading that answered.
 std::optional<Clock::time_point> WaitBacklogEmpty(MetricsClient& metrics,
                                                   Clock::time_point deadline, std::string* why,
                                                   InboxSample* last) {
-    for (auto tick = Clock::now();; tick += std::chrono::milliseconds(200)) {
+    constexpr auto kPeriod = std::chrono::seconds(1);
+    for (auto tick = Clock::now();; tick += kPeriod) {
         InboxSample s = ReadInbox(metrics, tick);
         if (s.answered) {
             *last = s;
@@ -1224,7 +1227,7 @@ std::optional<Clock::time_point> WaitBacklogEmpty(MetricsClient& metrics,
             *why = s.answered ? "backlog not 0 by the deadline" : "/metrics did not answer";
             return std::nullopt;
         }
-        std::this_thread::sleep_until(tick + std::chrono::milliseconds(200));  // polling period
+        std::this_thread::sleep_until(tick + kPeriod);  // polling period
     }
 }
 

@@ -4,38 +4,64 @@
 #include <algorithm>
 
 #include "access.hpp"
+#include "slices.hpp"
 
 namespace audsync::store {
 namespace {
 
 constexpr const char* kSegmentSelect =
-    "SELECT s.id, s.destination, s.audience_id, s.audience_key, s.context_kind, "
-    "(SELECT count(*) FROM memberships m WHERE m.segment_id = s.id AND m.desired = 1), "
-    "(SELECT count(*) FROM memberships m WHERE m.segment_id = s.id AND m.desired = 0) "
-    "FROM segments s ";
+    "SELECT s.id, s.destination, s.audience_id, s.audience_key, s.context_kind FROM segments s ";
 
-// Per active target of the segment's destination: health, segment state, counts.
-constexpr const char* kSegmentTargets =
-    "SELECT t.id, t.platform, t.status, coalesce(st.status, 'ok'), st.error, st.limit_name, "
-    "(SELECT count(*) FROM deliveries d WHERE d.segment_id = ?1 AND d.target = t.id "
-    " AND d.pending = 1 AND d.dead = 0) + "
-    // A replay's members not pushed yet count as pending.
-    "(SELECT count(*) FROM replays r JOIN deliveries d ON d.segment_id = r.segment_id "
-    " AND d.context_key > r.after_key AND d.target = r.target WHERE r.segment_id = ?1 "
-    " AND r.target = t.id AND d.pending = 0 AND d.dead = 0), "
-    "(SELECT count(*) FROM deliveries d WHERE d.segment_id = ?1 AND d.target = t.id "
-    " AND d.pending = 1 AND d.dead = 0 AND d.attempts > 0), "
-    "(SELECT count(*) FROM deliveries d WHERE d.segment_id = ?1 AND d.target = t.id "
-    " AND d.dead = 1), "
-    "(SELECT max(d.last_push_ms) FROM deliveries d WHERE d.segment_id = ?1 AND d.target = t.id "
-    " AND d.last_status BETWEEN 200 AND 299), "
-    "(SELECT d.last_error FROM deliveries d WHERE d.segment_id = ?1 AND d.target = t.id "
-    " AND d.last_error IS NOT NULL AND (d.dead = 1 OR d.pending = 1) "
-    " ORDER BY d.last_push_ms DESC LIMIT 1), "
-    "(SELECT min(d.next_attempt_ms) FROM deliveries d WHERE d.segment_id = ?1 "
-    " AND d.target = t.id AND d.pending = 1 AND d.dead = 0 AND d.attempts > 0) "
-    "FROM targets t LEFT JOIN segment_targets st ON st.segment_id = ?1 AND st.target = t.id "
-    "WHERE t.destination = ?2 AND t.active = 1 ORDER BY t.id";
+// Included and excluded, over the segment's primary key in slices.
+void CountMembers(Database& db, SegmentSummary& r) {
+    std::string cursor;
+    detail::WalkSlices(
+        db,
+        "SELECT context_key, desired FROM memberships WHERE segment_id = ?1 "
+        "ORDER BY context_key LIMIT ?3",
+        "SELECT context_key, desired FROM memberships WHERE segment_id = ?1 "
+        "AND context_key > ?2 ORDER BY context_key LIMIT ?3",
+        3, [&](Statement& s) { s.Bind(1, r.id); }, [&](Statement& s) { s.Bind(2, cursor); },
+        [&](Statement& s) {
+            cursor = s.Text(0);
+            ++(s.Int(1) != 0 ? r.included : r.excluded);
+        });
+}
+
+// One walk over a segment's deliveries (primary key order: key, then target) from
+// `after` (exclusive; from the first key without it), every row handed to `row`.
+template <typename Row>
+void WalkDeliveries(Database& db, int64_t segment_id, const std::optional<std::string>& after,
+                    const std::string& columns, Row&& row) {
+    std::string key;
+    std::string target;
+    const std::string select =
+        "SELECT context_key, target, " + columns + " FROM deliveries WHERE segment_id = ?1 ";
+    const std::string order = " ORDER BY context_key, target LIMIT ?4";
+    detail::WalkSlices(
+        db, select + (after ? "AND context_key > ?2" : "") + order,
+        select + "AND (context_key, target) > (?2, ?3)" + order, 4,
+        [&](Statement& s) {
+            s.Bind(1, segment_id);
+            if (after) s.Bind(2, *after);
+        },
+        [&](Statement& s) { s.Bind(2, key).Bind(3, target); },
+        [&](Statement& s) {
+            key = s.Text(0);
+            target = s.Text(1);
+            row(s, key, target);
+        });
+}
+
+// The replays of a segment that have members still to push: target -> after_key.
+std::vector<std::pair<std::string, std::string>> SegmentReplays(Database& db, int64_t segment_id) {
+    Statement s(detail::Access::Handle(db),
+                "SELECT target, after_key FROM replays WHERE segment_id = ?1 ORDER BY target");
+    s.Bind(1, segment_id);
+    std::vector<std::pair<std::string, std::string>> out;
+    while (s.Step()) out.emplace_back(s.Text(0), s.Text(1));
+    return out;
+}
 
 template <typename T>
 void Newest(std::optional<T>& into, const std::optional<T>& v, bool max) {
@@ -43,17 +69,14 @@ void Newest(std::optional<T>& into, const std::optional<T>& v, bool max) {
     if (!into || (max ? *v > *into : *v < *into)) into = v;
 }
 
-SegmentSummary ReadSegment(Database& db, Statement& s) {
-    SegmentSummary r;
-    r.id = s.Int(0);
-    r.destination = s.Text(1);
-    r.audience_id = s.Text(2);
-    r.audience_key = s.Text(3);
-    r.context_kind = s.Text(4);
-    r.included = s.Int(5);
-    r.excluded = s.Int(6);
-    r.destination_status = "ok";
-    Statement t(detail::Access::Handle(db), kSegmentTargets);
+// Per active target of the segment's destination: health and segment state, then the
+// counts from one walk over the segment's deliveries.
+void ReadSegmentTargets(Database& db, SegmentSummary& r) {
+    Statement t(detail::Access::Handle(db),
+                "SELECT t.id, t.platform, t.status, coalesce(st.status, 'ok'), st.error, "
+                "st.limit_name FROM targets t LEFT JOIN segment_targets st "
+                "ON st.segment_id = ?1 AND st.target = t.id "
+                "WHERE t.destination = ?2 AND t.active = 1 ORDER BY t.id");
     t.Bind(1, r.id).Bind(2, r.destination);
     while (t.Step()) {
         SegmentTargetSummary x;
@@ -63,12 +86,54 @@ SegmentSummary ReadSegment(Database& db, Statement& s) {
         x.segment_status = t.Text(3);
         if (!t.IsNull(4)) x.segment_error = t.Text(4);
         if (!t.IsNull(5)) x.limit_name = t.Text(5);
-        x.pending = t.Int(6);
-        x.retrying = t.Int(7);
-        x.dead = t.Int(8);
-        if (!t.IsNull(9)) x.last_synced_ms = t.Int(9);
-        if (!t.IsNull(10)) x.last_error = t.Text(10);
-        if (!t.IsNull(11)) x.next_retry_ms = t.Int(11);
+        r.targets.push_back(std::move(x));
+    }
+    t.Reset();
+    if (r.targets.empty()) return;
+    // A replay's members not pushed yet (after its cursor, held at the target) count as
+    // pending.
+    std::vector<std::optional<std::string>> replay_after(r.targets.size());
+    for (const auto& [target, after] : SegmentReplays(db, r.id)) {
+        for (size_t i = 0; i < r.targets.size(); ++i) {
+            if (r.targets[i].target == target) replay_after[i] = after;
+        }
+    }
+    // The error shown is that of the newest push among the pending and dead members.
+    std::vector<std::optional<int64_t>> error_push(r.targets.size());
+    std::vector<bool> has_error(r.targets.size(), false);
+    WalkDeliveries(
+        db, r.id, std::nullopt,
+        "pending, dead, attempts, next_attempt_ms, last_status, last_push_ms, last_error",
+        [&](Statement& s, const std::string& key, const std::string& target) {
+            size_t i = 0;
+            while (i < r.targets.size() && r.targets[i].target != target) ++i;
+            if (i == r.targets.size()) return;  // a retired target's row
+            SegmentTargetSummary& x = r.targets[i];
+            const bool pending = s.Int(2) != 0;
+            const bool dead = s.Int(3) != 0;
+            if (pending && !dead) {
+                ++x.pending;
+                if (s.Int(4) > 0) {
+                    ++x.retrying;
+                    Newest(x.next_retry_ms, std::optional<int64_t>(s.Int(5)), false);
+                }
+            } else if (!pending && !dead && replay_after[i] && key > *replay_after[i]) {
+                ++x.pending;
+            }
+            if (dead) ++x.dead;
+            const std::optional<int64_t> pushed =
+                s.IsNull(7) ? std::nullopt : std::optional<int64_t>(s.Int(7));
+            if (!s.IsNull(6) && s.Int(6) >= 200 && s.Int(6) <= 299) {
+                Newest(x.last_synced_ms, pushed, true);
+            }
+            if (!s.IsNull(8) && (dead || pending) &&
+                (!has_error[i] || (pushed && (!error_push[i] || *pushed > *error_push[i])))) {
+                has_error[i] = true;
+                error_push[i] = pushed;
+                x.last_error = s.Text(8);
+            }
+        });
+    for (const auto& x : r.targets) {
         r.pending += x.pending;
         r.retrying += x.retrying;
         r.dead += x.dead;
@@ -78,8 +143,18 @@ SegmentSummary ReadSegment(Database& db, Statement& s) {
         if (r.destination_status == "ok" && x.target_status != "ok") {
             r.destination_status = x.target_status;
         }
-        r.targets.push_back(std::move(x));
     }
+}
+
+// The segment row's columns; the counts are read afterwards, in slices.
+SegmentSummary ReadSegment(Statement& s) {
+    SegmentSummary r;
+    r.id = s.Int(0);
+    r.destination = s.Text(1);
+    r.audience_id = s.Text(2);
+    r.audience_key = s.Text(3);
+    r.context_kind = s.Text(4);
+    r.destination_status = "ok";
     return r;
 }
 
@@ -184,7 +259,12 @@ std::vector<SegmentSummary> ListSegments(Database& db, const SegmentFilter& f) {
     f.after_id ? s.Bind(5, *f.after_id) : s.BindNull(5);
     f.limit ? s.Bind(6, *f.limit) : s.BindNull(6);
     std::vector<SegmentSummary> out;
-    while (s.Step()) out.push_back(ReadSegment(db, s));
+    while (s.Step()) out.push_back(ReadSegment(s));
+    s.Reset();  // the list's snapshot ends before the counts start
+    for (auto& r : out) {
+        CountMembers(db, r);
+        ReadSegmentTargets(db, r);
+    }
     return out;
 }
 
@@ -281,29 +361,94 @@ std::vector<MemberRow> ListDeadLetters(Database& db, std::optional<int64_t> segm
 
 namespace {
 
-constexpr const char* kTargetSelect =
-    "SELECT t.destination, t.id, t.platform, t.active, t.status, t.last_success_ms, "
-    "t.last_error, t.paused_until_ms, "
-    "(SELECT count(*) FROM deliveries d INDEXED BY deliveries_due WHERE d.target = t.id "
-    " AND d.pending = 1 AND d.dead = 0 AND d.segment_id IN "
-    " (SELECT id FROM segments WHERE destination = t.destination)) + "
-    // A replay's members not pushed yet count as pending.
-    "(SELECT count(*) FROM replays r JOIN deliveries d ON d.segment_id = r.segment_id "
-    " AND d.context_key > r.after_key AND d.target = r.target WHERE r.target = t.id "
-    " AND d.pending = 0 AND d.dead = 0 AND r.segment_id IN "
-    " (SELECT id FROM segments WHERE destination = t.destination)), "
-    "(SELECT count(*) FROM deliveries d WHERE d.target = t.id AND d.dead = 1 AND d.segment_id IN "
-    " (SELECT id FROM segments WHERE destination = t.destination)), "
-    "(SELECT count(*) FROM segment_targets st WHERE st.target = t.id "
-    " AND st.status = 'over_limit' AND st.segment_id IN "
-    " (SELECT id FROM segments WHERE destination = t.destination)), "
-    "(SELECT count(*) FROM deliveries d INDEXED BY deliveries_due WHERE d.target = t.id "
-    " AND d.pending = 1 AND d.dead = 0 AND d.attempts > 0 AND d.segment_id IN "
-    " (SELECT id FROM segments WHERE destination = t.destination)) "
-    "FROM targets t WHERE t.active = 1 ORDER BY t.destination, t.id";
+// A target's pending changes in one segment, on the pending-members index (cheap however
+// large the segment): how many, how many after a failed attempt, and, when `oldest` is
+// given, the earliest received time of their deciding events.
+struct PendingCount {
+    int64_t pending = 0;
+    int64_t retrying = 0;
+};
+PendingCount CountPendingAt(Database& db, const std::string& target, int64_t segment_id,
+                            std::optional<int64_t>* oldest) {
+    PendingCount c;
+    int64_t cursor_at = 0;
+    std::string cursor_key;
+    const std::string select =
+        std::string("SELECT d.next_attempt_ms, d.context_key, d.attempts") +
+        (oldest ? ", m.received_ms FROM deliveries d INDEXED BY deliveries_due "
+                  "JOIN memberships m ON m.segment_id = d.segment_id "
+                  "AND m.context_key = d.context_key "
+                : " FROM deliveries d INDEXED BY deliveries_due ") +
+        "WHERE d.target = ?1 AND d.segment_id = ?2 AND d.pending = 1 AND d.dead = 0 ";
+    const std::string order = " ORDER BY d.next_attempt_ms, d.context_key LIMIT ?5";
+    detail::WalkSlices(
+        db, select + order, select + "AND (d.next_attempt_ms, d.context_key) > (?3, ?4)" + order, 5,
+        [&](Statement& s) { s.Bind(1, target).Bind(2, segment_id); },
+        [&](Statement& s) { s.Bind(3, cursor_at).Bind(4, cursor_key); },
+        [&](Statement& s) {
+            cursor_at = s.Int(0);
+            cursor_key = s.Text(1);
+            ++c.pending;
+            if (s.Int(2) > 0) ++c.retrying;
+            if (oldest) Newest(*oldest, std::optional<int64_t>(s.Int(3)), false);
+        });
+    return c;
+}
 
-std::vector<TargetRow> ReadTargets(Database& db) {
-    Statement s(detail::Access::Handle(db), kTargetSelect);
+// The members a replay of the segment at `target` has still to push: those after its
+// cursor that the target holds (a pending one is counted as pending already).
+int64_t CountReplayLeft(Database& db, const std::string& target, int64_t segment_id) {
+    int64_t left = 0;
+    for (const auto& [replay_target, after] : SegmentReplays(db, segment_id)) {
+        if (replay_target != target) continue;
+        WalkDeliveries(db, segment_id, after, "pending, dead",
+                       [&](Statement& s, const std::string&, const std::string& t) {
+                           if (t == target && s.Int(2) == 0 && s.Int(3) == 0) ++left;
+                       });
+    }
+    return left;
+}
+
+// Dead letters of the segment at `target`, on the dead-letter index.
+int64_t CountDeadAt(Database& db, const std::string& target, int64_t segment_id) {
+    int64_t dead = 0;
+    std::string key;
+    std::string at;
+    const std::string select =
+        "SELECT context_key, target FROM deliveries INDEXED BY deliveries_dead "
+        "WHERE segment_id = ?1 AND dead = 1 ";
+    const std::string order = " ORDER BY context_key, target LIMIT ?4";
+    detail::WalkSlices(
+        db, select + order, select + "AND (context_key, target) > (?2, ?3)" + order, 4,
+        [&](Statement& s) { s.Bind(1, segment_id); },
+        [&](Statement& s) { s.Bind(2, key).Bind(3, at); },
+        [&](Statement& s) {
+            key = s.Text(0);
+            at = s.Text(1);
+            if (at == target) ++dead;
+        });
+    return dead;
+}
+
+std::vector<int64_t> DestinationSegments(Database& db, const std::string& destination) {
+    Statement s(detail::Access::Handle(db),
+                "SELECT id FROM segments WHERE destination = ?1 ORDER BY id");
+    s.Bind(1, destination);
+    std::vector<int64_t> out;
+    while (s.Step()) out.push_back(s.Int(0));
+    return out;
+}
+
+// The active targets with their counts, each count walked in slices; with `oldest`, the
+// earliest received time of a pending change too.
+std::vector<TargetRow> ReadTargets(Database& db, std::optional<int64_t>* oldest) {
+    Statement s(detail::Access::Handle(db),
+                "SELECT t.destination, t.id, t.platform, t.active, t.status, t.last_success_ms, "
+                "t.last_error, t.paused_until_ms, "
+                "(SELECT count(*) FROM segment_targets st WHERE st.target = t.id "
+                " AND st.status = 'over_limit' AND st.segment_id IN "
+                " (SELECT id FROM segments WHERE destination = t.destination)) "
+                "FROM targets t WHERE t.active = 1 ORDER BY t.destination, t.id");
     std::vector<TargetRow> out;
     while (s.Step()) {
         TargetRow r;
@@ -315,11 +460,17 @@ std::vector<TargetRow> ReadTargets(Database& db) {
         if (!s.IsNull(5)) r.last_success_ms = s.Int(5);
         if (!s.IsNull(6)) r.last_error = s.Text(6);
         r.paused_until_ms = s.Int(7);
-        r.pending = s.Int(8);
-        r.dead = s.Int(9);
-        r.over_limit_segments = s.Int(10);
-        r.retrying = s.Int(11);
+        r.over_limit_segments = s.Int(8);
         out.push_back(std::move(r));
+    }
+    s.Reset();
+    for (auto& r : out) {
+        for (int64_t segment_id : DestinationSegments(db, r.destination)) {
+            const PendingCount c = CountPendingAt(db, r.id, segment_id, oldest);
+            r.pending += c.pending + CountReplayLeft(db, r.id, segment_id);
+            r.retrying += c.retrying;
+            r.dead += CountDeadAt(db, r.id, segment_id);
+        }
     }
     return out;
 }
@@ -347,7 +498,7 @@ std::vector<DestinationRow> ListDestinations(Database& db) {
         r.status = "ok";
         out.push_back(std::move(r));
     }
-    for (auto& t : ReadTargets(db)) {
+    for (auto& t : ReadTargets(db, nullptr)) {
         for (auto& d : out) {
             if (d.id != t.destination) continue;
             if (d.status == "ok" && t.status != "ok") {
@@ -364,38 +515,27 @@ std::vector<DestinationRow> ListDestinations(Database& db) {
 
 int64_t CountPending(Database& db, int64_t segment_id) {
     Statement s(detail::Access::Handle(db),
-                "SELECT count(*) FROM segments s JOIN targets t ON t.destination = s.destination "
-                "AND t.active = 1 JOIN deliveries d INDEXED BY deliveries_due "
-                "ON d.target = t.id AND d.segment_id = s.id WHERE s.id = ?1 "
-                "AND d.pending = 1 AND d.dead = 0");
+                "SELECT t.id FROM segments s JOIN targets t ON t.destination = s.destination "
+                "AND t.active = 1 WHERE s.id = ?1 ORDER BY t.id");
     s.Bind(1, segment_id);
-    s.Step();
-    const int64_t pending = s.Int(0);
-    // And the members a replay has still to push.
-    Statement replay(detail::Access::Handle(db),
-                     "SELECT count(*) FROM replays r JOIN targets t ON t.id = r.target "
-                     "AND t.active = 1 JOIN segments s ON s.id = r.segment_id "
-                     "AND s.destination = t.destination JOIN deliveries d "
-                     "ON d.segment_id = r.segment_id AND d.context_key > r.after_key "
-                     "AND d.target = r.target WHERE r.segment_id = ?1 AND d.pending = 0 "
-                     "AND d.dead = 0");
-    replay.Bind(1, segment_id);
-    replay.Step();
-    return pending + replay.Int(0);
+    std::vector<std::string> targets;
+    while (s.Step()) targets.push_back(s.Text(0));
+    s.Reset();
+    int64_t pending = 0;
+    for (const auto& target : targets) {
+        pending += CountPendingAt(db, target, segment_id, nullptr).pending +
+                   CountReplayLeft(db, target, segment_id);
+    }
+    return pending;
 }
 
 SyncGauges ReadSyncGauges(Database& db) {
     SyncGauges g;
-    g.targets = ReadTargets(db);
+    g.targets = ReadTargets(db, &g.oldest_pending_received_ms);
     for (const auto& t : g.targets) {
         g.pending += t.pending;
         g.dead += t.dead;
     }
-    Statement s(detail::Access::Handle(db),
-                "SELECT min(m.received_ms) FROM deliveries d INDEXED BY deliveries_next "
-                "JOIN memberships m ON m.segment_id = d.segment_id AND "
-                "m.context_key = d.context_key WHERE d.pending = 1 AND d.dead = 0");
-    if (s.Step() && !s.IsNull(0)) g.oldest_pending_received_ms = s.Int(0);
     return g;
 }
 

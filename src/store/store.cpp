@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <unordered_set>
 #include "access.hpp"
+#include "slices.hpp"
 
 #include "audsync/common/crypto.hpp"
 #include "audsync/common/text.hpp"
@@ -712,7 +713,8 @@ void WriteStore::ResumeDestination(const std::string& id, int64_t now_ms,
 }
 
 SyncReader::SyncReader(Database& db)
-    : due_(detail::Access::Handle(db),
+    : db_(db),
+      due_(detail::Access::Handle(db),
            "SELECT s.id, s.destination, s.audience_id, s.audience_key, s.context_kind, t.id "
            "FROM targets t JOIN segments s ON s.destination = t.destination "
            "WHERE t.active = 1 AND (EXISTS (SELECT 1 FROM deliveries d INDEXED BY deliveries_due "
@@ -729,8 +731,6 @@ SyncReader::SyncReader(Database& db)
       included_(detail::Access::Handle(db),
                 "SELECT context_key FROM memberships WHERE segment_id = ?1 AND desired = 1 "
                 "ORDER BY context_key LIMIT ?2"),
-      count_included_(detail::Access::Handle(db),
-                      "SELECT count(*) FROM memberships WHERE segment_id = ?1 AND desired = 1"),
       next_(detail::Access::Handle(db),
             "SELECT min(x) FROM (SELECT min(next_attempt_ms) AS x FROM deliveries "
             "INDEXED BY deliveries_next WHERE pending = 1 AND dead = 0 AND next_attempt_ms > ?1 "
@@ -835,9 +835,21 @@ std::vector<std::string> SyncReader::Included(int64_t segment_id, int limit) {
 }
 
 int64_t SyncReader::CountIncluded(int64_t segment_id) {
-    count_included_.Bind(1, segment_id);
-    int64_t n = count_included_.Step() ? count_included_.Int(0) : 0;
-    count_included_.Reset();
+    // In slices (slices.hpp): a count over a segment of millions must not hold the WAL.
+    // A full list is read right after; a change between the two is pushed next round.
+    int64_t n = 0;
+    std::string cursor;
+    detail::WalkSlices(
+        db_,
+        "SELECT context_key, desired FROM memberships WHERE segment_id = ?1 "
+        "ORDER BY context_key LIMIT ?3",
+        "SELECT context_key, desired FROM memberships WHERE segment_id = ?1 "
+        "AND context_key > ?2 ORDER BY context_key LIMIT ?3",
+        3, [&](Statement& s) { s.Bind(1, segment_id); }, [&](Statement& s) { s.Bind(2, cursor); },
+        [&](Statement& s) {
+            cursor = s.Text(0);
+            if (s.Int(1) != 0) ++n;
+        });
     return n;
 }
 

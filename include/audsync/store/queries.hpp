@@ -12,7 +12,9 @@
 namespace audsync::store {
 
 // Read side for operators (REST and CLI). Each function runs on the caller's own
-// connection; WAL lets it read while the writer writes. Throw SqliteError.
+// connection; WAL lets it read while the writer writes. Throw SqliteError. Counts over
+// many rows (members, pending changes, dead letters) are read in slices of their own
+// snapshots (src/store/slices.hpp), so that no scrape or status page holds the WAL.
 
 // A segment at one of its destination's active targets.
 struct SegmentTargetSummary {

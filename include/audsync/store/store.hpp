@@ -309,10 +309,10 @@ class SyncReader {
     std::map<std::string, int64_t> TargetPauses();
 
   private:
+    Database& db_;
     Statement due_;
     Statement dirty_;
     Statement included_;
-    Statement count_included_;
     Statement next_;
     Statement pauses_;
     Statement replay_cursor_;
