@@ -732,8 +732,12 @@ SyncReader::SyncReader(Database& db)
                 "SELECT context_key FROM memberships WHERE segment_id = ?1 AND desired = 1 "
                 "ORDER BY context_key LIMIT ?2"),
       next_(detail::Access::Handle(db),
-            "SELECT min(x) FROM (SELECT min(next_attempt_ms) AS x FROM deliveries "
-            "INDEXED BY deliveries_next WHERE pending = 1 AND dead = 0 AND next_attempt_ms > ?1 "
+            // Per active target and segment of its destination, on deliveries_due: a
+            // seek each (schema 8 dropped an index of every pending delivery by time).
+            "SELECT min(x) FROM (SELECT (SELECT min(d.next_attempt_ms) FROM deliveries d "
+            "INDEXED BY deliveries_due WHERE d.target = t.id AND d.segment_id = s.id "
+            "AND d.pending = 1 AND d.dead = 0 AND d.next_attempt_ms > ?1) AS x FROM targets t "
+            "JOIN segments s ON s.destination = t.destination WHERE t.active = 1 "
             "UNION ALL SELECT min(next_attempt_ms) FROM replays WHERE next_attempt_ms > ?1)"),
       pauses_(detail::Access::Handle(db),
               "SELECT destination, id, paused_until_ms FROM targets WHERE active = 1"),
