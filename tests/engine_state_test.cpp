@@ -56,10 +56,11 @@ std::vector<Decision> Repeat(const Decision& d, size_t n) { return std::vector<D
 
 TEST_SUITE("sync state") {
     TEST_CASE("destination status text converts in one place, both ways") {
-        for (auto s : {DestinationStatus::kOk, DestinationStatus::kRateLimited,
-                       DestinationStatus::kAuthFailed}) {
+        for (auto s : {DestinationStatus::kOk, DestinationStatus::kRetrying,
+                       DestinationStatus::kRateLimited, DestinationStatus::kAuthFailed}) {
             CHECK(sync::ParseDestinationStatus(sync::ToString(s)) == s);
         }
+        CHECK(sync::ToString(DestinationStatus::kRetrying) == "retrying");
         CHECK(sync::ToString(DestinationStatus::kAuthFailed) == "auth_failed");
         CHECK(sync::ToString(DestinationStatus::kRateLimited) == "rate_limited");
         CHECK(sync::ToString(DestinationStatus::kOk) == "ok");
@@ -343,24 +344,51 @@ TEST_SUITE("sync state") {
         const Decision limited = Made(Action::kRateLimited, 429, 2000);
         const Decision refused = Made(Action::kAuthFailed, 401, 120000);
         std::vector<Row> rows = {
-            {"first transient failure",
+            {"first transient failure: the target shows it",
              {},
              false,
              {retry},
-             DestinationStatus::kOk,
+             DestinationStatus::kRetrying,
+             0,
+             true,
+             {Note::kTargetRetrying, Note::kSegmentRetrying},
+             true},
+            {"still failing: no new line, nothing written",
+             {DestinationStatus::kRetrying, 0, 0},
+             true,
+             {retry, retry},
+             DestinationStatus::kRetrying,
+             0,
+             true,
+             {},
+             false},
+            {"another segment's first failure at a failing target: its own line only",
+             {DestinationStatus::kRetrying, 0, 0},
+             false,
+             {retry},
+             DestinationStatus::kRetrying,
              0,
              true,
              {Note::kSegmentRetrying},
              false},
-            {"still failing: no new line",
-             {},
+            {"a failing target accepts again",
+             {DestinationStatus::kRetrying, 0, 0},
              true,
-             {retry, retry},
+             {Made(Action::kAcknowledge, 204)},
              DestinationStatus::kOk,
              0,
+             false,
+             {Note::kDestinationRecovered, Note::kSegmentRecovered},
+             true},
+            {"after a rate limit, a transient failure",
+             {DestinationStatus::kRateLimited, 4000, 0},
+             false,
+             {retry},
+             DestinationStatus::kRetrying,
+             4000,
              true,
-             {},
-             false},
+             {Note::kTargetRetrying, Note::kSegmentRetrying},
+             true},
             {"partly accepted, partly failing",
              {},
              true,
@@ -445,7 +473,8 @@ TEST_SUITE("sync state") {
             if (f.write) {
                 CHECK(f.write->status == r.status);
                 CHECK(f.write->paused_until_ms == r.paused_until);
-                CHECK(f.write->error.has_value() == (r.status == DestinationStatus::kAuthFailed));
+                CHECK(f.write->error.has_value() == (r.status == DestinationStatus::kAuthFailed ||
+                                                     r.status == DestinationStatus::kRetrying));
             }
             CHECK(f.dead_letters == 0);
         }
@@ -482,10 +511,22 @@ TEST_SUITE("sync state") {
             std::vector<Decision> decisions;
             bool segment_retrying;
             std::vector<Note> notes;
+            DestinationStatus before = DestinationStatus::kOk;  // the target's, as the lane ends
         };
         std::vector<Row> rows = {
-            {"first lane to fail reports it", false, 3, {retry}, true, {Note::kSegmentRetrying}},
-            {"a lane failing after another: no new line", true, 2, {retry}, true, {}},
+            {"first lane to fail reports it",
+             false,
+             3,
+             {retry},
+             true,
+             {Note::kTargetRetrying, Note::kSegmentRetrying}},
+            {"a lane failing after another: no new line",
+             true,
+             2,
+             {retry},
+             true,
+             {},
+             DestinationStatus::kRetrying},
             {"a success while other lanes run: still retrying, no line", true, 2, {ok}, true, {}},
             {"dead letters while other lanes run: still retrying",
              true,
@@ -509,11 +550,12 @@ TEST_SUITE("sync state") {
         };
         for (const auto& r : rows) {
             CAPTURE(r.name);
-            auto f = sync::FoldLaneOutcome({}, r.retrying, r.other_lanes, r.decisions, now);
+            const DestinationState before{r.before, 0, 0};
+            auto f = sync::FoldLaneOutcome(before, r.retrying, r.other_lanes, r.decisions, now);
             CHECK(f.segment_retrying == r.segment_retrying);
             CHECK(f.notes == r.notes);
             // Everything but the segment's retrying state is the lane's own outcome.
-            auto alone = sync::FoldOutcome({}, r.retrying, r.decisions, now);
+            auto alone = sync::FoldOutcome(before, r.retrying, r.decisions, now);
             CHECK(f.destination.status == alone.destination.status);
             CHECK(f.destination.paused_until_ms == alone.destination.paused_until_ms);
             CHECK(f.write.has_value() == alone.write.has_value());
@@ -524,17 +566,22 @@ TEST_SUITE("sync state") {
 
         // Four lanes started together: two fail, two succeed, in an interleaving where a
         // success comes between the failures and the last lane succeeds.
+        // The target's state goes from lane to lane as the engine keeps it.
         bool retrying = false;
+        DestinationState target;
         int running = 4;
         std::vector<Note> said;
         for (const auto& decisions :
              std::vector<std::vector<Decision>>{{retry}, {ok, ok}, {retry, ok}, {ok}}) {
-            auto f = sync::FoldLaneOutcome({}, retrying, running - 1, decisions, now);
+            auto f = sync::FoldLaneOutcome(target, retrying, running - 1, decisions, now);
             retrying = f.segment_retrying;
+            target = f.destination;
             said.insert(said.end(), f.notes.begin(), f.notes.end());
             --running;
         }
-        CHECK(said == std::vector<Note>{Note::kSegmentRetrying, Note::kSegmentRecovered});
+        CHECK(said == std::vector<Note>{Note::kTargetRetrying, Note::kSegmentRetrying,
+                                        Note::kDestinationRecovered, Note::kSegmentRecovered});
+        CHECK(target.status == DestinationStatus::kOk);
         CHECK_FALSE(retrying);
     }
 

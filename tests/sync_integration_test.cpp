@@ -229,6 +229,55 @@ TEST_SUITE("sync integration") {
         }));
     }
 
+    // Before, a platform that could not be reached left the target "ok" with no error:
+    // only the segment's members said so.
+    TEST_CASE("a target that does not answer shows retrying with its error, and recovers") {
+        Harness h;
+        emulator::Fault drop;
+        drop.drop = true;
+        drop.count = 1000000;
+        h.emulator.AddFault(drop);
+        Stream s = MixedStream(40, 9);
+        SendAll(h, s, 40);
+        REQUIRE_MESSAGE(Eventually([&] {
+                            return h.Count(
+                                       "SELECT count(*) FROM targets WHERE destination = 'ld' "
+                                       "AND status = 'retrying' AND last_error IS NOT NULL") == 1;
+                        }),
+                        h.server->Log());
+        rapidjson::Document d;
+        auto shown = h.Admin("GET", "/v1/destinations/ld");
+        REQUIRE(shown.status == 200);
+        d.Parse(shown.body.c_str());
+        REQUIRE(d.IsObject());
+        CHECK(std::string(d["status"].GetString()) == "retrying");
+        REQUIRE(d["last_error"].IsString());
+        CHECK(std::string(d["last_error"].GetString()).size() > 0);
+        REQUIRE(d["targets"].Size() == 1);
+        CHECK(std::string(d["targets"][0]["status"].GetString()) == "retrying");
+        CHECK(d["targets"][0]["pending"].GetInt64() > 0);
+        const std::string metrics = h.Admin("GET", "/metrics").body;
+        CHECK_MESSAGE(metrics.find("audsync_target_up{destination=\"ld\",target=\"launchdarkly\","
+                                   "platform=\"launchdarkly\"} 0") != std::string::npos,
+                      metrics);
+        CHECK(Eventually([&] {
+            return h.server->Log().find(
+                       "warn sync: target launchdarkly of destination ld is failing (") !=
+                   std::string::npos;
+        }));
+        h.emulator.ClearFaults();
+        REQUIRE_MESSAGE(Eventually([&] { return Converged(h.emulator, s) && h.InSync(); }),
+                        h.server->Log());
+        CHECK(Eventually([&] {
+            return h.Count(
+                       "SELECT count(*) FROM targets WHERE destination = 'ld' AND status = "
+                       "'ok' AND last_error IS NULL") == 1;
+        }));
+        CHECK(h.server->Log().find("target launchdarkly of destination ld accepts pushes again") !=
+              std::string::npos);
+        CHECK(h.server->Log().find(kToken) == std::string::npos);
+    }
+
     TEST_CASE("SIGKILL during pushes, then a restart, converges with nothing lost") {
         Harness h;
         h.emulator.SetDelay(150);

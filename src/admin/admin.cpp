@@ -703,8 +703,10 @@ Result<std::string> Service::Metrics() {
                       o.limit + "\"}",
                   static_cast<uint64_t>(o.segments));
         }
-        metric("audsync_target_up", "gauge",
-               "1 while the target accepts pushes, 0 while rate limited or refusing credentials.");
+        metric(
+            "audsync_target_up", "gauge",
+            "1 while the target accepts pushes, 0 while failing (no answer, 5xx), rate limited or "
+            "refusing credentials.");
         for (const auto& t : g.targets) count("audsync_target_up" + label(t), t.status == "ok");
         metric("audsync_sync_lag_seconds", "gauge", "Age of the oldest pending change.");
         double lag =

@@ -776,6 +776,13 @@ void Engine::Report(const Task& task, const Fold& fold) {
             case Note::kDestinationRecovered:
                 log::Info("sync: " + TargetName(task.segment) + " accepts pushes again");
                 break;
+            case Note::kTargetRetrying:
+                log::Warn("sync: " + TargetName(task.segment) + " is failing (" +
+                          Detail(*fold.retry, dest) +
+                          "); its members are retried with backoff, see `audsync destinations "
+                          "show " +
+                          task.segment.destination + "`");
+                break;
             case Note::kSegmentRetrying:
                 log::Warn("sync: " + SegmentName(task.segment) + " is retrying (" +
                           Detail(*fold.retry, dest) + "); next try in " +

@@ -9,6 +9,8 @@ std::string_view ToString(DestinationStatus status) {
     switch (status) {
         case DestinationStatus::kOk:
             return "ok";
+        case DestinationStatus::kRetrying:
+            return "retrying";
         case DestinationStatus::kRateLimited:
             return "rate_limited";
         case DestinationStatus::kAuthFailed:
@@ -18,8 +20,8 @@ std::string_view ToString(DestinationStatus status) {
 }
 
 std::optional<DestinationStatus> ParseDestinationStatus(std::string_view text) {
-    for (auto s : {DestinationStatus::kOk, DestinationStatus::kRateLimited,
-                   DestinationStatus::kAuthFailed}) {
+    for (auto s : {DestinationStatus::kOk, DestinationStatus::kRetrying,
+                   DestinationStatus::kRateLimited, DestinationStatus::kAuthFailed}) {
         if (text == ToString(s)) return s;
     }
     return std::nullopt;
@@ -155,6 +157,15 @@ Fold FoldOutcome(const DestinationState& destination, bool segment_retrying,
         f.destination.status = DestinationStatus::kOk;
         f.destination.paused_until_ms = 0;
         f.write = DestinationWrite{DestinationStatus::kOk, 0, std::nullopt, now_ms};
+    } else if (any_retry && destination.status != DestinationStatus::kRetrying) {
+        // Nothing accepted, nothing paused: the platform did not answer, timed out or
+        // failed (5xx). The target shows it (with the error) until a push is accepted;
+        // its members keep their own backoff, so nothing else is held. Written once per
+        // transition.
+        f.notes.push_back(Note::kTargetRetrying);
+        f.destination.status = DestinationStatus::kRetrying;
+        f.write = DestinationWrite{DestinationStatus::kRetrying, destination.paused_until_ms,
+                                   f.retry->error, std::nullopt};
     }
     if (any_retry) {
         if (!segment_retrying) f.notes.push_back(Note::kSegmentRetrying);

@@ -20,11 +20,13 @@ namespace audsync::sync {
 // destination has its own: one paused never holds another back.
 enum class DestinationStatus {
     kOk,           // pushes go out
+    kRetrying,     // the last push failed transiently (no answer, timeout, 5xx): retried
     kRateLimited,  // the platform asked to wait until paused_until_ms
     kAuthFailed,   // the platform refused the token; slow retries until then
 };
 
-// The one conversion to and from the store's text: "ok", "rate_limited", "auth_failed".
+// The one conversion to and from the store's text: "ok", "retrying", "rate_limited",
+// "auth_failed".
 std::string_view ToString(DestinationStatus status);
 std::optional<DestinationStatus> ParseDestinationStatus(std::string_view text);
 
@@ -110,7 +112,8 @@ struct DestinationWrite {
 // Log-worthy transitions, each reported once, not per attempt.
 enum class Note {
     kDestinationPaused,     // a new pause status, or the first refusal after a resume
-    kDestinationRecovered,  // rate limited / auth failed -> accepted again
+    kDestinationRecovered,  // retrying / rate limited / auth failed -> accepted again
+    kTargetRetrying,        // ok -> nothing accepted, a transient failure (unreachable, 5xx)
     kSegmentRetrying,       // the segment's pushes started failing transiently
     kSegmentRecovered,      // they are accepted again
     kDeadLetters,           // members became dead letters
