@@ -233,6 +233,7 @@ struct TempDir {
         std::error_code ec;
         std::filesystem::remove_all(path, ec);
     }
+    std::string File(const std::string& name) const { return (path / name).string(); }
     std::string Write(const std::string& name, const std::string& text) const {
         std::filesystem::path p = path / name;
         std::filesystem::create_directories(p.parent_path());
@@ -483,6 +484,100 @@ TEST_SUITE("config") {
         options.resolve_secrets = false;
         CHECK(
             config::LoadText(R"({"admin_token":"${T}","destinations":[]})", Env({}), options).ok());
+    }
+
+    TEST_CASE("${file:PATH} reads a secret from a file, again at every load") {
+        TempDir dir;
+        const std::string path = dir.File("token");
+        std::ofstream(path) << "admin-0123456789abcdef\n";
+        const std::string text = R"({"admin_token":"${file:)" + path + R"(}","destinations":[]})";
+        auto first = config::LoadText(text, Env({}));
+        REQUIRE(first.ok());
+        CHECK(first.value().admin_token == "admin-0123456789abcdef");  // the newline dropped
+        std::ofstream(path) << "admin-rotated-0123456789\r\n";
+        auto again = config::LoadText(text, Env({}));
+        REQUIRE(again.ok());
+        CHECK(again.value().admin_token == "admin-rotated-0123456789");
+        // Inside a longer value, and with the variables beside it.
+        std::ofstream(dir.File("part")) << "xyz";
+        auto mixed = config::LoadText(WithDestination(R"("webhook_token":"a-${file:)" +
+                                                      dir.File("part") + R"(}-${V}-0123456789")"),
+                                      Env({{"V", "v"}}));
+        REQUIRE(mixed.ok());
+        CHECK(mixed.value().destinations[0].webhook_token == "a-xyz-v-0123456789");
+        // A missing file names its path and the reason; a relative path is refused; a file
+        // over 64 KiB too; the contents never appear in an error.
+        CHECK(ErrorOf(R"({"admin_token":"${file:)" + dir.File("missing") +
+                      R"(}","destinations":[]})") == "admin_token: cannot read the secret file " +
+                                                         dir.File("missing") +
+                                                         ": No such file or directory");
+        CHECK(ErrorOf(R"({"admin_token":"${file:token}","destinations":[]})") ==
+              "admin_token: ${file:PATH} needs an absolute path");
+        std::ofstream(dir.File("big")) << std::string(64 * 1024 + 1, 's');
+        CHECK(
+            ErrorOf(R"({"admin_token":"${file:)" + dir.File("big") + R"(}","destinations":[]})") ==
+            "admin_token: the secret file " + dir.File("big") + " is over 64 KiB");
+        std::ofstream(dir.File("short")) << "s3cr3t\n";
+        const std::string short_error =
+            ErrorOf(R"({"admin_token":"${file:)" + dir.File("short") + R"(}","destinations":[]})");
+        CHECK(short_error == "admin_token: must be at least 16 characters (it is a credential)");
+        CHECK(short_error.find("s3cr3t") == std::string::npos);
+        // Unresolved (commands that only read), the file is not read, its syntax is checked.
+        config::LoadOptions options;
+        options.resolve_secrets = false;
+        CHECK(config::LoadText(
+                  R"({"admin_token":"${file:)" + dir.File("missing") + R"(}","destinations":[]})",
+                  Env({}), options)
+                  .ok());
+        CHECK_FALSE(
+            config::LoadText(R"({"admin_token":"${file:rel}","destinations":[]})", Env({}), options)
+                .ok());
+    }
+
+    TEST_CASE("the _next value of each credential Segment or an operator presents") {
+        const std::string key(16, 'k');
+        const std::string next(16, 'n');
+        auto c = config::LoadText(
+            R"({"admin_token":")" + key + R"(","admin_token_next":")" + next +
+                R"(","destinations":[{"id":"ld","service_token":"t","client_side_id":"c",)"
+                R"("shared_secret":"s1","shared_secret_next":"s2","webhook_token":")" +
+                key + R"(","webhook_token_next":")" + next + R"(","audience_url_key":")" + key +
+                R"(","audience_url_key_next":")" + next + R"("}]})",
+            Env({}));
+        REQUIRE_MESSAGE(c.ok(), (c.ok() ? "" : c.error().message));
+        CHECK(c.value().admin_token_next == next);
+        const auto& d = c.value().destinations[0];
+        CHECK(d.shared_secret_next == "s2");
+        CHECK(d.webhook_token_next == next);
+        CHECK(d.audience_url_key_next == next);
+        CHECK(d.has_shared_secret_next);
+        CHECK(d.has_webhook_token_next);
+        CHECK(d.has_audience_url_key_next);
+        // Short next values: refused as their current fields are, a short secret warned.
+        CHECK(ErrorOf(R"({"admin_token":")" + key +
+                      R"(","admin_token_next":"short",)"
+                      R"("destinations":[]})") ==
+              "admin_token_next: must be at least 16 characters (it is a credential)");
+        CHECK(ErrorOf(WithDestination(R"("webhook_token":")" + key +
+                                      R"(","webhook_token_next":"short")")) ==
+              "destinations[0].webhook_token_next: must be at least 16 characters (it is a "
+              "credential)");
+        bool warned = false;
+        for (const auto& w : config::StartupWarnings(c.value())) {
+            warned = warned || w.find("shared_secret_next: shorter than 16") != std::string::npos;
+        }
+        CHECK(warned);
+        // A next value without its current one is a mistake, not a rotation.
+        CHECK(ErrorOf(R"({"admin_token_next":")" + next + R"(","destinations":[]})") ==
+              "admin_token_next: is the next value of admin_token, which is not set: set "
+              "admin_token instead");
+        for (const char* field : {"shared_secret", "webhook_token", "audience_url_key"}) {
+            CAPTURE(field);
+            CHECK(
+                ErrorOf(WithDestination("\"" + std::string(field) + "_next\":\"" + next + "\"")) ==
+                "destinations[0]." + std::string(field) + "_next: is the next value of " + field +
+                    ", which is not set: set " + field + " instead");
+        }
     }
 
     TEST_CASE("webhook_token and audience_url_key: secrets of 16 characters or more") {

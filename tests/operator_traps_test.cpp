@@ -7,10 +7,12 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "audsync/common/crypto.hpp"
 #include "audsync/common/json.hpp"
 #include "support/store_access.hpp"
 #include "support/sync_harness.hpp"
@@ -354,6 +356,150 @@ TEST_SUITE("reload") {
         CHECK(h.http.Get(h.server->url("/healthz")).status == 200);
         CHECK(send("wk-rotated", "after-broken").status == 200);
         CHECK(send("wk-ld", "after-broken-old").status == 401);
+    }
+}
+
+TEST_SUITE("reload") {
+    // docs/operations.md, "Rotating credentials", step by step for every credential Segment
+    // or an operator presents. Before, a secret came only from the environment, which a
+    // running process cannot see change, and no credential but the write keys had an
+    // overlap.
+    TEST_CASE("secrets in files rotate by SIGHUP, each with an overlap, as the docs say") {
+        Harness h;
+        const std::string dir = h.dir.File("secrets");
+        REQUIRE(mkdir(dir.c_str(), 0700) == 0);
+        struct Secret {
+            const char* file;
+            std::string old_value;
+            std::string new_value;
+        };
+        const std::vector<Secret> secrets = {
+            {"admin", "admin-old-0123456789", "admin-new-0123456789"},
+            {"wk", "wk-old-0123456789", "wk-new-0123456789"},
+            {"hook", "hook-old-0123456789", "hook-new-0123456789"},
+            {"secret", "secret-old-0123456789", "secret-new-0123456789"},
+            {"urlkey", "urlkey-old-0123456789", "urlkey-new-0123456789"}};
+        auto put = [&](const std::string& name, const std::string& value) {
+            std::ofstream(dir + "/" + name) << value << "\n";  // as `echo` writes it
+        };
+        auto ref = [&](const std::string& name) { return "${file:" + dir + "/" + name + "}"; };
+        auto config = [&](bool next) {
+            std::string extra = "\"webhook_token\":\"" + ref("hook") +
+                                "\",\"audience_url_key\":\"" + ref("urlkey") + "\"";
+            if (next) {
+                extra += ",\"webhook_token_next\":\"" + ref("hook_next") +
+                         "\",\"shared_secret_next\":\"" + ref("secret_next") +
+                         "\",\"audience_url_key_next\":\"" + ref("urlkey_next") + "\"";
+            }
+            std::string c = SyncConfig(h.db, h.emulator.base_url(), extra);
+            c = Replace(c, std::string("\"admin_token\":\"") + kAdminToken + "\"",
+                        "\"admin_token\":\"" + ref("admin") + "\"" +
+                            (next ? ",\"admin_token_next\":\"" + ref("admin_next") + "\"" : ""));
+            c = Replace(c, "\"write_keys\":[\"wk-ld\"]",
+                        "\"write_keys\":[\"" + ref("wk") + "\"" +
+                            (next ? ",\"" + ref("wk_next") + "\"" : "") + "]");
+            c = Replace(c, "\"shared_secret\":\"s3cret\"",
+                        "\"shared_secret\":\"" + ref("secret") + "\"");
+            std::ofstream(h.config) << c;
+        };
+        int sent = 0;
+        auto event = [&] {
+            return Event("hk" + std::to_string(sent), "rot-" + std::to_string(sent++), "true",
+                         "2024-05-06T10:00:00.000Z")
+                .Json();
+        };
+        // The answer's status with each credential, by kind.
+        auto admin = [&](const std::string& v) {
+            return h.http.Get(h.server->url("/v1/segments"), {"Authorization: Bearer " + v}).status;
+        };
+        auto write_key = [&](const std::string& v) {
+            return h.http
+                .Post(h.server->url("/v1/batch"), "{\"batch\":[" + event() + "]}", {BasicAuth(v)})
+                .status;
+        };
+        auto hook = [&](const std::string& v) {
+            return h.http
+                .Post(h.server->url("/v1/destinations/ld/events"), event(),
+                      {"Authorization: Bearer " + v})
+                .status;
+        };
+        auto signature = [&](const std::string& v) {
+            const std::string body = event();
+            return h.http
+                .Post(h.server->url("/v1/destinations/ld/events"), body,
+                      {"X-Signature: " + crypto::HmacSha1Hex(v, body)})
+                .status;
+        };
+        auto url_key = [&](const std::string& v) {
+            return h.http
+                .Post(h.server->url("/v1/destinations/ld/audiences?key=" + v),
+                      "{\"audienceName\":\"rotation " + std::to_string(sent++) + "\"}")
+                .status;
+        };
+        const std::vector<std::function<unsigned(const std::string&)>> check = {
+            admin, write_key, hook, signature, url_key};
+        auto accepts = [&](bool old_value, bool new_value) {
+            for (size_t i = 0; i < secrets.size(); ++i) {
+                CAPTURE(secrets[i].file);
+                CHECK(check[i](secrets[i].old_value) == (old_value ? 200u : 401u));
+                CHECK(check[i](secrets[i].new_value) == (new_value ? 200u : 401u));
+            }
+        };
+        auto reloads = [&] {
+            const std::string log = h.server->Log();
+            int n = 0;
+            for (size_t at = log.find("config reloaded"); at != std::string::npos;
+                 at = log.find("config reloaded", at + 1)) {
+                ++n;
+            }
+            return n;
+        };
+        auto reload = [&] {
+            const int before = reloads();
+            REQUIRE(kill(h.server->pid(), SIGHUP) == 0);
+            REQUIRE_MESSAGE(Eventually([&] { return reloads() > before; }), h.server->Log());
+        };
+
+        for (const auto& s : secrets) put(s.file, s.old_value);
+        config(false);
+        CHECK(h.server->Stop() == 0);
+        h.StartServer();
+        accepts(true, false);
+
+        // 1. The new value beside the old one, then SIGHUP: both work.
+        for (const auto& s : secrets) put(std::string(s.file) + "_next", s.new_value);
+        config(true);
+        reload();
+        accepts(true, true);
+        {
+            auto d = ParseJson(h.http
+                                   .Get(h.server->url("/v1/destinations/ld"),
+                                        {"Authorization: Bearer admin-new-0123456789"})
+                                   .body);
+            CHECK(std::string(d["webhook_token_next"].GetString()) == "[redacted]");
+            CHECK(std::string(d["shared_secret_next"].GetString()) == "[redacted]");
+            CHECK(std::string(d["audience_url_key_next"].GetString()) == "[redacted]");
+        }
+
+        // 2. (Segment and the operators change over.) The new value in the current file,
+        // the next one removed, SIGHUP: only the new value works.
+        for (const auto& s : secrets) put(s.file, s.new_value);
+        config(false);
+        reload();
+        accepts(false, true);
+        {
+            auto d = ParseJson(h.http
+                                   .Get(h.server->url("/v1/destinations/ld"),
+                                        {"Authorization: Bearer admin-new-0123456789"})
+                                   .body);
+            CHECK(d["webhook_token_next"].IsNull());
+        }
+
+        const std::string log = h.server->Log();
+        for (const auto& s : secrets) {
+            CHECK(log.find(s.old_value) == std::string::npos);
+            CHECK(log.find(s.new_value) == std::string::npos);
+        }
     }
 }
 

@@ -371,6 +371,18 @@ void WriteDestination(JsonWriter& w, const DestinationView& v) {
     } else {
         w.Null();
     }
+    // The next values of a rotation under way.
+    for (const auto& [name, has] :
+         {std::pair{"shared_secret_next", d.has_shared_secret_next},
+          std::pair{"webhook_token_next", d.has_webhook_token_next},
+          std::pair{"audience_url_key_next", d.has_audience_url_key_next}}) {
+        w.Key(name);
+        if (has) {
+            Str(w, kRedacted);
+        } else {
+            w.Null();
+        }
+    }
     w.Key("webhook_signature");
     Str(w, config::ToString(d.webhook_signature));
     w.Key("audience_context_kinds");

@@ -9,13 +9,16 @@
 #include <algorithm>
 #include <cassert>
 #include <cctype>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <initializer_list>
 #include <set>
 #include <sstream>
 #include <system_error>
+#include <tuple>
 #include <vector>
 
 #include "audsync/common/json.hpp"
@@ -28,8 +31,32 @@ Error ConfigError(const std::string& field, const std::string& what) {
                      (field.empty() ? std::string("config") : field) + ": " + what);
 }
 
-// Expands `${VAR}` and `$$`. With `resolve` false only the syntax is checked and the
-// result is empty: that is how secret fields are read when their values are not needed.
+// The contents of a `${file:PATH}` secret: the whole file but one trailing newline (a
+// file written by `echo` or an editor), at most 64 KiB. An error names the path and the
+// reason, never the contents.
+Result<std::string> ReadSecretFile(const std::string& path, const std::string& field) {
+    constexpr size_t kMaxSecretFileBytes = 64 * 1024;
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        return ConfigError(field,
+                           "cannot read the secret file " + path + ": " + std::strerror(errno));
+    }
+    std::string value;
+    char buffer[4096];
+    while (in.read(buffer, sizeof buffer) || in.gcount() > 0) {
+        value.append(buffer, static_cast<size_t>(in.gcount()));
+        if (value.size() > kMaxSecretFileBytes) {
+            return ConfigError(field, "the secret file " + path + " is over 64 KiB");
+        }
+    }
+    if (in.bad()) return ConfigError(field, "cannot read the secret file " + path);
+    if (!value.empty() && value.back() == '\n') value.pop_back();
+    if (!value.empty() && value.back() == '\r') value.pop_back();
+    return value;
+}
+
+// Expands `${VAR}`, `${file:PATH}` and `$$`. With `resolve` false only the syntax is checked and
+// the result is empty: that is how secret fields are read when their values are not needed.
 Result<std::string> Expand(std::string_view in, const std::string& field, const EnvLookup& env,
                            bool resolve = true) {
     std::string out;
@@ -50,7 +77,19 @@ Result<std::string> Expand(std::string_view in, const std::string& field, const 
             }
             std::string name(in.substr(i + 2, close - i - 2));
             if (name.empty()) return ConfigError(field, "empty ${} in value");
+            const bool from_file = name.rfind("file:", 0) == 0;
+            if (from_file && (name.size() == 5 || name[5] != '/')) {
+                return ConfigError(field, "${file:PATH} needs an absolute path");
+            }
             if (!resolve) {
+                i = close;
+                continue;
+            }
+            if (from_file) {
+                // Read again at every load, so a SIGHUP takes a rotated secret.
+                auto value = ReadSecretFile(name.substr(5), field);
+                if (!value) return value.error();
+                out += value.value();
                 i = close;
                 continue;
             }
@@ -509,7 +548,10 @@ Result<Destination> LoadDestination(const rapidjson::Value& v, const std::string
                     "context_key",
                     "write_keys",
                     "shared_secret",
+                    "shared_secret_next",
                     "webhook_token",
+                    "webhook_token_next",
+                    "audience_url_key_next",
                     "audience_url_key",
                     "webhook_signature",
                     "max_batch",
@@ -570,6 +612,25 @@ Result<Destination> LoadDestination(const rapidjson::Value& v, const std::string
     AUDSYNC_TRY(r.LongSecret("webhook_token", &d.webhook_token, &has_token));
     bool has_url_key = false;
     AUDSYNC_TRY(r.LongSecret("audience_url_key", &d.audience_url_key, &has_url_key));
+    // The next value of each credential Segment presents, accepted beside the current one
+    // while a rotation is under way (docs/operations.md, "Rotating credentials").
+    AUDSYNC_TRY(r.Secret("shared_secret_next", &d.shared_secret_next, false));
+    d.has_shared_secret_next = r.Get("shared_secret_next") != nullptr;
+    AUDSYNC_TRY(
+        r.LongSecret("webhook_token_next", &d.webhook_token_next, &d.has_webhook_token_next));
+    AUDSYNC_TRY(r.LongSecret("audience_url_key_next", &d.audience_url_key_next,
+                             &d.has_audience_url_key_next));
+    for (const auto& [next, has_next, current, has_current] :
+         {std::tuple{"shared_secret_next", d.has_shared_secret_next, "shared_secret", has_secret},
+          std::tuple{"webhook_token_next", d.has_webhook_token_next, "webhook_token", has_token},
+          std::tuple{"audience_url_key_next", d.has_audience_url_key_next, "audience_url_key",
+                     has_url_key}}) {
+        if (has_next && !has_current) {
+            return ConfigError(r.Field(next), std::string("is the next value of ") + current +
+                                                  ", which is not set: set " + current +
+                                                  " instead");
+        }
+    }
     // What is configured, whether or not the secrets were resolved (for redacted views).
     d.write_key_count = write_key_count;
     d.has_shared_secret = has_secret;
@@ -805,12 +866,27 @@ Result<Config> Load(std::string_view text, const Context& context) {
     if (!doc.IsObject()) return ConfigError("", "must be a JSON object");
     Config c;
     c.secrets_resolved = context.resolve_secrets;
-    ObjectReader r(
-        doc, "", context,
-        {"listen", "admin_listen", "database", "log_level", "log_format", "access_log",
-         "admin_token", "metrics_public", "admin_auth_free_failures", "http_threads",
-         "keepalive_timeout_ms", "header_timeout_ms", "body_timeout_ms", "dedupe_window_hours",
-         "raw_retention_hours", "ready_max_backlog_seconds", "sync", "limits", "destinations"});
+    ObjectReader r(doc, "", context,
+                   {"listen",
+                    "admin_listen",
+                    "database",
+                    "log_level",
+                    "log_format",
+                    "access_log",
+                    "admin_token",
+                    "admin_token_next",
+                    "metrics_public",
+                    "admin_auth_free_failures",
+                    "http_threads",
+                    "keepalive_timeout_ms",
+                    "header_timeout_ms",
+                    "body_timeout_ms",
+                    "dedupe_window_hours",
+                    "raw_retention_hours",
+                    "ready_max_backlog_seconds",
+                    "sync",
+                    "limits",
+                    "destinations"});
     AUDSYNC_TRY(r.CheckUnknown());
     std::string listen = c.listen_host + ":" + std::to_string(c.listen_port);
     AUDSYNC_TRY(r.String("listen", &listen, false));
@@ -838,7 +914,15 @@ Result<Config> Load(std::string_view text, const Context& context) {
     c.log_format = *parsed_format;
     AUDSYNC_TRY(r.Bool("access_log", &c.access_log));
     // Absent, the admin API is off; present, it must be long enough to resist guessing.
-    AUDSYNC_TRY(r.LongSecret("admin_token", &c.admin_token, nullptr));
+    bool has_admin_token = false;
+    AUDSYNC_TRY(r.LongSecret("admin_token", &c.admin_token, &has_admin_token));
+    bool has_admin_token_next = false;
+    AUDSYNC_TRY(r.LongSecret("admin_token_next", &c.admin_token_next, &has_admin_token_next));
+    if (has_admin_token_next && !has_admin_token) {
+        return ConfigError("admin_token_next",
+                           "is the next value of admin_token, which is not set: set admin_token "
+                           "instead");
+    }
     AUDSYNC_TRY(r.Bool("metrics_public", &c.metrics_public));
     AUDSYNC_TRY(r.Int("admin_auth_free_failures", &c.admin_auth_free_failures, 1, 1000000));
     AUDSYNC_TRY(r.Int("http_threads", &c.http_threads, 1, 256));
@@ -928,6 +1012,13 @@ std::vector<std::string> StartupWarnings(const Config& config) {
         if (config.secrets_resolved && d.has_shared_secret &&
             d.shared_secret.size() < kMinSecretLength) {
             out.push_back(field + ".shared_secret: shorter than " +
+                          std::to_string(kMinSecretLength) +
+                          " characters; it is the HMAC key of X-Signature: use a long random "
+                          "value");
+        }
+        if (config.secrets_resolved && d.has_shared_secret_next &&
+            d.shared_secret_next.size() < kMinSecretLength) {
+            out.push_back(field + ".shared_secret_next: shorter than " +
                           std::to_string(kMinSecretLength) +
                           " characters; it is the HMAC key of X-Signature: use a long random "
                           "value");

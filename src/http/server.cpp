@@ -171,7 +171,10 @@ bool ValidAdminToken(const config::Config& c, const Request& req) {
     std::string_view given = auth ? std::string_view(*auth) : std::string_view();
     bool bearer =
         given.size() > 7 && (given.substr(0, 7) == "Bearer " || given.substr(0, 7) == "bearer ");
-    return bearer && crypto::SecretEquals(given.substr(7), c.admin_token);
+    // The next token too, while a rotation is under way.
+    return bearer && (crypto::SecretEquals(given.substr(7), c.admin_token) ||
+                      (!c.admin_token_next.empty() &&
+                       crypto::SecretEquals(given.substr(7), c.admin_token_next)));
 }
 
 // A caller holding the admin token or any destination's write key (Basic auth): the only

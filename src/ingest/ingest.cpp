@@ -257,15 +257,15 @@ Result<std::string> Service::Ingest(const Request& request) {
         // A write key or the webhook token covers the whole body; a signature covers
         // only what Segment signed: the body, or the first element of an array.
         bool whole_body = false;
-        if (!destination->webhook_token.empty()) {
-            // The webhook_token as X-Audsync-Token, or as a bearer token: Segment's webhook
-            // settings add either header.
-            if (request.token) {
-                whole_body = crypto::SecretEquals(destination->webhook_token, *request.token);
-            }
+        // The webhook_token (or, during a rotation, webhook_token_next) as X-Audsync-Token,
+        // or as a bearer token: Segment's webhook settings add either header.
+        for (const std::string* token :
+             {&destination->webhook_token, &destination->webhook_token_next}) {
+            if (token->empty() || whole_body) continue;
+            if (request.token) whole_body = crypto::SecretEquals(*token, *request.token);
             if (!whole_body && request.authorization) {
                 if (auto bearer = BearerToken(*request.authorization)) {
-                    whole_body = crypto::SecretEquals(destination->webhook_token, *bearer);
+                    whole_body = crypto::SecretEquals(*token, *bearer);
                 }
             }
         }
@@ -273,9 +273,10 @@ Result<std::string> Service::Ingest(const Request& request) {
             whole_body = DestinationForWriteKey(config, *basic_user) == destination;
         }
         bool signed_first = false;
-        if (!whole_body && !destination->shared_secret.empty() && request.signature) {
-            signed_first = segment::VerifySignature(request.body, destination->shared_secret,
-                                                    *request.signature);
+        for (const std::string* secret :
+             {&destination->shared_secret, &destination->shared_secret_next}) {
+            if (whole_body || signed_first || secret->empty() || !request.signature) continue;
+            signed_first = segment::VerifySignature(request.body, *secret, *request.signature);
         }
         if (!whole_body && !signed_first) {
             return Unauthorized(destination->shared_secret.empty()
@@ -449,7 +450,9 @@ Result<const config::Destination*> Service::AuthenticateUrlKey(
     // The shared secret is never accepted: it would sit in every proxy log, and with
     // it anyone can sign events. Without a dedicated key, write keys still work so that
     // URLs set up before audience_url_key existed keep working (warned at start).
-    bool ok = url_key ? crypto::SecretEquals(destination->audience_url_key, *key)
+    bool ok = url_key ? crypto::SecretEquals(destination->audience_url_key, *key) ||
+                            (!destination->audience_url_key_next.empty() &&
+                             crypto::SecretEquals(destination->audience_url_key_next, *key))
                       : DestinationForWriteKey(config, *key) == destination;
     if (!ok) return Unauthorized("the key in the URL is not valid for this destination");
     return destination;

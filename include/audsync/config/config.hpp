@@ -181,6 +181,11 @@ struct Destination {
     // The ?key= of the Webhook Audiences URLs. Empty: those URLs fall back to the write
     // keys (warned at start); the shared secret is never accepted there.
     std::string audience_url_key;
+    // The next value of each, accepted beside it while a rotation is under way (empty:
+    // none); each needs its current field.
+    std::string shared_secret_next;
+    std::string webhook_token_next;
+    std::string audience_url_key_next;
     WebhookSignature webhook_signature = WebhookSignature::kRequireHeader;
     // How many write keys and whether a shared secret are configured: known even when the
     // secrets themselves were not resolved (LoadOptions), for redacted views.
@@ -188,6 +193,9 @@ struct Destination {
     bool has_shared_secret = false;
     bool has_webhook_token = false;
     bool has_audience_url_key = false;
+    bool has_shared_secret_next = false;
+    bool has_webhook_token_next = false;
+    bool has_audience_url_key_next = false;
     int max_batch = 1000;
     // Sync: requests in flight at once, per-request timeout, retry schedule.
     int max_in_flight = 4;
@@ -224,8 +232,9 @@ struct Config {
     // One info line per HTTP request (method, route template, status, duration, bytes,
     // destination); never a query string, header or body.
     bool access_log = true;
-    std::string admin_token;      // empty: the admin API answers 401 to everything
-    bool metrics_public = false;  // serve /metrics without the admin token
+    std::string admin_token;       // empty: the admin API answers 401 to everything
+    std::string admin_token_next;  // accepted beside admin_token during a rotation
+    bool metrics_public = false;   // serve /metrics without the admin token
     // Failed admin authentications a peer may make in a minute before each further
     // refusal is answered later (doubling from 100 ms up to 5 s).
     int admin_auth_free_failures = 10;
