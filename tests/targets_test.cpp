@@ -185,6 +185,86 @@ TEST_SUITE("targets fan-out") {
         CHECK(segments.body.find("\"status\":\"syncing\"") == std::string::npos);
     }
 
+    // Before, the report summed every target's rows into one "members" figure without
+    // saying so, and there was no way to replay one target.
+    TEST_CASE("replay segments --target replays one target, and every count is per target") {
+        FanOut f;
+        Stream s = MixedStream(90, 37, "rt");
+        f.SendWithDuplicates(s, 30);
+        REQUIRE_MESSAGE(
+            Eventually([&] {
+                return f.LdConverged(s) && f.FlagsmithConverged(s) && f.ConfigCatConverged(s) &&
+                       f.Count("SELECT count(*) FROM deliveries WHERE pending = 1") == 0;
+            }),
+            f.State(s));
+        const int64_t members = f.Count("SELECT count(*) FROM memberships");
+        REQUIRE(members > 0);
+
+        // A dry run over every target names the three, each with every member.
+        auto dry = RunAudsync({"replay", "segments", "--dry-run", "--json", "--config", f.config});
+        REQUIRE_MESSAGE(dry.exit_code == 0, dry.err);
+        auto all = ParseJson(dry.out);
+        CHECK(all["target"].IsNull());
+        int64_t listed = 0;
+        for (const auto& e : all["segments"].GetArray()) {
+            REQUIRE(e["targets"].Size() == 3);
+            for (const auto& t : e["targets"].GetArray()) {
+                CHECK(t["members"].GetInt64() == e["adds"].GetInt64() + e["removes"].GetInt64());
+            }
+            listed += e["adds"].GetInt64() + e["removes"].GetInt64();
+        }
+        CHECK(listed == members);
+
+        // LaunchDarkly loses its state; only it is replayed.
+        f.ld.Reset();
+        const uint64_t fs_requests = f.fs.stats().requests;
+        auto one =
+            RunAudsync({"replay", "segments", "--target", "ld", "--json", "--config", f.config});
+        REQUIRE_MESSAGE(one.exit_code == 0, one.err);
+        auto report = ParseJson(one.out);
+        CHECK(std::string(report["target"].GetString()) == "ld");
+        CHECK(report["marked"].GetInt64() == members);  // once each: one target
+        for (const auto& e : report["segments"].GetArray()) {
+            REQUIRE(e["targets"].Size() == 1);
+            CHECK(std::string(e["targets"][0]["target"].GetString()) == "ld");
+            CHECK(std::string(e["targets"][0]["platform"].GetString()) == "launchdarkly");
+        }
+        REQUIRE_MESSAGE(Eventually([&] {
+                            return f.LdConverged(s) && f.Count("SELECT count(*) FROM replays") == 0;
+                        }),
+                        f.State(s));
+        CHECK(f.fs.stats().requests == fs_requests);  // Flagsmith was not pushed again
+
+        // Without --target every target is replayed, and the text says how many at each.
+        auto text = RunAudsync({"replay", "segments", "--config", f.config});
+        REQUIRE_MESSAGE(text.exit_code == 0, text.err);
+        for (const char* t : {" at cc", " at fs", " at ld"}) {
+            CHECK_MESSAGE(text.out.find(std::to_string(members) + t) != std::string::npos,
+                          text.out);
+        }
+        CHECK(text.out.find("a member counts once per target") != std::string::npos);
+
+        // An unknown target is an error that changes nothing; REST takes ?target= too.
+        auto unknown = RunAudsync({"replay", "segments", "--target", "nope", "--config", f.config});
+        CHECK(unknown.exit_code != 0);
+        CHECK_MESSAGE(
+            unknown.err.find("no segment matches with an active target nope") != std::string::npos,
+            unknown.err);
+        auto rest = f.Admin("POST", "/v1/segments/1/resync?dry_run=true&target=fs");
+        REQUIRE_MESSAGE(rest.status == 200, rest.body);
+        auto fs_only = ParseJson(rest.body);
+        REQUIRE(fs_only["segments"][0]["targets"].Size() == 1);
+        CHECK(std::string(fs_only["segments"][0]["targets"][0]["target"].GetString()) == "fs");
+        CHECK(f.Admin("POST", "/v1/segments/1/resync?dry_run=true&target=nope").status == 404);
+        CHECK(f.Admin("POST", "/v1/segments/1/resync?target=").status == 400);
+        REQUIRE_MESSAGE(Eventually([&] {
+                            return f.LdConverged(s) && f.FlagsmithConverged(s) &&
+                                   f.ConfigCatConverged(s) &&
+                                   f.Count("SELECT count(*) FROM replays") == 0;
+                        }),
+                        f.State(s));
+    }
+
     TEST_CASE("a target failing never holds the other two back") {
         struct Case {
             const char* name;

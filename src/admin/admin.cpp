@@ -428,14 +428,22 @@ Result<DeadLetterChange> Service::DiscardDeadLetters(const DeadLetterSelection& 
     return ChangeDeadLetters(selection, false);
 }
 
-Result<ReplayReport> Service::ReplaySegments(const store::SegmentFilter& filter, bool dry_run) {
+Result<ReplayReport> Service::ReplaySegments(const store::SegmentFilter& filter, bool dry_run,
+                                             const std::optional<std::string>& target) {
     auto plan = Read<ReplayReport>(db_path_, [&](store::Database& db) -> Result<ReplayReport> {
         ReplayReport report;
         report.dry_run = dry_run;
+        report.target = target;
         for (auto& s : store::ListSegments(db, filter)) {
             ReplayReport::Entry e;
             e.adds = s.included;
             e.removes = s.excluded;
+            for (const auto& t : s.targets) {
+                if (target && t.target != *target) continue;
+                e.targets.push_back({t.target, t.platform, s.included + s.excluded});
+            }
+            // A segment whose destination has no such target is not replayed.
+            if (target && e.targets.empty()) continue;
             for (const auto& m : store::ListMembers(db, s.id, store::MemberState::kIncluded,
                                                     std::nullopt, kSampleSize)) {
                 e.sample.push_back(m.context_key);
@@ -450,13 +458,22 @@ Result<ReplayReport> Service::ReplaySegments(const store::SegmentFilter& filter,
     if (!plan) return plan.error();
     ReplayReport report = std::move(plan).value();
     if (report.segments.empty()) {
-        return MakeError(ErrorCode::kNotFound, "not_found", "no segment matches");
+        return MakeError(ErrorCode::kNotFound, "not_found",
+                         target ? "no segment matches with an active target " + *target
+                                : std::string("no segment matches"));
     }
     if (dry_run) return report;
     Status s = write_([&](store::WriteStore& w) {
         report.marked = 0;
-        for (const auto& e : report.segments) {
-            report.marked += w.MarkForResync(e.segment.id, std::nullopt, e.adds + e.removes);
+        for (auto& e : report.segments) {
+            std::vector<std::pair<std::string, int64_t>> rows;
+            report.marked += w.MarkForResync(e.segment.id, target, e.adds + e.removes, &rows);
+            for (auto& t : e.targets) {
+                t.members = 0;
+                for (const auto& [id, n] : rows) {
+                    if (id == t.target) t.members = n;
+                }
+            }
         }
     });
     if (!s) return s.error();

@@ -586,9 +586,27 @@ std::string ToJson(const ReplayReport& report) {
             w.StartArray();
             for (const auto& key : e.sample) Str(w, key);
             w.EndArray();
+            w.Key("targets");
+            w.StartArray();
+            for (const auto& t : e.targets) {
+                w.StartObject();
+                w.Key("target");
+                Str(w, t.target);
+                w.Key("platform");
+                Str(w, t.platform);
+                Count(w, "members", t.members);
+                w.EndObject();
+            }
+            w.EndArray();
             w.EndObject();
         }
         w.EndArray();
+        w.Key("target");
+        if (report.target) {
+            Str(w, *report.target);
+        } else {
+            w.Null();
+        }
         Count(w, "adds", report.adds);
         Count(w, "removes", report.removes);
         Count(w, "marked", report.marked);

@@ -145,13 +145,20 @@ Result<std::string> Rest::Resync(const std::string& id, const Query& q) {
         if (*d != "true" && *d != "false") return BadRequest("dry_run must be true or false");
         dry_run = *d == "true";
     }
+    std::optional<std::string> target;
+    if (auto t = Get(q, "target")) {
+        if (t->empty()) return BadRequest("target must not be empty");
+        target = *t;
+    }
     auto sid = SegmentIdOf(id);
     if (!sid) return sid.error();
     store::SegmentFilter f;
     f.id = sid.value();
-    auto r = service_.ReplaySegments(f, dry_run);
+    auto r = service_.ReplaySegments(f, dry_run, target);
     if (!r && r.error().code == ErrorCode::kNotFound) {
-        return MakeError(ErrorCode::kNotFound, "not_found", "no segment has that id");
+        return MakeError(ErrorCode::kNotFound, "not_found",
+                         target ? "no segment has that id with an active target of that id"
+                                : "no segment has that id");
     }
     return Json(r);
 }

@@ -23,6 +23,7 @@ struct ReplayOptions {
     CommonOptions common;
     std::string destination;
     int64_t segment = 0;
+    std::string target;  // empty: every active target
     bool dry_run = false;
     bool push_now = false;
     std::string file;
@@ -47,7 +48,9 @@ int ReplaySegments(Invocation& inv, const ReplayOptions& o) {
     store::SegmentFilter f;
     if (!o.destination.empty()) f.destination = o.destination;
     if (o.segment > 0) f.id = o.segment;
-    auto report = service.value()->ReplaySegments(f, o.dry_run);
+    const std::optional<std::string> target =
+        o.target.empty() ? std::nullopt : std::optional<std::string>(o.target);
+    auto report = service.value()->ReplaySegments(f, o.dry_run, target);
     if (!report) return Fail(inv, report.error());
     if (!o.push_now) {
         Print(inv, o.common, report.value());
@@ -137,6 +140,8 @@ void AddReplayCommands(CLI::App& app, Invocation& inv) {
         AddJsonOption(c, o->common);
         c->add_option("--destination", o->destination, "only this destination's segments");
         c->add_option("--segment", o->segment, "only this segment")->check(CLI::PositiveNumber);
+        c->add_option("--target", o->target,
+                      "only this target of the segments' destination (default: every one)");
         c->add_flag("--dry-run", o->dry_run, "print what would be re-pushed; change nothing");
         c->add_flag("--push-now", o->push_now, "push from here (when no server runs)");
         c->callback([&inv, o] { inv.action = [&inv, o] { return ReplaySegments(inv, *o); }; });

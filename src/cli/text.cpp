@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <map>
+#include <string>
 
 #include "audsync/common/text.hpp"
 
@@ -315,24 +317,40 @@ void Print(std::ostream& out, const admin::DeadLetterChange& change) {
 }
 
 void Print(std::ostream& out, const admin::ReplayReport& report) {
+    // Per target, over the segments, in target order: a member counts once per target.
+    std::map<std::string, int64_t> per_target;
     for (const auto& e : report.segments) {
         out << "segment " << e.segment.id << " (" << Safe(e.segment.destination) << ", "
             << Safe(e.segment.audience_key) << ", " << Safe(e.segment.context_kind)
             << "): " << e.adds << " adds, " << e.removes << " removes";
+        if (!e.targets.empty()) {
+            out << ", at";
+            for (size_t i = 0; i < e.targets.size(); ++i) {
+                out << (i == 0 ? " " : ", ") << Safe(e.targets[i].target);
+                per_target[e.targets[i].target] += e.targets[i].members;
+            }
+        }
         if (!e.sample.empty()) {
             out << "; e.g.";
             for (const auto& k : e.sample) out << " " << Safe(k);
         }
         out << "\n";
     }
+    std::string targets;
+    for (const auto& [target, members] : per_target) {
+        targets += (targets.empty() ? "" : ", ") + std::to_string(members) + " at " + Safe(target);
+    }
     const int64_t n = static_cast<int64_t>(report.segments.size());
     if (report.dry_run) {
         out << "dry run: would re-push " << report.adds << " adds and " << report.removes
-            << " removes in " << Plural(n, "segment", "segments") << "; nothing changed\n";
+            << " removes in " << Plural(n, "segment", "segments");
+        if (!targets.empty()) out << " (" << targets << ")";
+        out << "; nothing changed\n";
     } else {
-        out << "marked " << Plural(report.marked, "member", "members") << " of "
-            << Plural(n, "segment", "segments")
-            << " for re-push; a running audsync pushes them within seconds\n";
+        out << "marked " << Plural(report.marked, "member push", "member pushes") << " of "
+            << Plural(n, "segment", "segments") << " for re-push";
+        if (!targets.empty()) out << " (" << targets << "; a member counts once per target)";
+        out << "; a running audsync pushes them within seconds\n";
     }
 }
 

@@ -594,7 +594,8 @@ int64_t WriteStore::DiscardDeadLetter(int64_t segment_id, const std::optional<st
 }
 
 int64_t WriteStore::MarkForResync(int64_t segment_id, const std::optional<std::string>& target,
-                                  std::optional<int64_t> members) {
+                                  std::optional<int64_t> members,
+                                  std::vector<std::pair<std::string, int64_t>>* per_target) {
     std::vector<std::pair<std::string, std::string>> targets;  // id, platform
     replay_targets_.Bind(1, segment_id);
     target ? replay_targets_.Bind(2, *target) : replay_targets_.BindNull(2);
@@ -609,25 +610,28 @@ int64_t WriteStore::MarkForResync(int64_t segment_id, const std::optional<std::s
     replay_targets_.Reset();
     int64_t marked = 0;
     for (const auto& [id, platform] : targets) {
+        int64_t rows = 0;
         if (IsFullListPlatform(platform)) {
             mark_resync_.Bind(1, segment_id).Bind(2, id);
             mark_resync_.Run();
-            marked += db_.Changes();
-            continue;
+            rows = db_.Changes();
+        } else {
+            for (Statement* s : {&replay_due_pending_, &replay_revive_dead_}) {
+                s->Bind(1, segment_id).Bind(2, id);
+                s->Run();
+            }
+            replay_start_.Bind(1, segment_id).Bind(2, id).Bind(3, text::NowMs());
+            replay_start_.Run();
+            if (members) {
+                rows = *members;
+            } else {
+                replay_count_.Bind(1, segment_id).Bind(2, id);
+                if (replay_count_.Step()) rows = replay_count_.Int(0);
+                replay_count_.Reset();
+            }
         }
-        for (Statement* s : {&replay_due_pending_, &replay_revive_dead_}) {
-            s->Bind(1, segment_id).Bind(2, id);
-            s->Run();
-        }
-        replay_start_.Bind(1, segment_id).Bind(2, id).Bind(3, text::NowMs());
-        replay_start_.Run();
-        if (members) {
-            marked += *members;
-            continue;
-        }
-        replay_count_.Bind(1, segment_id).Bind(2, id);
-        if (replay_count_.Step()) marked += replay_count_.Int(0);
-        replay_count_.Reset();
+        marked += rows;
+        if (per_target != nullptr) per_target->emplace_back(id, rows);
     }
     return marked;
 }

@@ -22,7 +22,7 @@
 namespace audsync::ingest {
 struct Counters;
 class Admission;
-}
+}  // namespace audsync::ingest
 namespace audsync::sync {
 struct SyncCounters;
 struct ReporterCounters;
@@ -127,17 +127,28 @@ struct DeadLetterChange {
 
 // What a replay of segments did (or, dry, would do).
 struct ReplayReport {
+    // One target of a segment: its members pushed again there (each member counts once
+    // per target it is pushed to).
+    struct TargetEntry {
+        std::string target;
+        std::string platform;
+        int64_t members = 0;  // to push (a dry run: what would be)
+    };
     struct Entry {
         store::SegmentSummary segment;
         int64_t adds = 0;     // included members that will be pushed again
         int64_t removes = 0;  // excluded members that will be pushed again
         std::vector<std::string> sample;
+        std::vector<TargetEntry> targets;  // the targets replayed, in id order
     };
     bool dry_run = false;
+    std::optional<std::string> target;  // only this target (else every active one)
     std::vector<Entry> segments;
     int64_t adds = 0;
     int64_t removes = 0;
-    int64_t marked = 0;  // members marked for re-push (0 on a dry run)
+    // Member pushes marked, summed over targets: a member replayed at two targets counts
+    // twice (0 on a dry run).
+    int64_t marked = 0;
 };
 
 // The outcome of pushing from the CLI (replay segments --push-now).
@@ -246,7 +257,10 @@ class Service {
     Result<DeadLetterChange> RetryDeadLetters(const DeadLetterSelection& selection);
     Result<DeadLetterChange> DiscardDeadLetters(const DeadLetterSelection& selection);
     // Marks the chosen segments' members for re-push; a dry run only counts them.
-    Result<ReplayReport> ReplaySegments(const store::SegmentFilter& filter, bool dry_run);
+    // Every active target of each segment, or only `target` (not_found when no segment
+    // of the filter has it).
+    Result<ReplayReport> ReplaySegments(const store::SegmentFilter& filter, bool dry_run,
+                                        const std::optional<std::string>& target = std::nullopt);
     Result<SegmentDeletion> DeleteSegment(int64_t id);
     // The first step of a delete with --empty-on-platform: every included member becomes
     // an exclusion due now. Returns the members changed.

@@ -148,10 +148,12 @@ class WriteStore {
     // `replays` table) and makes dead letters and pending members due now; at a
     // full-list platform every member is marked as never acknowledged.
     // `members`: the segment's member count if the caller has it (one delivery row per
-    // member and target), which saves counting them.
+    // member and target), which saves counting them. `per_target` (optional) receives
+    // each target's id and its rows, in target order.
     int64_t MarkForResync(int64_t segment_id,
                           const std::optional<std::string>& target = std::nullopt,
-                          std::optional<int64_t> members = std::nullopt);
+                          std::optional<int64_t> members = std::nullopt,
+                          std::vector<std::pair<std::string, int64_t>>* per_target = nullptr);
     // A range of a replay was pushed: members up to `end_key` are done. `finished`: the
     // range was the last one, and the replay ends. `retry_at_ms` > 0: a member of it
     // failed, and the replay waits until then. Does nothing if the replay was started
