@@ -36,6 +36,9 @@ template <typename T, typename F>
 Result<T> Read(const std::string& path, F&& f) {
     try {
         store::Database db(path, false);
+        // A read walks its rows once (a count in slices, a page of members): a large
+        // page cache would only add to the server's memory for as long as it runs.
+        db.SetCacheKiB(2048);
         return f(db);
     } catch (const store::SqliteError&) {
         return Unavailable();
