@@ -12,22 +12,6 @@ namespace {
 constexpr const char* kSegmentSelect =
     "SELECT s.id, s.destination, s.audience_id, s.audience_key, s.context_kind FROM segments s ";
 
-// Included and excluded, over the segment's primary key in slices.
-void CountMembers(Database& db, SegmentSummary& r) {
-    std::string cursor;
-    detail::WalkSlices(
-        db,
-        "SELECT context_key, desired FROM memberships WHERE segment_id = ?1 "
-        "ORDER BY context_key LIMIT ?3",
-        "SELECT context_key, desired FROM memberships WHERE segment_id = ?1 "
-        "AND context_key > ?2 ORDER BY context_key LIMIT ?3",
-        3, [&](Statement& s) { s.Bind(1, r.id); }, [&](Statement& s) { s.Bind(2, cursor); },
-        [&](Statement& s) {
-            cursor = s.Text(0);
-            ++(s.Int(1) != 0 ? r.included : r.excluded);
-        });
-}
-
 // One walk over a segment's deliveries (primary key order: key, then target) from
 // `after` (exclusive; from the first key without it), every row handed to `row`.
 template <typename Row>
@@ -262,7 +246,9 @@ std::vector<SegmentSummary> ListSegments(Database& db, const SegmentFilter& f) {
     while (s.Step()) out.push_back(ReadSegment(s));
     s.Reset();  // the list's snapshot ends before the counts start
     for (auto& r : out) {
-        CountMembers(db, r);
+        const detail::MemberSplit split = detail::CountMembersInSlices(db, r.id);
+        r.included = split.included;
+        r.excluded = split.excluded;
         ReadSegmentTargets(db, r);
     }
     return out;

@@ -845,20 +845,7 @@ std::vector<std::string> SyncReader::Included(int64_t segment_id, int limit) {
 int64_t SyncReader::CountIncluded(int64_t segment_id) {
     // In slices (slices.hpp): a count over a segment of millions must not hold the WAL.
     // A full list is read right after; a change between the two is pushed next round.
-    int64_t n = 0;
-    std::string cursor;
-    detail::WalkSlices(
-        db_,
-        "SELECT context_key, desired FROM memberships WHERE segment_id = ?1 "
-        "ORDER BY context_key LIMIT ?3",
-        "SELECT context_key, desired FROM memberships WHERE segment_id = ?1 "
-        "AND context_key > ?2 ORDER BY context_key LIMIT ?3",
-        3, [&](Statement& s) { s.Bind(1, segment_id); }, [&](Statement& s) { s.Bind(2, cursor); },
-        [&](Statement& s) {
-            cursor = s.Text(0);
-            if (s.Int(1) != 0) ++n;
-        });
-    return n;
+    return detail::CountMembersInSlices(db_, segment_id).included;
 }
 
 std::map<std::string, int64_t> SyncReader::TargetPauses() {
