@@ -331,4 +331,71 @@ TEST_SUITE("storage") {
             }
         }
     }
+
+    // A reader holding an old snapshot keeps every truncation from completing. Without
+    // wal_max_bytes the writer gives up after wal_stop_busy_ms each time and its WAL grows
+    // with every job; with it, the writer stops at the limit (one more job could pass it),
+    // says so once, and goes on when the reader lets go.
+    TEST_CASE("a writer at wal_max_bytes waits for a reader of an old snapshot, then goes on") {
+        for (const bool limited : {true, false}) {
+            CAPTURE(limited);
+            testing::TempDir dir;
+            const std::string db = dir.File("w.db");
+            MakeDatabase(db);
+            const std::string inbox = store::InboxPath(db);
+            constexpr int64_t kStop = 1024 * 1024;
+            constexpr int64_t kLimit = 4 * kStop;
+            store::WriterOptions o;
+            o.wal_stop_bytes = kStop;
+            o.wal_max_bytes = limited ? kLimit : 0;
+            o.wal_stop_busy_ms = 20;
+            store::InboxWriter writer(inbox, o);
+            std::atomic<int> done{0};
+            auto job = [&](int j) {
+                return writer.Run(
+                    [&, j](store::InboxStore& s) {
+                        for (int i = 0; i < 500; ++i) {  // about 250 KB of WAL
+                            store::InboxEntry e = Entry("m" + std::to_string(j * 500 + i), "aud_1",
+                                                        "k" + std::to_string(i), true, 1, 1);
+                            e.raw = std::string(400, 'x');
+                            s.Append(e);
+                        }
+                    },
+                    500);
+            };
+            REQUIRE(job(0).ok());
+            store::Database reader(inbox, false);
+            store::TestAccess::Exec(reader, "BEGIN");
+            CHECK(store::TestAccess::Int(reader, "SELECT count(*) FROM inbox") == 500);
+            constexpr int kJobs = 40;  // 10 MB in all, well past the limit
+            std::atomic<int64_t> largest{0};
+            std::thread appender([&] {
+                for (int j = 1; j <= kJobs; ++j) {
+                    if (!job(j).ok()) break;
+                    largest = std::max<int64_t>(largest, FileBytes(inbox + "-wal"));
+                    done.fetch_add(1);
+                }
+            });
+            if (limited) {
+                // The writer is held at the limit while the reader holds its snapshot.
+                CHECK(testing::Eventually([&] { return writer.wal_waits() == 1; }, 20000));
+                const int held = done.load();
+                CHECK(held < kJobs);
+                CHECK(FileBytes(inbox + "-wal") <= kLimit);
+            } else {
+                CHECK(testing::Eventually([&] { return done.load() == kJobs; }, 60000));
+            }
+            store::TestAccess::Exec(reader, "COMMIT");
+            appender.join();
+            CHECK(done.load() == kJobs);
+            if (limited) {
+                CHECK(largest <= kLimit);
+                CHECK(writer.wal_waits() == 1);
+            } else {
+                CHECK(largest > kLimit);
+                CHECK(writer.wal_waits() == 0);
+            }
+            writer.Stop();
+        }
+    }
 }

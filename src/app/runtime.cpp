@@ -182,6 +182,8 @@ Status Runtime::Open(const RuntimeOptions& options) {
         // for its estimate to be short by half again) stays under the limit. The
         // Checkpointer keeps it near an eighth in the usual case.
         wopts.wal_stop_bytes = static_cast<int64_t>(c.limits.max_wal_bytes) / 4;
+        // Near the limit the writer waits for readers instead of going on (the hard bound).
+        wopts.wal_max_bytes = static_cast<int64_t>(c.limits.max_wal_bytes);
         const std::string inbox_path = store::InboxPath(c.database);
         {
             // Made beside a database that has none yet (new, or from before the inbox).

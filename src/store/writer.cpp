@@ -263,9 +263,19 @@ void GroupWriter<Store>::HoldWalBound() {
     // The busy timeout covers the wait for the write lock and for older readers; a
     // checkpoint running on another connection (the Checkpointer's PASSIVE copy) makes
     // this one fail at once instead, so that case is tried again until the same deadline.
+    // Past `at_limit` one more transaction could take the WAL over wal_max_bytes: the
+    // writer then waits for as long as the readers hold it (each of audsync's own reads
+    // is a short statement; an outside one is named by the log line).
+    const bool at_limit = options_.wal_max_bytes > 0 &&
+                          size + options_.wal_stop_bytes * 3 / 2 > options_.wal_max_bytes;
     db_.SetBusyTimeoutMs(options_.wal_stop_busy_ms);
-    const auto deadline =
-        std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.wal_stop_busy_ms);
+    const auto started = std::chrono::steady_clock::now();
+    const auto deadline = started + std::chrono::milliseconds(options_.wal_stop_busy_ms);
+    bool waited = false;
+    auto stopping = [this] {
+        std::lock_guard<std::mutex> lock(mu_);
+        return stopping_;
+    };
     try {
         for (;;) {
             const Database::CheckpointResult r =
@@ -276,14 +286,33 @@ void GroupWriter<Store>::HoldWalBound() {
                 break;
             }
             if (std::chrono::steady_clock::now() >= deadline) {
-                wal_stops_busy_.fetch_add(1, std::memory_order_relaxed);
-                next_stop_bytes_ = size + options_.wal_stop_bytes;
-                break;
+                if (!at_limit || stopping()) {
+                    wal_stops_busy_.fetch_add(1, std::memory_order_relaxed);
+                    next_stop_bytes_ = size + options_.wal_stop_bytes;
+                    break;
+                }
+                if (!waited) {
+                    waited = true;
+                    wal_waits_.fetch_add(1, std::memory_order_relaxed);
+                    log::Warn("the write-ahead log " + wal_path_ + " is " +
+                              std::to_string(size / (1024 * 1024)) +
+                              " MB and one more transaction could take it past "
+                              "limits.max_wal_bytes: writing waits until the readers of "
+                              "older snapshots let go (a long backup, a members stream, "
+                              "another process's open transaction)");
+                }
             }
             std::this_thread::sleep_for(std::chrono::milliseconds(5));
         }
     } catch (const SqliteError& e) {
         log::Warn(std::string("writer: checkpoint failed: ") + e.what());
+    }
+    if (waited) {
+        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::steady_clock::now() - started)
+                            .count();
+        log::Info("the write-ahead log " + wal_path_ + " was let go: writing goes on after " +
+                  std::to_string(ms) + " ms");
     }
     db_.SetBusyTimeoutMs(Database::kBusyTimeoutMs);
 }

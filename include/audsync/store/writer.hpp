@@ -39,6 +39,12 @@ struct WriterOptions {
     // so that a reader holding an old snapshot does not slow every commit.
     int64_t wal_stop_bytes = 0;
     int wal_stop_busy_ms = 100;
+    // The WAL's limit (0: none). Once one more transaction (at most wal_stop_bytes and
+    // half again) could take the WAL past it, the writer keeps trying the truncation for
+    // as long as readers keep it from completing, with a log line while it waits, rather
+    // than give up after wal_stop_busy_ms: the limit holds, and the backlog that builds
+    // meanwhile is shed by admission. A stop ends the wait (the last jobs may pass it).
+    int64_t wal_max_bytes = 0;
 };
 
 // A single writer of one SQLite file (group commit). Handler threads hand it jobs with
@@ -101,6 +107,8 @@ class GroupWriter {
     // kept from completing.
     uint64_t wal_stops() const { return wal_stops_.load(std::memory_order_relaxed); }
     uint64_t wal_stops_busy() const { return wal_stops_busy_.load(std::memory_order_relaxed); }
+    // Times the writer waited at wal_max_bytes past wal_stop_busy_ms for readers.
+    uint64_t wal_waits() const { return wal_waits_.load(std::memory_order_relaxed); }
 
   private:
     struct Pending {
@@ -130,6 +138,7 @@ class GroupWriter {
     int64_t poll_ms_ = 0;
     std::atomic<uint64_t> wal_stops_{0};
     std::atomic<uint64_t> wal_stops_busy_{0};
+    std::atomic<uint64_t> wal_waits_{0};
     void HoldWalBound();
     int64_t next_stop_bytes_ = 0;  // writer thread only: the size that triggers the next try
     std::thread thread_;
