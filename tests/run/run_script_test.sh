@@ -10,7 +10,9 @@
 #   d. a relative AUDSYNC_CONFIG, run from another folder, is served, and its relative
 #      database path is taken beside the config file;
 #   e. the demo's audsync serve stopped by its own pid (SIGTERM, then SIGKILL on another
-#      run) ends the script and its emulator: the next run finds both ports free.
+#      run) ends the script and its emulator: the next run finds both ports free;
+#   f. scripts/run itself killed by SIGKILL (no trap runs) still stops the server, which
+#      commits, and the emulator: both ports end free and no process of the run remains.
 # Usage: run_script_test.sh BIN_DIR SOURCE_DIR
 #   BIN_DIR holds audsync and audsync-ld-emulator.
 set -euo pipefail
@@ -252,4 +254,29 @@ for sig in TERM KILL; do
 done
 echo "e. audsync serve stopped by its pid (TERM, KILL) ends the script and the emulator: ok"
 
-echo "5 passed, 0 failed"
+# ---- f. scripts/run killed by SIGKILL stops what it started all the same ----
+port=$(free_port)
+eport=$(free_port)
+[ "$port" != "$eport" ] || eport=$(free_port)
+out6="$dir/run6.out"
+start_run "$caller" "$out6" AUDSYNC_DEMO_DIR="$demo" AUDSYNC_PORT="$port" AUDSYNC_EMULATOR_PORT="$eport"
+run6=$last_pid
+if ! wait_healthy "$port" "$run6"; then
+    show "$out6"
+    fail "f: the demo did not answer GET /healthz on 127.0.0.1:$port"
+fi
+kill -KILL "$run6"
+if ! poll 30 group_gone "$run6"; then
+    ps -eo pid=,pgid=,args= | awk -v g="$run6" '$2 == g' || true
+    fail "f: after SIGKILL to scripts/run (pid $run6), processes of the run remain"
+fi
+wait "$run6" 2>/dev/null || true
+port_free "$port" || fail "f: audsync still listens on $port after SIGKILL to scripts/run"
+port_free "$eport" || fail "f: the emulator still listens on $eport after SIGKILL to scripts/run"
+if ! grep -q 'received SIGTERM, shutting down' "$out6"; then
+    show "$out6"
+    fail "f: audsync serve was not stopped by SIGTERM (an orderly stop) after SIGKILL to scripts/run"
+fi
+echo "f. scripts/run killed by SIGKILL stops the server and the emulator: ok"
+
+echo "6 passed, 0 failed"
