@@ -90,6 +90,15 @@ TEST_SUITE("logging") {
         CHECK(http.Request("GET", server.url("/nope/wk-ld")).status == 404);
         const std::string huge(70 * 1024, 'x');  // over the admin routes' 64 KiB
         CHECK(http.Post(server.url("/v1/destinations/ld/resume"), huge).status == 413);
+        // /v1/batch names its destination by the write key only: the body's writeKey, Basic
+        // auth (also when the body is refused after it), and a key that is not valid.
+        CHECK(http.Post(server.url("/v1/batch"), R"({"writeKey":"wk-ld","batch":[]})").status ==
+              200);
+        CHECK(
+            http.Post(server.url("/v1/batch"), "{not json", {testing::BasicAuth("wk-ld")}).status ==
+            400);
+        CHECK(http.Post(server.url("/v1/batch"), R"({"batch":[]})", {testing::BasicAuth("wk-no")})
+                  .status == 401);
         std::vector<rapidjson::Document> access;
         REQUIRE(testing::Eventually([&] {
             access.clear();
@@ -105,9 +114,9 @@ TEST_SUITE("logging") {
                     access.push_back(std::move(doc));
                 }
             }
-            return access.size() >= 5;
+            return access.size() >= 8;
         }));
-        REQUIRE(access.size() == 5);
+        REQUIRE(access.size() == 8);
         auto field = [&](size_t i, const char* name) {
             return std::string(access[i]["fields"][name].GetString());
         };
@@ -122,6 +131,13 @@ TEST_SUITE("logging") {
         CHECK(field(3, "status") == "404");
         CHECK(field(4, "status") == "413");
         CHECK(field(4, "route") == "/v1/destinations/{id}/resume");
+        CHECK(field(2, "destination") == "-");
+        CHECK(field(5, "route") == "/v1/batch");
+        CHECK(field(5, "destination") == "ld");
+        CHECK(field(6, "status") == "400");
+        CHECK(field(6, "destination") == "ld");
+        CHECK(field(7, "status") == "401");
+        CHECK(field(7, "destination") == "-");
         for (const char* name : {"duration_ms", "bytes_in", "sent"}) {
             CHECK(access[0]["fields"].HasMember(name));
         }

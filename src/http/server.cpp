@@ -110,6 +110,7 @@ struct Answer {
     std::string content_type;  // empty: application/json
     int delay_ms = 0;          // hold the answer (failed authentication)
     std::vector<std::pair<std::string, std::string>> headers = {};  // extra headers
+    std::string destination = {};  // the caller's destination, for the access log
 };
 
 Answer FromError(const Error& e) {
@@ -366,7 +367,10 @@ Answer Dispatch(const Shared& s, Side side, const Request& req) {
     in.authorization = req.Header("Authorization");
     in.signature = req.Header("X-Signature");
     in.token = req.Header(ingest::kTokenHeader);
-    return FromResult(s.ingest->Ingest(in));
+    std::string destination;
+    Answer a = FromResult(s.ingest->Ingest(in, &destination));
+    a.destination = std::move(destination);
+    return a;
 }
 
 Response ToResponse(Answer a, const RouteMatch& m) {
@@ -376,6 +380,7 @@ Response ToResponse(Answer a, const RouteMatch& m) {
     if (!a.content_type.empty()) r.content_type = std::move(a.content_type);
     r.delay_ms = a.delay_ms;
     r.headers = std::move(a.headers);
+    r.access_destination = std::move(a.destination);
     if (m.id == RouteId::kMethodNotAllowed) r.headers.emplace_back("Allow", m.allow);
     return r;
 }
@@ -434,11 +439,14 @@ void Server::Start() {
         if (!a.method.empty()) {
             m = MatchRoute(a.method, std::string_view(a.target).substr(0, a.target.find('?')));
         }
+        // The destination the handler authenticated (a /v1/batch request's write key), else
+        // the one its path names, when it looks like an id (a path is the caller's text).
+        const std::string& named = a.destination.empty() ? m.destination : a.destination;
         std::string destination = "-";
-        if (!m.destination.empty() && m.destination.size() <= 64 &&
-            m.destination.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                            "0123456789._-") == std::string::npos) {
-            destination = m.destination;
+        if (!named.empty() && named.size() <= 64 &&
+            named.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                    "0123456789._-") == std::string::npos) {
+            destination = named;
         }
         const bool known_method =
             a.method.size() <= 10 &&

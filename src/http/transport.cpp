@@ -335,6 +335,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
 
     void Write(Response res, bool error) {
         response_.emplace(static_cast<bhttp::status>(res.status), version_ ? version_ : 11);
+        access_destination_ = std::move(res.access_destination);
         auto& out = *response_;
         out.set(bhttp::field::content_type, res.content_type);
         for (const auto& [k, v] : res.headers) out.set(k, v);
@@ -368,8 +369,10 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
             a.bytes_in = bytes_in_;
             a.bytes_out = bytes;
             a.sent = !ec;
+            a.destination = std::move(access_destination_);
             core_->options.on_access(a);
         }
+        access_destination_.clear();
         method_.clear();
         target_.clear();
         started_ = Clock::time_point{};
@@ -419,6 +422,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     beast::flat_buffer buffer_;
     std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
     std::optional<bhttp::response<bhttp::string_body>> response_;
+    std::string access_destination_;  // of the answer being written, for the access log
     std::unique_ptr<net::steady_timer> delay_;
     Clock::time_point deadline_ = Clock::time_point::max();
     uint64_t reserved_ = 0;

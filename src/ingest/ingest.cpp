@@ -236,7 +236,7 @@ const config::Destination* Service::DestinationForWriteKey(const config::Config&
     return found;
 }
 
-Result<std::string> Service::Ingest(const Request& request) {
+Result<std::string> Service::Ingest(const Request& request, std::string* destination_id) {
     // One config for the whole request, however a reload swaps it meanwhile.
     const auto snapshot = Snapshot();
     const config::Config& config = *snapshot;
@@ -285,6 +285,7 @@ Result<std::string> Service::Ingest(const Request& request) {
                                     : "a valid X-Signature, webhook_token (Authorization: "
                                       "Bearer, or X-Audsync-Token) or write key is required");
         }
+        if (destination_id != nullptr) *destination_id = destination->id;
         parsed = segment::ParseWebhookBody(request.body, limits);
         if (!parsed) return parsed.error();
         if (!whole_body && parsed.value().items.size() > 1 &&
@@ -299,6 +300,7 @@ Result<std::string> Service::Ingest(const Request& request) {
         if (basic_user) {
             destination = DestinationForWriteKey(config, *basic_user);
             if (destination == nullptr) return Unauthorized("the write key is not valid");
+            if (destination_id != nullptr) *destination_id = destination->id;
         }
         parsed = segment::ParseTrackingBody(request.body, TypeOf(request.route), limits);
         if (!parsed) return parsed.error();
@@ -308,6 +310,7 @@ Result<std::string> Service::Ingest(const Request& request) {
             }
             destination = DestinationForWriteKey(config, *parsed.value().write_key);
             if (destination == nullptr) return Unauthorized("the write key is not valid");
+            if (destination_id != nullptr) *destination_id = destination->id;
         }
     }
 

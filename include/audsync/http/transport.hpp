@@ -39,6 +39,9 @@ struct Response {
     bool close = false;  // close the connection after this answer
     bool drop = false;   // close without answering (fault injection)
     int delay_ms = 0;    // wait before answering, without holding a thread (fault injection)
+    // For the access log only: the destination the handler found the caller to be (a
+    // /v1/batch request names it by its write key, not its path); empty: none.
+    std::string access_destination;
 };
 
 // The head of a request, before its body is read: enough to choose the body limit.
@@ -57,6 +60,7 @@ struct AccessRecord {
     size_t bytes_in = 0;      // body bytes read
     size_t bytes_out = 0;     // answer body bytes
     bool sent = true;         // false: the answer could not be sent
+    std::string destination;  // Response::access_destination
 };
 
 struct TransportOptions {

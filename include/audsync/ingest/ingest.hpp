@@ -172,7 +172,9 @@ class Service {
 
     // Returns the JSON summary of a request whose membership events are all appended to
     // the inbox and committed, or the error to answer with (nothing stored).
-    Result<std::string> Ingest(const Request& request);
+    // `destination`, when given, is set to the caller's destination id once it is
+    // authenticated (for the access log: a /v1/batch request names it by its write key).
+    Result<std::string> Ingest(const Request& request, std::string* destination = nullptr);
 
     // The ingest path after authentication and parsing: maps every item and appends
     // the membership changes to the inbox in one job (shared by HTTP ingest and replays).
