@@ -7,12 +7,15 @@
 #include <algorithm>
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "audsync/app/runtime.hpp"
+#include "audsync/common/log.hpp"
 #include "audsync/common/text.hpp"
 #include "audsync/store/applier.hpp"
 #include "audsync/store/database.hpp"
@@ -335,7 +338,7 @@ TEST_SUITE("storage") {
     // A reader holding an old snapshot keeps every truncation from completing. Without
     // wal_max_bytes the writer gives up after wal_stop_busy_ms each time and its WAL grows
     // with every job; with it, the writer stops at the limit (one more job could pass it),
-    // says so once, and goes on when the reader lets go.
+    // warns once the wait passes a second, and goes on when the reader lets go.
     TEST_CASE("a writer at wal_max_bytes waits for a reader of an old snapshot, then goes on") {
         for (const bool limited : {true, false}) {
             CAPTURE(limited);
@@ -349,6 +352,18 @@ TEST_SUITE("storage") {
             o.wal_stop_bytes = kStop;
             o.wal_max_bytes = limited ? kLimit : 0;
             o.wal_stop_busy_ms = 20;
+            std::mutex log_mu;
+            std::vector<std::pair<log::Level, std::string>> lines;
+            log::SetSinkForTesting([&](log::Level l, std::string_view m) {
+                std::lock_guard<std::mutex> lock(log_mu);
+                lines.emplace_back(l, std::string(m));
+            });
+            auto count_lines = [&](log::Level level, const std::string& part) {
+                std::lock_guard<std::mutex> lock(log_mu);
+                return std::count_if(lines.begin(), lines.end(), [&](const auto& line) {
+                    return line.first == level && line.second.find(part) != std::string::npos;
+                });
+            };
             store::InboxWriter writer(inbox, o);
             std::atomic<int> done{0};
             auto job = [&](int j) {
@@ -379,6 +394,13 @@ TEST_SUITE("storage") {
             if (limited) {
                 // The writer is held at the limit while the reader holds its snapshot.
                 CHECK(testing::Eventually([&] { return writer.wal_waits() == 1; }, 20000));
+                CHECK(testing::Eventually(
+                    [&] {
+                        return count_lines(log::Level::kWarn, "writing waits until the readers") ==
+                               1;
+                    },
+                    20000));
+                CHECK(count_lines(log::Level::kInfo, "was let go") == 0);
                 const int held = done.load();
                 CHECK(held < kJobs);
                 CHECK(FileBytes(inbox + "-wal") <= kLimit);
@@ -388,14 +410,18 @@ TEST_SUITE("storage") {
             store::TestAccess::Exec(reader, "COMMIT");
             appender.join();
             CHECK(done.load() == kJobs);
+            writer.Stop();
+            log::SetSinkForTesting(nullptr);
             if (limited) {
                 CHECK(largest <= kLimit);
                 CHECK(writer.wal_waits() == 1);
+                CHECK(count_lines(log::Level::kWarn, "writing waits until the readers") == 1);
+                CHECK(count_lines(log::Level::kInfo, "was let go: writing goes on") == 1);
             } else {
                 CHECK(largest > kLimit);
                 CHECK(writer.wal_waits() == 0);
+                CHECK(count_lines(log::Level::kWarn, "writing waits") == 0);
             }
-            writer.Stop();
         }
     }
 }

@@ -178,8 +178,9 @@ Status Runtime::Open(const RuntimeOptions& options) {
         store::WriterOptions wopts;
         wopts.max_pending_weight = c.limits.max_pending_events;
         // Each WAL's hard bound: past a quarter of limits.max_wal_bytes a writer truncates
-        // its WAL itself; one transaction more (sized to a quarter by the applier, with room
-        // for its estimate to be short by half again) stays under the limit. The
+        // its WAL itself, and past half of it waits for the truncation however long readers
+        // hold it; one transaction more (sized to a quarter by the applier, with room for
+        // its estimate to be short by as much again) stays under the limit. The
         // Checkpointer keeps it near an eighth in the usual case.
         wopts.wal_stop_bytes = static_cast<int64_t>(c.limits.max_wal_bytes) / 4;
         // Near the limit the writer waits for readers instead of going on (the hard bound).

@@ -266,12 +266,13 @@ void GroupWriter<Store>::HoldWalBound() {
     // Past `at_limit` one more transaction could take the WAL over wal_max_bytes: the
     // writer then waits for as long as the readers hold it (each of audsync's own reads
     // is a short statement; an outside one is named by the log line).
-    const bool at_limit = options_.wal_max_bytes > 0 &&
-                          size + options_.wal_stop_bytes * 3 / 2 > options_.wal_max_bytes;
+    const bool at_limit =
+        options_.wal_max_bytes > 0 && size + options_.wal_stop_bytes * 2 >= options_.wal_max_bytes;
     db_.SetBusyTimeoutMs(options_.wal_stop_busy_ms);
     const auto started = std::chrono::steady_clock::now();
     const auto deadline = started + std::chrono::milliseconds(options_.wal_stop_busy_ms);
     bool waited = false;
+    bool warned = false;  // a wait of a second or more is the operator's to know
     auto stopping = [this] {
         std::lock_guard<std::mutex> lock(mu_);
         return stopping_;
@@ -294,6 +295,10 @@ void GroupWriter<Store>::HoldWalBound() {
                 if (!waited) {
                     waited = true;
                     wal_waits_.fetch_add(1, std::memory_order_relaxed);
+                }
+                if (!warned &&
+                    std::chrono::steady_clock::now() - started >= std::chrono::seconds(1)) {
+                    warned = true;
                     log::Warn("the write-ahead log " + wal_path_ + " is " +
                               std::to_string(size / (1024 * 1024)) +
                               " MB and one more transaction could take it past "
@@ -307,7 +312,7 @@ void GroupWriter<Store>::HoldWalBound() {
     } catch (const SqliteError& e) {
         log::Warn(std::string("writer: checkpoint failed: ") + e.what());
     }
-    if (waited) {
+    if (warned) {
         const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                             std::chrono::steady_clock::now() - started)
                             .count();

@@ -39,8 +39,9 @@ struct WriterOptions {
     // so that a reader holding an old snapshot does not slow every commit.
     int64_t wal_stop_bytes = 0;
     int wal_stop_busy_ms = 100;
-    // The WAL's limit (0: none). Once one more transaction (at most wal_stop_bytes and
-    // half again) could take the WAL past it, the writer keeps trying the truncation for
+    // The WAL's limit (0: none). Once one more transaction (allowed twice wal_stop_bytes:
+    // a transaction whose pages spill from the cache writes some of them twice) could take
+    // the WAL past it, the writer keeps trying the truncation for
     // as long as readers keep it from completing, with a log line while it waits, rather
     // than give up after wal_stop_busy_ms: the limit holds, and the backlog that builds
     // meanwhile is shed by admission. A stop ends the wait (the last jobs may pass it).
