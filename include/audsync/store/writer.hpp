@@ -41,10 +41,10 @@ struct WriterOptions {
     int wal_stop_busy_ms = 100;
     // The WAL's limit (0: none). Once one more transaction (allowed twice wal_stop_bytes:
     // a transaction whose pages spill from the cache writes some of them twice) could take
-    // the WAL past it, the writer keeps trying the truncation for
-    // as long as readers keep it from completing, with a log line while it waits, rather
-    // than give up after wal_stop_busy_ms: the limit holds, and the backlog that builds
-    // meanwhile is shed by admission. A stop ends the wait (the last jobs may pass it).
+    // the WAL past it, the writer keeps trying the truncation for as long as readers keep
+    // it from completing (a warning once a wait passes a second), rather than give up
+    // after wal_stop_busy_ms: the limit holds, and the backlog that builds meanwhile is
+    // shed by admission. A stop ends the wait (the last jobs may pass it).
     int64_t wal_max_bytes = 0;
 };
 
