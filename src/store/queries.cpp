@@ -347,38 +347,55 @@ std::vector<MemberRow> ListDeadLetters(Database& db, std::optional<int64_t> segm
 
 namespace {
 
-// A target's pending changes in one segment, on the pending-members index (cheap however
-// large the segment): how many, how many after a failed attempt, and, when `oldest` is
-// given, the earliest received time of their deciding events.
-struct PendingCount {
-    int64_t pending = 0;
-    int64_t retrying = 0;
+// A target's deliveries in one segment as schema 9's triggers count them: one row,
+// however large the segment.
+struct DeliveryCount {
+    int64_t pending = 0;   // pending, not dead
+    int64_t retrying = 0;  // of those, after a failed attempt
+    int64_t dead = 0;
 };
-PendingCount CountPendingAt(Database& db, const std::string& target, int64_t segment_id,
-                            std::optional<int64_t>* oldest) {
-    PendingCount c;
-    int64_t cursor_at = 0;
-    std::string cursor_key;
-    const std::string select =
-        std::string("SELECT d.next_attempt_ms, d.context_key, d.attempts") +
-        (oldest ? ", m.received_ms FROM deliveries d INDEXED BY deliveries_due "
-                  "JOIN memberships m ON m.segment_id = d.segment_id "
-                  "AND m.context_key = d.context_key "
-                : " FROM deliveries d INDEXED BY deliveries_due ") +
-        "WHERE d.target = ?1 AND d.segment_id = ?2 AND d.pending = 1 AND d.dead = 0 ";
-    const std::string order = " ORDER BY d.next_attempt_ms, d.context_key LIMIT ?5";
-    detail::WalkSlices(
-        db, select + order, select + "AND (d.next_attempt_ms, d.context_key) > (?3, ?4)" + order, 5,
-        [&](Statement& s) { s.Bind(1, target).Bind(2, segment_id); },
-        [&](Statement& s) { s.Bind(3, cursor_at).Bind(4, cursor_key); },
-        [&](Statement& s) {
-            cursor_at = s.Int(0);
-            cursor_key = s.Text(1);
-            ++c.pending;
-            if (s.Int(2) > 0) ++c.retrying;
-            if (oldest) Newest(*oldest, std::optional<int64_t>(s.Int(3)), false);
-        });
+DeliveryCount ReadCount(Statement& s) {
+    DeliveryCount c;
+    c.pending = s.Int(0);
+    c.retrying = s.Int(1);
+    c.dead = s.Int(2);
     return c;
+}
+DeliveryCount CountDeliveriesAt(Database& db, const std::string& target, int64_t segment_id) {
+    Statement s(detail::Access::Handle(db),
+                "SELECT pending, retrying, dead FROM delivery_counts "
+                "WHERE segment_id = ?1 AND target = ?2");
+    s.Bind(1, segment_id).Bind(2, target);
+    return s.Step() ? ReadCount(s) : DeliveryCount{};
+}
+
+// Pending changes read from each end of a lane for the earliest received time.
+constexpr int64_t kOldestSampleRows = 4096;
+
+// The earliest received time of the deciding events of the target's `pending` changes in
+// the segment, folded into `oldest`. Exact up to 2 x kOldestSampleRows pending changes;
+// beyond, the earliest of the first and the last kOldestSampleRows in push order (the
+// next due, and the longest deferred: retries wait at the end), so that a scrape costs
+// the same at a million pending changes as at ten thousand. Each end is one short
+// statement (its own read transaction).
+void OldestPendingAt(Database& db, const std::string& target, int64_t segment_id, int64_t pending,
+                     std::optional<int64_t>& oldest) {
+    if (pending <= 0) return;
+    const bool whole = pending <= 2 * kOldestSampleRows;
+    const std::vector<std::string> ends =
+        whole ? std::vector<std::string>{"ASC"} : std::vector<std::string>{"ASC", "DESC"};
+    for (const std::string& dir : ends) {
+        Statement s(detail::Access::Handle(db),
+                    "SELECT min(m.received_ms) FROM (SELECT d.segment_id, d.context_key "
+                    "FROM deliveries d INDEXED BY deliveries_due WHERE d.target = ?1 "
+                    "AND d.segment_id = ?2 AND d.pending = 1 AND d.dead = 0 "
+                    "ORDER BY d.next_attempt_ms " +
+                        dir + ", d.context_key " + dir +
+                        " LIMIT ?3) AS p JOIN memberships m ON m.segment_id = p.segment_id "
+                        "AND m.context_key = p.context_key");
+        s.Bind(1, target).Bind(2, segment_id).Bind(3, whole ? int64_t{-1} : kOldestSampleRows);
+        if (s.Step() && !s.IsNull(0)) Newest(oldest, std::optional<int64_t>(s.Int(0)), false);
+    }
 }
 
 // The members a replay of the segment at `target` has still to push: those after its
@@ -395,38 +412,8 @@ int64_t CountReplayLeft(Database& db, const std::string& target, int64_t segment
     return left;
 }
 
-// Dead letters of the segment at `target`, on the dead-letter index.
-int64_t CountDeadAt(Database& db, const std::string& target, int64_t segment_id) {
-    int64_t dead = 0;
-    std::string key;
-    std::string at;
-    const std::string select =
-        "SELECT context_key, target FROM deliveries INDEXED BY deliveries_dead "
-        "WHERE segment_id = ?1 AND dead = 1 ";
-    const std::string order = " ORDER BY context_key, target LIMIT ?4";
-    detail::WalkSlices(
-        db, select + order, select + "AND (context_key, target) > (?2, ?3)" + order, 4,
-        [&](Statement& s) { s.Bind(1, segment_id); },
-        [&](Statement& s) { s.Bind(2, key).Bind(3, at); },
-        [&](Statement& s) {
-            key = s.Text(0);
-            at = s.Text(1);
-            if (at == target) ++dead;
-        });
-    return dead;
-}
-
-std::vector<int64_t> DestinationSegments(Database& db, const std::string& destination) {
-    Statement s(detail::Access::Handle(db),
-                "SELECT id FROM segments WHERE destination = ?1 ORDER BY id");
-    s.Bind(1, destination);
-    std::vector<int64_t> out;
-    while (s.Step()) out.push_back(s.Int(0));
-    return out;
-}
-
-// The active targets with their counts, each count walked in slices; with `oldest`, the
-// earliest received time of a pending change too.
+// The active targets with their counts (schema 9's, and a replay's members still to
+// push); with `oldest`, the earliest received time of a pending change too.
 std::vector<TargetRow> ReadTargets(Database& db, std::optional<int64_t>* oldest) {
     Statement s(detail::Access::Handle(db),
                 "SELECT t.destination, t.id, t.platform, t.active, t.status, t.last_success_ms, "
@@ -451,12 +438,33 @@ std::vector<TargetRow> ReadTargets(Database& db, std::optional<int64_t>* oldest)
     }
     s.Reset();
     for (auto& r : out) {
-        for (int64_t segment_id : DestinationSegments(db, r.destination)) {
-            const PendingCount c = CountPendingAt(db, r.id, segment_id, oldest);
-            r.pending += c.pending + CountReplayLeft(db, r.id, segment_id);
-            r.retrying += c.retrying;
-            r.dead += CountDeadAt(db, r.id, segment_id);
+        // The counts of every segment of the destination in one statement; a segment's
+        // pending changes and replays are looked at only where there are some.
+        std::vector<std::pair<int64_t, DeliveryCount>> counts;
+        {
+            Statement c(detail::Access::Handle(db),
+                        "SELECT pending, retrying, dead, segment_id FROM delivery_counts "
+                        "WHERE target = ?1 AND segment_id IN "
+                        "(SELECT id FROM segments WHERE destination = ?2) ORDER BY segment_id");
+            c.Bind(1, r.id).Bind(2, r.destination);
+            while (c.Step()) counts.emplace_back(c.Int(3), ReadCount(c));
         }
+        for (const auto& [segment_id, c] : counts) {
+            r.pending += c.pending;
+            r.retrying += c.retrying;
+            r.dead += c.dead;
+            if (oldest) OldestPendingAt(db, r.id, segment_id, c.pending, *oldest);
+        }
+        std::vector<int64_t> replayed;
+        {
+            Statement p(detail::Access::Handle(db),
+                        "SELECT DISTINCT segment_id FROM replays WHERE target = ?1 AND "
+                        "segment_id IN (SELECT id FROM segments WHERE destination = ?2) "
+                        "ORDER BY segment_id");
+            p.Bind(1, r.id).Bind(2, r.destination);
+            while (p.Step()) replayed.push_back(p.Int(0));
+        }
+        for (int64_t segment_id : replayed) r.pending += CountReplayLeft(db, r.id, segment_id);
     }
     return out;
 }
@@ -509,7 +517,7 @@ int64_t CountPending(Database& db, int64_t segment_id) {
     s.Reset();
     int64_t pending = 0;
     for (const auto& target : targets) {
-        pending += CountPendingAt(db, target, segment_id, nullptr).pending +
+        pending += CountDeliveriesAt(db, target, segment_id).pending +
                    CountReplayLeft(db, target, segment_id);
     }
     return pending;

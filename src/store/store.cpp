@@ -661,6 +661,8 @@ int64_t WriteStore::DeleteSegment(int64_t segment_id) {
     // Rare and operator-driven: prepared here.
     for (const char* sql : {"DELETE FROM replays WHERE segment_id = ?1",
                             "DELETE FROM deliveries WHERE segment_id = ?1",
+                            // zeros once its deliveries are gone (schema 9's triggers)
+                            "DELETE FROM delivery_counts WHERE segment_id = ?1",
                             "DELETE FROM segment_targets WHERE segment_id = ?1"}) {
         Statement s(detail::Access::Handle(db_), sql);
         s.Bind(1, segment_id);
