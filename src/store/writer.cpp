@@ -255,7 +255,13 @@ void GroupWriter<Store>::HoldWalBound() {
     if (::stat(wal_path_.c_str(), &st) != 0) return;
     const int64_t size = static_cast<int64_t>(st.st_size);
     if (next_stop_bytes_ < options_.wal_stop_bytes) next_stop_bytes_ = options_.wal_stop_bytes;
-    if (size <= next_stop_bytes_) {
+    // Past `at_limit` one more transaction could take the WAL over wal_max_bytes: the
+    // writer then waits for as long as the readers hold it (each of audsync's own reads
+    // is a short statement; an outside one is named by the log line). That holds whatever
+    // a truncation that failed earlier put off (next_stop_bytes_).
+    const bool at_limit =
+        options_.wal_max_bytes > 0 && size + options_.wal_stop_bytes * 2 >= options_.wal_max_bytes;
+    if (size <= next_stop_bytes_ && !at_limit) {
         if (size <= options_.wal_stop_bytes) next_stop_bytes_ = options_.wal_stop_bytes;
         return;
     }
@@ -263,11 +269,6 @@ void GroupWriter<Store>::HoldWalBound() {
     // The busy timeout covers the wait for the write lock and for older readers; a
     // checkpoint running on another connection (the Checkpointer's PASSIVE copy) makes
     // this one fail at once instead, so that case is tried again until the same deadline.
-    // Past `at_limit` one more transaction could take the WAL over wal_max_bytes: the
-    // writer then waits for as long as the readers hold it (each of audsync's own reads
-    // is a short statement; an outside one is named by the log line).
-    const bool at_limit =
-        options_.wal_max_bytes > 0 && size + options_.wal_stop_bytes * 2 >= options_.wal_max_bytes;
     db_.SetBusyTimeoutMs(options_.wal_stop_busy_ms);
     const auto started = std::chrono::steady_clock::now();
     const auto deadline = started + std::chrono::milliseconds(options_.wal_stop_busy_ms);
