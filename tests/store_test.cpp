@@ -50,6 +50,24 @@ int64_t Count(store::Database& db, const std::string& sql) {
     return store::TestAccess::Int(db, sql);
 }
 
+// Every row of `sql`, each as its columns' text joined by '|' (NULL as "-").
+std::vector<std::string> Rows(store::Database& db, const std::string& sql) {
+    sqlite3_stmt* st = nullptr;
+    REQUIRE(sqlite3_prepare_v2(store::TestAccess::Handle(db), sql.c_str(), -1, &st, nullptr) ==
+            SQLITE_OK);
+    std::vector<std::string> out;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        std::string line;
+        for (int i = 0; i < sqlite3_column_count(st); ++i) {
+            const unsigned char* v = sqlite3_column_text(st, i);
+            line += (i > 0 ? "|" : "") + std::string(v ? reinterpret_cast<const char*>(v) : "-");
+        }
+        out.push_back(line);
+    }
+    sqlite3_finalize(st);
+    return out;
+}
+
 unsigned Mode(const std::string& path) {
     struct stat st;
     REQUIRE(::stat(path.c_str(), &st) == 0);
@@ -77,7 +95,7 @@ int64_t DeadSegment(store::Database& db, int n, const std::string& audience = "a
 }  // namespace
 
 TEST_SUITE("store") {
-    TEST_CASE("schema 9's delivery counts equal the rows they count, through every write") {
+    TEST_CASE("schemas 9 and 10's counts equal the rows they count, through every write") {
         // A seeded stream of every write that touches deliveries, at a delta and a
         // full-list target; after each step the trigger-kept counts must equal a count of
         // the rows themselves (a row of zeros where nothing is left).
@@ -88,6 +106,13 @@ TEST_SUITE("store") {
         const std::string kept =
             "SELECT segment_id, target, pending, retrying, dead FROM delivery_counts "
             "WHERE pending + dead > 0 OR retrying != 0 ORDER BY 1, 2";
+        // Schema 10's member counts, the same way.
+        const std::string members_recount =
+            "SELECT segment_id, sum(desired = 1), sum(desired = 0) FROM memberships "
+            "GROUP BY 1 ORDER BY 1";
+        const std::string members_kept =
+            "SELECT segment_id, included, excluded FROM segment_counts "
+            "WHERE included != 0 OR excluded != 0 ORDER BY 1";
         for (uint32_t seed : {1u, 2u, 3u}) {
             CAPTURE(seed);
             Fixture f;
@@ -140,19 +165,10 @@ TEST_SUITE("store") {
                     w.DeleteSegment(m->segment_id);
                 }
                 tx.Commit();
-                auto rows = [&](const std::string& sql) {
-                    std::vector<std::string> out;
-                    store::Statement q(store::TestAccess::Handle(f.db), sql);
-                    while (q.Step()) {
-                        out.push_back(std::to_string(q.Int(0)) + "|" + q.Text(1) + "|" +
-                                      std::to_string(q.Int(2)) + "|" + std::to_string(q.Int(3)) +
-                                      "|" + std::to_string(q.Int(4)));
-                    }
-                    return out;
-                };
                 CAPTURE(step);
                 CAPTURE(op);
-                REQUIRE(rows(kept) == rows(recount));
+                REQUIRE(Rows(f.db, kept) == Rows(f.db, recount));
+                REQUIRE(Rows(f.db, members_kept) == Rows(f.db, members_recount));
             }
             // Something of each kind was counted on the way (the stream can fail).
             CHECK(Count(f.db, "SELECT count(*) FROM deliveries WHERE dead = 1") +
@@ -161,12 +177,60 @@ TEST_SUITE("store") {
         }
     }
 
-    TEST_CASE("schema 9 counts the deliveries of a database made before it") {
+    TEST_CASE(
+        "a segment summary reads schema 10's counts, newest sync and the error that applies") {
+        Fixture f;
+        store::WriteStore w(f.db);
+        w.EnsureTargets("ld", store::ImplicitTargets(), 0);
+        for (int i = 0; i < 6; ++i) {
+            const std::string key = "k" + std::to_string(i);
+            w.Apply("ld", "m" + key, Change(key, i != 5, 1), 0);
+        }
+        const int64_t seg = store::FindMembership(f.db, "ld", "aud_1", "user", "k0")->segment_id;
+        const std::string t = "launchdarkly";
+        w.RecordAck(seg, "k0", t, true, 1, 200, 100);
+        w.RecordAck(seg, "k1", t, true, 1, 200, 200);
+        w.RecordDead(seg, "k3", t, 1, 400, "refused", 250);
+        w.RecordRetry(seg, "k2", t, 5000, 503, "busy", 300);
+        auto summary = [&] {
+            auto list = store::ListSegments(f.db, store::SegmentFilter{});
+            REQUIRE(list.size() == 1);
+            REQUIRE(list[0].targets.size() == 1);
+            return list[0];
+        };
+        store::SegmentSummary s = summary();
+        CHECK(s.included == 5);
+        CHECK(s.excluded == 1);
+        CHECK(s.targets[0].pending == 3);  // k2 retrying, k4 and k5 never pushed
+        CHECK(s.targets[0].retrying == 1);
+        CHECK(s.targets[0].dead == 1);
+        CHECK(s.last_synced_ms == 200);
+        CHECK(s.next_retry_ms == 5000);
+        CHECK(s.last_error == "busy");  // the newer of the retry and the dead letter
+        // The retried member goes through: the dead letter's error is the one left.
+        w.RecordAck(seg, "k2", t, true, 1, 200, 400);
+        s = summary();
+        CHECK(s.targets[0].retrying == 0);
+        CHECK_FALSE(s.next_retry_ms.has_value());
+        CHECK(s.last_synced_ms == 400);
+        CHECK(s.last_error == "refused");
+        // Discarded, nothing is wrong any more.
+        CHECK(w.DiscardDeadLetter(seg, std::nullopt) == 1);
+        s = summary();
+        CHECK_FALSE(s.last_error.has_value());
+        // A member leaving moves one count to the other.
+        w.Apply("ld", "mk0-out", Change("k0", false, 2), 0);
+        s = summary();
+        CHECK(s.included == 4);
+        CHECK(s.excluded == 2);
+    }
+
+    TEST_CASE("schemas 9 and 10 count what a database made before them holds") {
         testing::TempDir dir;
         store::Database db(dir.File("a.db"), true);
         std::vector<store::Migration> before = store::EmbeddedMigrations();
-        REQUIRE(before.back().name.find("0009_") == 0);
-        before.pop_back();
+        while (before.back().version >= 9) before.pop_back();
+        REQUIRE(before.back().version == 8);
         REQUIRE(store::Migrate(db, before).ok());
         int64_t segment = 0;
         {
@@ -189,6 +253,10 @@ TEST_SUITE("store") {
         store::SyncGauges g = store::ReadSyncGauges(db);
         CHECK(g.pending == 3);
         CHECK(g.dead == 1);
+        CHECK(Rows(db, "SELECT included, excluded FROM segment_counts") ==
+              std::vector<std::string>{"5|0"});
+        CHECK(Rows(db, "SELECT last_synced_ms, retry_error, dead_error FROM delivery_counts") ==
+              std::vector<std::string>{"2|busy|no"});
     }
 
     TEST_CASE("the sync lag of a lane past the sample holds its longest deferred change") {

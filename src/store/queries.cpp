@@ -47,14 +47,28 @@ std::vector<std::pair<std::string, std::string>> SegmentReplays(Database& db, in
     return out;
 }
 
+// The members a replay of the segment at `target` has still to push: those after its
+// cursor that the target holds (a pending one is counted as pending already).
+int64_t CountReplayLeft(Database& db, const std::string& target, int64_t segment_id) {
+    int64_t left = 0;
+    for (const auto& [replay_target, after] : SegmentReplays(db, segment_id)) {
+        if (replay_target != target) continue;
+        WalkDeliveries(db, segment_id, after, "pending, dead",
+                       [&](Statement& s, const std::string&, const std::string& t) {
+                           if (t == target && s.Int(2) == 0 && s.Int(3) == 0) ++left;
+                       });
+    }
+    return left;
+}
+
 template <typename T>
 void Newest(std::optional<T>& into, const std::optional<T>& v, bool max) {
     if (!v) return;
     if (!into || (max ? *v > *into : *v < *into)) into = v;
 }
 
-// Per active target of the segment's destination: health and segment state, then the
-// counts from one walk over the segment's deliveries.
+// Per active target of the segment's destination: health and segment state, then its
+// counts.
 void ReadSegmentTargets(Database& db, SegmentSummary& r) {
     Statement t(detail::Access::Handle(db),
                 "SELECT t.id, t.platform, t.status, coalesce(st.status, 'ok'), st.error, "
@@ -74,49 +88,51 @@ void ReadSegmentTargets(Database& db, SegmentSummary& r) {
     }
     t.Reset();
     if (r.targets.empty()) return;
-    // A replay's members not pushed yet (after its cursor, held at the target) count as
-    // pending.
-    std::vector<std::optional<std::string>> replay_after(r.targets.size());
-    for (const auto& [target, after] : SegmentReplays(db, r.id)) {
-        for (size_t i = 0; i < r.targets.size(); ++i) {
-            if (r.targets[i].target == target) replay_after[i] = after;
+    // The counts schemas 9 and 10 keep: one row per target, however large the segment.
+    Statement c(detail::Access::Handle(db),
+                "SELECT pending, retrying, dead, last_synced_ms, retry_error_ms, retry_error, "
+                "dead_error_ms, dead_error FROM delivery_counts "
+                "WHERE segment_id = ?1 AND target = ?2");
+    // The earliest retry among the retrying members: the first deferred entry of the
+    // pending-members index that is a failed attempt (found at once unless many members
+    // are deferred without one: held over a list limit, or made due by a resume).
+    Statement retry(detail::Access::Handle(db),
+                    "SELECT next_attempt_ms FROM deliveries INDEXED BY deliveries_due "
+                    "WHERE target = ?2 AND segment_id = ?1 AND pending = 1 AND dead = 0 "
+                    "AND next_attempt_ms > 0 AND attempts > 0 ORDER BY next_attempt_ms LIMIT 1");
+    for (SegmentTargetSummary& x : r.targets) {
+        c.Bind(1, r.id).Bind(2, x.target);
+        if (c.Step()) {
+            x.pending = c.Int(0);
+            x.retrying = c.Int(1);
+            x.dead = c.Int(2);
+            if (!c.IsNull(3)) x.last_synced_ms = c.Int(3);
+            // The newer of the errors that still apply: of a retry while members are
+            // retrying, of a dead letter while some are left.
+            std::optional<int64_t> at;
+            if (x.retrying > 0 && !c.IsNull(5)) {
+                at = c.IsNull(4) ? 0 : c.Int(4);
+                x.last_error = c.Text(5);
+            }
+            if (x.dead > 0 && !c.IsNull(7) && (!at || (!c.IsNull(6) && c.Int(6) > *at))) {
+                x.last_error = c.Text(7);
+            }
+        }
+        c.Reset();
+        if (x.retrying > 0) {
+            retry.Bind(1, r.id).Bind(2, x.target);
+            if (retry.Step()) x.next_retry_ms = retry.Int(0);
+            retry.Reset();
         }
     }
-    // The error shown is that of the newest push among the pending and dead members.
-    std::vector<std::optional<int64_t>> error_push(r.targets.size());
-    std::vector<bool> has_error(r.targets.size(), false);
-    WalkDeliveries(
-        db, r.id, std::nullopt,
-        "pending, dead, attempts, next_attempt_ms, last_status, last_push_ms, last_error",
-        [&](Statement& s, const std::string& key, const std::string& target) {
-            size_t i = 0;
-            while (i < r.targets.size() && r.targets[i].target != target) ++i;
-            if (i == r.targets.size()) return;  // a retired target's row
-            SegmentTargetSummary& x = r.targets[i];
-            const bool pending = s.Int(2) != 0;
-            const bool dead = s.Int(3) != 0;
-            if (pending && !dead) {
-                ++x.pending;
-                if (s.Int(4) > 0) {
-                    ++x.retrying;
-                    Newest(x.next_retry_ms, std::optional<int64_t>(s.Int(5)), false);
-                }
-            } else if (!pending && !dead && replay_after[i] && key > *replay_after[i]) {
-                ++x.pending;
-            }
-            if (dead) ++x.dead;
-            const std::optional<int64_t> pushed =
-                s.IsNull(7) ? std::nullopt : std::optional<int64_t>(s.Int(7));
-            if (!s.IsNull(6) && s.Int(6) >= 200 && s.Int(6) <= 299) {
-                Newest(x.last_synced_ms, pushed, true);
-            }
-            if (!s.IsNull(8) && (dead || pending) &&
-                (!has_error[i] || (pushed && (!error_push[i] || *pushed > *error_push[i])))) {
-                has_error[i] = true;
-                error_push[i] = pushed;
-                x.last_error = s.Text(8);
-            }
-        });
+    // A replay's members not pushed yet (after its cursor, held at the target) count as
+    // pending.
+    for (const auto& [target, after] : SegmentReplays(db, r.id)) {
+        (void)after;
+        for (SegmentTargetSummary& x : r.targets) {
+            if (x.target == target) x.pending += CountReplayLeft(db, target, r.id);
+        }
+    }
     for (const auto& x : r.targets) {
         r.pending += x.pending;
         r.retrying += x.retrying;
@@ -246,9 +262,14 @@ std::vector<SegmentSummary> ListSegments(Database& db, const SegmentFilter& f) {
     while (s.Step()) out.push_back(ReadSegment(s));
     s.Reset();  // the list's snapshot ends before the counts start
     for (auto& r : out) {
-        const detail::MemberSplit split = detail::CountMembersInSlices(db, r.id);
-        r.included = split.included;
-        r.excluded = split.excluded;
+        Statement members(detail::Access::Handle(db),
+                          "SELECT included, excluded FROM segment_counts WHERE segment_id = ?1");
+        members.Bind(1, r.id);
+        if (members.Step()) {
+            r.included = members.Int(0);
+            r.excluded = members.Int(1);
+        }
+        members.Reset();
         ReadSegmentTargets(db, r);
     }
     return out;
@@ -396,20 +417,6 @@ void OldestPendingAt(Database& db, const std::string& target, int64_t segment_id
         s.Bind(1, target).Bind(2, segment_id).Bind(3, whole ? int64_t{-1} : kOldestSampleRows);
         if (s.Step() && !s.IsNull(0)) Newest(oldest, std::optional<int64_t>(s.Int(0)), false);
     }
-}
-
-// The members a replay of the segment at `target` has still to push: those after its
-// cursor that the target holds (a pending one is counted as pending already).
-int64_t CountReplayLeft(Database& db, const std::string& target, int64_t segment_id) {
-    int64_t left = 0;
-    for (const auto& [replay_target, after] : SegmentReplays(db, segment_id)) {
-        if (replay_target != target) continue;
-        WalkDeliveries(db, segment_id, after, "pending, dead",
-                       [&](Statement& s, const std::string&, const std::string& t) {
-                           if (t == target && s.Int(2) == 0 && s.Int(3) == 0) ++left;
-                       });
-    }
-    return left;
 }
 
 // The active targets with their counts (schema 9's, and a replay's members still to

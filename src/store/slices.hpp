@@ -50,26 +50,4 @@ void WalkSlices(Database& db, const std::string& first, const std::string& next,
     }
 }
 
-// A segment's members, included and excluded, over its primary key in slices.
-struct MemberSplit {
-    int64_t included = 0;
-    int64_t excluded = 0;
-};
-inline MemberSplit CountMembersInSlices(Database& db, int64_t segment_id) {
-    MemberSplit split;
-    std::string cursor;
-    WalkSlices(
-        db,
-        "SELECT context_key, desired FROM memberships WHERE segment_id = ?1 "
-        "ORDER BY context_key LIMIT ?3",
-        "SELECT context_key, desired FROM memberships WHERE segment_id = ?1 "
-        "AND context_key > ?2 ORDER BY context_key LIMIT ?3",
-        3, [&](Statement& s) { s.Bind(1, segment_id); }, [&](Statement& s) { s.Bind(2, cursor); },
-        [&](Statement& s) {
-            cursor = s.Text(0);
-            ++(s.Int(1) != 0 ? split.included : split.excluded);
-        });
-    return split;
-}
-
 }  // namespace audsync::store::detail

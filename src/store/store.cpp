@@ -672,6 +672,11 @@ int64_t WriteStore::DeleteSegment(int64_t segment_id) {
     members.Bind(1, segment_id);
     members.Run();
     int64_t deleted = db_.Changes();
+    // zeros once its members are gone (schema 10's triggers)
+    Statement counts(detail::Access::Handle(db_),
+                     "DELETE FROM segment_counts WHERE segment_id = ?1");
+    counts.Bind(1, segment_id);
+    counts.Run();
     Statement segment(detail::Access::Handle(db_), "DELETE FROM segments WHERE id = ?1");
     segment.Bind(1, segment_id);
     segment.Run();
@@ -845,9 +850,12 @@ std::vector<std::string> SyncReader::Included(int64_t segment_id, int limit) {
 }
 
 int64_t SyncReader::CountIncluded(int64_t segment_id) {
-    // In slices (slices.hpp): a count over a segment of millions must not hold the WAL.
-    // A full list is read right after; a change between the two is pushed next round.
-    return detail::CountMembersInSlices(db_, segment_id).included;
+    // Schema 10's count, one row. A full list is read right after; a change between the
+    // two is pushed next round.
+    Statement s(detail::Access::Handle(db_),
+                "SELECT included FROM segment_counts WHERE segment_id = ?1");
+    s.Bind(1, segment_id);
+    return s.Step() ? s.Int(0) : 0;
 }
 
 std::map<std::string, int64_t> SyncReader::TargetPauses() {
