@@ -1,10 +1,13 @@
--- audsync schema 10: what a segment summary shows, kept by triggers instead of walked.
+-- audsync schema 10: what a segment summary shows, kept as it changes instead of walked.
 --
 -- GET /v1/segments, `segments list` and the status page (which asks every 5 seconds)
 -- walked every membership and every delivery of each segment they showed: seconds of CPU
 -- for a segment of a million members, taken from the applier at each refresh.
 --
--- segment_counts: per segment, its members included and excluded.
+-- segment_counts: per segment, its members included and excluded. The store's writes of
+-- memberships keep it (src/store/store.cpp, AddMemberCounts), not a trigger: a trigger
+-- makes each membership insert a multi-row statement, which SQLite journals page by page,
+-- and a fold of new members took twice as long.
 -- delivery_counts gains, per segment and target, the newest acknowledged push
 -- (last_synced_ms), and the error of the newest push that left a member retrying
 -- (retry_error) or dead (dead_error). A summary shows the newer of the two among those
@@ -17,33 +20,6 @@ CREATE TABLE segment_counts (
 
 INSERT INTO segment_counts (segment_id, included, excluded)
     SELECT segment_id, sum(desired = 1), sum(desired = 0) FROM memberships GROUP BY segment_id;
-
-CREATE TRIGGER segment_counts_insert AFTER INSERT ON memberships
-BEGIN
-    INSERT INTO segment_counts (segment_id, included, excluded)
-    VALUES (new.segment_id, new.desired = 1, new.desired = 0)
-    ON CONFLICT (segment_id) DO UPDATE SET
-        included = included + excluded.included,
-        excluded = excluded + excluded.excluded;
-END;
-
--- segment_id is part of the primary key: no statement changes it.
-CREATE TRIGGER segment_counts_update AFTER UPDATE OF desired ON memberships
-WHEN old.desired IS NOT new.desired
-BEGIN
-    UPDATE segment_counts SET
-        included = included + (new.desired = 1) - (old.desired = 1),
-        excluded = excluded + (new.desired = 0) - (old.desired = 0)
-    WHERE segment_id = new.segment_id;
-END;
-
-CREATE TRIGGER segment_counts_delete AFTER DELETE ON memberships
-BEGIN
-    UPDATE segment_counts SET
-        included = included - (old.desired = 1),
-        excluded = excluded - (old.desired = 0)
-    WHERE segment_id = old.segment_id;
-END;
 
 ALTER TABLE delivery_counts ADD COLUMN last_synced_ms INTEGER;
 ALTER TABLE delivery_counts ADD COLUMN retry_error_ms INTEGER;

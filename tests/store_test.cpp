@@ -232,19 +232,27 @@ TEST_SUITE("store") {
         while (before.back().version >= 9) before.pop_back();
         REQUIRE(before.back().version == 8);
         REQUIRE(store::Migrate(db, before).ok());
-        int64_t segment = 0;
-        {
-            store::Transaction tx(db);
-            store::WriteStore w(db);
-            w.EnsureTargets("ld", store::ImplicitTargets(), 0);
-            for (int i = 0; i < 5; ++i) {
-                w.Apply("ld", "m" + std::to_string(i), Change("k" + std::to_string(i), true, 1), 0);
-            }
-            segment = store::FindMembership(db, "ld", "aud_1", "user", "k0")->segment_id;
-            w.RecordAck(segment, "k0", "launchdarkly", true, 1, 200, 2);
-            w.RecordRetry(segment, "k1", "launchdarkly", 10, 503, "busy", 2);
-            w.RecordDead(segment, "k2", "launchdarkly", 1, 400, "no", 2);
-            tx.Commit();
+        // What schema 8 holds after pushes: k0 acknowledged, k1 retrying, k2 dead, k3 and
+        // k4 never pushed (raw rows: today's store writes the tables schema 9 and 10 add).
+        for (const char* sql : {
+                 "INSERT INTO destinations (id, created_ms) VALUES ('ld', 1)",
+                 "INSERT INTO targets (destination, id, platform, created_ms) "
+                 "VALUES ('ld', 'launchdarkly', 'launchdarkly', 1)",
+                 "INSERT INTO segments (id, destination, audience_id, audience_key, "
+                 "context_kind, created_ms) VALUES (1, 'ld', 'aud_1', 'k', 'user', 1)",
+                 "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 4) "
+                 "INSERT INTO memberships (segment_id, context_key, desired, version, message_id, "
+                 "event_ms, received_ms) SELECT 1, 'k' || i, 1, 1, 'm' || i, 1, 0 FROM n",
+                 "INSERT INTO deliveries (segment_id, context_key, target, pending, acked, "
+                 "acked_version, attempts, next_attempt_ms, last_status, last_error, "
+                 "last_push_ms, dead, dead_version) VALUES "
+                 "(1, 'k0', 'launchdarkly', 0, 1, 1, 0, 0, 200, NULL, 2, 0, NULL), "
+                 "(1, 'k1', 'launchdarkly', 1, NULL, NULL, 1, 10, 503, 'busy', 2, 0, NULL), "
+                 "(1, 'k2', 'launchdarkly', 1, NULL, NULL, 1, 0, 400, 'no', 2, 1, 1), "
+                 "(1, 'k3', 'launchdarkly', 1, NULL, NULL, 0, 0, NULL, NULL, NULL, 0, NULL), "
+                 "(1, 'k4', 'launchdarkly', 1, NULL, NULL, 0, 0, NULL, NULL, NULL, 0, NULL)",
+             }) {
+            store::TestAccess::Exec(db, sql);
         }
         REQUIRE(store::Migrate(db, store::EmbeddedMigrations()).ok());
         CHECK(Count(db, "SELECT pending FROM delivery_counts") == 3);  // k1, k3, k4
