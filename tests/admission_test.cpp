@@ -111,26 +111,6 @@ TEST_SUITE("admission") {
         }
     }
 
-    TEST_CASE("the age bound refuses a request the applier would reach only past it") {
-        const ingest::BacklogLimits limits{1000000, 120};
-        // 9,000 events at 50/s: the request's would wait 180 s, the bound is 120.
-        auto d = ingest::Decide({9000, 61000, 50}, 100, limits, false);
-        CHECK_FALSE(d.admit);
-        CHECK(d.limit == ingest::LimitHit::kSeconds);
-        // Until the backlog folds within 108 s (the resume share): 9,100 - 50 x 108.
-        CHECK(d.retry_after_s == 60);
-        CHECK(ingest::Decide({6000, 61000, 50}, 100, limits, false).retry_after_s == 14);
-        // The oldest event under half the bound: the rate may be an idle applier's.
-        CHECK(ingest::Decide({9000, 59000, 50}, 100, limits, false).admit);
-        // The same age, an applier fast enough for the backlog ahead.
-        CHECK(ingest::Decide({9000, 61000, 1000}, 100, limits, false).admit);
-        // No rate measured: the age bound alone.
-        CHECK(ingest::Decide({9000, 61000, 0}, 100, limits, false).admit);
-        // Refusing: resumed only once the wait ahead is under 0.9 of the bound.
-        CHECK_FALSE(ingest::Decide({5500, 61000, 50}, 100, limits, true).admit);  // 112 s
-        CHECK(ingest::Decide({5200, 61000, 50}, 100, limits, true).admit);        // 106 s
-    }
-
     TEST_CASE("Retry-After follows the drain rate, from 1 to 60 s, 10 s without a rate") {
         const ingest::BacklogLimits limits{10000, 120};
         // 12,000 events, resume at 9,000: 3,100 to fold with the request's 100.

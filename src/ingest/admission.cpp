@@ -29,15 +29,7 @@ AdmissionDecision Decide(const BacklogView& backlog, size_t incoming, const Back
     const double max_events = static_cast<double>(limits.max_events) * share;
     const double max_age_ms = static_cast<double>(limits.max_seconds) * 1000.0 * share;
     const double after = static_cast<double>(backlog.events) + static_cast<double>(incoming);
-    // An event admitted now is applied once everything ahead of it is. Once the oldest
-    // waiting event is half the age bound old, the applier has been busy that long and its
-    // rate is its pace: a request it would reach only past the bound is refused now, so
-    // that the bound holds for the events taken, not only once it has been passed.
-    const double rate = backlog.applied_per_second;
-    const bool late = rate > 0 && static_cast<double>(backlog.age_ms) * 2.0 >
-                                      static_cast<double>(limits.max_seconds) * 1000.0 &&
-                      after / rate * 1000.0 > max_age_ms;
-    if (static_cast<double>(backlog.age_ms) > max_age_ms || late) {
+    if (static_cast<double>(backlog.age_ms) > max_age_ms) {
         d.limit = LimitHit::kSeconds;
     } else if (after > max_events) {
         d.limit = LimitHit::kEvents;
@@ -56,8 +48,6 @@ AdmissionDecision Decide(const BacklogView& backlog, size_t incoming, const Back
         const double resume_age = static_cast<double>(limits.max_seconds) * 1000.0 * kResumeShare;
         to_fold = static_cast<double>(backlog.events) *
                   (1.0 - resume_age / static_cast<double>(std::max<int64_t>(1, backlog.age_ms)));
-        // Refused for the wait ahead: until the backlog folds within the resume age.
-        if (late) to_fold = std::max(to_fold, after - rate * resume_age / 1000.0);
     }
     double seconds = backlog.applied_per_second > 0 ? to_fold / backlog.applied_per_second : 10.0;
     d.retry_after_s = static_cast<int>(std::clamp(std::ceil(seconds), 1.0, 60.0));

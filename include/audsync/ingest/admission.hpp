@@ -42,9 +42,7 @@ struct AdmissionDecision {
 inline constexpr double kResumeShare = 0.9;
 
 // The decision, pure. `incoming`: the events of the request. `refusing`: whether the
-// last decision refused (then the resume bounds apply). The age bound refuses a request
-// once the oldest waiting event is past it, and also, once that event is half the bound
-// old, when the applier at its rate would reach the request's events only past it. An empty backlog admits any
+// last decision refused (then the resume bounds apply). An empty backlog admits any
 // request, so that one larger than the bound is not refused for ever. Retry-After is the
 // time the applier needs, at its recent rate, to bring the backlog back under the resume
 // bounds (10 s when the rate is unknown), between 1 and 60 s.
