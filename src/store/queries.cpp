@@ -47,16 +47,24 @@ std::vector<std::pair<std::string, std::string>> SegmentReplays(Database& db, in
     return out;
 }
 
-// The members a replay of the segment at `target` has still to push: those after its
-// cursor that the target holds (a pending one is counted as pending already).
+// The members a replay of the segment at `target` whose cursor is `after` has still to
+// push: those after it that the target holds (a pending one is counted as pending
+// already).
+int64_t ReplayLeftAfter(Database& db, const std::string& target, int64_t segment_id,
+                        const std::string& after) {
+    int64_t left = 0;
+    WalkDeliveries(db, segment_id, after, "pending, dead",
+                   [&](Statement& s, const std::string&, const std::string& t) {
+                       if (t == target && s.Int(2) == 0 && s.Int(3) == 0) ++left;
+                   });
+    return left;
+}
+
+// The same for the segment's replay at `target`, if one runs.
 int64_t CountReplayLeft(Database& db, const std::string& target, int64_t segment_id) {
     int64_t left = 0;
     for (const auto& [replay_target, after] : SegmentReplays(db, segment_id)) {
-        if (replay_target != target) continue;
-        WalkDeliveries(db, segment_id, after, "pending, dead",
-                       [&](Statement& s, const std::string&, const std::string& t) {
-                           if (t == target && s.Int(2) == 0 && s.Int(3) == 0) ++left;
-                       });
+        if (replay_target == target) left += ReplayLeftAfter(db, target, segment_id, after);
     }
     return left;
 }
@@ -128,9 +136,8 @@ void ReadSegmentTargets(Database& db, SegmentSummary& r) {
     // A replay's members not pushed yet (after its cursor, held at the target) count as
     // pending.
     for (const auto& [target, after] : SegmentReplays(db, r.id)) {
-        (void)after;
         for (SegmentTargetSummary& x : r.targets) {
-            if (x.target == target) x.pending += CountReplayLeft(db, target, r.id);
+            if (x.target == target) x.pending += ReplayLeftAfter(db, target, r.id, after);
         }
     }
     for (const auto& x : r.targets) {

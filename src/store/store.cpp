@@ -696,7 +696,7 @@ int64_t WriteStore::DeleteSegment(int64_t segment_id) {
     members.Bind(1, segment_id);
     members.Run();
     int64_t deleted = db_.Changes();
-    // zeros once its members are gone (schema 10's triggers)
+    // what AddMemberCounts kept for it
     Statement counts(detail::Access::Handle(db_),
                      "DELETE FROM segment_counts WHERE segment_id = ?1");
     counts.Bind(1, segment_id);
