@@ -42,6 +42,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -55,6 +56,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "audsync/common/json.hpp"
@@ -551,6 +553,117 @@ double FoldCeiling(int batch, double seconds, const std::string& dir) {
     }
     for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
     return rate;
+}
+
+// The fold at a large workspace's scale (`--only fold`): `users` x 5 audiences already
+// applied and acknowledged, then rounds of fresh events (70 % included) at random members,
+// folded two ways in turn: in the inbox's order, `batch` a transaction; and `chunks` such
+// batches read together, sorted by segment and key, each key range its own transaction of
+// `batch` events. Both write transactions of the same size (what the WAL bound allows);
+// the second is what a sorted batch larger than one transaction could give. Figures only.
+struct FoldScaleRun {
+    int64_t users = 0, memberships = 0;
+    double populate_s = 0;
+    double inbox_order_per_s = 0, inbox_order_pages = 0;  // pages per event
+    double key_chunks_per_s = 0, key_chunks_pages = 0;
+    int64_t events_each = 0;
+};
+
+FoldScaleRun MeasureFoldAtScale(int64_t users, int batch, int chunks, int rounds,
+                                const std::string& dir) {
+    FoldScaleRun run;
+    run.users = users;
+    std::string path = dir + "/fold-scale.db";
+    for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
+    {
+        store::Database db(path, true);
+        (void)store::Migrate(db, store::EmbeddedMigrations());
+        store::WriteStore w(db);
+        w.EnsureTargets("bench", store::ImplicitTargets(), 0);
+        int64_t seq = 0;
+        auto event = [&](int64_t user, int audience, bool included, const std::string& tag) {
+            store::InboxEntry e;
+            e.destination = "bench";
+            e.message_id = tag + "-" + std::to_string(++seq);
+            e.received_ms = text::NowMs();
+            e.audience_id = "aud" + std::to_string(audience);
+            e.audience_key = "audience_" + std::to_string(audience);
+            e.context_kind = "user";
+            // Scattered over the key space, as real user ids are.
+            e.context_key =
+                "user-" + std::to_string(user * 2654435761LL % 100000007LL) + "@example.com";
+            e.included = included;
+            e.event_ms = e.received_ms;
+            e.seq = seq;
+            return e;
+        };
+        auto start = Clock::now();
+        const int64_t step = 50000;
+        for (int64_t u0 = 0; u0 < users; u0 += step) {
+            std::vector<store::InboxEntry> rows;
+            for (int a = 0; a < 5; ++a) {
+                for (int64_t u = u0; u < std::min(users, u0 + step); ++u) {
+                    rows.push_back(event(u, a, true, "populate"));
+                }
+            }
+            store::Transaction tx(db);
+            w.Fold(rows);
+            tx.Commit();
+            db.Checkpoint(store::Database::CheckpointMode::kTruncate);
+        }
+        {
+            store::Transaction tx(db);
+            store::TestAccess::Exec(db,
+                                    "UPDATE deliveries SET pending = 0, acked = 1, "
+                                    "acked_version = 1");
+            tx.Commit();
+        }
+        db.Checkpoint(store::Database::CheckpointMode::kTruncate);
+        run.populate_s = std::chrono::duration<double>(Clock::now() - start).count();
+        run.memberships = store::TestAccess::Int(db, "SELECT count(*) FROM memberships");
+        std::mt19937_64 rng(24);
+        std::uniform_int_distribution<int64_t> pick_user(0, users - 1);
+        std::uniform_int_distribution<int> pick_audience(0, 4);
+        std::bernoulli_distribution pick_included(0.7);
+        double seconds[2] = {0, 0};
+        int64_t pages[2] = {0, 0};
+        (void)w.TakePagesWritten();
+        // Alternating, so that the database's growth falls on both ways alike.
+        for (int r = 0; r < rounds; ++r) {
+            for (int way = 0; way < 2; ++way) {
+                std::vector<store::InboxEntry> all;
+                for (int64_t i = 0; i < static_cast<int64_t>(batch) * chunks; ++i) {
+                    all.push_back(event(pick_user(rng), pick_audience(rng), pick_included(rng),
+                                        "fold-" + std::to_string(r)));
+                }
+                if (way == 1) {
+                    std::stable_sort(all.begin(), all.end(), [](const auto& a, const auto& b) {
+                        return std::tie(a.audience_id, a.context_key) <
+                               std::tie(b.audience_id, b.context_key);
+                    });
+                }
+                auto t0 = Clock::now();
+                for (int c = 0; c < chunks; ++c) {
+                    std::vector<store::InboxEntry> part(all.begin() + int64_t{c} * batch,
+                                                        all.begin() + int64_t{c + 1} * batch);
+                    store::Transaction tx(db);
+                    w.Fold(part);
+                    tx.Commit();
+                }
+                seconds[way] += std::chrono::duration<double>(Clock::now() - t0).count();
+                pages[way] += w.TakePagesWritten();
+                db.Checkpoint(store::Database::CheckpointMode::kTruncate);
+            }
+        }
+        run.events_each = int64_t{rounds} * batch * chunks;
+        const double n = static_cast<double>(run.events_each);
+        run.inbox_order_per_s = n / seconds[0];
+        run.inbox_order_pages = static_cast<double>(pages[0]) / n;
+        run.key_chunks_per_s = n / seconds[1];
+        run.key_chunks_pages = static_cast<double>(pages[1]) / n;
+    }
+    for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
+    return run;
 }
 
 // --- the audsync runs ----------------------------------------------------------------
@@ -1787,8 +1900,8 @@ int All(const std::map<std::string, std::string>& flags) {
     };
     std::vector<std::vector<std::string>> table;
 
-    // --only ingest,replay,applier,burst,growth,overload (any of them) runs those parts
-    // alone; overload runs only when named.
+    // --only ingest,replay,applier,burst,growth,overload,fold (any of them) runs those parts
+    // alone; overload and fold run only when named.
     std::set<std::string> only;
     if (flags.count("--only")) {
         std::stringstream list(flags.at("--only"));
@@ -2056,6 +2169,14 @@ int All(const std::map<std::string, std::string>& flags) {
         bo.limits = {};
         baseline_growth = MeasureGrowth(baseline_audsync, dir, eo, bo);
     }
+    std::optional<FoldScaleRun> fold_scale;
+    if (only.count("fold")) {
+        const int64_t users =
+            flags.count("--fold-users") ? std::stoll(flags.at("--fold-users")) : 1000000;
+        const int batch = flags.count("--fold-batch") ? std::stoi(flags.at("--fold-batch")) : 11000;
+        std::cerr << "measuring the fold on " << users << " users x 5 audiences...\n";
+        fold_scale = MeasureFoldAtScale(users, batch, 8, 2, dir);
+    }
     std::optional<OverloadRun> overload;
     if (only.count("overload")) {
         std::cerr << "measuring overload...\n";
@@ -2313,6 +2434,27 @@ int All(const std::map<std::string, std::string>& flags) {
     if (growth) ReportGrowth(*growth, add_raw, "growth");
     if (baseline_growth) ReportGrowth(*baseline_growth, add_raw, "baseline growth");
     if (overload) ReportOverload(*overload, add_raw);
+    if (fold_scale) {
+        const FoldScaleRun& f = *fold_scale;
+        std::printf(
+            "\nfold on %lld memberships (%lld users x 5, populated in %.0f s), %lld "
+            "events each way\n",
+            static_cast<long long>(f.memberships), static_cast<long long>(f.users), f.populate_s,
+            static_cast<long long>(f.events_each));
+        std::printf("%-60s %12s %14s\n", "way", "events/s", "pages/event");
+        std::printf("%-60s %12s %14.2f\n", "inbox order, one transaction per batch",
+                    Fmt(f.inbox_order_per_s).c_str(), f.inbox_order_pages);
+        std::printf("%-60s %12s %14.2f\n", "8 batches sorted together, a key range per transaction",
+                    Fmt(f.key_chunks_per_s).c_str(), f.key_chunks_pages);
+        add("fold_scale_users", static_cast<double>(f.users));
+        add("fold_scale_memberships", static_cast<double>(f.memberships));
+        add("fold_scale_events_each_way", static_cast<double>(f.events_each));
+        add("fold_scale_populate_s", f.populate_s);
+        add("fold_scale_inbox_order_per_s", f.inbox_order_per_s);
+        add("fold_scale_inbox_order_pages_per_event", f.inbox_order_pages);
+        add("fold_scale_key_chunks_per_s", f.key_chunks_per_s);
+        add("fold_scale_key_chunks_pages_per_event", f.key_chunks_pages);
+    }
     if (run_ingest) {
         add("sync_p50_ms", sync_p50);
         add("sync_p99_ms", sync_p99);
@@ -2350,8 +2492,8 @@ int main(int argc, char** argv) {
                      "[--growth-windows N] [--growth-window-seconds N] "
                      "[--growth-drain-seconds N] [--growth-max-backlog-events N] "
                      "[--growth-max-backlog-seconds N] [--overload-seconds N] "
-                     "[--overload-rate N] "
-                     "[--only ingest|replay|applier|burst|growth|overload[,...]] "
+                     "[--overload-rate N] [--fold-users N] [--fold-batch N] "
+                     "[--only ingest|replay|applier|burst|growth|overload|fold[,...]] "
                      "[--baseline-audsync PATH --baseline-bench PATH] | echo\n";
         return 2;
     }
@@ -2362,11 +2504,17 @@ int main(int argc, char** argv) {
         std::stringstream list(flags.at("--only"));
         for (std::string part; std::getline(list, part, ',');) {
             if (part != "ingest" && part != "replay" && part != "applier" && part != "burst" &&
-                part != "growth" && part != "overload") {
+                part != "growth" && part != "overload" && part != "fold") {
                 std::cerr << "--only: unknown part " << part
-                          << " (ingest, replay, applier, burst, growth, overload)\n";
+                          << " (ingest, replay, applier, burst, growth, overload, fold)\n";
                 return 2;
             }
+        }
+    }
+    for (const char* flag : {"--fold-users", "--fold-batch"}) {
+        if (flags.count(flag) && std::atoll(flags.at(flag).c_str()) < 1) {
+            std::cerr << flag << " must be a whole number of at least 1\n";
+            return 2;
         }
     }
     if (!flags.count("--audsync")) {
