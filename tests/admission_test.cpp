@@ -198,15 +198,16 @@ TEST_SUITE("admission") {
             json.insert(1, "\"limits\":{" + limits + "},");
             const std::string path = dir.File("c.json");
             std::ofstream(path) << json;
-            return config::LoadFile(path, [](const std::string&) { return std::optional<std::string>(); });
+            return config::LoadFile(
+                path, [](const std::string&) { return std::optional<std::string>(); });
         };
         auto defaults = load("");
         REQUIRE(defaults.ok());
         CHECK(defaults.value().limits.max_backlog_events == 1000000);
         CHECK(defaults.value().limits.max_backlog_seconds == 120);
         CHECK(defaults.value().limits.max_wal_bytes == 268435456);
-        auto set = load(
-            R"("max_backlog_events":20000,"max_backlog_seconds":30,"max_wal_bytes":33554432)");
+        auto set =
+            load(R"("max_backlog_events":20000,"max_backlog_seconds":30,"max_wal_bytes":33554432)");
         REQUIRE(set.ok());
         CHECK(set.value().limits.max_backlog_events == 20000);
         CHECK(set.value().limits.max_backlog_seconds == 30);
@@ -249,8 +250,8 @@ TEST_SUITE("admission") {
             CHECK(stored == 10000);
             testing::HttpResponse refused;
             for (int i = 0; i < 3; ++i) {
-                refused = http.Post(server.url("/v1/batch"), Batch("r" + std::to_string(i), 10),
-                                    auth);
+                refused =
+                    http.Post(server.url("/v1/batch"), Batch("r" + std::to_string(i), 10), auth);
                 CHECK(refused.status == 503);
             }
             CHECK(refused.body.find("\"overloaded\"") != std::string::npos);
@@ -300,7 +301,8 @@ TEST_SUITE("admission") {
         CHECK(InboxLastSeq(db) == 10010);
     }
 
-    TEST_CASE("past max_backlog_seconds ingest answers 503 overloaded until the backlog is applied") {
+    TEST_CASE(
+        "past max_backlog_seconds ingest answers 503 overloaded until the backlog is applied") {
         testing::TempDir dir;
         const std::string db = dir.File("b.db");
         const std::string cfg = dir.File("c.json");
@@ -337,8 +339,7 @@ TEST_SUITE("admission") {
             30000));
         testing::HttpClient metrics_http;
         auto metrics = metrics_http.Get(
-            server.url("/metrics"),
-            {std::string("Authorization: Bearer ") + testing::kAdminToken});
+            server.url("/metrics"), {std::string("Authorization: Bearer ") + testing::kAdminToken});
         // The two refusals above, and those of the wait for the applier.
         CHECK(Metric(metrics.body, "audsync_ingest_overloaded_total{limit=\"seconds\"}") >= 2);
         CHECK(Metric(metrics.body, "audsync_ingest_overloaded_total{limit=\"events\"}") == 0);

@@ -87,8 +87,7 @@ BacklogView Admission::ViewLocked(int64_t now) {
     }
     BacklogView v;
     v.events = last_.events + committed_since_ + in_flight_;
-    v.age_ms = last_.oldest_received_ms ? std::max<int64_t>(0, now - *last_.oldest_received_ms)
-                                        : 0;
+    v.age_ms = last_.oldest_received_ms ? std::max<int64_t>(0, now - *last_.oldest_received_ms) : 0;
     v.applied_per_second = rate_;
     return v;
 }
@@ -97,13 +96,13 @@ void Admission::Transition(const AdmissionDecision& d, const BacklogView& v,
                            const BacklogLimits& limits) {
     if (!d.admit && !refusing_) {
         refusing_ = true;
-        log::Warn(
-            "ingest refuses new events (503 overloaded, Retry-After " +
-            std::to_string(d.retry_after_s) + " s) until the applier catches up: " +
-            std::to_string(v.events) + " events wait to be applied, the oldest " +
-            std::to_string(v.age_ms / 1000) + " s old (limits.max_backlog_events " +
-            std::to_string(limits.max_events) + ", limits.max_backlog_seconds " +
-            std::to_string(limits.max_seconds) + "); `audsync segments list` shows the backlog");
+        log::Warn("ingest refuses new events (503 overloaded, Retry-After " +
+                  std::to_string(d.retry_after_s) +
+                  " s) until the applier catches up: " + std::to_string(v.events) +
+                  " events wait to be applied, the oldest " + std::to_string(v.age_ms / 1000) +
+                  " s old (limits.max_backlog_events " + std::to_string(limits.max_events) +
+                  ", limits.max_backlog_seconds " + std::to_string(limits.max_seconds) +
+                  "); `audsync segments list` shows the backlog");
     } else if (d.admit && refusing_) {
         refusing_ = false;
         log::Info("ingest admits events again: " + std::to_string(v.events) +
@@ -124,18 +123,20 @@ Status Admission::Admit(size_t events, const BacklogLimits& limits) {
             return Ok();
         }
     }
-    (d.limit == LimitHit::kEvents ? counters_.refused_events_limit : counters_.refused_seconds_limit)
+    (d.limit == LimitHit::kEvents ? counters_.refused_events_limit
+                                  : counters_.refused_seconds_limit)
         .fetch_add(1, std::memory_order_relaxed);
     counters_.refused_events.fetch_add(events, std::memory_order_relaxed);
-    Error e = MakeError(ErrorCode::kUnavailable, "overloaded",
-                        d.limit == LimitHit::kEvents
-                            ? "more events are waiting to be applied than limits.max_backlog_events "
-                              "allows; nothing of this request was stored, retry after " +
-                                  std::to_string(d.retry_after_s) + " s"
-                            : "the oldest event waiting to be applied is older than "
-                              "limits.max_backlog_seconds allows; nothing of this request was "
-                              "stored, retry after " +
-                                  std::to_string(d.retry_after_s) + " s");
+    Error e =
+        MakeError(ErrorCode::kUnavailable, "overloaded",
+                  d.limit == LimitHit::kEvents
+                      ? "more events are waiting to be applied than limits.max_backlog_events "
+                        "allows; nothing of this request was stored, retry after " +
+                            std::to_string(d.retry_after_s) + " s"
+                      : "the oldest event waiting to be applied is older than "
+                        "limits.max_backlog_seconds allows; nothing of this request was "
+                        "stored, retry after " +
+                            std::to_string(d.retry_after_s) + " s");
     e.retry_after_s = d.retry_after_s;
     return e;
 }

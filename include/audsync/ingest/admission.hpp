@@ -108,14 +108,14 @@ class Admission {
     AdmissionCounters counters_;
     std::mutex mu_;
     // Protected by mu_:
-    Source last_;                    // the last read
-    int64_t last_read_ms_ = -1;      // when it was taken (-1: never)
-    int64_t committed_since_ = 0;    // events committed since the last read
-    int64_t in_flight_ = 0;          // admitted, not yet committed or failed
-    bool refusing_ = false;          // the spell state
-    double rate_ = 0;                // applied events/s, smoothed
-    uint64_t rate_applied_ = 0;      // applied_total at the rate's last sample
-    int64_t rate_ms_ = -1;           // when that sample was taken
+    Source last_;                  // the last read
+    int64_t last_read_ms_ = -1;    // when it was taken (-1: never)
+    int64_t committed_since_ = 0;  // events committed since the last read
+    int64_t in_flight_ = 0;        // admitted, not yet committed or failed
+    bool refusing_ = false;        // the spell state
+    double rate_ = 0;              // applied events/s, smoothed
+    uint64_t rate_applied_ = 0;    // applied_total at the rate's last sample
+    int64_t rate_ms_ = -1;         // when that sample was taken
 };
 
 }  // namespace audsync::ingest
