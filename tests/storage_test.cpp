@@ -144,31 +144,163 @@ TEST_SUITE("storage") {
         }
     }
 
-    TEST_CASE("before any fold the batch fits four pages per event, within its bounds") {
+    TEST_CASE("a batch folded in parts, cut short after any part, decides what one fold does") {
+        // Parts of a few rows each (a WAL share of two pages), each its own commit; the
+        // applier is stopped after `cut` commits, as a crash would stop it, and a new one
+        // finishes. Memberships, deliveries and the window are those of one fold.
+        const int64_t now = text::NowMs();
+        bool cut_in_checks = false;
+        bool cut_in_members = false;
+        for (uint32_t seed : {4u, 5u, 6u}) {
+            CAPTURE(seed);
+            const auto stream = Stream(800, seed, now);
+            std::string expected;
+            int64_t expected_dedupe = 0;
+            {
+                testing::TempDir dir;
+                const std::string db = dir.File("one.db");
+                MakeDatabase(db);
+                store::Database d(db, false);
+                store::WriteStore w(d);
+                store::Transaction tx(d);
+                w.Fold(stream);
+                tx.Commit();
+                expected = Dump(db);
+                expected_dedupe = store::TestAccess::Int(d, "SELECT count(*) FROM dedupe");
+            }
+            REQUIRE(expected.size() > 0);
+            for (int cut : {2, 6, 12, 30, 60, 1000000}) {
+                CAPTURE(cut);
+                testing::TempDir dir;
+                const std::string db = dir.File("parts.db");
+                const std::string inbox = store::InboxPath(db);
+                MakeDatabase(db);
+                {
+                    store::Database i(inbox, false);
+                    store::Transaction tx(i);
+                    store::InboxStore s(i);
+                    for (const auto& e : stream) REQUIRE(s.Append(e) == e.seq);
+                    tx.Commit();
+                }
+                store::ApplierOptions options;
+                options.batch = static_cast<int>(stream.size());  // one batch, in parts
+                options.max_transaction_wal_bytes = 2 * 4096;
+                options.min_batch = 1;
+                auto run = [&](int steps_at_most) {
+                    store::InboxWriter inbox_writer(inbox, store::WriterOptions{});
+                    store::Writer writer(db, store::WriterOptions{});
+                    store::Applier applier(inbox, options, inbox_writer);
+                    std::atomic<int> steps{0};
+                    std::atomic<bool> idle{false};
+                    writer.SetAfterCommit([&] { applier.Committed(); });
+                    writer.SetBackground(
+                        [&](store::WriteStore& w) {
+                            if (steps >= steps_at_most) {
+                                idle = true;
+                                return false;
+                            }
+                            ++steps;
+                            return applier.Step(w);
+                        },
+                        options.poll_ms, [&] { applier.RolledBack(); });
+                    const int64_t last = stream.back().seq;
+                    REQUIRE(testing::Eventually(
+                        [&] { return idle.load() || applier.applied_seq() >= last; }, 60000));
+                    writer.Stop();
+                    inbox_writer.Stop();
+                    return applier.applied_seq() >= last;
+                };
+                if (!run(cut)) {
+                    store::Database d(db, false);
+                    const int64_t applied =
+                        store::TestAccess::Int(d, "SELECT applied_seq FROM applier");
+                    const int64_t fold_end =
+                        store::TestAccess::Int(d, "SELECT coalesce(fold_end_seq, 0) FROM applier");
+                    const int64_t own =
+                        store::TestAccess::Int(d, "SELECT count(*) FROM dedupe WHERE seq > 0");
+                    CHECK(applied == 0);
+                    if (fold_end > 0) cut_in_members = true;
+                    if (fold_end == 0 && own > 0) cut_in_checks = true;
+                    REQUIRE(run(1000000));
+                }
+                CHECK(Dump(db) == expected);
+                store::Database d(db, false);
+                CHECK(store::TestAccess::Int(d, "SELECT count(*) FROM dedupe") == expected_dedupe);
+                CHECK(store::TestAccess::Int(
+                          d,
+                          "SELECT count(*) FROM applier WHERE fold_end_seq IS NULL AND "
+                          "fold_folded = 0") == 1);
+            }
+        }
+        // Both phases were cut short at least once (else the parts were not small).
+        CHECK(cut_in_checks);
+        CHECK(cut_in_members);
+    }
+
+    TEST_CASE("a fold in progress whose rows the inbox lost is named, and applying goes on") {
+        testing::TempDir dir;
+        const std::string db = dir.File("lost.db");
+        const std::string inbox = store::InboxPath(db);
+        MakeDatabase(db);
+        {
+            store::Database d(db, false);
+            store::WriteStore w(d);
+            w.SetFoldProgress(40, 7);  // as a crash mid-fold left it, over an inbox now empty
+        }
+        std::mutex mu;
+        std::vector<std::string> warnings;
+        log::SetSinkForTesting([&](log::Level l, std::string_view m) {
+            std::lock_guard<std::mutex> lock(mu);
+            if (l == log::Level::kWarn) warnings.emplace_back(m);
+        });
+        store::InboxWriter inbox_writer(inbox, store::WriterOptions{});
+        store::Writer writer(db, store::WriterOptions{});
+        store::Applier applier(inbox, store::ApplierOptions{}, inbox_writer);
+        writer.SetAfterCommit([&] { applier.Committed(); });
+        writer.SetBackground([&](store::WriteStore& w) { return applier.Step(w); }, 50,
+                             [&] { applier.RolledBack(); });
+        REQUIRE(applier.WaitApplied(40, 20000));
+        writer.Stop();
+        inbox_writer.Stop();
+        log::SetSinkForTesting(nullptr);
+        CHECK(std::count_if(warnings.begin(), warnings.end(), [](const std::string& m) {
+                  return m.find("no longer holds the events at positions 1-40") !=
+                         std::string::npos;
+              }) == 1);
+        store::Database d(db, false);
+        CHECK(store::TestAccess::Int(d,
+                                     "SELECT count(*) FROM applier WHERE applied_seq = 40 "
+                                     "AND fold_end_seq IS NULL") == 1);
+    }
+
+    TEST_CASE("a batch is read whole and folded in parts that fit the WAL share, within bounds") {
         testing::TempDir dir;
         const std::string db = dir.File("n.db");
         MakeDatabase(db);
         store::InboxWriter inbox_writer(store::InboxPath(db), store::WriterOptions{});
         struct Row {
             int64_t wal_bytes;
-            int64_t backlog;
-            int batch;
+            double pages_per_event;
+            int part;
         };
         const store::ApplierOptions d;
         const Row rows[] = {
-            {64LL * 1024 * 1024, 0, 4096},                           // 16,384 pages / 4
-            {4LL * 1024 * 1024, 0, d.min_batch},                     // 256 fits: the floor
-            {int64_t{1} << 40, 0, d.batch},                          // the cap
-            {int64_t{1} << 40, d.large_backlog + 1, d.large_batch},  // a large backlog
-            {64LL * 1024 * 1024, d.large_backlog + 1, 4096},         // the WAL bound first
+            {64LL * 1024 * 1024, 4, 4096},         // 16,384 pages / 4
+            {64LL * 1024 * 1024, 0.5, 32768},      // fewer pages, larger parts
+            {4LL * 1024 * 1024, 4, d.min_batch},   // 256 fit: the floor
+            {int64_t{1} << 50, 1e-9, 2147483647},  // no overflow past int
         };
         for (const auto& r : rows) {
             CAPTURE(r.wal_bytes);
-            CAPTURE(r.backlog);
+            CAPTURE(r.pages_per_event);
             store::ApplierOptions o;
             o.max_transaction_wal_bytes = r.wal_bytes;
             store::Applier applier(store::InboxPath(db), o, inbox_writer);
-            CHECK(applier.NextBatch(r.backlog) == r.batch);
+            CHECK(applier.PartSize(r.pages_per_event) == r.part);
+            // What is read does not depend on the WAL: the parts do.
+            CHECK(applier.NextBatch(0) == d.batch);
+            CHECK(applier.NextBatch(d.large_backlog) == d.batch);
+            CHECK(applier.NextBatch(d.large_backlog + 1) == d.large_batch);
         }
         inbox_writer.Stop();
     }

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <tuple>
@@ -117,7 +118,13 @@ Status EnsureTargets(store::Writer& writer, const config::Config& c) {
 // the applied one, and what it lost is named.
 Status CheckInbox(store::InboxWriter& inbox, store::Writer& writer, const std::string& path) {
     int64_t applied = 0;
-    AUDSYNC_TRY(writer.Run([&](store::WriteStore& w) { applied = w.AppliedSeq(); }, 1));
+    // A fold in parts in progress holds the positions up to its end.
+    AUDSYNC_TRY(writer.Run(
+        [&](store::WriteStore& w) {
+            const store::FoldProgress p = w.ReadFoldProgress();
+            applied = std::max(p.applied_seq, p.fold_end);
+        },
+        1));
     int64_t last = 0;
     {
         store::Database db(path, false);

@@ -3,6 +3,7 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <limits>
 
@@ -31,48 +32,166 @@ Applier::Applier(const std::string& inbox_path, ApplierOptions options, InboxWri
 
 Applier::~Applier() = default;
 
+namespace {
+
+// Up at once, down slowly: a part that wrote more pages per event than the estimate (a
+// colder cache, a larger database) must not be followed by one sized on the lower figure.
+double Smooth(double estimate, double sample) {
+    return sample > estimate ? sample : 0.5 * estimate + 0.5 * sample;
+}
+
+}  // namespace
+
+void Applier::Learn(int64_t pages) {
+    // The pages the previous transaction wrote (its jobs' too: an overestimate).
+    if (last_units_ > 0) {
+        const double sample = static_cast<double>(pages) / static_cast<double>(last_units_);
+        switch (last_phase_) {
+            case Phase::kChecks:
+                check_pages_ = Smooth(check_pages_, sample);
+                break;
+            case Phase::kMembers:
+                member_pages_ = Smooth(member_pages_, sample);
+                break;
+            case Phase::kWhole: {
+                // Both kinds of work per row: the sample moves both estimates alike.
+                const double both = check_pages_ + member_pages_;
+                const double scale = Smooth(both, sample) / both;
+                check_pages_ *= scale;
+                member_pages_ *= scale;
+                break;
+            }
+            case Phase::kNone:
+                break;
+        }
+    }
+    last_phase_ = Phase::kNone;
+    last_units_ = 0;
+}
+
+bool Applier::Plan(WriteStore& w, const FoldProgress& progress) {
+    const int64_t cursor = progress.applied_seq;
+    if (progress.fold_end > cursor) {
+        // A fold in parts is in progress: this applier's, one cut short by a crash, or
+        // another process's. Its rows are read again when this plan is not of them.
+        if (!plan_ || plan_cursor_ != cursor || plan_end_ != progress.fold_end) {
+            plan_.reset();
+            plan_rows_.clear();
+            for (int64_t at = cursor; at < progress.fold_end;) {
+                std::vector<InboxEntry> more = reader_.After(at, options_.batch);
+                if (more.empty()) break;
+                at = more.back().seq;
+                for (auto& e : more) {
+                    if (e.seq <= progress.fold_end) plan_rows_.push_back(std::move(e));
+                }
+            }
+            if (plan_rows_.empty() || plan_rows_.back().seq != progress.fold_end) {
+                // Only an inbox replaced or restored apart from its database loses rows
+                // past the applied position. What the fold committed stays; the rest
+                // of its rows cannot be read, and the next events come after them.
+                log::Warn("the inbox no longer holds the events at positions " +
+                          std::to_string(cursor + 1) + "-" + std::to_string(progress.fold_end) +
+                          " that were being applied (an inbox file replaced or restored apart "
+                          "from its database): " +
+                          std::to_string(progress.folded) +
+                          " of them were applied, the rest are lost; applying continues after " +
+                          std::to_string(progress.fold_end));
+                plan_rows_.clear();
+                w.SetAppliedSeq(progress.fold_end);
+                staged_seq_ = progress.fold_end;
+                return false;
+            }
+            plan_.emplace(WriteStore::PlanFold(plan_rows_));
+            plan_cursor_ = cursor;
+            plan_end_ = progress.fold_end;
+            plan_checked_ = 0;  // checking again finds each row's own window entry
+            plan_folded_ = static_cast<size_t>(progress.folded);
+            plan_full_ = true;
+        }
+        plan_->checked = plan_checked_;
+        plan_->folded = static_cast<size_t>(progress.folded);
+        return true;
+    }
+    if (plan_ && plan_cursor_ == cursor && plan_folded_ == 0) {
+        // Its window checks in progress (committed as far as plan_checked_).
+        plan_->checked = plan_checked_;
+        plan_->folded = 0;
+        return true;
+    }
+    plan_.reset();
+    plan_rows_.clear();
+    const int batch = NextBatch(std::max<int64_t>(0, reader_.LastSeq() - cursor));
+    plan_rows_ = reader_.After(cursor, batch);
+    if (plan_rows_.empty()) return false;
+    plan_full_ = plan_rows_.size() == static_cast<size_t>(batch);
+    plan_.emplace(WriteStore::PlanFold(plan_rows_));
+    plan_cursor_ = cursor;
+    plan_end_ = plan_rows_.back().seq;
+    plan_checked_ = 0;
+    plan_folded_ = 0;
+    return true;
+}
+
 bool Applier::Step(WriteStore& w) {
     // Staged and not published: the transaction of that step did not commit.
     RolledBack();
-    // The pages the previous transaction wrote (its jobs' too: an overestimate).
-    const int64_t pages = w.TakePagesWritten();
-    if (last_fold_rows_ > 0) {
-        const double sample = static_cast<double>(pages) / static_cast<double>(last_fold_rows_);
-        // Up at once, down slowly: a fold that wrote more pages per event than the
-        // estimate (a colder cache, a larger database) must not be followed by a batch
-        // sized on the lower figure.
-        pages_per_event_ =
-            sample > pages_per_event_ ? sample : 0.5 * pages_per_event_ + 0.5 * sample;
-    }
-    last_fold_rows_ = 0;
-    const int64_t cursor = w.AppliedSeq();
-    const int batch = NextBatch(std::max<int64_t>(0, reader_.LastSeq() - cursor));
-    last_batch_ = batch;
-    std::vector<InboxEntry> rows = reader_.After(cursor, batch);
+    Learn(w.TakePagesWritten());
+    const FoldProgress progress = w.ReadFoldProgress();
     const int64_t now = text::NowMs();
     w.PruneDedupe(now - options_.dedupe_window_ms, prune_slice_, kDedupeSlices);
     prune_slice_ = (prune_slice_ + 1) % kDedupeSlices;
-    staged_seq_ = cursor;
-    if (rows.empty()) return false;
-    FoldCounts c = w.Fold(rows);
-    w.SetAppliedSeq(rows.back().seq);
+    staged_seq_ = progress.applied_seq;
+    if (!Plan(w, progress)) return false;
+    FoldPlan& p = *plan_;
+    const size_t checked = p.checked;
+    const size_t folded = p.folded;
+    const double checks_left = static_cast<double>(p.checks.size() - checked);
+    const double rows_left = static_cast<double>(p.order.size() - folded);
+    const double budget = static_cast<double>(options_.max_transaction_wal_bytes) / 4096.0;
+    FoldCounts c;
+    if (folded == 0 && checks_left * check_pages_ + rows_left * member_pages_ <= budget) {
+        // The whole batch fits one transaction.
+        w.Dedupe(p, p.checks.size());
+        c = w.FoldMembers(p, p.order.size());
+        last_phase_ = Phase::kWhole;
+        last_units_ = static_cast<int64_t>(p.order.size());
+    } else if (checked < p.checks.size()) {
+        // A part of its window checks, a range of the hash space.
+        w.Dedupe(p, checked + static_cast<size_t>(PartSize(check_pages_)));
+        last_phase_ = Phase::kChecks;
+        last_units_ = static_cast<int64_t>(p.checked - checked);
+    } else {
+        // A part of its members, a range of the key space.
+        c = w.FoldMembers(p, folded + static_cast<size_t>(PartSize(member_pages_)));
+        last_phase_ = Phase::kMembers;
+        last_units_ = static_cast<int64_t>(p.folded - folded);
+    }
+    const bool done = p.folded == p.order.size();
+    if (done) {
+        w.SetAppliedSeq(plan_end_);
+        staged_seq_ = plan_end_;
+    } else if (p.folded > folded) {
+        w.SetFoldProgress(plan_end_, static_cast<int64_t>(p.folded));
+    }
     staged_.accepted += c.accepted;
     staged_.duplicates += c.duplicates;
     staged_.stale += c.stale;
-    staged_rows_ += static_cast<int64_t>(rows.size());
-    staged_seq_ = rows.back().seq;
-    last_fold_rows_ = static_cast<int64_t>(rows.size());
-    return rows.size() == static_cast<size_t>(batch);
+    staged_rows_ += static_cast<int64_t>(p.folded - folded);
+    staged_checked_ = p.checked;
+    staged_folded_ = p.folded;
+    staged_plan_ = true;
+    return !done || plan_full_;
 }
 
 int Applier::NextBatch(int64_t backlog) const {
-    int batch = backlog > options_.large_backlog ? options_.large_batch : options_.batch;
-    if (pages_per_event_ > 0) {
-        const double pages = static_cast<double>(options_.max_transaction_wal_bytes) / 4096.0;
-        const double fit = pages / pages_per_event_;
-        if (fit < batch) batch = static_cast<int>(std::max<double>(options_.min_batch, fit));
-    }
-    return batch;
+    return backlog > options_.large_backlog ? options_.large_batch : options_.batch;
+}
+
+int Applier::PartSize(double pages_per_event) const {
+    const double pages = static_cast<double>(options_.max_transaction_wal_bytes) / 4096.0;
+    const double fit = pages_per_event > 0 ? pages / pages_per_event : pages;
+    return static_cast<int>(
+        std::clamp<double>(fit, options_.min_batch, std::numeric_limits<int>::max()));
 }
 
 bool Applier::Committed() {
@@ -83,9 +202,19 @@ bool Applier::Committed() {
     counters_.stale += static_cast<uint64_t>(staged_.stale);
     const int64_t applied = staged_seq_;
     const bool moved = staged_rows_ > 0;
+    if (staged_plan_) {
+        plan_checked_ = staged_checked_;
+        plan_folded_ = staged_folded_;
+    }
+    if (plan_ && applied >= plan_end_) {
+        // Folded whole: its memory goes back (a large batch holds tens of megabytes).
+        plan_.reset();
+        std::vector<InboxEntry>().swap(plan_rows_);
+    }
     staged_ = FoldCounts{};
     staged_rows_ = 0;
     staged_seq_ = -1;
+    staged_plan_ = false;
     {
         std::lock_guard<std::mutex> lock(mu_);
         applied_seq_ = std::max(applied_seq_, applied);
@@ -130,6 +259,7 @@ void Applier::RolledBack() {
     staged_ = FoldCounts{};
     staged_rows_ = 0;
     staged_seq_ = -1;
+    staged_plan_ = false;
 }
 
 int64_t Applier::applied_seq() const {

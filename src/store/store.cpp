@@ -19,7 +19,7 @@ WriteStore::WriteStore(Database& db)
                           "INSERT INTO destinations (id, created_ms) VALUES (?1, ?2) "
                           "ON CONFLICT (id) DO NOTHING"),
       insert_dedupe_(detail::Access::Handle(db),
-                     "INSERT INTO dedupe (hash, received_ms) VALUES (?1, ?2) "
+                     "INSERT INTO dedupe (hash, received_ms, seq) VALUES (?1, ?2, ?3) "
                      "ON CONFLICT (hash) DO NOTHING"),
       upsert_segment_(detail::Access::Handle(db),
                       "INSERT INTO segments (destination, audience_id, audience_key, "
@@ -44,9 +44,17 @@ WriteStore::WriteStore(Database& db)
       put_ignored_(detail::Access::Handle(db),
                    "UPDATE memberships SET ignored_message_id = ?3, ignored_outcome = ?4, "
                    "ignored_ms = ?5 WHERE segment_id = ?1 AND context_key = ?2"),
+      dedupe_owner_(detail::Access::Handle(db),
+                    "SELECT seq, received_ms FROM dedupe WHERE hash = ?1"),
       applied_seq_(detail::Access::Handle(db), "SELECT applied_seq FROM applier WHERE id = 1"),
       set_applied_seq_(detail::Access::Handle(db),
-                       "UPDATE applier SET applied_seq = ?1 WHERE id = 1"),
+                       "UPDATE applier SET applied_seq = ?1, fold_end_seq = NULL, "
+                       "fold_folded = 0 WHERE id = 1"),
+      fold_progress_(detail::Access::Handle(db),
+                     "SELECT applied_seq, coalesce(fold_end_seq, 0), fold_folded FROM applier "
+                     "WHERE id = 1"),
+      set_fold_progress_(detail::Access::Handle(db),
+                         "UPDATE applier SET fold_end_seq = ?1, fold_folded = ?2 WHERE id = 1"),
       // The target holds the new state already, or it is due; a dead letter is about
       // one refused version: a new version is pushed again.
       upsert_delivery_(detail::Access::Handle(db),
@@ -291,63 +299,102 @@ void AddMemberCounts(Database& db, int64_t segment_id, int64_t included, int64_t
     s.Run();
 }
 
-// A row of a fold with what it resolved to.
-struct FoldRow {
-    const InboxEntry* entry = nullptr;
-    int64_t segment_id = 0;
-    int64_t hash = 0;
-    bool duplicate = false;
-};
-
 }  // namespace
 
-FoldCounts WriteStore::Fold(const std::vector<InboxEntry>& rows) {
-    FoldCounts counts;
-    std::vector<FoldRow> fold(rows.size());
-    // De-duplication: first within the batch (in seq order: the first arrival counts),
-    // then against the window, in key order.
+size_t FoldPlan::MemberEnd(size_t at) const {
+    const InboxEntry& first = (*rows)[order[at]];
+    size_t end = at + 1;
+    while (end < order.size()) {
+        const InboxEntry& e = (*rows)[order[end]];
+        if (e.context_key != first.context_key || e.audience_id != first.audience_id ||
+            e.context_kind != first.context_kind || e.destination != first.destination) {
+            break;
+        }
+        ++end;
+    }
+    return end;
+}
+
+FoldPlan WriteStore::PlanFold(const std::vector<InboxEntry>& rows) {
+    FoldPlan p;
+    p.rows = &rows;
+    p.hash.resize(rows.size());
+    p.duplicate.assign(rows.size(), 0);
+    // De-duplication within the batch, in seq order: the first arrival counts. The
+    // others are checked against the window, in hash order (each page of the table
+    // once).
     std::unordered_set<int64_t> seen;
     seen.reserve(rows.size() * 2);
-    std::vector<size_t> candidates;
-    candidates.reserve(rows.size());
+    p.checks.reserve(rows.size());
     for (size_t i = 0; i < rows.size(); ++i) {
-        fold[i].entry = &rows[i];
-        fold[i].segment_id = SegmentId(rows[i]);
-        fold[i].hash = DedupeKey(rows[i].destination, rows[i].message_id);
-        if (!seen.insert(fold[i].hash).second) {
-            fold[i].duplicate = true;
+        p.hash[i] = DedupeKey(rows[i].destination, rows[i].message_id);
+        if (!seen.insert(p.hash[i]).second) {
+            p.duplicate[i] = 1;
         } else {
-            candidates.push_back(i);
+            p.checks.push_back(i);
         }
     }
-    std::sort(candidates.begin(), candidates.end(),
-              [&](size_t a, size_t b) { return fold[a].hash < fold[b].hash; });
-    for (size_t i : candidates) {
-        insert_dedupe_.Bind(1, fold[i].hash).Bind(2, fold[i].entry->received_ms);
-        insert_dedupe_.Run();
-        if (db_.Changes() == 0) fold[i].duplicate = true;
-    }
-
-    // Memberships in primary-key order, each member's events in arrival order.
-    std::vector<size_t> order(rows.size());
-    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-        const FoldRow& x = fold[a];
-        const FoldRow& y = fold[b];
-        if (x.segment_id != y.segment_id) return x.segment_id < y.segment_id;
-        if (int c = x.entry->context_key.compare(y.entry->context_key); c != 0) return c < 0;
-        return x.entry->seq < y.entry->seq || (x.entry->seq == y.entry->seq && a < b);
+    std::sort(p.checks.begin(), p.checks.end(),
+              [&](size_t a, size_t b) { return p.hash[a] < p.hash[b]; });
+    // Members in key order (a segment's rows are one range of the tables), each member's
+    // events in arrival order. The order depends on the rows only, so that a fold
+    // resumed after a crash finds the same order (FoldProgress::folded).
+    p.order.resize(rows.size());
+    for (size_t i = 0; i < p.order.size(); ++i) p.order[i] = i;
+    std::sort(p.order.begin(), p.order.end(), [&](size_t a, size_t b) {
+        const InboxEntry& x = rows[a];
+        const InboxEntry& y = rows[b];
+        if (int c = x.destination.compare(y.destination); c != 0) return c < 0;
+        if (int c = x.audience_id.compare(y.audience_id); c != 0) return c < 0;
+        if (int c = x.context_kind.compare(y.context_kind); c != 0) return c < 0;
+        if (int c = x.context_key.compare(y.context_key); c != 0) return c < 0;
+        return x.seq < y.seq || (x.seq == y.seq && a < b);
     });
-    // Member counts moved by this fold, per segment: (included, excluded).
-    std::map<int64_t, std::pair<int64_t, int64_t>> moved;
-    for (size_t g = 0; g < order.size();) {
-        size_t end = g;
-        const FoldRow& first = fold[order[g]];
-        while (end < order.size() && fold[order[end]].segment_id == first.segment_id &&
-               fold[order[end]].entry->context_key == first.entry->context_key) {
-            ++end;
+    return p;
+}
+
+void WriteStore::Dedupe(FoldPlan& p, size_t end) {
+    const std::vector<InboxEntry>& rows = *p.rows;
+    end = std::min(end, p.checks.size());
+    for (; p.checked < end; ++p.checked) {
+        const size_t i = p.checks[p.checked];
+        const InboxEntry& e = rows[i];
+        insert_dedupe_.Bind(1, p.hash[i]).Bind(2, e.received_ms);
+        e.seq > 0 ? insert_dedupe_.Bind(3, e.seq) : insert_dedupe_.BindNull(3);
+        insert_dedupe_.Run();
+        if (db_.Changes() != 0) {
+            p.duplicate[i] = 0;
+            continue;
         }
-        const std::string& key = first.entry->context_key;
+        // The entry is there: another message's, or this inbox row's own, written by a
+        // part of this fold that committed before a crash (or by another applier).
+        bool own = false;
+        if (e.seq > 0) {
+            dedupe_owner_.Bind(1, p.hash[i]);
+            if (dedupe_owner_.Step()) {
+                own = !dedupe_owner_.IsNull(0) && dedupe_owner_.Int(0) == e.seq &&
+                      dedupe_owner_.Int(1) == e.received_ms;
+            }
+            dedupe_owner_.Reset();
+        }
+        p.duplicate[i] = own ? 0 : 1;
+    }
+}
+
+FoldCounts WriteStore::FoldMembers(FoldPlan& p, size_t end) {
+    if (p.checked < p.checks.size()) throw SqliteError("a fold's members before its checks");
+    FoldCounts counts;
+    const std::vector<InboxEntry>& rows = *p.rows;
+    end = std::min(end, p.order.size());
+    // Member counts moved by this part, per segment: (included, excluded).
+    std::map<int64_t, std::pair<int64_t, int64_t>> moved;
+    while (p.folded < end) {
+        const size_t g = p.folded;
+        const size_t member_end = p.MemberEnd(g);
+        p.folded = member_end;
+        const InboxEntry& first = rows[p.order[g]];
+        const int64_t segment_id = SegmentId(first);
+        const std::string& key = first.context_key;
         struct State {
             bool exists = false;
             bool desired = false;
@@ -357,7 +404,7 @@ FoldCounts WriteStore::Fold(const std::vector<InboxEntry>& rows) {
             int64_t received_ms = 0;
             std::optional<int64_t> inbox_seq;
         } now;
-        get_membership_.Bind(1, first.segment_id).Bind(2, key);
+        get_membership_.Bind(1, segment_id).Bind(2, key);
         if (get_membership_.Step()) {
             now.exists = true;
             now.desired = get_membership_.Int(0) != 0;
@@ -374,10 +421,10 @@ FoldCounts WriteStore::Fold(const std::vector<InboxEntry>& rows) {
         bool accepted = false;
         const InboxEntry* ignored = nullptr;
         const char* ignored_outcome = nullptr;
-        for (size_t k = g; k < end; ++k) {
-            const FoldRow& r = fold[order[k]];
-            const InboxEntry& e = *r.entry;
-            if (r.duplicate) {
+        for (size_t k = g; k < member_end; ++k) {
+            const size_t i = p.order[k];
+            const InboxEntry& e = rows[i];
+            if (p.duplicate[i] != 0) {
                 ++counts.duplicates;
                 ignored = &e;
                 ignored_outcome = "duplicate";
@@ -405,9 +452,8 @@ FoldCounts WriteStore::Fold(const std::vector<InboxEntry>& rows) {
             ignored = nullptr;  // what follows the new deciding event
             ignored_outcome = nullptr;
         }
-        g = end;
         if (accepted) {
-            put_membership_.Bind(1, first.segment_id)
+            put_membership_.Bind(1, segment_id)
                 .Bind(2, key)
                 .Bind(3, int64_t{now.desired ? 1 : 0})
                 .Bind(4, now.version)
@@ -424,12 +470,12 @@ FoldCounts WriteStore::Fold(const std::vector<InboxEntry>& rows) {
             }
             put_membership_.Run();
             if (!existed || stored_desired != now.desired) {
-                auto& [in, ex] = moved[first.segment_id];
+                auto& [in, ex] = moved[segment_id];
                 (now.desired ? in : ex) += 1;
                 if (existed) (stored_desired ? in : ex) -= 1;
             }
         } else if (ignored != nullptr && existed) {
-            put_ignored_.Bind(1, first.segment_id)
+            put_ignored_.Bind(1, segment_id)
                 .Bind(2, key)
                 .Bind(3, ignored->message_id)
                 .Bind(4, ignored_outcome)
@@ -437,8 +483,8 @@ FoldCounts WriteStore::Fold(const std::vector<InboxEntry>& rows) {
             put_ignored_.Run();
         }
         if (!accepted || (existed && now.version == stored_version)) continue;
-        for (const auto& target : ActiveTargets(first.entry->destination)) {
-            upsert_delivery_.Bind(1, first.segment_id)
+        for (const auto& target : ActiveTargets(first.destination)) {
+            upsert_delivery_.Bind(1, segment_id)
                 .Bind(2, key)
                 .Bind(3, target)
                 .Bind(4, int64_t{now.desired ? 1 : 0})
@@ -448,6 +494,12 @@ FoldCounts WriteStore::Fold(const std::vector<InboxEntry>& rows) {
     }
     for (const auto& [segment_id, d] : moved) AddMemberCounts(db_, segment_id, d.first, d.second);
     return counts;
+}
+
+FoldCounts WriteStore::Fold(const std::vector<InboxEntry>& rows) {
+    FoldPlan p = PlanFold(rows);
+    Dedupe(p, p.checks.size());
+    return FoldMembers(p, p.order.size());
 }
 
 ApplyOutcome WriteStore::Apply(const std::string& destination, const std::string& message_id,
@@ -477,6 +529,22 @@ int64_t WriteStore::AppliedSeq() {
 void WriteStore::SetAppliedSeq(int64_t seq) {
     set_applied_seq_.Bind(1, seq);
     set_applied_seq_.Run();
+}
+
+FoldProgress WriteStore::ReadFoldProgress() {
+    FoldProgress out;
+    if (fold_progress_.Step()) {
+        out.applied_seq = fold_progress_.Int(0);
+        out.fold_end = fold_progress_.Int(1);
+        out.folded = fold_progress_.Int(2);
+    }
+    fold_progress_.Reset();
+    return out;
+}
+
+void WriteStore::SetFoldProgress(int64_t fold_end, int64_t folded) {
+    set_fold_progress_.Bind(1, fold_end).Bind(2, folded);
+    set_fold_progress_.Run();
 }
 
 std::string WriteStore::UpsertAudience(const std::string& destination, const std::string& name,

@@ -21,18 +21,18 @@
 namespace audsync::store {
 
 struct ApplierOptions {
-    // Inbox rows folded in one transaction at most: the pages of the tables a batch
+    // Inbox rows read and folded together at most: the pages of the tables a batch
     // touches are written once per batch, so larger batches cost less per event; with a
     // backlog over `large_backlog` events, up to `large_batch`.
     int batch = 40000;
     int large_batch = 80000;
     int64_t large_backlog = 200000;
     // A transaction's pages go to the WAL whole: it cannot be checkpointed before its
-    // commit. The batch is sized from the pages the last folds wrote per event so that one
-    // transaction writes at most this many bytes (a quarter of limits.max_wal_bytes), on
-    // a large workspace where each event dirties pages of its own.
+    // commit. A batch that would write more than this (a quarter of limits.max_wal_bytes)
+    // is folded in parts, each a transaction sized from the pages the last parts wrote
+    // per event: its window checks in hash order, then its members in key order.
     int64_t max_transaction_wal_bytes = 64LL * 1024 * 1024;
-    int min_batch = 500;
+    int min_batch = 500;  // the smallest part
     int64_t dedupe_window_ms = 7LL * 24 * 3600 * 1000;
     int64_t raw_retention_ms = 24LL * 3600 * 1000;  // 0: a row goes once it is applied
     int64_t poll_ms = 200;  // how often the inbox is looked at without a notification
@@ -47,9 +47,11 @@ struct ApplierCounters {
 };
 
 // The background step of the database's writer (see GroupWriter): each step
-// reads the applied position inside the writer's transaction, folds the next rows after
-// it and moves the position, so that a crash at any point resumes where the last commit
-// left off and nothing is applied twice (another process's applier may share the work).
+// reads the applied position and the fold in progress inside the writer's transaction,
+// and folds the next rows after it, or the next part of the fold in progress; the last
+// part moves the position. A crash at any point resumes where the last commit left off
+// and nothing is applied twice (another process's applier may share the work: what it
+// committed is read back at the next step, never assumed).
 // Prunes the inbox through `inbox_writer` and the de-duplication table a slice per step.
 // Thread-safety: applied_seq(), WaitApplied() and counters() from any thread; the rest
 // runs on the writer thread.
@@ -76,11 +78,19 @@ class Applier {
     // Waits until every row up to `seq` is applied, or `timeout_ms` passes.
     bool WaitApplied(int64_t seq, int64_t timeout_ms) const;
     const ApplierCounters& counters() const { return counters_; }
-    // The batch the next step reads at most (writer thread; for tests and the bench).
+    // The batch the next fold reads at most (writer thread; for tests and the bench).
     int NextBatch(int64_t backlog) const;
+    // The rows (or window checks) one part takes at `pages_per_event`: what fits
+    // max_transaction_wal_bytes, at least min_batch.
+    int PartSize(double pages_per_event) const;
 
   private:
+    enum class Phase { kNone, kWhole, kChecks, kMembers };
     void PruneInbox(int64_t applied, int64_t now_ms);
+    // The plan of the fold that `progress` says is in progress or, with none, of the
+    // next batch; false when there is nothing to fold.
+    bool Plan(WriteStore& w, const FoldProgress& progress);
+    void Learn(int64_t pages);
 
     ApplierOptions options_;
     Database inbox_db_;
@@ -92,12 +102,27 @@ class Applier {
     int64_t staged_rows_ = 0;
     int64_t staged_seq_ = -1;
     int prune_slice_ = 0;
-    // Smoothed over the last folds; until one is measured, what a fold at a large
-    // workspace writes (a page of each table per event), so that the first transaction
-    // cannot overshoot the bound.
-    double pages_per_event_ = 4;
-    int64_t last_fold_rows_ = 0;  // rows of the step whose pages the next step reads
-    int last_batch_ = 0;
+    // The batch being folded (writer thread only): its rows, after plan_cursor_ up to
+    // plan_end_, and its plan. The database says how far it is (FoldProgress): the plan
+    // is trusted only while the position it was made at holds.
+    std::vector<InboxEntry> plan_rows_;
+    std::optional<FoldPlan> plan_;
+    int64_t plan_cursor_ = -1;
+    int64_t plan_end_ = 0;
+    size_t plan_checked_ = 0;  // committed
+    size_t plan_folded_ = 0;   // committed
+    bool plan_full_ = false;   // read as many rows as it asked for: more may wait
+    // What the step's transaction moved, taken into the plan by Committed.
+    size_t staged_checked_ = 0;
+    size_t staged_folded_ = 0;
+    bool staged_plan_ = false;
+    // Pages written per window check and per member row, smoothed over the last parts;
+    // until one is measured, what a fold at a large workspace writes (a page of each
+    // table per event), so that the first transaction cannot overshoot the bound.
+    double check_pages_ = 1;
+    double member_pages_ = 3;
+    Phase last_phase_ = Phase::kNone;  // of the step whose pages the next step reads
+    int64_t last_units_ = 0;
     int64_t next_inbox_prune_ms_ = 0;
     std::atomic<bool> inbox_prune_running_{false};
     mutable std::mutex mu_;

@@ -26,6 +26,32 @@ struct FoldCounts {
     int64_t stale = 0;
 };
 
+// A batch of inbox rows prepared for folding in parts (WriteStore::PlanFold): which
+// rows are duplicates within the batch, the rest in hash order for the window check
+// (Dedupe), and every row in member order for the memberships (FoldMembers). `rows`
+// must outlive it. Each part is its own transaction's work: a fold of a large batch
+// writes each page of each table once, and no transaction more than its WAL share.
+struct FoldPlan {
+    const std::vector<InboxEntry>* rows = nullptr;
+    std::vector<int64_t> hash;    // per row: its (destination, message_id) key
+    std::vector<char> duplicate;  // per row: decided a duplicate so far
+    std::vector<size_t> checks;   // rows to check against the window, in hash order
+    std::vector<size_t> order;    // every row, by member (segment, key), then arrival
+    size_t checked = 0;           // checks done (Dedupe)
+    size_t folded = 0;            // entries of `order` folded (FoldMembers)
+    // The end of the member whose events start at order[at] (at < order.size()).
+    size_t MemberEnd(size_t at) const;
+};
+
+// The applier's position and the fold in progress past it (schema 11): the rows up to
+// `fold_end` after `applied_seq` are being folded in parts, and the first `folded` of
+// their member order (FoldPlan::order) are committed. fold_end = 0: none.
+struct FoldProgress {
+    int64_t applied_seq = 0;
+    int64_t fold_end = 0;
+    int64_t folded = 0;
+};
+
 // An audience registered through Webhook Audiences' createAudienceUrl.
 struct Audience {
     std::string destination;
@@ -88,6 +114,15 @@ class WriteStore {
     // when the desired state changes, records the latest ignored event per member, and
     // makes a changed member due at every active target that does not hold it.
     FoldCounts Fold(const std::vector<InboxEntry>& rows);
+    // The same in parts, each in its own transaction: PlanFold (no writes), Dedupe over
+    // the checks up to `end`, then, once every check is done, FoldMembers over the
+    // member order up to `end` (extended to the end of a member: a member's events are
+    // folded together). Checking again a row whose window entry this same inbox row
+    // wrote (a part committed before a crash) finds it not a duplicate, so Dedupe may
+    // run again over checks already committed; FoldMembers may not (see FoldProgress).
+    static FoldPlan PlanFold(const std::vector<InboxEntry>& rows);
+    void Dedupe(FoldPlan& plan, size_t end);
+    FoldCounts FoldMembers(FoldPlan& plan, size_t end);
     // One event without the inbox (tests, tools): Fold of a single row.
     ApplyOutcome Apply(const std::string& destination, const std::string& message_id,
                        const mapping::MembershipChange& change, int64_t received_ms);
@@ -95,7 +130,11 @@ class WriteStore {
     int64_t TakePagesWritten() { return db_.TakePagesWritten(); }
     // The applier's position: every inbox row up to it is folded.
     int64_t AppliedSeq();
+    // Moves the position to `seq` and ends the fold in progress.
     void SetAppliedSeq(int64_t seq);
+    FoldProgress ReadFoldProgress();
+    // A fold of the rows up to `fold_end` in progress, `folded` of its member order done.
+    void SetFoldProgress(int64_t fold_end, int64_t folded);
 
     // Registers (or, for a name already known, updates and returns) an audience.
     std::string UpsertAudience(const std::string& destination, const std::string& name,
@@ -217,8 +256,11 @@ class WriteStore {
     Statement get_membership_;
     Statement put_membership_;
     Statement put_ignored_;
+    Statement dedupe_owner_;
     Statement applied_seq_;
     Statement set_applied_seq_;
+    Statement fold_progress_;
+    Statement set_fold_progress_;
     Statement upsert_delivery_;
     Statement active_targets_;
     Statement find_audience_by_name_;
