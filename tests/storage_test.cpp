@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
@@ -68,22 +69,23 @@ std::string Dump(const std::string& db_path) {
     store::Database db(db_path, false);
     std::string out;
     store::Statement m(store::TestAccess::Handle(db),
-                       "SELECT s.audience_id, m.context_key, m.desired, m.version, m.message_id, "
+                       "SELECT s.destination, s.audience_id, m.context_key, m.desired, m.version, "
+                       "m.message_id, "
                        "m.event_ms, m.received_ms, coalesce(m.inbox_seq, -1), "
                        "coalesce(m.ignored_message_id, '-'), coalesce(m.ignored_outcome, '-'), "
                        "coalesce(m.ignored_ms, -1) FROM memberships m JOIN segments s "
-                       "ON s.id = m.segment_id ORDER BY 1, 2");
+                       "ON s.id = m.segment_id ORDER BY 1, 2, 3");
     while (m.Step()) {
-        for (int c = 0; c < 11; ++c) out += m.Text(c) + "|";
+        for (int c = 0; c < 12; ++c) out += m.Text(c) + "|";
         out += "\n";
     }
     store::Statement d(store::TestAccess::Handle(db),
-                       "SELECT s.audience_id, d.context_key, d.target, d.pending, "
+                       "SELECT s.destination, s.audience_id, d.context_key, d.target, d.pending, "
                        "coalesce(d.acked, -1), coalesce(d.acked_version, -1), d.attempts, "
                        "d.next_attempt_ms, d.dead FROM deliveries d JOIN segments s "
-                       "ON s.id = d.segment_id ORDER BY 1, 2, 3");
+                       "ON s.id = d.segment_id ORDER BY 1, 2, 3, 4");
     while (d.Step()) {
-        for (int c = 0; c < 9; ++c) out += d.Text(c) + "|";
+        for (int c = 0; c < 10; ++c) out += d.Text(c) + "|";
         out += "\n";
     }
     return out;
@@ -144,6 +146,82 @@ TEST_SUITE("storage") {
         }
     }
 
+    TEST_CASE("a plan keeps its rows compactly and decides as the rows themselves would") {
+        // One segment named with two audience keys, a second destination with the same
+        // audiences and keys, resends and equal times: a plan built in slices orders and
+        // de-duplicates as one built at once, and folds as events applied one at a time.
+        const int64_t now = text::NowMs();
+        for (uint32_t seed : {7u, 8u, 9u}) {
+            CAPTURE(seed);
+            auto stream = Stream(1200, seed, now);
+            std::mt19937 rng(seed);
+            for (auto& e : stream) {
+                if (rng() % 2 == 0) e.audience_key = e.audience_id + "_renamed";
+                if (rng() % 4 == 0) e.destination = "ld2";
+            }
+            const store::FoldPlan whole = store::WriteStore::PlanFold(stream);
+            store::FoldPlan sliced;
+            for (size_t at = 0; at < stream.size(); at += 97) {
+                sliced.Add(std::vector<store::InboxEntry>(
+                    stream.begin() + static_cast<std::ptrdiff_t>(at),
+                    stream.begin() +
+                        static_cast<std::ptrdiff_t>(std::min(stream.size(), at + 97))));
+            }
+            sliced.Finish();
+            REQUIRE(sliced.size() == stream.size());
+            CHECK(sliced.order == whole.order);
+            CHECK(sliced.checks == whole.checks);
+            CHECK(sliced.duplicate == whole.duplicate);
+            for (size_t i = 0; i < stream.size(); ++i) {
+                CHECK(std::string(whole.MessageId(whole.rows[i])) == stream[i].message_id);
+                CHECK(std::string(whole.Key(whole.rows[i])) == stream[i].context_key);
+            }
+            // A member is its destination, audience, kind and key, whatever audience key
+            // names it; its events follow in arrival order.
+            size_t members = 0;
+            for (size_t at = 0; at < whole.order.size(); at = whole.MemberEnd(at)) {
+                ++members;
+                const auto& first = stream[whole.order[at]];
+                for (size_t k = at + 1; k < whole.MemberEnd(at); ++k) {
+                    const auto& e = stream[whole.order[k]];
+                    CHECK(e.destination == first.destination);
+                    CHECK(e.audience_id == first.audience_id);
+                    CHECK(e.context_key == first.context_key);
+                    CHECK(e.seq > stream[whole.order[k - 1]].seq);
+                }
+            }
+            std::set<std::string> distinct;
+            for (const auto& e : stream) {
+                distinct.insert(e.destination + "|" + e.audience_id + "|" + e.context_key);
+            }
+            CHECK(members == distinct.size());
+
+            std::vector<std::string> dumps;
+            for (size_t batch : {size_t{1}, stream.size()}) {
+                testing::TempDir dir;
+                const std::string db = dir.File("p.db");
+                MakeDatabase(db);
+                {
+                    store::Database d(db, false);
+                    store::WriteStore w(d);
+                    w.EnsureDestination("ld2", 0);
+                    w.EnsureTargets("ld2", store::ImplicitTargets(), 0);
+                    for (size_t at = 0; at < stream.size(); at += batch) {
+                        store::Transaction tx(d);
+                        w.Fold(std::vector<store::InboxEntry>(
+                            stream.begin() + static_cast<std::ptrdiff_t>(at),
+                            stream.begin() +
+                                static_cast<std::ptrdiff_t>(std::min(stream.size(), at + batch))));
+                        tx.Commit();
+                    }
+                }
+                dumps.push_back(Dump(db));
+            }
+            CHECK(dumps[0].size() > 0);
+            CHECK(dumps[1] == dumps[0]);
+        }
+    }
+
     TEST_CASE("a batch folded in parts, cut short after any part, decides what one fold does") {
         // Parts of a few rows each (a WAL share of two pages), each its own commit; the
         // applier is stopped after `cut` commits, as a crash would stop it, and a new one
@@ -183,7 +261,10 @@ TEST_SUITE("storage") {
                     tx.Commit();
                 }
                 store::ApplierOptions options;
-                options.batch = static_cast<int>(stream.size());  // one batch, in parts
+                // One batch, read 64 rows at a time into its plan, folded in parts.
+                options.batch = 64;
+                options.large_batch = static_cast<int>(stream.size());
+                options.large_backlog = 0;
                 options.max_transaction_wal_bytes = 2 * 4096;
                 options.min_batch = 1;
                 auto run = [&](int steps_at_most) {
@@ -219,6 +300,8 @@ TEST_SUITE("storage") {
                     const int64_t own =
                         store::TestAccess::Int(d, "SELECT count(*) FROM dedupe WHERE seq > 0");
                     CHECK(applied == 0);
+                    // The plan holds every slice read: its end is the batch's last row.
+                    CHECK((fold_end == 0 || fold_end == stream.back().seq));
                     if (fold_end > 0) cut_in_members = true;
                     if (fold_end == 0 && own > 0) cut_in_checks = true;
                     REQUIRE(run(1000000));

@@ -76,16 +76,17 @@ bool Applier::Plan(WriteStore& w, const FoldProgress& progress) {
         // another process's. Its rows are read again when this plan is not of them.
         if (!plan_ || plan_cursor_ != cursor || plan_end_ != progress.fold_end) {
             plan_.reset();
-            plan_rows_.clear();
+            FoldPlan plan;
+            int64_t last = cursor;
             for (int64_t at = cursor; at < progress.fold_end;) {
                 std::vector<InboxEntry> more = reader_.After(at, options_.batch);
                 if (more.empty()) break;
                 at = more.back().seq;
-                for (auto& e : more) {
-                    if (e.seq <= progress.fold_end) plan_rows_.push_back(std::move(e));
-                }
+                while (!more.empty() && more.back().seq > progress.fold_end) more.pop_back();
+                if (!more.empty()) last = more.back().seq;
+                plan.Add(more);
             }
-            if (plan_rows_.empty() || plan_rows_.back().seq != progress.fold_end) {
+            if (plan.size() == 0 || last != progress.fold_end) {
                 // Only an inbox replaced or restored apart from its database loses rows
                 // past the applied position. What the fold committed stays; the rest
                 // of its rows cannot be read, and the next events come after them.
@@ -96,12 +97,12 @@ bool Applier::Plan(WriteStore& w, const FoldProgress& progress) {
                           std::to_string(progress.folded) +
                           " of them were applied, the rest are lost; applying continues after " +
                           std::to_string(progress.fold_end));
-                plan_rows_.clear();
                 w.SetAppliedSeq(progress.fold_end);
                 staged_seq_ = progress.fold_end;
                 return false;
             }
-            plan_.emplace(WriteStore::PlanFold(plan_rows_));
+            plan.Finish();
+            plan_.emplace(std::move(plan));
             plan_cursor_ = cursor;
             plan_end_ = progress.fold_end;
             plan_checked_ = 0;  // checking again finds each row's own window entry
@@ -119,14 +120,26 @@ bool Applier::Plan(WriteStore& w, const FoldProgress& progress) {
         return true;
     }
     plan_.reset();
-    plan_rows_.clear();
+    // Read in slices of `batch`: the plan's compact rows stay, each slice's InboxEntry
+    // rows go before the next is read.
     const int batch = NextBatch(std::max<int64_t>(0, reader_.LastSeq() - cursor));
-    plan_rows_ = reader_.After(cursor, batch);
-    if (plan_rows_.empty()) return false;
-    plan_full_ = plan_rows_.size() == static_cast<size_t>(batch);
-    plan_.emplace(WriteStore::PlanFold(plan_rows_));
+    FoldPlan plan;
+    int64_t end = cursor;
+    while (plan.size() < static_cast<size_t>(batch)) {
+        const int64_t want =
+            std::min<int64_t>(options_.batch, batch - static_cast<int64_t>(plan.size()));
+        std::vector<InboxEntry> more = reader_.After(end, static_cast<int>(want));
+        if (more.empty()) break;
+        end = more.back().seq;
+        plan.Add(more);
+        if (static_cast<int64_t>(more.size()) < want) break;
+    }
+    if (plan.size() == 0) return false;
+    plan_full_ = plan.size() == static_cast<size_t>(batch);
+    plan.Finish();
+    plan_.emplace(std::move(plan));
     plan_cursor_ = cursor;
-    plan_end_ = plan_rows_.back().seq;
+    plan_end_ = end;
     plan_checked_ = 0;
     plan_folded_ = 0;
     return true;
@@ -209,7 +222,6 @@ bool Applier::Committed() {
     if (plan_ && applied >= plan_end_) {
         // Folded whole: its memory goes back (a large batch holds tens of megabytes).
         plan_.reset();
-        std::vector<InboxEntry>().swap(plan_rows_);
     }
     staged_ = FoldCounts{};
     staged_rows_ = 0;

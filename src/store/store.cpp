@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <map>
-#include <unordered_set>
 #include "access.hpp"
 #include "slices.hpp"
 
@@ -261,18 +260,18 @@ const std::vector<std::string>& WriteStore::ActiveTargets(const std::string& des
     return targets_.emplace(destination, std::move(ids)).first->second;
 }
 
-int64_t WriteStore::SegmentId(const InboxEntry& row) {
-    auto key = std::make_tuple(row.destination, row.audience_id, row.context_kind);
+int64_t WriteStore::SegmentId(const FoldPlan::Segment& segment, int64_t now_ms) {
+    auto key = std::make_tuple(segment.destination, segment.audience_id, segment.context_kind);
     auto it = segment_ids_.find(key);
     if (it != segment_ids_.end()) return it->second;
-    if (destinations_.insert(row.destination).second) {
-        EnsureDestination(row.destination, row.received_ms);
+    if (destinations_.insert(segment.destination).second) {
+        EnsureDestination(segment.destination, now_ms);
     }
-    upsert_segment_.Bind(1, row.destination)
-        .Bind(2, row.audience_id)
-        .Bind(3, row.audience_key)
-        .Bind(4, row.context_kind)
-        .Bind(5, row.received_ms);
+    upsert_segment_.Bind(1, segment.destination)
+        .Bind(2, segment.audience_id)
+        .Bind(3, segment.audience_key)
+        .Bind(4, segment.context_kind)
+        .Bind(5, now_ms);
     if (!upsert_segment_.Step()) {
         upsert_segment_.Reset();
         throw SqliteError("segment upsert returned no id");
@@ -301,15 +300,92 @@ void AddMemberCounts(Database& db, int64_t segment_id, int64_t included, int64_t
 
 }  // namespace
 
+void FoldPlan::Add(const std::vector<InboxEntry>& in) {
+    rows.reserve(rows.size() + in.size());
+    for (const InboxEntry& e : in) {
+        if (e.message_id.size() > UINT32_MAX || e.context_key.size() > UINT32_MAX ||
+            rows.size() >= UINT32_MAX) {
+            throw SqliteError("a fold's batch is too large to plan");
+        }
+        auto name = std::make_tuple(e.destination, e.audience_id, e.audience_key, e.context_kind);
+        auto [it, added] =
+            index_.try_emplace(std::move(name), static_cast<uint32_t>(segments.size()));
+        if (added)
+            segments.push_back({e.destination, e.audience_id, e.audience_key, e.context_kind});
+        Row r;
+        r.seq = e.seq;
+        r.received_ms = e.received_ms;
+        r.event_ms = e.event_ms;
+        r.hash = DedupeKey(e.destination, e.message_id);
+        r.text = text.size();
+        r.id_size = static_cast<uint32_t>(e.message_id.size());
+        r.key_size = static_cast<uint32_t>(e.context_key.size());
+        r.segment = it->second;
+        r.included = e.included;
+        text += e.message_id;
+        text += e.context_key;
+        rows.push_back(r);
+    }
+}
+
+void FoldPlan::Finish() {
+    index_.clear();
+    // Equal (destination, audience_id, context_kind), equal rank: one store segment.
+    std::vector<uint32_t> by_name(segments.size());
+    for (uint32_t i = 0; i < by_name.size(); ++i) by_name[i] = i;
+    auto name = [&](uint32_t i) {
+        const Segment& s = segments[i];
+        return std::tie(s.destination, s.audience_id, s.context_kind);
+    };
+    std::sort(by_name.begin(), by_name.end(),
+              [&](uint32_t a, uint32_t b) { return name(a) < name(b); });
+    rank_.assign(segments.size(), 0);
+    for (size_t k = 1; k < by_name.size(); ++k) {
+        rank_[by_name[k]] =
+            rank_[by_name[k - 1]] + (name(by_name[k - 1]) < name(by_name[k]) ? 1 : 0);
+    }
+    // De-duplication within the batch: of the rows with one key, the first arrival (rows
+    // are in seq order) counts and the others are duplicates. The rows that count are
+    // checked against the window in hash order (each page of the table once). Sorted
+    // rather than hashed into a set: no memory beyond the plan's own.
+    duplicate.assign(rows.size(), 0);
+    checks.resize(rows.size());
+    for (uint32_t i = 0; i < checks.size(); ++i) checks[i] = i;
+    std::sort(checks.begin(), checks.end(), [&](uint32_t a, uint32_t b) {
+        return rows[a].hash < rows[b].hash || (rows[a].hash == rows[b].hash && a < b);
+    });
+    size_t kept = 0;
+    for (size_t k = 0; k < checks.size(); ++k) {
+        if (kept > 0 && rows[checks[kept - 1]].hash == rows[checks[k]].hash) {
+            duplicate[checks[k]] = 1;
+        } else {
+            checks[kept++] = checks[k];
+        }
+    }
+    checks.resize(kept);
+    checks.shrink_to_fit();
+    // Members in key order (a segment's rows are one range of the tables), each member's
+    // events in arrival order. The order depends on the rows only, so that a fold
+    // resumed after a crash finds the same order (FoldProgress::folded).
+    order.resize(rows.size());
+    for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
+        const Row& x = rows[a];
+        const Row& y = rows[b];
+        if (rank_[x.segment] != rank_[y.segment]) return rank_[x.segment] < rank_[y.segment];
+        if (int c = Key(x).compare(Key(y)); c != 0) return c < 0;
+        return x.seq < y.seq || (x.seq == y.seq && a < b);
+    });
+    checked = 0;
+    folded = 0;
+}
+
 size_t FoldPlan::MemberEnd(size_t at) const {
-    const InboxEntry& first = (*rows)[order[at]];
+    const Row& first = rows[order[at]];
     size_t end = at + 1;
     while (end < order.size()) {
-        const InboxEntry& e = (*rows)[order[end]];
-        if (e.context_key != first.context_key || e.audience_id != first.audience_id ||
-            e.context_kind != first.context_kind || e.destination != first.destination) {
-            break;
-        }
+        const Row& r = rows[order[end]];
+        if (rank_[r.segment] != rank_[first.segment] || Key(r) != Key(first)) break;
         ++end;
     }
     return end;
@@ -317,49 +393,17 @@ size_t FoldPlan::MemberEnd(size_t at) const {
 
 FoldPlan WriteStore::PlanFold(const std::vector<InboxEntry>& rows) {
     FoldPlan p;
-    p.rows = &rows;
-    p.hash.resize(rows.size());
-    p.duplicate.assign(rows.size(), 0);
-    // De-duplication within the batch, in seq order: the first arrival counts. The
-    // others are checked against the window, in hash order (each page of the table
-    // once).
-    std::unordered_set<int64_t> seen;
-    seen.reserve(rows.size() * 2);
-    p.checks.reserve(rows.size());
-    for (size_t i = 0; i < rows.size(); ++i) {
-        p.hash[i] = DedupeKey(rows[i].destination, rows[i].message_id);
-        if (!seen.insert(p.hash[i]).second) {
-            p.duplicate[i] = 1;
-        } else {
-            p.checks.push_back(i);
-        }
-    }
-    std::sort(p.checks.begin(), p.checks.end(),
-              [&](size_t a, size_t b) { return p.hash[a] < p.hash[b]; });
-    // Members in key order (a segment's rows are one range of the tables), each member's
-    // events in arrival order. The order depends on the rows only, so that a fold
-    // resumed after a crash finds the same order (FoldProgress::folded).
-    p.order.resize(rows.size());
-    for (size_t i = 0; i < p.order.size(); ++i) p.order[i] = i;
-    std::sort(p.order.begin(), p.order.end(), [&](size_t a, size_t b) {
-        const InboxEntry& x = rows[a];
-        const InboxEntry& y = rows[b];
-        if (int c = x.destination.compare(y.destination); c != 0) return c < 0;
-        if (int c = x.audience_id.compare(y.audience_id); c != 0) return c < 0;
-        if (int c = x.context_kind.compare(y.context_kind); c != 0) return c < 0;
-        if (int c = x.context_key.compare(y.context_key); c != 0) return c < 0;
-        return x.seq < y.seq || (x.seq == y.seq && a < b);
-    });
+    p.Add(rows);
+    p.Finish();
     return p;
 }
 
 void WriteStore::Dedupe(FoldPlan& p, size_t end) {
-    const std::vector<InboxEntry>& rows = *p.rows;
     end = std::min(end, p.checks.size());
     for (; p.checked < end; ++p.checked) {
-        const size_t i = p.checks[p.checked];
-        const InboxEntry& e = rows[i];
-        insert_dedupe_.Bind(1, p.hash[i]).Bind(2, e.received_ms);
+        const uint32_t i = p.checks[p.checked];
+        const FoldPlan::Row& e = p.rows[i];
+        insert_dedupe_.Bind(1, e.hash).Bind(2, e.received_ms);
         e.seq > 0 ? insert_dedupe_.Bind(3, e.seq) : insert_dedupe_.BindNull(3);
         insert_dedupe_.Run();
         if (db_.Changes() != 0) {
@@ -370,7 +414,7 @@ void WriteStore::Dedupe(FoldPlan& p, size_t end) {
         // part of this fold that committed before a crash (or by another applier).
         bool own = false;
         if (e.seq > 0) {
-            dedupe_owner_.Bind(1, p.hash[i]);
+            dedupe_owner_.Bind(1, e.hash);
             if (dedupe_owner_.Step()) {
                 own = !dedupe_owner_.IsNull(0) && dedupe_owner_.Int(0) == e.seq &&
                       dedupe_owner_.Int(1) == e.received_ms;
@@ -384,7 +428,6 @@ void WriteStore::Dedupe(FoldPlan& p, size_t end) {
 FoldCounts WriteStore::FoldMembers(FoldPlan& p, size_t end) {
     if (p.checked < p.checks.size()) throw SqliteError("a fold's members before its checks");
     FoldCounts counts;
-    const std::vector<InboxEntry>& rows = *p.rows;
     end = std::min(end, p.order.size());
     // Member counts moved by this part, per segment: (included, excluded).
     std::map<int64_t, std::pair<int64_t, int64_t>> moved;
@@ -392,9 +435,10 @@ FoldCounts WriteStore::FoldMembers(FoldPlan& p, size_t end) {
         const size_t g = p.folded;
         const size_t member_end = p.MemberEnd(g);
         p.folded = member_end;
-        const InboxEntry& first = rows[p.order[g]];
-        const int64_t segment_id = SegmentId(first);
-        const std::string& key = first.context_key;
+        const FoldPlan::Row& first = p.rows[p.order[g]];
+        const FoldPlan::Segment& segment = p.segments[first.segment];
+        const int64_t segment_id = SegmentId(segment, first.received_ms);
+        const std::string_view key = p.Key(first);
         struct State {
             bool exists = false;
             bool desired = false;
@@ -419,11 +463,11 @@ FoldCounts WriteStore::FoldMembers(FoldPlan& p, size_t end) {
         const bool stored_desired = now.desired;
         const int64_t stored_version = now.version;
         bool accepted = false;
-        const InboxEntry* ignored = nullptr;
+        const FoldPlan::Row* ignored = nullptr;
         const char* ignored_outcome = nullptr;
         for (size_t k = g; k < member_end; ++k) {
-            const size_t i = p.order[k];
-            const InboxEntry& e = rows[i];
+            const uint32_t i = p.order[k];
+            const FoldPlan::Row& e = p.rows[i];
             if (p.duplicate[i] != 0) {
                 ++counts.duplicates;
                 ignored = &e;
@@ -445,7 +489,7 @@ FoldCounts WriteStore::FoldMembers(FoldPlan& p, size_t end) {
             now.exists = true;
             now.desired = e.included;
             now.event_ms = e.event_ms;
-            now.message_id = e.message_id;
+            now.message_id = p.MessageId(e);
             now.received_ms = e.received_ms;
             now.inbox_seq = e.seq > 0 ? std::optional<int64_t>(e.seq) : std::nullopt;
             accepted = true;
@@ -462,7 +506,7 @@ FoldCounts WriteStore::FoldMembers(FoldPlan& p, size_t end) {
                 .Bind(7, now.received_ms);
             now.inbox_seq ? put_membership_.Bind(8, *now.inbox_seq) : put_membership_.BindNull(8);
             if (ignored != nullptr) {
-                put_membership_.Bind(9, ignored->message_id)
+                put_membership_.Bind(9, p.MessageId(*ignored))
                     .Bind(10, ignored_outcome)
                     .Bind(11, ignored->received_ms);
             } else {
@@ -477,13 +521,13 @@ FoldCounts WriteStore::FoldMembers(FoldPlan& p, size_t end) {
         } else if (ignored != nullptr && existed) {
             put_ignored_.Bind(1, segment_id)
                 .Bind(2, key)
-                .Bind(3, ignored->message_id)
+                .Bind(3, p.MessageId(*ignored))
                 .Bind(4, ignored_outcome)
                 .Bind(5, ignored->received_ms);
             put_ignored_.Run();
         }
         if (!accepted || (existed && now.version == stored_version)) continue;
-        for (const auto& target : ActiveTargets(first.destination)) {
+        for (const auto& target : ActiveTargets(segment.destination)) {
             upsert_delivery_.Bind(1, segment_id)
                 .Bind(2, key)
                 .Bind(3, target)

@@ -23,9 +23,10 @@ namespace audsync::store {
 struct ApplierOptions {
     // Inbox rows read and folded together at most: the pages of the tables a batch
     // touches are written once per batch, so larger batches cost less per event; with a
-    // backlog over `large_backlog` events, up to `large_batch`.
+    // backlog over `large_backlog` events, up to `large_batch` (read `batch` at a time
+    // into the plan's compact rows, about 130 bytes each: some 40 MB at 320,000).
     int batch = 40000;
-    int large_batch = 80000;
+    int large_batch = 320000;
     int64_t large_backlog = 200000;
     // A transaction's pages go to the WAL whole: it cannot be checkpointed before its
     // commit. A batch that would write more than this (a quarter of limits.max_wal_bytes)
@@ -102,10 +103,9 @@ class Applier {
     int64_t staged_rows_ = 0;
     int64_t staged_seq_ = -1;
     int prune_slice_ = 0;
-    // The batch being folded (writer thread only): its rows, after plan_cursor_ up to
-    // plan_end_, and its plan. The database says how far it is (FoldProgress): the plan
-    // is trusted only while the position it was made at holds.
-    std::vector<InboxEntry> plan_rows_;
+    // The batch being folded (writer thread only): the plan of its rows, after
+    // plan_cursor_ up to plan_end_. The database says how far it is (FoldProgress): the
+    // plan is trusted only while the position it was made at holds.
     std::optional<FoldPlan> plan_;
     int64_t plan_cursor_ = -1;
     int64_t plan_end_ = 0;

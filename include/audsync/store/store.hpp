@@ -7,6 +7,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <vector>
 
@@ -28,19 +29,61 @@ struct FoldCounts {
 
 // A batch of inbox rows prepared for folding in parts (WriteStore::PlanFold): which
 // rows are duplicates within the batch, the rest in hash order for the window check
-// (Dedupe), and every row in member order for the memberships (FoldMembers). `rows`
-// must outlive it. Each part is its own transaction's work: a fold of a large batch
-// writes each page of each table once, and no transaction more than its WAL share.
+// (Dedupe), and every row in member order for the memberships (FoldMembers). Each part
+// is its own transaction's work: a fold of a large batch writes each page of each table
+// once, and no transaction more than its WAL share.
+//
+// The plan keeps its own compact copy of the rows (about 70 bytes each plus the message
+// id and the key, against some 300 as InboxEntry): the larger a batch, the more events
+// share each page, and a plan of a few hundred thousand rows must fit the memory bound.
+// Build it with Add (rows in seq order, in as many calls as suits the reader) and Finish.
 struct FoldPlan {
-    const std::vector<InboxEntry>* rows = nullptr;
-    std::vector<int64_t> hash;    // per row: its (destination, message_id) key
-    std::vector<char> duplicate;  // per row: decided a duplicate so far
-    std::vector<size_t> checks;   // rows to check against the window, in hash order
-    std::vector<size_t> order;    // every row, by member (segment, key), then arrival
-    size_t checked = 0;           // checks done (Dedupe)
-    size_t folded = 0;            // entries of `order` folded (FoldMembers)
+    // A segment as rows name it. Rows of one store segment (destination, audience_id,
+    // context_kind) that carry different audience keys have different entries here and
+    // the same rank.
+    struct Segment {
+        std::string destination;
+        std::string audience_id;
+        std::string audience_key;
+        std::string context_kind;
+    };
+    struct Row {
+        int64_t seq = 0;
+        int64_t received_ms = 0;
+        int64_t event_ms = 0;
+        int64_t hash = 0;      // its (destination, message_id) key
+        uint64_t text = 0;     // offset of its message id, then its key, in `text`
+        uint32_t id_size = 0;  // bytes of its message id
+        uint32_t key_size = 0;
+        uint32_t segment = 0;  // index into `segments`
+        bool included = false;
+    };
+
+    void Add(const std::vector<InboxEntry>& rows);
+    // De-duplication within the batch and the two orders; after the last Add.
+    void Finish();
+    size_t size() const { return rows.size(); }
+    std::string_view MessageId(const Row& r) const { return {text.data() + r.text, r.id_size}; }
+    std::string_view Key(const Row& r) const {
+        return {text.data() + r.text + r.id_size, r.key_size};
+    }
     // The end of the member whose events start at order[at] (at < order.size()).
     size_t MemberEnd(size_t at) const;
+
+    std::vector<Row> rows;
+    std::string text;
+    std::vector<Segment> segments;
+    std::vector<char> duplicate;   // per row: decided a duplicate so far
+    std::vector<uint32_t> checks;  // rows to check against the window, in hash order
+    std::vector<uint32_t> order;   // every row, by member (segment, key), then arrival
+    size_t checked = 0;            // checks done (Dedupe)
+    size_t folded = 0;             // entries of `order` folded (FoldMembers)
+
+  private:
+    // Per segment: its rank in (destination, audience_id, context_kind) order (Finish);
+    // equal ranks name one segment of the store.
+    std::vector<uint32_t> rank_;
+    std::map<std::tuple<std::string, std::string, std::string, std::string>, uint32_t> index_;
 };
 
 // The applier's position and the fold in progress past it (schema 11): the rows up to
@@ -120,7 +163,7 @@ class WriteStore {
     // folded together). Checking again a row whose window entry this same inbox row
     // wrote (a part committed before a crash) finds it not a duplicate, so Dedupe may
     // run again over checks already committed; FoldMembers may not (see FoldProgress).
-    static FoldPlan PlanFold(const std::vector<InboxEntry>& rows);
+    static FoldPlan PlanFold(const std::vector<InboxEntry>& rows);  // Add and Finish
     void Dedupe(FoldPlan& plan, size_t end);
     FoldCounts FoldMembers(FoldPlan& plan, size_t end);
     // One event without the inbox (tests, tools): Fold of a single row.
@@ -246,7 +289,7 @@ class WriteStore {
     }
 
   private:
-    int64_t SegmentId(const InboxEntry& row);
+    int64_t SegmentId(const FoldPlan::Segment& segment, int64_t now_ms);
     const std::vector<std::string>& ActiveTargets(const std::string& destination);
 
     Database& db_;
