@@ -111,6 +111,69 @@ TEST_SUITE("admission") {
         }
     }
 
+    TEST_CASE("the age bound is kept ahead: refused once the applier would reach the events late") {
+        // 120 s: projected once the oldest is 30 s old, against 60 s (54 s resuming).
+        const ingest::BacklogLimits limits{1000000, 120};
+        struct Row {
+            const char* name;
+            int64_t events;
+            int64_t age_ms;
+            double rate;
+            bool refusing;
+            bool admit;
+        };
+        const Row rows[] = {
+            {"younger than a quarter of the bound: the rate may not be the applier's", 199900,
+             29999, 1000, false, true},
+            {"a quarter old, reached at half the bound", 59900, 30000, 1000, false, true},
+            {"a quarter old, one event later", 59901, 30000, 1000, false, false},
+            {"a faster applier reaches more in time", 599900, 60000, 10000, false, true},
+            {"no rate measured: only the age itself", 999000, 100000, 0, false, true},
+            {"refusing: over 0.9 of the projection", 53901, 40000, 1000, true, false},
+            {"refusing: under 0.9 resumes", 53900, 40000, 1000, true, true},
+        };
+        for (const auto& r : rows) {
+            CAPTURE(r.name);
+            const auto d = ingest::Decide({r.events, r.age_ms, r.rate}, 100, limits, r.refusing);
+            CHECK(d.admit == r.admit);
+            CHECK(d.limit == (r.admit ? ingest::LimitHit::kNone : ingest::LimitHit::kSeconds));
+        }
+        // Retry-After: until the projection is under its resume share (54,000 events at
+        // 1,000/s): 60,001 events, 6,001 to fold.
+        CHECK(ingest::Decide({59901, 30000, 1000}, 100, limits, false).retry_after_s == 7);
+    }
+
+    TEST_CASE("the applier's rate is read over a window of its steps, not second by second") {
+        int64_t now = 1000000;
+        ingest::Admission::Source source;
+        source.events = 10;
+        ingest::Admission gate([&] { return source; }, [&] { return now; }, 100);
+        const ingest::BacklogLimits limits{1000000, 120};
+        CHECK(gate.Current(limits).backlog.applied_per_second == 0);  // one sample: unknown
+        // Folds in parts: the total moves in steps of 20,000 every 4 s.
+        for (int s = 1; s <= 20; ++s) {
+            now += 1000;
+            if (s % 4 == 0) source.applied_total += 20000;
+            const double rate = gate.Current(limits).backlog.applied_per_second;
+            CAPTURE(s);
+            CHECK(rate == doctest::Approx(static_cast<double>(source.applied_total) * 1000.0 /
+                                          static_cast<double>(s * 1000)));
+        }
+        // 30 s later with nothing folded, the window holds only the stall.
+        for (int s = 0; s < 31; ++s) {
+            now += 1000;
+            (void)gate.Current(limits);
+        }
+        CHECK(gate.Current(limits).backlog.applied_per_second == 0);
+        // A counter that went back (a restart) starts over rather than going negative.
+        source.applied_total = 5;
+        now += 1000;
+        CHECK(gate.Current(limits).backlog.applied_per_second == 0);
+        now += 1000;
+        source.applied_total = 2005;
+        CHECK(gate.Current(limits).backlog.applied_per_second == doctest::Approx(2000));
+    }
+
     TEST_CASE("Retry-After follows the drain rate, from 1 to 60 s, 10 s without a rate") {
         const ingest::BacklogLimits limits{10000, 120};
         // 12,000 events, resume at 9,000: 3,100 to fold with the request's 100.

@@ -8,6 +8,13 @@
 #include "audsync/common/log.hpp"
 
 namespace audsync::ingest {
+namespace {
+
+// The applier's rate is read over this much time (admission's projection waits for a
+// backlog a quarter of max_backlog_seconds old, which at the default 120 s is this).
+constexpr int64_t kRateWindowMs = 30000;
+
+}  // namespace
 
 std::string_view ToString(LimitHit limit) {
     switch (limit) {
@@ -29,7 +36,15 @@ AdmissionDecision Decide(const BacklogView& backlog, size_t incoming, const Back
     const double max_events = static_cast<double>(limits.max_events) * share;
     const double max_age_ms = static_cast<double>(limits.max_seconds) * 1000.0 * share;
     const double after = static_cast<double>(backlog.events) + static_cast<double>(incoming);
-    if (static_cast<double>(backlog.age_ms) > max_age_ms) {
+    const double rate = backlog.applied_per_second;
+    const bool aged = static_cast<double>(backlog.age_ms) > max_age_ms;
+    // Reached only past kProjectionShare of the bound at the applier's rate (see there).
+    const bool projected =
+        rate > 0 &&
+        static_cast<double>(backlog.age_ms) >=
+            static_cast<double>(limits.max_seconds) * 1000.0 * kProjectionAfter &&
+        after / rate * 1000.0 > max_age_ms * kProjectionShare;
+    if (aged || projected) {
         d.limit = LimitHit::kSeconds;
     } else if (after > max_events) {
         d.limit = LimitHit::kEvents;
@@ -40,16 +55,19 @@ AdmissionDecision Decide(const BacklogView& backlog, size_t incoming, const Back
     // Events the applier must fold before this request would be admitted again.
     double to_fold = 0;
     const double resume_events = static_cast<double>(limits.max_events) * kResumeShare;
+    const double resume_age = static_cast<double>(limits.max_seconds) * 1000.0 * kResumeShare;
     if (d.limit == LimitHit::kEvents) {
         to_fold = after - resume_events;
+    } else if (!aged) {
+        // Until the projection is back under its resume share.
+        to_fold = after - rate * resume_age / 1000.0 * kProjectionShare;
     } else {
         // The age falls as the oldest events are folded; at a steady arrival the share
         // of the backlog older than the resume age has to go.
-        const double resume_age = static_cast<double>(limits.max_seconds) * 1000.0 * kResumeShare;
         to_fold = static_cast<double>(backlog.events) *
                   (1.0 - resume_age / static_cast<double>(std::max<int64_t>(1, backlog.age_ms)));
     }
-    double seconds = backlog.applied_per_second > 0 ? to_fold / backlog.applied_per_second : 10.0;
+    double seconds = rate > 0 ? to_fold / rate : 10.0;
     d.retry_after_s = static_cast<int>(std::clamp(std::ceil(seconds), 1.0, 60.0));
     return d;
 }
@@ -65,17 +83,22 @@ BacklogView Admission::ViewLocked(int64_t now) {
         committed_since_ = 0;
         try {
             Source s = read_();
-            if (rate_ms_ >= 0 && now > rate_ms_ && s.applied_total >= rate_applied_) {
-                if (now - rate_ms_ >= 1000) {
-                    const double sample = static_cast<double>(s.applied_total - rate_applied_) *
-                                          1000.0 / static_cast<double>(now - rate_ms_);
-                    rate_ = rate_ == 0 ? sample : 0.7 * rate_ + 0.3 * sample;
-                    rate_applied_ = s.applied_total;
-                    rate_ms_ = now;
-                }
-            } else {
-                rate_applied_ = s.applied_total;
-                rate_ms_ = now;
+            // A total that went back (a restart of the counter) starts the window over.
+            if (!rate_samples_.empty() && s.applied_total < rate_samples_.back().second) {
+                rate_samples_.clear();
+                rate_ = 0;
+            }
+            if (rate_samples_.empty() || now - rate_samples_.back().first >= 1000) {
+                rate_samples_.emplace_back(now, s.applied_total);
+            }
+            while (rate_samples_.size() > 2 && now - rate_samples_[1].first >= kRateWindowMs) {
+                rate_samples_.pop_front();
+            }
+            if (rate_samples_.size() >= 2) {
+                const auto& [from_ms, from] = rate_samples_.front();
+                const auto& [to_ms, to] = rate_samples_.back();
+                rate_ = static_cast<double>(to - from) * 1000.0 /
+                        static_cast<double>(std::max<int64_t>(1, to_ms - from_ms));
             }
             last_ = s;
             last_read_ms_ = now;

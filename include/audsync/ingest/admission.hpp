@@ -5,10 +5,12 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "audsync/common/result.hpp"
 
@@ -40,6 +42,15 @@ struct AdmissionDecision {
 // Resuming after a refusal needs the backlog back under this share of each bound, so
 // that a backlog hovering at its bound does not flip between refusals and admissions.
 inline constexpr double kResumeShare = 0.9;
+
+// The age bound is kept ahead of time, not only once it has passed (the events already
+// acknowledged cannot be made younger): once the oldest event waiting is older than
+// kProjectionAfter of max_backlog_seconds, the applier has been behind for that long and
+// its recent rate is what it can fold; a request whose events it would reach, at that
+// rate, only after kProjectionShare of the bound is refused as past max_backlog_seconds.
+// The share leaves room for an applier that slows down to half its rate.
+inline constexpr double kProjectionAfter = 0.25;
+inline constexpr double kProjectionShare = 0.5;
 
 // The decision, pure. `incoming`: the events of the request. `refusing`: whether the
 // last decision refused (then the resume bounds apply). An empty backlog admits any
@@ -113,9 +124,11 @@ class Admission {
     int64_t committed_since_ = 0;  // events committed since the last read
     int64_t in_flight_ = 0;        // admitted, not yet committed or failed
     bool refusing_ = false;        // the spell state
-    double rate_ = 0;              // applied events/s, smoothed
-    uint64_t rate_applied_ = 0;    // applied_total at the rate's last sample
-    int64_t rate_ms_ = -1;         // when that sample was taken
+    // applied_total sampled at most once a second over the last kRateWindowMs, oldest
+    // first: the applier folds in parts and its total moves in steps, so its rate is
+    // read over a window, not from one second to the next.
+    std::deque<std::pair<int64_t, uint64_t>> rate_samples_;
+    double rate_ = 0;  // applied events/s over the samples (0: unknown)
 };
 
 }  // namespace audsync::ingest
