@@ -404,9 +404,8 @@ TEST_SUITE("reload") {
         };
         int sent = 0;
         auto event = [&] {
-            return Event("hk" + std::to_string(sent), "rot-" + std::to_string(sent++), "true",
-                         "2024-05-06T10:00:00.000Z")
-                .Json();
+            const std::string n = std::to_string(sent++);
+            return Event("hk" + n, "rot-" + n, "true", "2024-05-06T10:00:00.000Z").Json();
         };
         // The answer's status with each credential, by kind.
         auto admin = [&](const std::string& v) {
