@@ -320,6 +320,70 @@ TEST_SUITE("storage") {
         CHECK(cut_in_members);
     }
 
+    TEST_CASE("jobs sharing the applier's commits do not shrink its parts") {
+        // Every transaction also carries a job writing about as many pages as the WAL
+        // share (as the sync engine's acknowledgements do under load). Counted as the
+        // step's, those pages would make each part smaller than the last, down to
+        // min_batch (1 here: some 12,000 steps). Such commits only lower the estimates:
+        // the parts stay at least as large as the first estimates make them (48 checks
+        // and 16 members a part: 500 steps), where alone they grow from there.
+        auto steps_to_fold = [](bool with_jobs) {
+            testing::TempDir dir;
+            const std::string db = dir.File("j.db");
+            const std::string inbox = store::InboxPath(db);
+            MakeDatabase(db);
+            const int64_t now = text::NowMs();
+            const int n = 6000;
+            {
+                store::Database i(inbox, false);
+                store::Transaction tx(i);
+                store::InboxStore s(i);
+                for (int k = 0; k < n; ++k) {
+                    auto e = Entry("j" + std::to_string(k), "aud_1", "key" + std::to_string(k),
+                                   true, now, now);
+                    e.seq = k + 1;
+                    REQUIRE(s.Append(e) == e.seq);
+                }
+                tx.Commit();
+            }
+            store::ApplierOptions options;
+            options.batch = n;  // one batch, in parts of a 48-page share
+            options.max_transaction_wal_bytes = 48 * 4096;
+            options.min_batch = 1;
+            store::InboxWriter inbox_writer(inbox, store::WriterOptions{});
+            store::Writer writer(db, store::WriterOptions{});
+            store::Applier applier(inbox, options, inbox_writer);
+            std::atomic<int> steps{0};
+            std::atomic<int> jobs{0};
+            writer.SetAfterCommit([&] { applier.Committed(writer.committed_jobs()); });
+            writer.SetBackground(
+                [&](store::WriteStore& w) {
+                    ++steps;
+                    if (with_jobs) {
+                        // ~48 pages: an audience with 192 KB of extras, a new one each time.
+                        writer.Post([&jobs, k = steps.load()](store::WriteStore& ws) {
+                            ws.UpsertAudience("ld", "job-" + std::to_string(k),
+                                              "{\"x\":\"" + std::string(192 * 1024, 'x') + "\"}",
+                                              std::nullopt, 0);
+                            ++jobs;
+                        });
+                    }
+                    return applier.Step(w);
+                },
+                options.poll_ms, [&] { applier.RolledBack(); });
+            REQUIRE(applier.WaitApplied(n, 120000));
+            writer.Stop();
+            inbox_writer.Stop();
+            if (with_jobs) CHECK(jobs.load() > 10);
+            return steps.load();
+        };
+        const int alone = steps_to_fold(false);
+        const int beside_jobs = steps_to_fold(true);
+        MESSAGE("steps to fold alone " << alone << ", beside jobs " << beside_jobs);
+        CHECK(alone > 5);  // folded in parts
+        CHECK(beside_jobs <= 6000 / 8);
+    }
+
     TEST_CASE("a fold in progress whose rows the inbox lost is named, and applying goes on") {
         testing::TempDir dir;
         const std::string db = dir.File("lost.db");

@@ -43,20 +43,26 @@ double Smooth(double estimate, double sample) {
 }  // namespace
 
 void Applier::Learn(int64_t pages) {
-    // The pages the previous transaction wrote (its jobs' too: an overestimate).
+    // The pages written since the previous step: its transaction's, and with jobs in it
+    // or in commits since, theirs too (then the sample only lowers an estimate).
+    const bool mixed = pages_mixed_;
+    pages_mixed_ = false;
     if (last_units_ > 0) {
         const double sample = static_cast<double>(pages) / static_cast<double>(last_units_);
+        auto learn = [mixed](double estimate, double sample) {
+            return mixed && sample > estimate ? estimate : Smooth(estimate, sample);
+        };
         switch (last_phase_) {
             case Phase::kChecks:
-                check_pages_ = Smooth(check_pages_, sample);
+                check_pages_ = learn(check_pages_, sample);
                 break;
             case Phase::kMembers:
-                member_pages_ = Smooth(member_pages_, sample);
+                member_pages_ = learn(member_pages_, sample);
                 break;
             case Phase::kWhole: {
                 // Both kinds of work per row: the sample moves both estimates alike.
                 const double both = check_pages_ + member_pages_;
-                const double scale = Smooth(both, sample) / both;
+                const double scale = learn(both, sample) / both;
                 check_pages_ *= scale;
                 member_pages_ *= scale;
                 break;
@@ -207,7 +213,8 @@ int Applier::PartSize(double pages_per_event) const {
         std::clamp<double>(fit, options_.min_batch, std::numeric_limits<int>::max()));
 }
 
-bool Applier::Committed() {
+bool Applier::Committed(size_t jobs) {
+    if (jobs > 0) pages_mixed_ = true;
     if (staged_seq_ < 0) return false;  // a commit of jobs only
     counters_.applied += static_cast<uint64_t>(staged_rows_);
     counters_.accepted += static_cast<uint64_t>(staged_.accepted);
