@@ -432,10 +432,10 @@ TEST_SUITE("storage") {
         };
         const store::ApplierOptions d;
         const Row rows[] = {
-            {64LL * 1024 * 1024, 4, 4096},         // 16,384 pages / 4
-            {64LL * 1024 * 1024, 0.5, 32768},      // fewer pages, larger parts
-            {4LL * 1024 * 1024, 4, d.min_batch},   // 256 fit: the floor
-            {int64_t{1} << 50, 1e-9, 2147483647},  // no overflow past int
+            {64LL * 1024 * 1024, 4, 4096},        // 16,384 pages / 4
+            {64LL * 1024 * 1024, 0.5, 32768},     // fewer pages, larger parts
+            {4LL * 1024 * 1024, 4, d.min_batch},  // 256 fit: the floor
+            {int64_t{1} << 50, 1e-9, d.batch},    // never past a batch (nor int)
         };
         for (const auto& r : rows) {
             CAPTURE(r.wal_bytes);

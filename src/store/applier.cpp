@@ -168,7 +168,12 @@ bool Applier::Step(WriteStore& w) {
     const double rows_left = static_cast<double>(p.order.size() - folded);
     const double budget = static_cast<double>(options_.max_transaction_wal_bytes) / 4096.0;
     FoldCounts c;
-    if (folded == 0 && checks_left * check_pages_ + rows_left * member_pages_ <= budget) {
+    // A part is never more than `batch` rows, whatever the estimates say: they were
+    // learned on earlier folds (a smaller database, smaller batches) and can be far
+    // below what a large plan writes; one part sized on them would hold the WAL and the
+    // applied figures for the whole plan.
+    if (folded == 0 && p.order.size() <= static_cast<size_t>(options_.batch) &&
+        checks_left * check_pages_ + rows_left * member_pages_ <= budget) {
         // The whole batch fits one transaction.
         w.Dedupe(p, p.checks.size());
         c = w.FoldMembers(p, p.order.size());
@@ -210,7 +215,7 @@ int Applier::PartSize(double pages_per_event) const {
     const double pages = static_cast<double>(options_.max_transaction_wal_bytes) / 4096.0;
     const double fit = pages_per_event > 0 ? pages / pages_per_event : pages;
     return static_cast<int>(
-        std::clamp<double>(fit, options_.min_batch, std::numeric_limits<int>::max()));
+        std::clamp<double>(fit, options_.min_batch, std::max(options_.min_batch, options_.batch)));
 }
 
 bool Applier::Committed(size_t jobs) {

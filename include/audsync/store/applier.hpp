@@ -84,7 +84,7 @@ class Applier {
     // The batch the next fold reads at most (writer thread; for tests and the bench).
     int NextBatch(int64_t backlog) const;
     // The rows (or window checks) one part takes at `pages_per_event`: what fits
-    // max_transaction_wal_bytes, at least min_batch.
+    // max_transaction_wal_bytes, at least min_batch and at most batch.
     int PartSize(double pages_per_event) const;
 
   private:
