@@ -328,11 +328,24 @@ TEST_SUITE("admission") {
             e.message_id = "webhook-refused";
             auto webhook = http.Post(server.url("/v1/destinations/ld/events"), e.Json(), auth);
             CHECK(webhook.status == 503);
+            // Once refusing, the backlog is past the resume bound before any request's
+            // events: a request is refused before its body is parsed, so a body that
+            // does not parse gets the same 503, not a 400. Authentication comes first.
+            auto garbage = http.Post(server.url("/v1/batch"), "{not json", auth);
+            CHECK(garbage.status == 503);
+            CHECK(garbage.body.find("\"overloaded\"") != std::string::npos);
+            CHECK(HeaderValue(garbage, "retry-after").has_value());
+            auto stranger = http.Post(
+                server.url("/v1/batch"), Batch("s", 10),
+                {testing::BasicAuth("not-a-write-key"), "Content-Type: application/json"});
+            CHECK(stranger.status == 401);
             CHECK(InboxLastSeq(db) == stored);  // nothing of the refused requests
             auto metrics = http.Get(server.url("/metrics"), admin);
-            CHECK(metrics.body.find("audsync_ingest_overloaded_total{limit=\"events\"} 4") !=
+            CHECK(metrics.body.find("audsync_ingest_overloaded_total{limit=\"events\"} 5") !=
                   std::string::npos);
-            CHECK(metrics.body.find("audsync_ingest_overloaded_events_total 31") !=
+            // Only the first refusal read its body (10 events); the others were refused
+            // before they were parsed.
+            CHECK(metrics.body.find("audsync_ingest_overloaded_events_total 10") !=
                   std::string::npos);
             CHECK(metrics.body.find("audsync_ingest_admitting 0") != std::string::npos);
             CHECK(metrics.body.find("audsync_inbox_backlog_limit_events 10000") !=

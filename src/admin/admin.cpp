@@ -773,7 +773,9 @@ Result<std::string> Service::Metrics() {
             count("audsync_ingest_overloaded_total{limit=\"seconds\"}",
                   a.refused_seconds_limit.load());
             metric("audsync_ingest_overloaded_events_total", "counter",
-                   "Events carried by the requests answered 503 overloaded.");
+                   "Events carried by the requests answered 503 overloaded after their body "
+                   "was read (one refused while the backlog is past its limits already is "
+                   "refused before, and counts in audsync_ingest_overloaded_total only).");
             count("audsync_ingest_overloaded_events_total", a.refused_events.load());
             metric("audsync_replay_backlog_waits_total", "counter",
                    "Times an event replay waited for the backlog to fall instead of being "

@@ -236,6 +236,19 @@ const config::Destination* Service::DestinationForWriteKey(const config::Config&
     return found;
 }
 
+std::optional<Error> Service::RefuseEarly(const config::Limits& limits) {
+    // Past the backlog's bounds before this request's events are even counted: refused
+    // before its body is parsed. Senders that retry at once (a load generator, a client
+    // ignoring Retry-After) then cost little of the CPU the applier needs to catch up.
+    // Only once the request is authenticated: a stranger learns nothing of the load.
+    if (admission_ == nullptr) return std::nullopt;
+    const BacklogLimits bounds{static_cast<int64_t>(limits.max_backlog_events),
+                               limits.max_backlog_seconds};
+    Status admitted = admission_->Admit(0, bounds);  // admitted: nothing in flight to undo
+    if (admitted) return std::nullopt;
+    return admitted.error();
+}
+
 Result<std::string> Service::Ingest(const Request& request, std::string* destination_id) {
     // One config for the whole request, however a reload swaps it meanwhile.
     const auto snapshot = Snapshot();
@@ -286,6 +299,7 @@ Result<std::string> Service::Ingest(const Request& request, std::string* destina
                                       "Bearer, or X-Audsync-Token) or write key is required");
         }
         if (destination_id != nullptr) *destination_id = destination->id;
+        if (auto refused = RefuseEarly(limits)) return *refused;
         parsed = segment::ParseWebhookBody(request.body, limits);
         if (!parsed) return parsed.error();
         if (!whole_body && parsed.value().items.size() > 1 &&
@@ -301,6 +315,7 @@ Result<std::string> Service::Ingest(const Request& request, std::string* destina
             destination = DestinationForWriteKey(config, *basic_user);
             if (destination == nullptr) return Unauthorized("the write key is not valid");
             if (destination_id != nullptr) *destination_id = destination->id;
+            if (auto refused = RefuseEarly(limits)) return *refused;
         }
         parsed = segment::ParseTrackingBody(request.body, TypeOf(request.route), limits);
         if (!parsed) return parsed.error();

@@ -200,6 +200,9 @@ class Service {
     const Counters& counters() const { return counters_; }
 
   private:
+    // The 503 overloaded a request gets before its body is parsed, when the backlog is
+    // past its bounds already (nullopt: go on; Apply decides with the request's events).
+    std::optional<Error> RefuseEarly(const config::Limits& limits);
     // The destination one of whose write keys equals `key` (constant-time compares).
     std::shared_ptr<const config::Config> Snapshot() const;
     const config::Destination* DestinationForWriteKey(const config::Config& config,
