@@ -557,20 +557,24 @@ double FoldCeiling(int batch, double seconds, const std::string& dir) {
 
 // The fold at a large workspace's scale (`--only fold`): `users` x 5 audiences already
 // applied and acknowledged, then rounds of fresh events (70 % included) at random members,
-// folded two ways in turn: in the inbox's order, `batch` a transaction; and `chunks` such
+// folded four ways in turn: in the inbox's order, `batch` a transaction; `chunks` such
 // batches read together, sorted by segment and key, each key range its own transaction of
-// `batch` events. Both write transactions of the same size (what the WAL bound allows);
-// the second is what a sorted batch larger than one transaction could give. Figures only.
+// `batch` events; one plan of `chunks` batches as the applier folds it (checks in hash
+// order, then members in key order, `batch` a part); and one plan of `plan_chunks`
+// batches. All write transactions of the same size (what the WAL bound allows) and fold
+// `plan_chunks` batches a round. Figures only.
 struct FoldScaleRun {
     int64_t users = 0, memberships = 0;
     double populate_s = 0;
     double inbox_order_per_s = 0, inbox_order_pages = 0;  // pages per event
     double key_chunks_per_s = 0, key_chunks_pages = 0;
-    double parts_per_s = 0, parts_pages = 0;  // the applier's way: WriteStore::PlanFold
+    double parts_per_s = 0, parts_pages = 0;        // the applier's way: WriteStore::PlanFold
+    double big_plan_per_s = 0, big_plan_pages = 0;  // the same, one plan of plan_chunks
+    int plan_chunks = 0;
     int64_t events_each = 0;
 };
 
-FoldScaleRun MeasureFoldAtScale(int64_t users, int batch, int chunks, int rounds,
+FoldScaleRun MeasureFoldAtScale(int64_t users, int batch, int chunks, int plan_chunks, int rounds,
                                 const std::string& dir) {
     FoldScaleRun run;
     run.users = users;
@@ -626,53 +630,60 @@ FoldScaleRun MeasureFoldAtScale(int64_t users, int batch, int chunks, int rounds
         std::uniform_int_distribution<int64_t> pick_user(0, users - 1);
         std::uniform_int_distribution<int> pick_audience(0, 4);
         std::bernoulli_distribution pick_included(0.7);
-        double seconds[3] = {0, 0, 0};
-        int64_t pages[3] = {0, 0, 0};
+        double seconds[4] = {0, 0, 0, 0};
+        int64_t pages[4] = {0, 0, 0, 0};
+        // Every way folds the same events per round: `plan_chunks` batches, in groups of
+        // `chunks` batches for the first three ways and as one plan for the fourth.
+        const int group_of[4] = {chunks, chunks, chunks, plan_chunks};
+        auto plan_fold = [&](std::vector<store::InboxEntry>& rows) {
+            // As the applier folds a large batch: one plan over all the events in the
+            // inbox's order, its window checks in parts of `batch` in hash order, then
+            // its members in parts of `batch` in key order.
+            store::FoldPlan plan = store::WriteStore::PlanFold(rows);
+            while (plan.checked < plan.checks.size()) {
+                store::Transaction tx(db);
+                w.Dedupe(plan, plan.checked + static_cast<size_t>(batch));
+                tx.Commit();
+            }
+            while (plan.folded < plan.order.size()) {
+                store::Transaction tx(db);
+                w.FoldMembers(plan, plan.folded + static_cast<size_t>(batch));
+                tx.Commit();
+            }
+        };
         (void)w.TakePagesWritten();
         // Alternating, so that the database's growth falls on every way alike.
         for (int r = 0; r < rounds; ++r) {
-            for (int way = 0; way < 3; ++way) {
-                std::vector<store::InboxEntry> all;
-                for (int64_t i = 0; i < static_cast<int64_t>(batch) * chunks; ++i) {
-                    all.push_back(event(pick_user(rng), pick_audience(rng), pick_included(rng),
-                                        "fold-" + std::to_string(r)));
-                }
-                if (way == 1) {
-                    std::stable_sort(all.begin(), all.end(), [](const auto& a, const auto& b) {
-                        return std::tie(a.audience_id, a.context_key) <
-                               std::tie(b.audience_id, b.context_key);
-                    });
-                }
-                auto t0 = Clock::now();
-                if (way == 2) {
-                    // As the applier folds a large batch: one plan over all the events in
-                    // the inbox's order, its window checks in parts of `batch` in hash
-                    // order, then its members in parts of `batch` in key order.
-                    store::FoldPlan plan = store::WriteStore::PlanFold(all);
-                    while (plan.checked < plan.checks.size()) {
+            for (int way = 0; way < 4; ++way) {
+                const int64_t group = int64_t{batch} * group_of[way];
+                for (int64_t g = 0; g < int64_t{plan_chunks} / group_of[way]; ++g) {
+                    std::vector<store::InboxEntry> all;
+                    for (int64_t i = 0; i < group; ++i) {
+                        all.push_back(event(pick_user(rng), pick_audience(rng), pick_included(rng),
+                                            "fold-" + std::to_string(r)));
+                    }
+                    if (way == 1) {
+                        std::stable_sort(all.begin(), all.end(), [](const auto& a, const auto& b) {
+                            return std::tie(a.audience_id, a.context_key) <
+                                   std::tie(b.audience_id, b.context_key);
+                        });
+                    }
+                    auto t0 = Clock::now();
+                    if (way >= 2) plan_fold(all);
+                    for (int c = 0; way < 2 && c < chunks; ++c) {
+                        std::vector<store::InboxEntry> part(all.begin() + int64_t{c} * batch,
+                                                            all.begin() + int64_t{c + 1} * batch);
                         store::Transaction tx(db);
-                        w.Dedupe(plan, plan.checked + static_cast<size_t>(batch));
+                        w.Fold(part);
                         tx.Commit();
                     }
-                    while (plan.folded < plan.order.size()) {
-                        store::Transaction tx(db);
-                        w.FoldMembers(plan, plan.folded + static_cast<size_t>(batch));
-                        tx.Commit();
-                    }
+                    seconds[way] += std::chrono::duration<double>(Clock::now() - t0).count();
+                    pages[way] += w.TakePagesWritten();
+                    db.Checkpoint(store::Database::CheckpointMode::kTruncate);
                 }
-                for (int c = 0; way < 2 && c < chunks; ++c) {
-                    std::vector<store::InboxEntry> part(all.begin() + int64_t{c} * batch,
-                                                        all.begin() + int64_t{c + 1} * batch);
-                    store::Transaction tx(db);
-                    w.Fold(part);
-                    tx.Commit();
-                }
-                seconds[way] += std::chrono::duration<double>(Clock::now() - t0).count();
-                pages[way] += w.TakePagesWritten();
-                db.Checkpoint(store::Database::CheckpointMode::kTruncate);
             }
         }
-        run.events_each = int64_t{rounds} * batch * chunks;
+        run.events_each = int64_t{rounds} * batch * plan_chunks;
         const double n = static_cast<double>(run.events_each);
         run.inbox_order_per_s = n / seconds[0];
         run.inbox_order_pages = static_cast<double>(pages[0]) / n;
@@ -680,6 +691,9 @@ FoldScaleRun MeasureFoldAtScale(int64_t users, int batch, int chunks, int rounds
         run.key_chunks_pages = static_cast<double>(pages[1]) / n;
         run.parts_per_s = n / seconds[2];
         run.parts_pages = static_cast<double>(pages[2]) / n;
+        run.big_plan_per_s = n / seconds[3];
+        run.big_plan_pages = static_cast<double>(pages[3]) / n;
+        run.plan_chunks = plan_chunks;
     }
     for (const char* suffix : {"", "-wal", "-shm"}) std::remove((path + suffix).c_str());
     return run;
@@ -2193,8 +2207,10 @@ int All(const std::map<std::string, std::string>& flags) {
         const int64_t users =
             flags.count("--fold-users") ? std::stoll(flags.at("--fold-users")) : 1000000;
         const int batch = flags.count("--fold-batch") ? std::stoi(flags.at("--fold-batch")) : 11000;
+        const int plan_batches =
+            flags.count("--fold-plan-batches") ? std::stoi(flags.at("--fold-plan-batches")) : 32;
         std::cerr << "measuring the fold on " << users << " users x 5 audiences...\n";
-        fold_scale = MeasureFoldAtScale(users, batch, 8, 2, dir);
+        fold_scale = MeasureFoldAtScale(users, batch, 8, plan_batches, 2, dir);
     }
     std::optional<OverloadRun> overload;
     if (only.count("overload")) {
@@ -2468,6 +2484,10 @@ int All(const std::map<std::string, std::string>& flags) {
         std::printf("%-60s %12s %14.2f\n",
                     "one plan of 8 batches: checks by hash, then members by key",
                     Fmt(f.parts_per_s).c_str(), f.parts_pages);
+        std::printf(
+            "%-60s %12s %14.2f\n",
+            ("one plan of " + std::to_string(f.plan_chunks) + " batches, the same way").c_str(),
+            Fmt(f.big_plan_per_s).c_str(), f.big_plan_pages);
         add("fold_scale_users", static_cast<double>(f.users));
         add("fold_scale_memberships", static_cast<double>(f.memberships));
         add("fold_scale_events_each_way", static_cast<double>(f.events_each));
@@ -2478,6 +2498,9 @@ int All(const std::map<std::string, std::string>& flags) {
         add("fold_scale_key_chunks_pages_per_event", f.key_chunks_pages);
         add("fold_scale_parts_per_s", f.parts_per_s);
         add("fold_scale_parts_pages_per_event", f.parts_pages);
+        add("fold_scale_plan_batches", static_cast<double>(f.plan_chunks));
+        add("fold_scale_big_plan_per_s", f.big_plan_per_s);
+        add("fold_scale_big_plan_pages_per_event", f.big_plan_pages);
     }
     if (run_ingest) {
         add("sync_p50_ms", sync_p50);
@@ -2511,14 +2534,15 @@ int main(int argc, char** argv) {
         return 0;
     }
     if (argc < 2 || std::string(argv[1]) != "all") {
-        std::cerr << "usage: audsync-bench all --audsync PATH [--out FILE] [--seconds N] "
-                     "[--replay-members N] [--applier-seconds N] [--burst-events N] "
-                     "[--growth-windows N] [--growth-window-seconds N] "
-                     "[--growth-drain-seconds N] [--growth-max-backlog-events N] "
-                     "[--growth-max-backlog-seconds N] [--overload-seconds N] "
-                     "[--overload-rate N] [--fold-users N] [--fold-batch N] "
-                     "[--only ingest|replay|applier|burst|growth|overload|fold[,...]] "
-                     "[--baseline-audsync PATH --baseline-bench PATH] | echo\n";
+        std::cerr
+            << "usage: audsync-bench all --audsync PATH [--out FILE] [--seconds N] "
+               "[--replay-members N] [--applier-seconds N] [--burst-events N] "
+               "[--growth-windows N] [--growth-window-seconds N] "
+               "[--growth-drain-seconds N] [--growth-max-backlog-events N] "
+               "[--growth-max-backlog-seconds N] [--overload-seconds N] "
+               "[--overload-rate N] [--fold-users N] [--fold-batch N] [--fold-plan-batches N] "
+               "[--only ingest|replay|applier|burst|growth|overload|fold[,...]] "
+               "[--baseline-audsync PATH --baseline-bench PATH] | echo\n";
         return 2;
     }
     std::map<std::string, std::string> flags;
@@ -2540,6 +2564,12 @@ int main(int argc, char** argv) {
             std::cerr << flag << " must be a whole number of at least 1\n";
             return 2;
         }
+    }
+    if (flags.count("--fold-plan-batches") &&
+        (std::atoll(flags.at("--fold-plan-batches").c_str()) < 8 ||
+         std::atoll(flags.at("--fold-plan-batches").c_str()) % 8 != 0)) {
+        std::cerr << "--fold-plan-batches must be a multiple of 8 (the other ways' groups)\n";
+        return 2;
     }
     if (!flags.count("--audsync")) {
         std::cerr << "--audsync PATH is required\n";
