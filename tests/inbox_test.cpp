@@ -118,7 +118,7 @@ struct Applying {
         : inbox_writer(f.inbox, store::WriterOptions{}),
           writer(f.db, store::WriterOptions{}),
           applier(f.inbox, options, inbox_writer) {
-        writer.SetAfterCommit([this] { applier.Committed(); });
+        writer.SetAfterCommit([this] { applier.Committed(writer.committed_pages()); });
         writer.SetBackground([this](store::WriteStore& w) { return applier.Step(w); },
                              options.poll_ms, [this] { applier.RolledBack(); });
     }
@@ -220,7 +220,7 @@ TEST_SUITE("inbox") {
             // What the applier publishes never runs ahead of what is committed.
             std::atomic<int> ahead{0};
             writer.SetAfterCommit([&] {
-                applier.Committed();
+                applier.Committed(writer.committed_pages());
                 if (applier.applied_seq() > Rows(f.db, "SELECT applied_seq FROM applier")) ++ahead;
             });
             writer.SetBackground(

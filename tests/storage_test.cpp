@@ -273,7 +273,7 @@ TEST_SUITE("storage") {
                     store::Applier applier(inbox, options, inbox_writer);
                     std::atomic<int> steps{0};
                     std::atomic<bool> idle{false};
-                    writer.SetAfterCommit([&] { applier.Committed(); });
+                    writer.SetAfterCommit([&] { applier.Committed(writer.committed_pages()); });
                     writer.SetBackground(
                         [&](store::WriteStore& w) {
                             if (steps >= steps_at_most) {
@@ -320,13 +320,13 @@ TEST_SUITE("storage") {
         CHECK(cut_in_members);
     }
 
-    TEST_CASE("jobs sharing the applier's commits do not shrink its parts") {
-        // Every transaction also carries a job writing about as many pages as the WAL
-        // share (as the sync engine's acknowledgements do under load). Counted as the
-        // step's, those pages would make each part smaller than the last, down to
-        // min_batch (1 here: some 12,000 steps). Such commits only lower the estimates:
-        // the parts stay at least as large as the first estimates make them (48 checks
-        // and 16 members a part: 500 steps), where alone they grow from there.
+    TEST_CASE("jobs beside the applier do not shrink its parts") {
+        // Every step is followed by a job writing about as many pages as the WAL share
+        // (as the sync engine's acknowledgements do under load). Counted as the step's,
+        // those pages would make each part smaller than the last, down to min_batch (1
+        // here: some 12,000 steps). The writer commits jobs apart from the step, so the
+        // parts grow from the first estimates (48 checks and 16 members a part: 500
+        // steps) as they do alone.
         auto steps_to_fold = [](bool with_jobs) {
             testing::TempDir dir;
             const std::string db = dir.File("j.db");
@@ -355,7 +355,7 @@ TEST_SUITE("storage") {
             store::Applier applier(inbox, options, inbox_writer);
             std::atomic<int> steps{0};
             std::atomic<int> jobs{0};
-            writer.SetAfterCommit([&] { applier.Committed(writer.committed_jobs()); });
+            writer.SetAfterCommit([&] { applier.Committed(writer.committed_pages()); });
             writer.SetBackground(
                 [&](store::WriteStore& w) {
                     ++steps;
@@ -381,7 +381,86 @@ TEST_SUITE("storage") {
         const int beside_jobs = steps_to_fold(true);
         MESSAGE("steps to fold alone " << alone << ", beside jobs " << beside_jobs);
         CHECK(alone > 5);  // folded in parts
-        CHECK(beside_jobs <= 6000 / 8);
+        CHECK(beside_jobs <= 2 * alone + 10);
+    }
+
+    TEST_CASE("a part that writes more than its estimate makes the next one smaller, jobs or not") {
+        // 3,000 members with short keys train the estimates low, then 3,000 with keys of
+        // 1,500 bytes write some 20 times as many pages each. Every step is followed by a
+        // job. The part that meets the long keys overshoots the WAL share (learning comes
+        // after the fact); the next ones must be sized on what it wrote. Estimates that
+        // ignored samples above them (as they must when jobs' pages are mixed in) would
+        // cut every later part on the short keys' figure, each several times over.
+        testing::TempDir dir;
+        const std::string db = dir.File("grow.db");
+        const std::string inbox = store::InboxPath(db);
+        MakeDatabase(db);
+        const int64_t now = text::NowMs();
+        const int n = 6000;
+        {
+            store::Database i(inbox, false);
+            store::Transaction tx(i);
+            store::InboxStore s(i);
+            for (int k = 0; k < n; ++k) {
+                // Sorted by key within the segment: the short keys ("a…") fold first.
+                const std::string key =
+                    k < n / 2 ? "a" + std::to_string(100000 + k)
+                              : "b" + std::to_string(100000 + k) + std::string(1500, 'k');
+                auto e = Entry("g" + std::to_string(k), "aud_1", key, true, now, now);
+                e.seq = k + 1;
+                REQUIRE(s.Append(e) == e.seq);
+            }
+            tx.Commit();
+        }
+        store::ApplierOptions options;
+        options.batch = n;  // one plan, in parts of a 64-page share
+        const int64_t share = 64;
+        options.max_transaction_wal_bytes = share * 4096;
+        options.min_batch = 1;
+        store::InboxWriter inbox_writer(inbox, store::WriterOptions{});
+        store::Writer writer(db, store::WriterOptions{});
+        store::Applier applier(inbox, options, inbox_writer);
+        std::mutex mu;
+        std::vector<int64_t> step_pages;  // of each commit that carried a step
+        int shared = 0;                   // commits that carried a step and jobs
+        std::atomic<bool> stepped{false};
+        std::atomic<int> jobs{0};
+        writer.SetAfterCommit([&] {
+            applier.Committed(writer.committed_pages());
+            std::lock_guard<std::mutex> lock(mu);
+            if (stepped.exchange(false)) {
+                if (writer.committed_jobs() > 0) ++shared;
+                step_pages.push_back(writer.committed_pages());
+            }
+        });
+        writer.SetBackground(
+            [&](store::WriteStore& w) {
+                writer.Post([&jobs, k = jobs.load()](store::WriteStore& ws) {
+                    ws.UpsertAudience("ld", "job-" + std::to_string(k),
+                                      "{\"x\":\"" + std::string(64 * 4096, 'x') + "\"}",
+                                      std::nullopt, 0);
+                    ++jobs;
+                });
+                stepped = true;
+                return applier.Step(w);
+            },
+            options.poll_ms, [&] { applier.RolledBack(); });
+        REQUIRE(applier.WaitApplied(n, 120000));
+        writer.Stop();
+        inbox_writer.Stop();
+        std::lock_guard<std::mutex> lock(mu);
+        CHECK(jobs.load() > 10);
+        CHECK(shared == 0);
+        int over = 0;
+        int64_t most = 0;
+        for (int64_t pages : step_pages) {
+            most = std::max(most, pages);
+            if (pages > 3 * share) ++over;
+        }
+        MESSAGE(step_pages.size() << " steps, " << over << " over three shares, at most " << most
+                                  << " pages");
+        CHECK(step_pages.size() > 20);  // folded in many parts
+        CHECK(over <= 2);
     }
 
     TEST_CASE("a fold in progress whose rows the inbox lost is named, and applying goes on") {
@@ -403,7 +482,7 @@ TEST_SUITE("storage") {
         store::InboxWriter inbox_writer(inbox, store::WriterOptions{});
         store::Writer writer(db, store::WriterOptions{});
         store::Applier applier(inbox, store::ApplierOptions{}, inbox_writer);
-        writer.SetAfterCommit([&] { applier.Committed(); });
+        writer.SetAfterCommit([&] { applier.Committed(writer.committed_pages()); });
         writer.SetBackground([&](store::WriteStore& w) { return applier.Step(w); }, 50,
                              [&] { applier.RolledBack(); });
         REQUIRE(applier.WaitApplied(40, 20000));
@@ -612,6 +691,67 @@ TEST_SUITE("storage") {
                 CHECK(writer.wal_stops() == 0);
             }
         }
+    }
+
+    // At wal_max_bytes the writer leaves room for a commit as large as its recent ones,
+    // not only for twice wal_stop_bytes: with commits of some 5 MB against a stop size of
+    // 512 KB and a limit of 8 MB, a writer counting on 1 MB of headroom would commit the
+    // second one over the limit while a reader holds the first.
+    TEST_CASE("a writer at wal_max_bytes leaves room for a commit as large as its last") {
+        testing::TempDir dir;
+        const std::string db = dir.File("w.db");
+        MakeDatabase(db);
+        const std::string inbox = store::InboxPath(db);
+        constexpr int64_t kStop = 512 * 1024;
+        constexpr int64_t kLimit = 8 * 1024 * 1024;
+        store::WriterOptions o;
+        o.wal_stop_bytes = kStop;
+        o.wal_max_bytes = kLimit;
+        o.wal_stop_busy_ms = 20;
+        log::SetSinkForTesting([](log::Level, std::string_view) {});
+        store::InboxWriter writer(inbox, o);
+        auto job = [&](int j, int entries) {
+            return writer.Run(
+                [&, j, entries](store::InboxStore& s) {
+                    for (int i = 0; i < entries; ++i) {
+                        store::InboxEntry e =
+                            Entry("m" + std::to_string(j) + "-" + std::to_string(i), "aud_1",
+                                  "k" + std::to_string(i), true, 1, 1);
+                        e.raw = std::string(3900, 'x');
+                        s.Append(e);
+                    }
+                },
+                static_cast<size_t>(entries));
+        };
+        REQUIRE(job(0, 10).ok());  // under the stop size: no truncation
+        const int64_t before = FileBytes(inbox + "-wal");
+        REQUIRE(before < kStop);
+        store::Database reader(inbox, false);
+        store::TestAccess::Exec(reader, "BEGIN");
+        CHECK(store::TestAccess::Int(reader, "SELECT count(*) FROM inbox") == 10);
+        REQUIRE(job(1, 1100).ok());
+        const int64_t first = FileBytes(inbox + "-wal");
+        // One such commit fits under the limit with 1 MB to spare; two do not.
+        REQUIRE(first - before > kLimit / 2);
+        REQUIRE(first + 2 * kStop < kLimit);
+        std::atomic<int> done{0};
+        std::atomic<int64_t> largest{first};
+        std::thread appender([&] {
+            for (int j = 2; j <= 4; ++j) {
+                if (!job(j, 1100).ok()) break;
+                largest = std::max<int64_t>(largest, FileBytes(inbox + "-wal"));
+                done.fetch_add(1);
+            }
+        });
+        CHECK(testing::Eventually([&] { return writer.wal_waits() == 1; }, 20000));
+        CHECK(done.load() == 0);
+        CHECK(FileBytes(inbox + "-wal") <= kLimit);
+        store::TestAccess::Exec(reader, "COMMIT");
+        appender.join();
+        writer.Stop();
+        log::SetSinkForTesting(nullptr);
+        CHECK(done.load() == 3);
+        CHECK(largest <= kLimit);
     }
 
     // A reader holding an old snapshot keeps every truncation from completing. Without

@@ -249,7 +249,7 @@ Status Runtime::Open(const RuntimeOptions& options) {
     // records) wake the engine. Ingest commits only wake the applier.
     // An idle poll of the applier commits nothing worth a scan.
     writer_->SetAfterCommit([this] {
-        const bool applied = applier_->Committed(writer_->committed_jobs());
+        const bool applied = applier_->Committed(writer_->committed_pages());
         const bool jobs = writer_->committed_jobs() > 0;
         if (engine_ && (applied || jobs)) engine_->Wake();
         if (reporter_ && jobs) reporter_->Wake();
@@ -359,7 +359,7 @@ void Runtime::Stop() {
     stopped_ = true;
     if (server_) server_->Stop();
     if (writer_) {
-        writer_->SetAfterCommit([this] { applier_->Committed(writer_->committed_jobs()); });
+        writer_->SetAfterCommit([this] { applier_->Committed(writer_->committed_pages()); });
     }
     if (reporter_) reporter_->Stop();
     if (engine_) engine_->Stop();

@@ -43,26 +43,20 @@ double Smooth(double estimate, double sample) {
 }  // namespace
 
 void Applier::Learn(int64_t pages) {
-    // The pages written since the previous step: its transaction's, and with jobs in it
-    // or in commits since, theirs too (then the sample only lowers an estimate).
-    const bool mixed = pages_mixed_;
-    pages_mixed_ = false;
+    // The pages the step's own commit wrote (the writer commits queued jobs apart).
     if (last_units_ > 0) {
         const double sample = static_cast<double>(pages) / static_cast<double>(last_units_);
-        auto learn = [mixed](double estimate, double sample) {
-            return mixed && sample > estimate ? estimate : Smooth(estimate, sample);
-        };
         switch (last_phase_) {
             case Phase::kChecks:
-                check_pages_ = learn(check_pages_, sample);
+                check_pages_ = Smooth(check_pages_, sample);
                 break;
             case Phase::kMembers:
-                member_pages_ = learn(member_pages_, sample);
+                member_pages_ = Smooth(member_pages_, sample);
                 break;
             case Phase::kWhole: {
                 // Both kinds of work per row: the sample moves both estimates alike.
                 const double both = check_pages_ + member_pages_;
-                const double scale = learn(both, sample) / both;
+                const double scale = Smooth(both, sample) / both;
                 check_pages_ *= scale;
                 member_pages_ *= scale;
                 break;
@@ -154,7 +148,6 @@ bool Applier::Plan(WriteStore& w, const FoldProgress& progress) {
 bool Applier::Step(WriteStore& w) {
     // Staged and not published: the transaction of that step did not commit.
     RolledBack();
-    Learn(w.TakePagesWritten());
     const FoldProgress progress = w.ReadFoldProgress();
     const int64_t now = text::NowMs();
     w.PruneDedupe(now - options_.dedupe_window_ms, prune_slice_, kDedupeSlices);
@@ -218,9 +211,9 @@ int Applier::PartSize(double pages_per_event) const {
         std::clamp<double>(fit, options_.min_batch, std::max(options_.min_batch, options_.batch)));
 }
 
-bool Applier::Committed(size_t jobs) {
-    if (jobs > 0) pages_mixed_ = true;
+bool Applier::Committed(int64_t pages_written) {
     if (staged_seq_ < 0) return false;  // a commit of jobs only
+    Learn(pages_written);
     counters_.applied += static_cast<uint64_t>(staged_rows_);
     counters_.accepted += static_cast<uint64_t>(staged_.accepted);
     counters_.duplicates += static_cast<uint64_t>(staged_.duplicates);
@@ -280,6 +273,8 @@ void Applier::PruneInbox(int64_t applied, int64_t now_ms) {
 }
 
 void Applier::RolledBack() {
+    last_phase_ = Phase::kNone;
+    last_units_ = 0;
     staged_ = FoldCounts{};
     staged_rows_ = 0;
     staged_seq_ = -1;

@@ -6,6 +6,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <optional>
 
@@ -16,6 +17,9 @@
 
 namespace audsync::store {
 namespace {
+
+// SQLite's page size in audsync's files (the default; no file sets another).
+constexpr int64_t kPageBytes = 4096;
 
 Error Unavailable(const std::string& message) {
     return MakeError(ErrorCode::kUnavailable, "storage_unavailable", message);
@@ -166,6 +170,15 @@ void GroupWriter<Store>::Loop() {
 
 template <class Store>
 void GroupWriter<Store>::RunGroup(std::deque<std::unique_ptr<Pending>>& group, bool background) {
+    // The queued jobs and the background step commit apart: the pages a step's commit
+    // writes are then its own, the only measure the applier has to size its next part
+    // under the WAL bound (jobs, the sync engine's acknowledgements, can write as many).
+    if (!group.empty()) RunJobs(group);
+    if (background) RunBackground();
+}
+
+template <class Store>
+void GroupWriter<Store>::RunJobs(std::deque<std::unique_ptr<Pending>>& group) {
     auto answer = [](Pending& p, Status s) {
         if (p.done) p.done->set_value(std::move(s));
     };
@@ -176,7 +189,6 @@ void GroupWriter<Store>::RunGroup(std::deque<std::unique_ptr<Pending>>& group, b
     } catch (const SqliteError& e) {
         log::Error(std::string("writer: cannot begin a transaction: ") + e.what());
         for (auto& p : group) answer(*p, Unavailable("the database is not writable"));
-        if (background) Notify();  // try again
         return;
     }
     for (size_t i = 0; i < group.size(); ++i) {
@@ -195,46 +207,9 @@ void GroupWriter<Store>::RunGroup(std::deque<std::unique_ptr<Pending>>& group, b
             store_->ForgetCache();
         }
     }
-    bool more = false;
-    if (background) {
-        Background step;
-        std::function<void()> rolled_back;
-        {
-            std::lock_guard<std::mutex> lock(mu_);
-            step = background_;
-            rolled_back = background_rolled_back_;
-        }
-        try {
-            detail::Access::Exec(db_, "SAVEPOINT background");
-            more = step(*store_);
-            detail::Access::Exec(db_, "RELEASE background");
-        } catch (const std::exception& e) {
-            log::Error(std::string("writer: background work failed and was rolled back: ") +
-                       e.what());
-            try {
-                detail::Access::Exec(db_, "ROLLBACK TO background");
-                detail::Access::Exec(db_, "RELEASE background");
-            } catch (const SqliteError&) {
-            }
-            store_->ForgetCache();
-            if (rolled_back) rolled_back();
-        }
-    }
-    try {
-        tx->Commit();
-    } catch (const SqliteError& e) {
-        log::Error(std::string("writer: commit failed: ") + e.what());
-        tx.reset();  // rolls back
-        store_->ForgetCache();
+    if (!Commit(tx, group.size(), false)) {
         for (auto& p : group) answer(*p, Unavailable("the database could not commit"));
         return;
-    }
-    std::function<void()> hook;
-    {
-        std::lock_guard<std::mutex> lock(mu_);
-        ++commits_;
-        hook = after_commit_;
-        if (more) notified_ = true;
     }
     for (size_t i = 0; i < group.size(); ++i) {
         if (job_errors[i]) {
@@ -243,7 +218,70 @@ void GroupWriter<Store>::RunGroup(std::deque<std::unique_ptr<Pending>>& group, b
             answer(*group[i], Ok());
         }
     }
-    committed_jobs_ = group.size();
+    AfterCommit();
+}
+
+template <class Store>
+void GroupWriter<Store>::RunBackground() {
+    Background step;
+    std::function<void()> rolled_back;
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        step = background_;
+        rolled_back = background_rolled_back_;
+    }
+    std::optional<Transaction> tx;
+    try {
+        tx.emplace(db_);
+    } catch (const SqliteError& e) {
+        log::Error(std::string("writer: cannot begin a transaction: ") + e.what());
+        Notify();  // try again
+        return;
+    }
+    bool more = false;
+    try {
+        more = step(*store_);
+    } catch (const std::exception& e) {
+        log::Error(std::string("writer: background work failed and was rolled back: ") + e.what());
+        tx.reset();  // rolls back
+        store_->ForgetCache();
+        if (rolled_back) rolled_back();
+        return;
+    }
+    if (!Commit(tx, 0, more)) {
+        if (rolled_back) rolled_back();
+        return;
+    }
+    AfterCommit();
+}
+
+template <class Store>
+bool GroupWriter<Store>::Commit(std::optional<Transaction>& tx, size_t jobs, bool more) {
+    try {
+        tx->Commit();
+    } catch (const SqliteError& e) {
+        log::Error(std::string("writer: commit failed: ") + e.what());
+        tx.reset();  // rolls back
+        store_->ForgetCache();
+        // Pages a rolled-back transaction spilled are no commit's.
+        (void)db_.TakePagesWritten();
+        return false;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    ++commits_;
+    if (more) notified_ = true;
+    committed_jobs_ = jobs;
+    committed_pages_ = db_.TakePagesWritten();
+    return true;
+}
+
+template <class Store>
+void GroupWriter<Store>::AfterCommit() {
+    std::function<void()> hook;
+    {
+        std::lock_guard<std::mutex> lock(mu_);
+        hook = after_commit_;
+    }
     if (hook) hook();
     HoldWalBound();
 }
@@ -255,12 +293,19 @@ void GroupWriter<Store>::HoldWalBound() {
     if (::stat(wal_path_.c_str(), &st) != 0) return;
     const int64_t size = static_cast<int64_t>(st.st_size);
     if (next_stop_bytes_ < options_.wal_stop_bytes) next_stop_bytes_ = options_.wal_stop_bytes;
+    // What one more commit may add: twice the stop size (the applier sizes its parts to
+    // half of it), or more when a recent commit wrote more (an estimate that was low, a
+    // large group of acknowledgements); the figure decays by a sixteenth per commit.
+    const int64_t commit_bytes = committed_pages_ * kPageBytes;
+    recent_commit_bytes_ = std::max(commit_bytes, recent_commit_bytes_ - recent_commit_bytes_ / 16);
+    const int64_t headroom =
+        std::max(options_.wal_stop_bytes * 2, recent_commit_bytes_ + recent_commit_bytes_ / 4);
     // Past `at_limit` one more transaction could take the WAL over wal_max_bytes: the
     // writer then waits for as long as the readers hold it (each of audsync's own reads
     // is a short statement; an outside one is named by the log line). That holds whatever
     // a truncation that failed earlier put off (next_stop_bytes_).
-    const bool at_limit =
-        options_.wal_max_bytes > 0 && size + options_.wal_stop_bytes * 2 >= options_.wal_max_bytes;
+    const bool at_limit = options_.wal_max_bytes > 0 && size > options_.wal_stop_bytes &&
+                          size + headroom >= options_.wal_max_bytes;
     if (size <= next_stop_bytes_ && !at_limit) {
         if (size <= options_.wal_stop_bytes) next_stop_bytes_ = options_.wal_stop_bytes;
         return;

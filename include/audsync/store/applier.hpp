@@ -68,10 +68,10 @@ class Applier {
     // Returns whether more are waiting.
     bool Step(WriteStore& w);
     // To be called after every commit of the writer (Writer::SetAfterCommit): publishes
-    // what the committed steps applied. Returns whether they applied any event. `jobs`:
-    // the queued jobs the commit carried (Writer::committed_jobs): their pages are counted
-    // with the step's, so such a commit can only lower the pages-per-event estimates.
-    bool Committed(size_t jobs = 0);
+    // what the committed step applied. Returns whether it applied any event.
+    // `pages_written` (Writer::committed_pages): what the commit wrote to the WAL, from
+    // which the step learns the pages its parts write per event.
+    bool Committed(int64_t pages_written);
     // To be called when a step's work was rolled back (Writer::SetBackground): forgets
     // what it staged.
     void RolledBack();
@@ -123,13 +123,8 @@ class Applier {
     // table per event), so that the first transaction cannot overshoot the bound.
     double check_pages_ = 1;
     double member_pages_ = 3;
-    Phase last_phase_ = Phase::kNone;  // of the step whose pages the next step reads
+    Phase last_phase_ = Phase::kNone;  // of the step staged, learnt from at its commit
     int64_t last_units_ = 0;
-    // A commit since the last Learn carried jobs (the sync engine's acknowledgements):
-    // the pages read then are the jobs' too, an upper bound of the step's own. Learning
-    // from them upwards would shrink the next part, and with it the share of the next
-    // transaction's pages that is the step's, until every part is min_batch.
-    bool pages_mixed_ = false;
     int64_t next_inbox_prune_ms_ = 0;
     std::atomic<bool> inbox_prune_running_{false};
     mutable std::mutex mu_;

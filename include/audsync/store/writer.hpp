@@ -94,9 +94,12 @@ class GroupWriter {
 
     // Called on the writer thread after every successful commit.
     void SetAfterCommit(std::function<void()> hook);
-    // Inside the after-commit hook: how many queued jobs the commit carried (0: only
-    // the background step's work).
+    // Inside the after-commit hook: how many queued jobs the commit carried (0: the
+    // background step's work; a step never shares a commit with jobs).
     size_t committed_jobs() const { return committed_jobs_; }
+    // Inside the after-commit hook: the pages that commit wrote to the WAL (with those
+    // its transaction spilled before it).
+    int64_t committed_pages() const { return committed_pages_; }
 
     // Finishes the queued jobs, then stops the thread. Idempotent.
     void Stop();
@@ -120,6 +123,11 @@ class GroupWriter {
 
     void Loop();
     void RunGroup(std::deque<std::unique_ptr<Pending>>& group, bool background);
+    void RunJobs(std::deque<std::unique_ptr<Pending>>& group);
+    void RunBackground();
+    // Commits `tx`; false (rolled back, logged) when SQLite refuses.
+    bool Commit(std::optional<Transaction>& tx, size_t jobs, bool more);
+    void AfterCommit();
 
     WriterOptions options_;
     std::string wal_path_;
@@ -132,7 +140,10 @@ class GroupWriter {
     bool stopping_ = false;
     bool notified_ = false;
     uint64_t commits_ = 0;
-    size_t committed_jobs_ = 0;  // writer thread only
+    size_t committed_jobs_ = 0;    // writer thread only
+    int64_t committed_pages_ = 0;  // writer thread only
+    // The largest recent commit, decaying (HoldWalBound, writer thread only).
+    int64_t recent_commit_bytes_ = 0;
     std::function<void()> after_commit_;
     Background background_;
     std::function<void()> background_rolled_back_;
