@@ -3,9 +3,11 @@
 // load stops (sizes, not times); folds of any batch size decide byte for byte alike.
 #include <doctest/doctest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <memory>
 #include <mutex>
 #include <random>
@@ -461,6 +463,83 @@ TEST_SUITE("storage") {
                                   << " pages");
         CHECK(step_pages.size() > 20);  // folded in many parts
         CHECK(over <= 2);
+    }
+
+    TEST_CASE("a part is sized to a quarter of the room the main WAL has left") {
+        // The same stream folded twice, the applier told that the WAL is empty, then
+        // that it has 64 pages left before its bound (a file of that size stands in for
+        // it): the share of 64 pages falls to 16, so the parts are smaller, and even a
+        // part written at several times its estimate stays within the room.
+        struct Folded {
+            int steps = 0;
+            int64_t most_pages = 0;
+        };
+        auto fold = [](int64_t room_pages) {
+            testing::TempDir dir;
+            const std::string db = dir.File("room.db");
+            const std::string inbox = store::InboxPath(db);
+            MakeDatabase(db);
+            const int64_t now = text::NowMs();
+            const int n = 4000;
+            {
+                store::Database i(inbox, false);
+                store::Transaction tx(i);
+                store::InboxStore s(i);
+                for (int k = 0; k < n; ++k) {
+                    auto e = Entry("r" + std::to_string(k), "aud_" + std::to_string(k % 3),
+                                   "key" + std::to_string(k), true, now, now);
+                    e.seq = k + 1;
+                    REQUIRE(s.Append(e) == e.seq);
+                }
+                tx.Commit();
+            }
+            const int64_t bound = 1024 * 4096;
+            const std::string wal = dir.File("stand-in-wal");
+            {
+                std::FILE* f = std::fopen(wal.c_str(), "wb");
+                REQUIRE(f != nullptr);
+                REQUIRE(::ftruncate(::fileno(f), bound - room_pages * 4096) == 0);
+                std::fclose(f);
+            }
+            store::ApplierOptions options;
+            options.batch = n;
+            options.max_transaction_wal_bytes = 64 * 4096;
+            options.min_batch = 1;
+            options.wal_path = wal;
+            options.max_wal_bytes = bound;
+            store::InboxWriter inbox_writer(inbox, store::WriterOptions{});
+            store::Writer writer(db, store::WriterOptions{});
+            store::Applier applier(inbox, options, inbox_writer);
+            Folded out;
+            std::mutex mu;
+            std::atomic<bool> stepped{false};
+            writer.SetAfterCommit([&] {
+                applier.Committed(writer.committed_pages());
+                std::lock_guard<std::mutex> lock(mu);
+                if (stepped.exchange(false)) {
+                    ++out.steps;
+                    out.most_pages = std::max(out.most_pages, writer.committed_pages());
+                }
+            });
+            writer.SetBackground(
+                [&](store::WriteStore& w) {
+                    stepped = true;
+                    return applier.Step(w);
+                },
+                options.poll_ms, [&] { applier.RolledBack(); });
+            REQUIRE(applier.WaitApplied(n, 120000));
+            writer.Stop();
+            inbox_writer.Stop();
+            std::lock_guard<std::mutex> lock(mu);
+            return out;
+        };
+        const Folded roomy = fold(1024);
+        const Folded tight = fold(64);
+        MESSAGE("steps " << roomy.steps << " / " << tight.steps << ", at most " << roomy.most_pages
+                         << " / " << tight.most_pages << " pages");
+        CHECK(roomy.steps > 5);  // in parts either way
+        CHECK(tight.steps > 2 * roomy.steps);
+        CHECK(tight.most_pages <= 64);
     }
 
     TEST_CASE("a fold in progress whose rows the inbox lost is named, and applying goes on") {

@@ -212,6 +212,8 @@ Status Runtime::Open(const RuntimeOptions& options) {
         aopts.dedupe_window_ms = int64_t{c.dedupe_window_hours} * 3600 * 1000;
         aopts.raw_retention_ms = int64_t{c.raw_retention_hours} * 3600 * 1000;
         aopts.max_transaction_wal_bytes = static_cast<int64_t>(c.limits.max_wal_bytes) / 4;
+        aopts.wal_path = c.database + "-wal";
+        aopts.max_wal_bytes = static_cast<int64_t>(c.limits.max_wal_bytes);
         applier_ = std::make_unique<store::Applier>(inbox_path, aopts, *inbox_writer_);
         store::CheckpointOptions copts;
         copts.max_bytes = static_cast<int64_t>(c.limits.max_wal_bytes);

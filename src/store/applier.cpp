@@ -21,6 +21,12 @@ constexpr int kDedupeSlices = 1024;
 constexpr int64_t kInboxPruneRows = 2000;
 // With a raw retention, applied rows are looked at this often.
 constexpr int64_t kInboxPruneIntervalMs = 10000;
+constexpr double kPageBytes = 4096;
+
+int64_t FileBytes(const std::string& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : 0;
+}
 
 }  // namespace
 
@@ -159,7 +165,16 @@ bool Applier::Step(WriteStore& w) {
     const size_t folded = p.folded;
     const double checks_left = static_cast<double>(p.checks.size() - checked);
     const double rows_left = static_cast<double>(p.order.size() - folded);
-    const double budget = static_cast<double>(options_.max_transaction_wal_bytes) / 4096.0;
+    budget_pages_ = static_cast<double>(options_.max_transaction_wal_bytes) / kPageBytes;
+    if (options_.max_wal_bytes > 0 && !options_.wal_path.empty()) {
+        // A quarter of the room the WAL has left (the writer truncates it between
+        // commits when it can; readers may keep it from doing so): a part written at up
+        // to four times its estimate still leaves the WAL under its bound.
+        const double room = static_cast<double>(
+            std::max<int64_t>(0, options_.max_wal_bytes - FileBytes(options_.wal_path)));
+        budget_pages_ = std::min(budget_pages_, room / 4 / kPageBytes);
+    }
+    const double budget = budget_pages_;
     FoldCounts c;
     // A part is never more than `batch` rows, whatever the estimates say: they were
     // learned on earlier folds (a smaller database, smaller batches) and can be far
@@ -205,7 +220,9 @@ int Applier::NextBatch(int64_t backlog) const {
 }
 
 int Applier::PartSize(double pages_per_event) const {
-    const double pages = static_cast<double>(options_.max_transaction_wal_bytes) / 4096.0;
+    const double pages = budget_pages_ >= 0
+                             ? budget_pages_
+                             : static_cast<double>(options_.max_transaction_wal_bytes) / kPageBytes;
     const double fit = pages_per_event > 0 ? pages / pages_per_event : pages;
     return static_cast<int>(
         std::clamp<double>(fit, options_.min_batch, std::max(options_.min_batch, options_.batch)));
@@ -344,11 +361,6 @@ std::vector<StorageFile> StorageSizes(const std::string& database) {
 }
 
 namespace {
-
-int64_t FileBytes(const std::string& path) {
-    struct stat st {};
-    return ::stat(path.c_str(), &st) == 0 ? static_cast<int64_t>(st.st_size) : 0;
-}
 
 std::string Megabytes(int64_t bytes) { return std::to_string(bytes / (1024 * 1024)) + " MB"; }
 

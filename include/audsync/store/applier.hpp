@@ -33,6 +33,10 @@ struct ApplierOptions {
     // is folded in parts, each a transaction sized from the pages the last parts wrote
     // per event: its window checks in hash order, then its members in key order.
     int64_t max_transaction_wal_bytes = 64LL * 1024 * 1024;
+    // The main database's WAL file and its bound (limits.max_wal_bytes; 0: none): a part
+    // is also sized to a quarter of the room that WAL has left.
+    std::string wal_path;
+    int64_t max_wal_bytes = 0;
     int min_batch = 500;  // the smallest part
     int64_t dedupe_window_ms = 7LL * 24 * 3600 * 1000;
     int64_t raw_retention_ms = 24LL * 3600 * 1000;  // 0: a row goes once it is applied
@@ -84,7 +88,8 @@ class Applier {
     // The batch the next fold reads at most (writer thread; for tests and the bench).
     int NextBatch(int64_t backlog) const;
     // The rows (or window checks) one part takes at `pages_per_event`: what fits
-    // max_transaction_wal_bytes, at least min_batch and at most batch.
+    // max_transaction_wal_bytes (and the last step's quarter of the WAL's room), at least
+    // min_batch and at most batch.
     int PartSize(double pages_per_event) const;
 
   private:
@@ -123,6 +128,8 @@ class Applier {
     // table per event), so that the first transaction cannot overshoot the bound.
     double check_pages_ = 1;
     double member_pages_ = 3;
+    // The pages the step being staged may write (-1 before the first step).
+    double budget_pages_ = -1;
     Phase last_phase_ = Phase::kNone;  // of the step staged, learnt from at its commit
     int64_t last_units_ = 0;
     int64_t next_inbox_prune_ms_ = 0;
