@@ -392,7 +392,8 @@ TEST_SUITE("storage") {
         // job. The part that meets the long keys overshoots the WAL share (learning comes
         // after the fact); the next ones must be sized on what it wrote. Estimates that
         // ignored samples above them (as they must when jobs' pages are mixed in) would
-        // cut every later part on the short keys' figure, each several times over.
+        // cut every later part on the short keys' figure, each several times over. The
+        // part that meets them stops once its transaction has spilled half the share.
         testing::TempDir dir;
         const std::string db = dir.File("grow.db");
         const std::string inbox = store::InboxPath(db);
@@ -420,7 +421,11 @@ TEST_SUITE("storage") {
         options.max_transaction_wal_bytes = share * 4096;
         options.min_batch = 1;
         store::InboxWriter inbox_writer(inbox, store::WriterOptions{});
-        store::Writer writer(db, store::WriterOptions{});
+        // A cache of 64 pages: a transaction that dirties more spills to the WAL before
+        // its commit, which the step sees, and stops its part at half the share.
+        store::WriterOptions small_cache;
+        small_cache.cache_kib = 256;
+        store::Writer writer(db, small_cache);
         store::Applier applier(inbox, options, inbox_writer);
         std::mutex mu;
         std::vector<int64_t> step_pages;  // of each commit that carried a step
@@ -463,6 +468,8 @@ TEST_SUITE("storage") {
                                   << " pages");
         CHECK(step_pages.size() > 20);  // folded in many parts
         CHECK(over <= 2);
+        // Half the share spilled, the cache and one chunk at most.
+        CHECK(most <= 4 * share);
     }
 
     TEST_CASE("a part is sized to a quarter of the room the main WAL has left") {

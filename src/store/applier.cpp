@@ -176,25 +176,56 @@ bool Applier::Step(WriteStore& w) {
     }
     const double budget = budget_pages_;
     FoldCounts c;
+    // Each phase of the step runs in chunks of a 32nd of its part; once the pages the
+    // transaction has spilled to the WAL (dirty pages past the cache, written before the
+    // commit) reach half the share, the step commits what it did: an estimate far below
+    // what the pages now cost (a database grown since it was learnt) cannot take one
+    // transaction past the WAL's bound.
+    const double spill_stop = budget / 2;
+    auto over = [&] { return static_cast<double>(w.PagesSpilled()) >= spill_stop; };
+    auto check = [&](size_t want) {
+        want = std::min(want, p.checks.size());
+        const size_t chunk = std::max<size_t>(1, (want - p.checked + 31) / 32);
+        while (p.checked < want) {
+            w.Dedupe(p, std::min(want, p.checked + chunk));
+            if (over()) return false;
+        }
+        return true;
+    };
+    auto fold = [&](size_t want) {
+        want = std::min(want, p.order.size());
+        const size_t chunk = std::max<size_t>(1, (want - p.folded + 31) / 32);
+        while (p.folded < want) {
+            const FoldCounts more = w.FoldMembers(p, std::min(want, p.folded + chunk));
+            c.accepted += more.accepted;
+            c.duplicates += more.duplicates;
+            c.stale += more.stale;
+            if (over()) return;
+        }
+    };
     // A part is never more than `batch` rows, whatever the estimates say: they were
     // learned on earlier folds (a smaller database, smaller batches) and can be far
     // below what a large plan writes; one part sized on them would hold the WAL and the
     // applied figures for the whole plan.
     if (folded == 0 && p.order.size() <= static_cast<size_t>(options_.batch) &&
         checks_left * check_pages_ + rows_left * member_pages_ <= budget) {
-        // The whole batch fits one transaction.
-        w.Dedupe(p, p.checks.size());
-        c = w.FoldMembers(p, p.order.size());
-        last_phase_ = Phase::kWhole;
-        last_units_ = static_cast<int64_t>(p.order.size());
+        // The whole batch fits one transaction (unless its pages say otherwise).
+        if (check(p.checks.size())) {
+            fold(p.order.size());
+            last_phase_ = Phase::kWhole;
+            last_units_ = static_cast<int64_t>(p.folded);
+        } else {
+            last_phase_ = Phase::kChecks;
+            last_units_ = static_cast<int64_t>(p.checked - checked);
+        }
     } else if (checked < p.checks.size()) {
         // A part of its window checks, a range of the hash space.
-        w.Dedupe(p, checked + static_cast<size_t>(PartSize(check_pages_)));
+        check(checked + static_cast<size_t>(PartSize(check_pages_)));
         last_phase_ = Phase::kChecks;
         last_units_ = static_cast<int64_t>(p.checked - checked);
     } else {
         // A part of its members, a range of the key space.
-        c = w.FoldMembers(p, folded + static_cast<size_t>(PartSize(member_pages_)));
+        fold(folded + static_cast<size_t>(PartSize(member_pages_)));
         last_phase_ = Phase::kMembers;
         last_units_ = static_cast<int64_t>(p.folded - folded);
     }

@@ -181,14 +181,23 @@ Database::CheckpointResult Database::Checkpoint(CheckpointMode mode) {
     return out;
 }
 
-int64_t Database::TakePagesWritten() {
+namespace {
+
+int64_t CacheWrites(sqlite3* db, bool reset) {
     int current = 0;
     int high = 0;
-    if (sqlite3_db_status(db_, SQLITE_DBSTATUS_CACHE_WRITE, &current, &high, 1) != SQLITE_OK) {
+    if (sqlite3_db_status(db, SQLITE_DBSTATUS_CACHE_WRITE, &current, &high, reset ? 1 : 0) !=
+        SQLITE_OK) {
         return 0;
     }
     return current;
 }
+
+}  // namespace
+
+int64_t Database::TakePagesWritten() { return CacheWrites(db_, true); }
+
+int64_t Database::PagesWritten() { return CacheWrites(db_, false); }
 
 void Database::SetBusyTimeoutMs(int ms) { sqlite3_busy_timeout(db_, ms); }
 

@@ -230,6 +230,8 @@ void GroupWriter<Store>::RunBackground() {
         step = background_;
         rolled_back = background_rolled_back_;
     }
+    // What the step's transaction spills is counted from here (Store::PagesSpilled).
+    (void)db_.TakePagesWritten();
     std::optional<Transaction> tx;
     try {
         tx.emplace(db_);

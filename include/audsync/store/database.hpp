@@ -100,6 +100,9 @@ class Database {
     // Pages this connection wrote to the WAL since the last call (dirty pages of its
     // transactions, spills included).
     int64_t TakePagesWritten();
+    // The same without starting the count again: inside a transaction, the pages it has
+    // spilled to the WAL so far (dirty pages past the cache, written before the commit).
+    int64_t PagesWritten();
     // How long a statement waits for a lock before failing SQLITE_BUSY (default
     // kBusyTimeoutMs).
     static constexpr int kBusyTimeoutMs = 10000;

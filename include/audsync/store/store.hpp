@@ -171,6 +171,9 @@ class WriteStore {
                        const mapping::MembershipChange& change, int64_t received_ms);
     // Pages written to the WAL since the last call (see Database::TakePagesWritten).
     int64_t TakePagesWritten() { return db_.TakePagesWritten(); }
+    // Inside the writer's transaction: the pages it has spilled so far (see
+    // Database::PagesWritten; the writer takes the count at each commit).
+    int64_t PagesSpilled() { return db_.PagesWritten(); }
     // The applier's position: every inbox row up to it is folded.
     int64_t AppliedSeq();
     // Moves the position to `seq` and ends the fold in progress.
