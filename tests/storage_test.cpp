@@ -55,6 +55,44 @@ store::InboxEntry Entry(const std::string& message_id, const std::string& audien
     return e;
 }
 
+// Appends the rows `make(k)` makes for k in [0, n) to `inbox`, at positions 1..n.
+template <class Make>
+void FillInbox(const std::string& inbox, int n, const Make& make) {
+    store::Database i(inbox, false);
+    store::Transaction tx(i);
+    store::InboxStore s(i);
+    for (int k = 0; k < n; ++k) {
+        store::InboxEntry e = make(k);
+        e.seq = k + 1;
+        REQUIRE(s.Append(e) == e.seq);
+    }
+    tx.Commit();
+}
+
+// The pages of each commit of an applier's steps: Attach before the writer runs, set
+// `stepped` at the start of each step.
+struct StepCommits {
+    std::mutex mu;
+    std::vector<int64_t> pages;  // of each commit that carried a step
+    int shared = 0;              // of them, those that carried queued jobs too
+    std::atomic<bool> stepped{false};
+
+    void Attach(store::Writer& writer, store::Applier& applier) {
+        writer.SetAfterCommit([this, &writer, &applier] {
+            applier.Committed(writer.committed_pages());
+            std::lock_guard<std::mutex> lock(mu);
+            if (stepped.exchange(false)) {
+                if (writer.committed_jobs() > 0) ++shared;
+                pages.push_back(writer.committed_pages());
+            }
+        });
+    }
+    int64_t most() {
+        std::lock_guard<std::mutex> lock(mu);
+        return pages.empty() ? 0 : *std::max_element(pages.begin(), pages.end());
+    }
+};
+
 // A migrated database with the implicit target, and its inbox.
 void MakeDatabase(const std::string& db) {
     store::Database d(db, true);
@@ -336,18 +374,10 @@ TEST_SUITE("storage") {
             MakeDatabase(db);
             const int64_t now = text::NowMs();
             const int n = 6000;
-            {
-                store::Database i(inbox, false);
-                store::Transaction tx(i);
-                store::InboxStore s(i);
-                for (int k = 0; k < n; ++k) {
-                    auto e = Entry("j" + std::to_string(k), "aud_1", "key" + std::to_string(k),
-                                   true, now, now);
-                    e.seq = k + 1;
-                    REQUIRE(s.Append(e) == e.seq);
-                }
-                tx.Commit();
-            }
+            FillInbox(inbox, n, [&](int k) {
+                return Entry("j" + std::to_string(k), "aud_1", "key" + std::to_string(k), true, now,
+                             now);
+            });
             store::ApplierOptions options;
             options.batch = n;  // one batch, in parts of a 48-page share
             options.max_transaction_wal_bytes = 48 * 4096;
@@ -400,21 +430,13 @@ TEST_SUITE("storage") {
         MakeDatabase(db);
         const int64_t now = text::NowMs();
         const int n = 6000;
-        {
-            store::Database i(inbox, false);
-            store::Transaction tx(i);
-            store::InboxStore s(i);
-            for (int k = 0; k < n; ++k) {
-                // Sorted by key within the segment: the short keys ("a…") fold first.
-                const std::string key =
-                    k < n / 2 ? "a" + std::to_string(100000 + k)
-                              : "b" + std::to_string(100000 + k) + std::string(1500, 'k');
-                auto e = Entry("g" + std::to_string(k), "aud_1", key, true, now, now);
-                e.seq = k + 1;
-                REQUIRE(s.Append(e) == e.seq);
-            }
-            tx.Commit();
-        }
+        FillInbox(inbox, n, [&](int k) {
+            // Sorted by key within the segment: the short keys ("a…") fold first.
+            const std::string key = k < n / 2
+                                        ? "a" + std::to_string(100000 + k)
+                                        : "b" + std::to_string(100000 + k) + std::string(1500, 'k');
+            return Entry("g" + std::to_string(k), "aud_1", key, true, now, now);
+        });
         store::ApplierOptions options;
         options.batch = n;  // one plan, in parts of a 64-page share
         const int64_t share = 64;
@@ -427,19 +449,9 @@ TEST_SUITE("storage") {
         small_cache.cache_kib = 256;
         store::Writer writer(db, small_cache);
         store::Applier applier(inbox, options, inbox_writer);
-        std::mutex mu;
-        std::vector<int64_t> step_pages;  // of each commit that carried a step
-        int shared = 0;                   // commits that carried a step and jobs
-        std::atomic<bool> stepped{false};
+        StepCommits commits;
+        commits.Attach(writer, applier);
         std::atomic<int> jobs{0};
-        writer.SetAfterCommit([&] {
-            applier.Committed(writer.committed_pages());
-            std::lock_guard<std::mutex> lock(mu);
-            if (stepped.exchange(false)) {
-                if (writer.committed_jobs() > 0) ++shared;
-                step_pages.push_back(writer.committed_pages());
-            }
-        });
         writer.SetBackground(
             [&](store::WriteStore& w) {
                 writer.Post([&jobs, k = jobs.load()](store::WriteStore& ws) {
@@ -448,25 +460,21 @@ TEST_SUITE("storage") {
                                       std::nullopt, 0);
                     ++jobs;
                 });
-                stepped = true;
+                commits.stepped = true;
                 return applier.Step(w);
             },
             options.poll_ms, [&] { applier.RolledBack(); });
         REQUIRE(applier.WaitApplied(n, 120000));
         writer.Stop();
         inbox_writer.Stop();
-        std::lock_guard<std::mutex> lock(mu);
         CHECK(jobs.load() > 10);
-        CHECK(shared == 0);
-        int over = 0;
-        int64_t most = 0;
-        for (int64_t pages : step_pages) {
-            most = std::max(most, pages);
-            if (pages > 3 * share) ++over;
-        }
-        MESSAGE(step_pages.size() << " steps, " << over << " over three shares, at most " << most
-                                  << " pages");
-        CHECK(step_pages.size() > 20);  // folded in many parts
+        CHECK(commits.shared == 0);
+        const int64_t most = commits.most();
+        const auto over = std::count_if(commits.pages.begin(), commits.pages.end(),
+                                        [&](int64_t pages) { return pages > 3 * share; });
+        MESSAGE(commits.pages.size()
+                << " steps, " << over << " over three shares, at most " << most << " pages");
+        CHECK(commits.pages.size() > 20);  // folded in many parts
         CHECK(over <= 2);
         // Half the share spilled, the cache and one chunk at most.
         CHECK(most <= 4 * share);
@@ -488,18 +496,10 @@ TEST_SUITE("storage") {
             MakeDatabase(db);
             const int64_t now = text::NowMs();
             const int n = 4000;
-            {
-                store::Database i(inbox, false);
-                store::Transaction tx(i);
-                store::InboxStore s(i);
-                for (int k = 0; k < n; ++k) {
-                    auto e = Entry("r" + std::to_string(k), "aud_" + std::to_string(k % 3),
-                                   "key" + std::to_string(k), true, now, now);
-                    e.seq = k + 1;
-                    REQUIRE(s.Append(e) == e.seq);
-                }
-                tx.Commit();
-            }
+            FillInbox(inbox, n, [&](int k) {
+                return Entry("r" + std::to_string(k), "aud_" + std::to_string(k % 3),
+                             "key" + std::to_string(k), true, now, now);
+            });
             const int64_t bound = 1024 * 4096;
             const std::string wal = dir.File("stand-in-wal");
             {
@@ -517,28 +517,18 @@ TEST_SUITE("storage") {
             store::InboxWriter inbox_writer(inbox, store::WriterOptions{});
             store::Writer writer(db, store::WriterOptions{});
             store::Applier applier(inbox, options, inbox_writer);
-            Folded out;
-            std::mutex mu;
-            std::atomic<bool> stepped{false};
-            writer.SetAfterCommit([&] {
-                applier.Committed(writer.committed_pages());
-                std::lock_guard<std::mutex> lock(mu);
-                if (stepped.exchange(false)) {
-                    ++out.steps;
-                    out.most_pages = std::max(out.most_pages, writer.committed_pages());
-                }
-            });
+            StepCommits commits;
+            commits.Attach(writer, applier);
             writer.SetBackground(
                 [&](store::WriteStore& w) {
-                    stepped = true;
+                    commits.stepped = true;
                     return applier.Step(w);
                 },
                 options.poll_ms, [&] { applier.RolledBack(); });
             REQUIRE(applier.WaitApplied(n, 120000));
             writer.Stop();
             inbox_writer.Stop();
-            std::lock_guard<std::mutex> lock(mu);
-            return out;
+            return Folded{static_cast<int>(commits.pages.size()), commits.most()};
         };
         const Folded roomy = fold(1024);
         const Folded tight = fold(64);

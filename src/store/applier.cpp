@@ -21,7 +21,7 @@ constexpr int kDedupeSlices = 1024;
 constexpr int64_t kInboxPruneRows = 2000;
 // With a raw retention, applied rows are looked at this often.
 constexpr int64_t kInboxPruneIntervalMs = 10000;
-constexpr double kPageBytes = 4096;
+constexpr auto kPageBytes = static_cast<double>(Database::kPageBytes);
 
 int64_t FileBytes(const std::string& path) {
     struct stat st {};

@@ -18,9 +18,6 @@
 namespace audsync::store {
 namespace {
 
-// SQLite's page size in audsync's files (the default; no file sets another).
-constexpr int64_t kPageBytes = 4096;
-
 Error Unavailable(const std::string& message) {
     return MakeError(ErrorCode::kUnavailable, "storage_unavailable", message);
 }
@@ -298,7 +295,7 @@ void GroupWriter<Store>::HoldWalBound() {
     // What one more commit may add: twice the stop size (the applier sizes its parts to
     // half of it), or more when a recent commit wrote more (an estimate that was low, a
     // large group of acknowledgements); the figure decays by a sixteenth per commit.
-    const int64_t commit_bytes = committed_pages_ * kPageBytes;
+    const int64_t commit_bytes = committed_pages_ * Database::kPageBytes;
     recent_commit_bytes_ = std::max(commit_bytes, recent_commit_bytes_ - recent_commit_bytes_ / 16);
     const int64_t headroom =
         std::max(options_.wal_stop_bytes * 2, recent_commit_bytes_ + recent_commit_bytes_ / 4);

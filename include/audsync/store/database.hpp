@@ -106,6 +106,8 @@ class Database {
     // How long a statement waits for a lock before failing SQLITE_BUSY (default
     // kBusyTimeoutMs).
     static constexpr int kBusyTimeoutMs = 10000;
+    // SQLite's page size in audsync's files (the default; no file sets another).
+    static constexpr int64_t kPageBytes = 4096;
     void SetBusyTimeoutMs(int ms);
 
     // The highest applied migration version (0 for an empty database).
